@@ -1,0 +1,482 @@
+#!/usr/bin/env bash
+# The Landfall lab: real Kafka (KRaft), RabbitMQ, HDFS (NameNode + DataNode) and Spark on one
+# Debian 12 host. The same script provisions CI, a laptop and the Vagrant VM.
+#
+#   ./bootstrap.sh [up]            install what is missing, start everything, wait until healthy
+#   ./bootstrap.sh status          each service's state and memory; exit 0 only if all healthy
+#   ./bootstrap.sh stop            stop every service
+#   ./bootstrap.sh start|restart|stop|kill SERVICE   kafka, rabbitmq, namenode, datanode
+#                                  (kill = SIGKILL, for fault tests)
+#   ./bootstrap.sh env             shell exports for the lab tools (eval "$(./bootstrap.sh env)")
+#   ./bootstrap.sh hdfs dfs -ls /  Hadoop's FsShell (also: hdfs dfsadmin -report)
+#   ./bootstrap.sh topic NAME [PARTITIONS]    create a Kafka topic (default 4 partitions)
+#   ./bootstrap.sh produce TOPIC [COUNT]      produce COUNT sample click events (default 1000)
+#   ./bootstrap.sh pyspark | spark-submit …   Spark with the lab's HDFS as default filesystem
+#   ./bootstrap.sh test            bring the lab up, then run the whole test suite
+#
+# All state, logs and downloads live under .lab/ (override with LANDFALL_LAB); `rm -rf .lab`
+# resets the lab. Inside the Vagrant VM (LAB_SYSTEMD=1) the services run as systemd units.
+set -euo pipefail
+
+# ---- versions: the one place they are pinned -------------------------------------------------
+KAFKA_VERSION=4.1.2
+HADOOP_VERSION=3.5.0
+PYSPARK_VERSION=4.3.0
+CONFLUENT_KAFKA_VERSION=2.12.1
+KAFKA_CLUSTER_ID=bGFuZGZhbGwtbGFiLWthZg   # any 22-char base64 id; fixed so re-formats match
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB=${LANDFALL_LAB:-$ROOT/.lab}
+VAGRANT_DIR=$ROOT/vagrant
+LOGS=$LAB/logs
+RUN=$LAB/run
+SYSTEMD=${LAB_SYSTEMD:-0}
+# Services listen on loopback; the VM binds 0.0.0.0 so Vagrant's forwarded ports reach them.
+BIND=${LAB_BIND:-127.0.0.1}
+SERVICES=(kafka rabbitmq namenode datanode)
+
+export RABBITMQ_NODENAME=rabbit@localhost
+export ERL_EPMD_ADDRESS=127.0.0.1
+# On a plain host RabbitMQ runs as root with the lab's environment (rabbit_env); in the VM it
+# runs under Debian's unit, whose /usr/sbin wrappers switch to the rabbitmq user and cookie.
+RABBIT_SBIN=/usr/lib/rabbitmq/bin
+[ "$SYSTEMD" = 1 ] && RABBIT_SBIN=/usr/sbin
+
+say() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
+
+java_home() {
+  local j
+  for j in /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-arm64 /usr/lib/jvm/java-17-openjdk; do
+    [ -x "$j/bin/java" ] && { echo "$j"; return; }
+  done
+  dirname "$(dirname "$(readlink -f "$(command -v java)")")"
+}
+
+# ---- installation ----------------------------------------------------------------------------
+APT_PACKAGES=(openjdk-17-jdk-headless maven rabbitmq-server kcat python3-venv python3-pip curl
+  build-essential pkg-config zlib1g-dev libssl-dev libsasl2-dev shellcheck)
+
+install_apt() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  say "apt: installing ${missing[*]}"
+  local sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  # Deny service starts during install: the lab starts RabbitMQ itself, with its own config.
+  local had_policy=0
+  [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  if [ "$had_policy" -eq 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$had_policy" -eq 1 ] || $sudo rm -f /usr/sbin/policy-rc.d
+}
+
+# Resolves a pom's runtime dependencies into a lib dir of its own (Kafka's and Hadoop's jars
+# must not mix). The stamp records the version so a bump re-resolves.
+install_jars() { # name pom version-property version
+  local name=$1 pom=$2 prop=$3 version=$4 lib=$LAB/$1/lib
+  [ -f "$lib/.stamp" ] && [ "$(cat "$lib/.stamp")" = "$version" ] && return
+  say "maven: resolving $name $version"
+  rm -rf "$lib"; mkdir -p "$lib"
+  mvn -q -B -f "$pom" "-D$prop=$version" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$lib" >"$LOGS/mvn-$name.log" 2>&1 \
+    || die "maven could not resolve $name $version; see $LOGS/mvn-$name.log"
+  echo "$version" >"$lib/.stamp"
+}
+
+install_venv() {
+  local stamp=$LAB/venv/.stamp want="pyspark==$PYSPARK_VERSION confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
+  say "pip: installing $want"
+  /usr/bin/python3 -m venv "$LAB/venv"
+  # shellcheck disable=SC2086
+  "$LAB/venv/bin/pip" install -q --disable-pip-version-check $want >"$LOGS/pip.log" 2>&1 \
+    || die "pip could not install $want; see $LOGS/pip.log"
+  echo "$want" >"$stamp"
+}
+
+render() { # template destination
+  sed -e "s|@LAB@|$LAB|g" -e "s|@KAFKA_BIND@|$BIND|g" -e "s|@HDFS_BIND@|$BIND|g" \
+      -e "s|@RABBIT_BIND@|$BIND|g" "$VAGRANT_DIR/templates/$1" >"$2.tmp"
+  mv "$2.tmp" "$2"
+}
+
+write_configs() {
+  mkdir -p "$LAB/kafka/data" "$LAB/hadoop/conf" "$LAB/hadoop/name" "$LAB/hadoop/data" \
+    "$LAB/rabbitmq" "$LAB/spark/conf" "$LAB/bin" "$LOGS" "$RUN"
+  render kafka-server.properties "$LAB/kafka/server.properties"
+  render kafka-log4j2.properties "$LAB/kafka/log4j2.properties"
+  render core-site.xml "$LAB/hadoop/conf/core-site.xml"
+  render hdfs-site.xml "$LAB/hadoop/conf/hdfs-site.xml"
+  render hadoop-log4j.properties "$LAB/hadoop/conf/log4j.properties"
+  render rabbitmq.conf "$LAB/rabbitmq/rabbitmq.conf"
+  render spark-defaults.conf "$LAB/spark/conf/spark-defaults.conf"
+  echo '[rabbitmq_management].' >"$LAB/rabbitmq/enabled_plugins"
+  write_tools
+}
+
+# Wrappers in .lab/bin, for people (`eval "$(./bootstrap.sh env)"`) and for tests.
+write_tools() {
+  local jh; jh=$(java_home)
+  cat >"$LAB/bin/hdfs" <<EOF
+#!/usr/bin/env bash
+# hdfs dfs …  |  hdfs dfsadmin …   (Hadoop's FsShell / DFSAdmin against the lab NameNode)
+cmd=\${1:-}; shift || true
+case "\$cmd" in
+  dfs) main=org.apache.hadoop.fs.FsShell ;;
+  dfsadmin) main=org.apache.hadoop.hdfs.tools.DFSAdmin ;;
+  *) echo "usage: hdfs dfs|dfsadmin ARGS…" >&2; exit 2 ;;
+esac
+exec "$jh/bin/java" -Xmx256m -XX:TieredStopAtLevel=1 -Dhadoop.log.dir="$LOGS" \\
+  -Dlog4j.configuration=file:$LAB/hadoop/conf/log4j.properties -Dhadoop.root.logger=WARN,console \\
+  -cp "$LAB/hadoop/conf:$LAB/hadoop/lib/*" "\$main" "\$@"
+EOF
+  local tool
+  for tool in pyspark spark-submit; do
+    cat >"$LAB/bin/$tool" <<EOF
+#!/usr/bin/env bash
+# Spark $PYSPARK_VERSION (pip) in local mode with hdfs://127.0.0.1:9000 as default filesystem.
+export JAVA_HOME="$jh" SPARK_CONF_DIR="$LAB/spark/conf" SPARK_LOCAL_IP=127.0.0.1
+export PYSPARK_PYTHON="$LAB/venv/bin/python" PYSPARK_DRIVER_PYTHON="$LAB/venv/bin/python"
+exec "$LAB/venv/bin/$tool" "\$@"
+EOF
+  done
+  cat >"$LAB/bin/lab-python" <<EOF
+#!/usr/bin/env bash
+# The lab's Python (pyspark, confluent-kafka) with Spark's environment set.
+export JAVA_HOME="$jh" SPARK_CONF_DIR="$LAB/spark/conf" SPARK_LOCAL_IP=127.0.0.1
+export PYSPARK_PYTHON="$LAB/venv/bin/python" PYSPARK_DRIVER_PYTHON="$LAB/venv/bin/python"
+exec "$LAB/venv/bin/python" "\$@"
+EOF
+  chmod +x "$LAB/bin/"*
+}
+
+install_all() {
+  mkdir -p "$LOGS" "$RUN"
+  install_apt
+  install_jars kafka "$VAGRANT_DIR/kafka/pom.xml" kafka.version "$KAFKA_VERSION"
+  install_jars hadoop "$VAGRANT_DIR/hadoop/pom.xml" hadoop.version "$HADOOP_VERSION"
+  install_venv
+  write_configs
+  # The DataNode and Spark resolve this host's name; make sure it resolves.
+  if ! getent hosts "$(hostname)" >/dev/null 2>&1 && [ -w /etc/hosts ]; then
+    echo "127.0.1.1 $(hostname)" >>/etc/hosts
+  fi
+}
+
+# ---- service definitions (one command line per service, used by both modes) -----------------
+service_cmd() {
+  local jh; jh=$(java_home)
+  # A string for eval: the classpath wildcard must reach java unexpanded.
+  local hadoop="-Dhadoop.log.dir=$LOGS -Dhadoop.home.dir=$LAB/hadoop \
+-Dlog4j.configuration=file:$LAB/hadoop/conf/log4j.properties -Dhadoop.root.logger=INFO,console \
+-cp '$LAB/hadoop/conf:$LAB/hadoop/lib/*'"
+  case $1 in
+    kafka) echo "$jh/bin/java -Xms256m -Xmx512m -XX:+UseG1GC \
+-Dlog4j2.configurationFile=$LAB/kafka/log4j2.properties -Dkafka.logs.dir=$LOGS \
+-cp '$LAB/kafka/lib/*' kafka.Kafka $LAB/kafka/server.properties" ;;
+    namenode) echo "$jh/bin/java -Xmx512m $hadoop" ;;
+    datanode) echo "$jh/bin/java -Xmx256m $hadoop" ;;
+    *) die "unknown service $1 (one of: ${SERVICES[*]})" ;;
+  esac
+}
+
+java_main() {
+  case $1 in
+    namenode) echo org.apache.hadoop.hdfs.server.namenode.NameNode ;;
+    datanode) echo org.apache.hadoop.hdfs.server.datanode.DataNode ;;
+    *) echo "" ;;
+  esac
+}
+
+# `bootstrap.sh run SERVICE` execs the service in the foreground: systemd units call it.
+run_foreground() {
+  local svc=$1
+  case $svc in
+    rabbitmq)
+      rabbit_env
+      exec "$RABBIT_SBIN/rabbitmq-server" ;;
+    kafka|namenode|datanode)
+      prepare "$svc"
+      eval "exec $(service_cmd "$svc") $(java_main "$svc")" ;;
+    *) die "unknown service $svc" ;;
+  esac
+}
+
+rabbit_env() {
+  [ "$SYSTEMD" = 1 ] && return
+  export HOME=$LAB/rabbitmq   # the Erlang cookie lives here, shared by server and ctl
+  export RABBITMQ_CONFIG_FILE=$LAB/rabbitmq/rabbitmq.conf
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$LAB/rabbitmq/enabled_plugins
+  export RABBITMQ_MNESIA_BASE=$LAB/rabbitmq/mnesia
+  export RABBITMQ_LOG_BASE=$LOGS/rabbitmq
+  export RABBITMQ_PID_FILE=$RUN/rabbitmq.pid
+  mkdir -p "$RABBITMQ_LOG_BASE"
+}
+
+# One-time preparation before a service's first start.
+prepare() {
+  case $1 in
+    kafka)
+      if [ ! -f "$LAB/kafka/data/meta.properties" ]; then
+        say "kafka: formatting KRaft storage"
+        "$(java_home)/bin/java" -Xmx256m -Dlog4j2.configurationFile="$LAB/kafka/log4j2.properties" \
+          -cp "$LAB/kafka/lib/*" kafka.tools.StorageTool format --standalone \
+          -t "$KAFKA_CLUSTER_ID" -c "$LAB/kafka/server.properties" >"$LOGS/kafka-format.log" 2>&1 \
+          || die "kafka storage format failed; see $LOGS/kafka-format.log"
+      fi ;;
+    namenode)
+      if [ ! -f "$LAB/hadoop/name/current/VERSION" ]; then
+        say "namenode: formatting HDFS"
+        eval "$(service_cmd namenode) org.apache.hadoop.hdfs.server.namenode.NameNode -format -nonInteractive -force" \
+          >"$LOGS/namenode-format.log" 2>&1 || die "namenode format failed; see $LOGS/namenode-format.log"
+      fi ;;
+  esac
+}
+
+# ---- process control (plain host: background processes with pid files) ----------------------
+pid_of() {
+  local svc=$1 pid
+  # RabbitMQ writes its own pid file (RABBITMQ_PID_FILE); the others get one from start_service.
+  pid=$(cat "$RUN/$svc.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then pid=; fi
+  echo "$pid"
+}
+
+start_service() {
+  local svc=$1
+  if [ "$SYSTEMD" = 1 ]; then
+    systemctl start "$(unit_of "$svc")"
+    return
+  fi
+  [ -n "$(pid_of "$svc")" ] && return
+  case $svc in
+    rabbitmq)
+      ( rabbit_env; setsid nohup "$RABBIT_SBIN/rabbitmq-server" >"$LOGS/rabbitmq.log" 2>&1 & ) ;;
+    *)
+      prepare "$svc"
+      local cmd; cmd="$(service_cmd "$svc") $(java_main "$svc")"
+      setsid nohup bash -c "exec $cmd" >"$LOGS/$svc.log" 2>&1 &
+      echo $! >"$RUN/$svc.pid" ;;
+  esac
+}
+
+stop_service() {
+  local svc=$1 pid i
+  if [ "$SYSTEMD" = 1 ]; then systemctl stop "$(unit_of "$svc")"; return; fi
+  pid=$(pid_of "$svc")
+  [ -n "$pid" ] || return 0
+  if [ "$svc" = rabbitmq ]; then
+    ( rabbit_env; "$RABBIT_SBIN/rabbitmqctl" -q stop >/dev/null 2>&1 ) || kill "$pid" 2>/dev/null || true
+  else
+    kill "$pid" 2>/dev/null || true   # SIGTERM: Kafka does a controlled shutdown
+  fi
+  for i in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+    [ "$i" -eq 60 ] && kill -9 "$pid" 2>/dev/null
+  done
+  rm -f "$RUN/$svc.pid"
+}
+
+kill_service() {
+  local svc=$1 pid
+  if [ "$SYSTEMD" = 1 ]; then systemctl kill -s KILL "$(unit_of "$svc")"; return; fi
+  pid=$(pid_of "$svc")
+  [ -n "$pid" ] || { say "$svc is not running"; return 0; }
+  kill -9 "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  say "$svc killed (pid $pid)"
+}
+
+unit_of() {
+  case $1 in
+    kafka) echo kafka.service ;;
+    rabbitmq) echo rabbitmq-server.service ;;
+    namenode) echo hdfs-namenode.service ;;
+    datanode) echo hdfs-datanode.service ;;
+  esac
+}
+
+# ---- health ----------------------------------------------------------------------------------
+jmx() { curl -sf --max-time 3 "http://127.0.0.1:9870/jmx?qry=$1" 2>/dev/null; }
+
+healthy() {
+  case $1 in
+    kafka) kcat -L -b 127.0.0.1:9092 -m 3 >/dev/null 2>&1 ;;
+    rabbitmq) ( rabbit_env; "$RABBIT_SBIN/rabbitmq-diagnostics" -q ping >/dev/null 2>&1 ) ;;
+    namenode)
+      # Up and out of safe mode (the NameNodeInfo bean reports an empty Safemode string then).
+      jmx 'Hadoop:service=NameNode,name=NameNodeInfo' | grep -q '"Safemode" : ""' ;;
+    datanode)
+      # The DataNode itself says it is registered with the active NameNode, and the NameNode
+      # counts at least one live DataNode (either alone can be stale right after a kill).
+      local live
+      curl -sf --max-time 3 'http://127.0.0.1:9864/jmx?qry=Hadoop:service=DataNode,name=DataNodeInfo' 2>/dev/null \
+        | grep -q 'ActorState\\":\\"RUNNING\\".*NamenodeHaState\\":\\"active' || return 1
+      live=$(jmx 'Hadoop:service=NameNode,name=FSNamesystemState' | sed -n 's/.*"NumLiveDataNodes" : \([0-9]*\).*/\1/p')
+      [ "${live:-0}" -ge 1 ] ;;
+  esac
+}
+
+wait_healthy() { # service timeout-seconds
+  local svc=$1 limit=$2 start=$SECONDS
+  until healthy "$svc"; do
+    if [ "$SYSTEMD" != 1 ] && [ -z "$(pid_of "$svc")" ] && [ $((SECONDS - start)) -gt 5 ]; then
+      tail -n 20 "$LOGS/$svc.log" >&2 2>/dev/null || true
+      die "$svc exited during start; see $LOGS/$svc.log"
+    fi
+    [ $((SECONDS - start)) -lt "$limit" ] || die "$svc not healthy after ${limit}s; see $LOGS/$svc.log"
+    sleep 1
+  done
+  if [ "$svc" = rabbitmq ]; then ( rabbit_env; "$RABBIT_SBIN/rabbitmqctl" -q await_startup >/dev/null ); fi
+  say "$svc healthy ($((SECONDS - start))s)"
+}
+
+rss_mb() { # pid -> resident MB
+  awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+status() {
+  local svc pid ok=0 total=0 mb state
+  printf '%-10s %-9s %8s %s\n' SERVICE STATE RSS_MB PID
+  for svc in "${SERVICES[@]}"; do
+    if [ "$SYSTEMD" = 1 ]; then
+      pid=$(systemctl show -p MainPID --value "$(unit_of "$svc")" 2>/dev/null || true)
+      [ "$pid" = 0 ] && pid=
+    else
+      pid=$(pid_of "$svc")
+    fi
+    mb=0
+    if [ -n "$pid" ]; then
+      mb=$(rss_mb "$pid")
+      if healthy "$svc"; then state=healthy; else state=unhealthy; ok=1; fi
+    else
+      state=down; ok=1
+    fi
+    total=$((total + mb))
+    printf '%-10s %-9s %8s %s\n' "$svc" "$state" "$mb" "${pid:--}"
+  done
+  printf '%-10s %-9s %8s\n' total "" "$total"
+  return $ok
+}
+
+start_all() {
+  local svc
+  # One after another: CPU is the scarce resource on 2 cores.
+  for svc in namenode datanode kafka rabbitmq; do
+    start_service "$svc"
+    case $svc in
+      namenode) wait_until_listening 9870 120 namenode ;;
+      datanode) wait_healthy namenode 180; wait_healthy datanode 120 ;;
+      kafka) wait_healthy kafka 120 ;;
+      rabbitmq) wait_healthy rabbitmq 120 ;;
+    esac
+  done
+}
+
+wait_until_listening() { # port timeout name
+  local start=$SECONDS
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    [ $((SECONDS - start)) -lt "$2" ] || die "$3 did not open port $1 within $2s; see $LOGS/$3.log"
+    if [ -z "$(pid_of "$3")" ]; then tail -n 20 "$LOGS/$3.log" >&2; die "$3 exited; see $LOGS/$3.log"; fi
+    sleep 1
+  done
+}
+
+summary() {
+  cat <<EOF
+
+Landfall lab is up (state in $LAB)
+  Kafka $KAFKA_VERSION (KRaft)   127.0.0.1:9092
+  RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null | cut -d- -f1)         amqp://guest:guest@127.0.0.1:5672   UI http://127.0.0.1:15672 (guest/guest)
+  HDFS $HADOOP_VERSION           hdfs://127.0.0.1:9000                UI http://127.0.0.1:9870
+  Spark $PYSPARK_VERSION (pyspark)  ./bootstrap.sh pyspark   (default FS is the lab HDFS)
+Tools: eval "\$(./bootstrap.sh env)"  then  hdfs dfs -ls /, pyspark, spark-submit
+       ./bootstrap.sh topic NAME 4 ; ./bootstrap.sh produce NAME 1000 ; ./bootstrap.sh status
+EOF
+}
+
+up() {
+  local t0=$SECONDS
+  install_all
+  if [ "$SYSTEMD" = 1 ]; then install_units; fi
+  start_all
+  status || die "some services are not healthy"
+  if [ "$SYSTEMD" = 1 ]; then install_daemon; fi
+  summary
+  say "lab ready in $((SECONDS - t0))s"
+}
+
+install_units() {
+  local unit
+  for unit in "$VAGRANT_DIR"/systemd/*.service; do
+    sed -e "s|@ROOT@|$ROOT|g" -e "s|@LAB@|$LAB|g" "$unit" >"/etc/systemd/system/$(basename "$unit")"
+  done
+  # RabbitMQ runs under Debian's own unit, pointed at the lab config.
+  mkdir -p /etc/systemd/system/rabbitmq-server.service.d
+  cat >/etc/systemd/system/rabbitmq-server.service.d/lab.conf <<EOF
+[Service]
+Environment=RABBITMQ_CONFIG_FILE=$LAB/rabbitmq/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$LAB/rabbitmq/enabled_plugins
+EOF
+  chmod -R a+rX "$LAB/rabbitmq"
+  systemctl daemon-reload
+  systemctl enable kafka.service hdfs-namenode.service hdfs-datanode.service rabbitmq-server.service
+}
+
+# The VM also runs Landfall itself as a unit, on the example pipelines.
+install_daemon() {
+  if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    say "rust: installing the stable toolchain with rustup"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >"$LOGS/rustup.log" 2>&1 \
+      || die "rustup failed; see $LOGS/rustup.log"
+  fi
+  say "landfall: building (release)"
+  (cd "$ROOT" && PATH=$HOME/.cargo/bin:$PATH cargo build --release --locked) >"$LOGS/cargo.log" 2>&1 \
+    || die "cargo build failed; see $LOGS/cargo.log"
+  systemctl enable --now landfall.service
+  say "landfall.service running: journalctl -u landfall -f"
+}
+
+
+main() {
+  local cmd=${1:-up}
+  [ $# -gt 0 ] && shift
+  case $cmd in
+    up) up ;;
+    status) status ;;
+    stop)
+      local svc
+      for svc in rabbitmq kafka datanode namenode; do stop_service "$svc"; done
+      say "all services stopped" ;;
+    start|restart|kill)
+      [ $# -eq 1 ] || die "usage: $0 $cmd SERVICE (one of: ${SERVICES[*]})"
+      local svc=$1
+      case " ${SERVICES[*]} " in *" $svc "*) ;; *) die "unknown service $svc (one of: ${SERVICES[*]})" ;; esac
+      case $cmd in
+        kill) kill_service "$svc" ;;
+        *)
+          [ "$cmd" = restart ] && stop_service "$svc"
+          start_service "$svc"
+          if [ "$svc" = namenode ]; then wait_until_listening 9870 120 namenode; wait_healthy namenode 180
+          else wait_healthy "$svc" 180; fi ;;
+      esac ;;
+    run) run_foreground "$@" ;;
+    env) printf 'export PATH=%q:\x24PATH\nexport LANDFALL_LAB=%q\n' "$LAB/bin" "$LAB" ;;
+    hdfs) exec "$LAB/bin/hdfs" "$@" ;;
+    pyspark|spark-submit) exec "$LAB/bin/$cmd" "$@" ;;
+    topic) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" create-topic "$@" ;;
+    produce) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" produce "$@" ;;
+    test) up; cd "$ROOT" && exec cargo test --locked --release ;;
+    -h|--help|help) sed -n '2,20p' "$0" ;;
+    *) die "unknown command $cmd; see $0 --help" ;;
+  esac
+}
+
+main "$@"
