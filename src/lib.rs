@@ -1,1 +1,33 @@
-//! Landfall.
+//! Landfall lands Kafka streams in a Hadoop data lake: it consumes messages, decodes JSON into
+//! Apache Arrow with a declared schema, writes Spark-correct Parquet and publishes the files
+//! atomically into Hive-style partitions on HDFS (or a local directory), exactly once.
+//!
+//! The module tree follows the data, one way:
+//!
+//! ```text
+//! source/ (kafka)  →  decode (JSON → Arrow rows, per message)  →  partition (Hive path)
+//!   →  pipeline/partitions (buffers per source partition, roll policy)
+//!   →  parquet (Spark-correct writer)  →  sink/ (hdfs, local: the FileStore seam)
+//!   →  commit (manifest = commit point and fence, publish by rename)   ← recovery reads it
+//! ```
+//!
+//! - [`config`]: pipeline YAML and daemon settings, checked in three layers (parse, semantic,
+//!   live probe), every problem reported with `file:line:column` and its key path.
+//! - [`schema`]: the declared column types and their Arrow/Parquet mapping.
+//! - [`quarantine`]: where messages that cannot become rows go (`<table>/_rejected/`).
+//! - [`pipeline`] ties one pipeline together: a consumer thread and a writer task.
+//! - [`daemon`] runs many pipelines, handles signals and restarts failed pipelines.
+//!
+//! `docs/exactly-once.md` explains the commit protocol and what happens at each crash point.
+
+pub mod commit;
+pub mod config;
+pub mod daemon;
+pub mod decode;
+pub mod parquet;
+pub mod partition;
+pub mod pipeline;
+pub mod quarantine;
+pub mod schema;
+pub mod sink;
+pub mod source;

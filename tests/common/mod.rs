@@ -70,3 +70,188 @@ pub fn run_spark(script: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+// ---- Kafka ------------------------------------------------------------------------------------
+
+/// Creates a topic with `partitions` partitions (fails the test if Kafka refuses).
+pub async fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    require_kafka();
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", KAFKA).create().unwrap();
+    let res = admin
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .expect("Kafka admin request");
+    assert!(res[0].is_ok(), "create topic {topic}: {:?}", res[0]);
+}
+
+/// Produces every `(partition, payload)` and waits until Kafka acknowledged all of them.
+pub async fn produce(topic: &str, messages: impl IntoIterator<Item = (i32, Vec<u8>)>) -> usize {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut n = 0;
+    for (partition, payload) in messages {
+        let record = FutureRecord::<(), _>::to(topic).partition(partition).payload(&payload);
+        pending.push(producer.send(record, Duration::from_secs(60)));
+        n += 1;
+        if pending.len() >= 10_000 {
+            use futures::StreamExt;
+            while let Some(r) = pending.next().await {
+                r.expect("Kafka acknowledges the message");
+            }
+        }
+    }
+    use futures::StreamExt;
+    while let Some(r) = pending.next().await {
+        r.expect("Kafka acknowledges the message");
+    }
+    n
+}
+
+/// Start of the event-time range of generated events: 2026-11-25T14:00:00Z, in micros.
+pub const BASE_TS_MICROS: i64 = 1_795_615_200_000_000;
+
+/// Event `i` of `n`: unique id, ts spread over 3.5 hours from BASE_TS (so ≥ 4 hour partitions),
+/// an exact decimal, a list and a struct. Deterministic, so tests can compute expected values.
+pub fn event(i: u64, n: u64) -> String {
+    let ts_micros = BASE_TS_MICROS + (i as i128 * 12_600_000_000 / n.max(1) as i128) as i64;
+    let secs = ts_micros.div_euclid(1_000_000);
+    let ts = chrono::DateTime::from_timestamp(secs, (ts_micros.rem_euclid(1_000_000) * 1000) as u32).unwrap();
+    // Alternate between RFC 3339 with an offset and epoch milliseconds.
+    let ts_json = if i % 2 == 0 {
+        format!("\"{}\"", ts.with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap()).to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
+    } else {
+        (ts_micros / 1000).to_string()
+    };
+    format!(
+        r#"{{"id":"evt-{i:09}","user_id":{},"amount":"{}.{:02}","ts":{ts_json},"tags":["t{}","x"],"geo":{{"lat":{}.25,"lon":-{}.5}},"extra":"ignored"}}"#,
+        i * 7,
+        i % 100_000,
+        i % 100,
+        i % 5,
+        i % 90,
+        i % 180
+    )
+}
+
+/// The hour partition path (`dt=…/hour=…`) of event `i` of `n`.
+pub fn event_partition(i: u64, n: u64) -> String {
+    let ts_micros = BASE_TS_MICROS + (i as i128 * 12_600_000_000 / n.max(1) as i128) as i64;
+    let ts = chrono::DateTime::from_timestamp(ts_micros.div_euclid(1_000_000), 0).unwrap();
+    ts.format("dt=%Y-%m-%d/hour=%H").to_string()
+}
+
+// ---- Landfall ---------------------------------------------------------------------------------
+
+/// The pipeline file the tests run: the README's clicks pipeline on a unique topic and table.
+pub fn pipeline_yaml(name: &str, topic: &str, sink: &str, roll_max_age: &str) -> String {
+    format!(
+        r#"name: {name}
+source:
+  kafka:
+    brokers: ["{KAFKA}"]
+    topics: ["{topic}"]
+    group: {name}
+    start: earliest
+    options: {{}}
+decode:
+  json:
+    schema:
+      - {{ name: id,      type: string, required: true }}
+      - {{ name: user_id, type: int64 }}
+      - {{ name: amount,  type: "decimal(12,2)" }}
+      - {{ name: ts,      type: timestamp, required: true }}
+      - {{ name: tags,    type: "list<string>" }}
+      - {{ name: geo,     type: "struct<lat: float64, lon: float64>" }}
+partition:
+  path: "dt={{ts:%Y-%m-%d}}/hour={{ts:%H}}"
+  timezone: UTC
+roll:
+  max_rows: 1000000
+  max_bytes: 128MiB
+  max_age: {roll_max_age}
+parquet:
+  compression: zstd
+sink:
+{sink}
+"#
+    )
+}
+
+/// `sink:` body for a table on the lab HDFS.
+pub fn hdfs_sink(path: &str) -> String {
+    format!("  hdfs:\n    url: {HDFS_URL}\n    path: {path}\n")
+}
+
+/// A command running the built `landfall` binary with the repo's daemon settings.
+pub fn landfall() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
+    cmd.current_dir(repo_root()).arg("--config").arg(repo_root().join("config/landfall.yaml"));
+    cmd
+}
+
+/// Writes `yaml` to a fresh temp dir and returns (dir guard, file path).
+pub fn pipeline_file(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (dir, path)
+}
+
+/// Spark's view of a table (see tests/spark/verify_table.py).
+pub fn spark_verify(table_url: &str, ids: &[&str]) -> serde_json::Value {
+    let mut args = vec![table_url];
+    args.extend_from_slice(ids);
+    let out = run_spark("verify_table.py", &args);
+    let line = out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT in Spark output:\n{out}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// Paths of every published data file under `dir` (recursive, skipping `_`/`.` names), via
+/// hdfs-native, and the offset ranges encoded in their names, per partition.
+pub async fn published_ranges(dir: &str) -> std::collections::BTreeMap<i32, Vec<(i64, i64)>> {
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let mut ranges: std::collections::BTreeMap<i32, std::collections::BTreeSet<(i64, i64)>> = Default::default();
+    let mut stack = vec![dir.to_string()];
+    while let Some(d) = stack.pop() {
+        for st in client.list_status(&d, false).await.unwrap() {
+            let name = st.path.rsplit('/').next().unwrap().to_string();
+            if st.isdir {
+                if !name.starts_with('_') && !name.starts_with('.') || name == "_rejected" {
+                    stack.push(st.path.clone());
+                }
+                continue;
+            }
+            // part-<topic>-<partition>-<start>-<end>-<n>.<codec>.parquet
+            let stem = name.trim_start_matches("part-");
+            let fields: Vec<&str> = stem.rsplitn(4, '-').collect();
+            let (n_codec, end, start, rest) = (fields[0], fields[1], fields[2], fields[3]);
+            let _ = n_codec;
+            let partition: i32 = rest.rsplit('-').next().unwrap().parse().unwrap();
+            ranges.entry(partition).or_default().insert((start.parse().unwrap(), end.parse().unwrap()));
+        }
+    }
+    ranges.into_iter().map(|(p, s)| (p, s.into_iter().collect())).collect()
+}
+
+/// Asserts the ranges of each partition tile 0..count exactly: no gap, no overlap.
+pub fn assert_tiles(ranges: &std::collections::BTreeMap<i32, Vec<(i64, i64)>>, counts: &std::collections::BTreeMap<i32, i64>) {
+    for (p, count) in counts {
+        let r = ranges.get(p).unwrap_or_else(|| panic!("no files for partition {p}"));
+        let mut next = 0;
+        for (start, end) in r {
+            assert_eq!(*start, next, "partition {p}: range {start}..={end} does not start at {next} (gap or overlap); ranges {r:?}");
+            next = end + 1;
+        }
+        assert_eq!(next, *count, "partition {p}: ranges end at {next}, expected {count}; ranges {r:?}");
+    }
+}

@@ -1,0 +1,340 @@
+//! [`CommitLog`]: the commit log of one (topic, partition), and the two operations the
+//! pipeline needs from it: `recover` on assignment and `commit` per batch.
+//! See `docs/exactly-once.md` for the protocol and its crash-point analysis.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::commit::manifest::{Manifest, ManifestFile, MANIFEST_VERSION};
+use crate::commit::paths;
+use crate::commit::retry::with_backoff;
+use crate::commit::{CommitError, RunContext};
+use crate::sink::{FileStore, StoreError};
+
+/// A file the writer has closed under `_landfall/staging/` and wants committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedFile {
+    /// Its path, as returned by [`paths::staged_path`].
+    pub staged: String,
+    /// Directory relative to the table root where it is published: the Hive path
+    /// (`dt=2026-11-25/hour=17`), `_rejected/…` for quarantine, or empty for the table root.
+    pub dir: String,
+    /// Suffix of the published name after the counter, e.g. `zstd.parquet`.
+    pub ext: String,
+    /// Rows (or quarantined records) in the file; recorded for operators and verifiers.
+    pub rows: u64,
+}
+
+/// Where the log stands, as far as this writer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// Not recovered yet, or a commit failed half-way: only `recover` is allowed.
+    Unknown,
+    /// The log was empty at recovery: the next commit is #0 and may start anywhere.
+    Empty,
+    /// The last commit is #`seq`; the next one is #`seq+1` and starts at offset `next`.
+    After { seq: u64, next: i64 },
+}
+
+/// The commit log of one (topic, partition) in one table.
+///
+/// One instance per assigned partition; methods take `&mut self` because a partition has
+/// exactly one committer at a time (the borrow checker enforces it inside the process, the
+/// store's create-if-absent fence across processes).
+pub struct CommitLog {
+    pub(super) store: Arc<dyn FileStore>,
+    pub(super) run: RunContext,
+    root: String,
+    topic: String,
+    partition: i32,
+    dir: String,
+    position: Position,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl CommitLog {
+    /// A log for `topic`/`partition` of the table at `table_root`. No I/O: call
+    /// [`recover`](Self::recover) before the first commit.
+    pub fn new(
+        store: Arc<dyn FileStore>,
+        table_root: &str,
+        topic: &str,
+        partition: i32,
+        run: RunContext,
+    ) -> Result<Self, CommitError> {
+        let root = paths::table_root(table_root)?;
+        paths::check_run_id(&run.run_id)?;
+        if topic.is_empty() || partition < 0 {
+            return Err(CommitError::Invalid(format!(
+                "topic {topic:?} partition {partition}: need a non-empty topic and a partition >= 0"
+            )));
+        }
+        if run.config.keep == 0 {
+            return Err(CommitError::Invalid("keep must be at least 1 (the latest manifest is the resume point)".into()));
+        }
+        let dir = paths::commit_dir(&root, topic, partition);
+        Ok(CommitLog { store, run, root, topic: topic.to_string(), partition, dir, position: Position::Unknown })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// This partition's commit directory.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The offset the next commit must start at; `None` before recovery, after a failed
+    /// commit, or when the log is empty.
+    pub fn next_offset(&self) -> Option<i64> {
+        match self.position {
+            Position::After { next, .. } => Some(next),
+            _ => None,
+        }
+    }
+
+    /// Brings the table up to date with the log and says where to resume.
+    ///
+    /// Lists only this partition's commit directory (a few files, thanks to pruning), reads
+    /// the newest manifest, re-drives its publish (idempotent) and prunes. Returns the offset
+    /// after the last commit, or `None` for an empty log (the caller applies its `start:
+    /// earliest|latest` policy). Never lists the table, so resuming does not slow down as the
+    /// table grows.
+    pub async fn recover(&mut self) -> Result<Option<i64>, CommitError> {
+        self.position = Position::Unknown;
+        let latest = with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || {
+            self.load_latest()
+        })
+        .await?;
+        let Some((seqs, manifest)) = latest else {
+            self.position = Position::Empty;
+            tracing::info!(topic = %self.topic, partition = self.partition, "commit log is empty");
+            return Ok(None);
+        };
+        let path = paths::manifest_path(&self.dir, manifest.seq);
+        self.publish(&manifest, &path).await?;
+        self.prune(manifest.seq, &seqs).await;
+        let next = manifest.end + 1;
+        self.position = Position::After { seq: manifest.seq, next };
+        tracing::info!(
+            topic = %self.topic, partition = self.partition, seq = manifest.seq, next,
+            "recovered: resuming after commit #{} (offsets {}..={})", manifest.seq, manifest.start, manifest.end
+        );
+        Ok(Some(next))
+    }
+
+    /// Commits offsets `start..=end`, which live in exactly `files` (data and quarantine),
+    /// and publishes them. Returns the manifest written.
+    ///
+    /// Steps: check the staged files (exist, younger than grace/2); write the manifest to a
+    /// temp name; rename it to `<seq>.json` without overwrite (the commit point and the
+    /// fence); read it back; check no newer commit exists (the zombie check); publish each
+    /// file; prune old manifests. `NotRecovered`, `OutOfOrder` and reversed offsets leave the
+    /// log untouched; after any other error the position is unknown and `recover` must run
+    /// before the next commit. [`CommitError::Fenced`] means another writer owns the partition.
+    pub async fn commit(&mut self, start: i64, end: i64, files: Vec<StagedFile>) -> Result<Manifest, CommitError> {
+        let seq = match self.position {
+            Position::Unknown => {
+                return Err(CommitError::NotRecovered { topic: self.topic.clone(), partition: self.partition })
+            }
+            Position::Empty => 0,
+            Position::After { seq, next } => {
+                if start != next {
+                    return Err(CommitError::OutOfOrder {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        expected: next,
+                        got: start,
+                    });
+                }
+                seq + 1
+            }
+        };
+        if start < 0 || end < start {
+            return Err(CommitError::Invalid(format!("offsets {start}..={end}: need 0 <= start <= end")));
+        }
+        self.position = Position::Unknown;
+        let manifest = self.prepare(seq, start, end, &files).await?;
+        let bytes = manifest.to_json();
+        let slot = paths::manifest_path(&self.dir, seq);
+        let tmp = with_backoff("write the manifest", &self.run.config.backoff, &self.run.stop, || {
+            self.write_tmp(seq, &bytes)
+        })
+        .await?;
+        with_backoff("commit the manifest", &self.run.config.backoff, &self.run.stop, || {
+            self.commit_point(&manifest, &tmp, &slot, &bytes)
+        })
+        .await?;
+        let seqs = self.check_not_superseded(&manifest, &slot, &bytes).await?;
+        self.publish(&manifest, &slot).await?;
+        self.prune(seq, &seqs).await;
+        self.position = Position::After { seq, next: end + 1 };
+        tracing::debug!(topic = %self.topic, partition = self.partition, seq, start, end, files = manifest.files.len(), "committed");
+        Ok(manifest)
+    }
+
+    /// Stats every staged file and builds the manifest.
+    async fn prepare(&self, seq: u64, start: i64, end: i64, files: &[StagedFile]) -> Result<Manifest, CommitError> {
+        let staging = format!("{}/{}/staging/", self.root, paths::STATE_DIR);
+        let limit_ms = self.run.config.grace.as_millis() as u64 / 2;
+        let mut out = Vec::with_capacity(files.len());
+        for (n, f) in files.iter().enumerate() {
+            if !f.staged.starts_with(&staging) || files[..n].iter().any(|g| g.staged == f.staged) {
+                return Err(CommitError::Invalid(format!(
+                    "staged file {} is not under {staging} or is listed twice",
+                    f.staged
+                )));
+            }
+            let name = paths::final_file_name(&self.topic, self.partition, start, end, n, &f.ext)?;
+            let final_path = paths::final_path(&self.root, &f.dir, &name)?;
+            let status = with_backoff("check a staged file", &self.run.config.backoff, &self.run.stop, || async {
+                self.store.stat(&f.staged).await.map_err(CommitError::from)
+            })
+            .await?
+            .ok_or_else(|| CommitError::MissingStaged { path: f.staged.clone() })?;
+            let age_ms = now_ms().saturating_sub(status.modified_ms);
+            if age_ms > limit_ms {
+                return Err(CommitError::StaleStaged {
+                    path: f.staged.clone(),
+                    age_s: age_ms / 1000,
+                    limit_s: limit_ms / 1000,
+                });
+            }
+            out.push(ManifestFile { staged: f.staged.clone(), final_path, rows: f.rows, bytes: status.len });
+        }
+        Ok(Manifest {
+            version: MANIFEST_VERSION,
+            topic: self.topic.clone(),
+            partition: self.partition,
+            seq,
+            start,
+            end,
+            files: out,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            run_id: self.run.run_id.clone(),
+        })
+    }
+
+    /// Writes the manifest under a fresh temp name (fresh per attempt, so the remains of a
+    /// lost attempt never collide; orphan cleanup removes them).
+    async fn write_tmp(&self, seq: u64, bytes: &[u8]) -> Result<String, CommitError> {
+        let tmp = paths::tmp_manifest_path(&self.root, &self.topic, self.partition, seq);
+        let mut w = self.store.create(&tmp).await?;
+        w.write(bytes::Bytes::copy_from_slice(bytes)).await?;
+        w.close().await?;
+        Ok(tmp)
+    }
+
+    /// The commit point: rename without overwrite, then read back. Whatever the rename
+    /// answered, the slot's content decides: our bytes → committed (possibly by an earlier
+    /// attempt whose answer was lost); other bytes → fenced. Reading back also guards against
+    /// a store that reports success by guessing (the HDFS store treats "src gone, dst
+    /// present" as success, which is wrong if orphan cleanup removed our temp file and
+    /// another writer took the slot).
+    async fn commit_point(&self, m: &Manifest, tmp: &str, slot: &str, bytes: &[u8]) -> Result<(), CommitError> {
+        match self.store.rename(tmp, slot).await {
+            Ok(()) | Err(StoreError::AlreadyExists { .. } | StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match self.read_opt(slot).await? {
+            Some(found) if found == bytes => Ok(()),
+            Some(_) => {
+                if let Err(e) = self.store.delete(tmp).await {
+                    tracing::debug!(tmp, error = %e, "could not delete the unused manifest temp file; orphan cleanup will");
+                }
+                Err(self.fenced(m, format!("{slot} was committed by another writer")))
+            }
+            None => Err(CommitError::Vanished { what: "manifest temp file", path: tmp.to_string() }),
+        }
+    }
+
+    /// The zombie check. Our create succeeded, but that alone does not prove ownership: the
+    /// slot may have been free only because pruning removed an old manifest. Any newer
+    /// manifest proves this writer stale: take ours back and report `Fenced`.
+    /// Returns the sequence numbers listed, for pruning.
+    async fn check_not_superseded(&self, m: &Manifest, slot: &str, bytes: &[u8]) -> Result<Vec<u64>, CommitError> {
+        let seqs = with_backoff("list the commit log", &self.run.config.backoff, &self.run.stop, || self.list_seqs()).await?;
+        let Some(newer) = seqs.iter().copied().filter(|s| *s > m.seq).max() else {
+            return Ok(seqs);
+        };
+        let retract = with_backoff("retract a stale manifest", &self.run.config.backoff, &self.run.stop, || async {
+            match self.read_opt(slot).await? {
+                Some(found) if found == bytes => self.store.delete(slot).await.map_err(CommitError::from),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        if let Err(e) = retract {
+            // Harmless if left: it is not the newest, so recovery ignores it and pruning
+            // removes it; its staged files become orphans once it is gone.
+            tracing::warn!(slot, error = %e, "could not delete this stale writer's manifest; pruning will");
+        }
+        Err(self.fenced(m, format!("a newer commit #{newer} exists")))
+    }
+
+    /// Deletes the manifests older than the `keep` newest (best effort: the next commit or
+    /// recovery prunes again). Only manifests older than `latest` are touched, so the newest
+    /// manifest, the resume point, is never deleted.
+    pub(super) async fn prune(&self, latest: u64, seqs: &[u64]) {
+        let keep = self.run.config.keep as u64;
+        for &s in seqs.iter().filter(|s| **s + keep <= latest) {
+            let path = paths::manifest_path(&self.dir, s);
+            if let Err(e) = self.store.delete(&path).await {
+                tracing::debug!(path, error = %e, "could not prune an old manifest; will retry on the next commit");
+            }
+        }
+    }
+
+    /// Sequence numbers present in the commit directory (other names are ignored).
+    async fn list_seqs(&self) -> Result<Vec<u64>, CommitError> {
+        let entries = self.store.list(&self.dir).await?;
+        Ok(entries.iter().filter(|e| !e.is_dir).filter_map(|e| paths::parse_manifest_name(paths::file_name(&e.path))).collect())
+    }
+
+    /// Lists the log and reads its newest manifest; `None` if the log is empty.
+    async fn load_latest(&self) -> Result<Option<(Vec<u64>, Manifest)>, CommitError> {
+        let seqs = self.list_seqs().await?;
+        let Some(max) = seqs.iter().copied().max() else { return Ok(None) };
+        let path = paths::manifest_path(&self.dir, max);
+        let Some(bytes) = self.read_opt(&path).await? else {
+            // Pruned between list and read: newer manifests exist, look again.
+            return Err(CommitError::Store(StoreError::Transient {
+                op: "read",
+                path,
+                message: "the newest manifest disappeared after listing".to_string(),
+                hint: "another writer is committing; listing again".to_string(),
+            }));
+        };
+        let bad = |source| CommitError::BadManifest { path: path.clone(), source };
+        let manifest = Manifest::parse(&bytes).map_err(bad)?;
+        manifest.check_belongs(&self.root, &self.topic, self.partition, max).map_err(bad)?;
+        Ok(Some((seqs, manifest)))
+    }
+
+    async fn read_opt(&self, path: &str) -> Result<Option<bytes::Bytes>, CommitError> {
+        match self.store.read(path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn fenced(&self, m: &Manifest, reason: String) -> CommitError {
+        CommitError::Fenced {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            seq: m.seq,
+            start: m.start,
+            end: m.end,
+            reason,
+        }
+    }
+}

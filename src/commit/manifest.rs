@@ -1,0 +1,214 @@
+//! The manifest: one JSON file per commit, recording which offsets of one (topic, partition)
+//! became which files. Its appearance at `commits/<topic>/<partition>/<seq:020>.json` *is* the
+//! commit; recovery re-drives the publish it describes.
+//!
+//! ```json
+//! {"version":1,"topic":"clicks","partition":3,"seq":12,"start":1200,"end":1299,
+//!  "files":[{"staged":"/t/_landfall/staging/<run>/<uuid>.parquet",
+//!            "final":"/t/dt=2026-11-25/part-clicks-3-…-000.zstd.parquet","rows":98,"bytes":5120}],
+//!  "created_at":"2026-11-25T17:00:00.123Z","run_id":"20261125T165900Z-1a2b3c4d"}
+//! ```
+//!
+//! `version` is read first and on its own, so a manifest written by a newer Landfall fails
+//! with "unsupported version N" instead of a confusing field error; within version 1 unknown
+//! fields are rejected, since silently ignoring a field the writer relied on could publish
+//! the wrong thing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::commit::paths::STATE_DIR;
+
+/// The only manifest format this build reads and writes.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Why a manifest was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(
+        "unsupported manifest version {found} (this build reads version {supported}); it was \
+         written by a newer Landfall: run that version, or move the table's commit log aside"
+    )]
+    UnknownVersion { found: u64, supported: u32 },
+    #[error("not a Landfall manifest: {0}")]
+    Syntax(String),
+    #[error("inconsistent manifest: {0}")]
+    Invalid(String),
+}
+
+/// One file of a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// Where the file was written (hidden, under `_landfall/staging/`).
+    pub staged: String,
+    /// Where it is published; deterministic, so re-driving the publish is idempotent.
+    #[serde(rename = "final")]
+    pub final_path: String,
+    /// Rows in the file (data rows or quarantined records).
+    pub rows: u64,
+    /// Size in bytes at commit time; a published file of another size is a conflict.
+    pub bytes: u64,
+}
+
+/// One commit: offsets `start..=end` of `topic`/`partition` live in exactly `files`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: u32,
+    pub topic: String,
+    pub partition: i32,
+    /// Position in this partition's commit log (0, 1, 2, …): the file name, and the fence.
+    pub seq: u64,
+    /// First source offset covered.
+    pub start: i64,
+    /// Last source offset covered (inclusive); the next commit starts at `end + 1`.
+    pub end: i64,
+    pub files: Vec<ManifestFile>,
+    /// RFC 3339 UTC time of the commit, for operators.
+    pub created_at: String,
+    /// Which process run wrote it, for operators (matches the staging directory name).
+    pub run_id: String,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: Option<serde_json::Value>,
+}
+
+impl Manifest {
+    /// Serialises to one JSON line (plus newline); the bytes are also what the committer
+    /// compares against to recognise its own manifest after an ambiguous store answer.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).expect("a manifest always serialises");
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses and checks a manifest on its own (version, offsets, absolute paths).
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let head: VersionOnly =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        match head.version {
+            None => return Err(ManifestError::Syntax("no \"version\" field".to_string())),
+            Some(v) => match v.as_u64() {
+                Some(n) if n == u64::from(MANIFEST_VERSION) => {}
+                Some(n) => return Err(ManifestError::UnknownVersion { found: n, supported: MANIFEST_VERSION }),
+                None => return Err(ManifestError::Syntax(format!("\"version\" is {v}, not a number"))),
+            },
+        }
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        if m.partition < 0 || m.start < 0 || m.end < m.start {
+            return Err(ManifestError::Invalid(format!(
+                "partition {} offsets {}..={} (need partition >= 0 and 0 <= start <= end)",
+                m.partition, m.start, m.end
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Checks that a parsed manifest belongs where it was found, and that every path stays in
+    /// its place: staged files under `<table>/_landfall/staging/`, published files in the
+    /// table but outside `_landfall/`. A corrupt or hand-edited manifest therefore cannot make
+    /// recovery rename arbitrary files.
+    pub fn check_belongs(&self, table_root: &str, topic: &str, partition: i32, seq: u64) -> Result<(), ManifestError> {
+        if self.topic != topic || self.partition != partition || self.seq != seq {
+            return Err(ManifestError::Invalid(format!(
+                "it describes {}/{} #{}, but sits in the log of {topic}/{partition} as #{seq}",
+                self.topic, self.partition, self.seq
+            )));
+        }
+        let staging = format!("{table_root}/{STATE_DIR}/staging/");
+        let state = format!("{table_root}/{STATE_DIR}/");
+        let table = format!("{table_root}/");
+        for f in &self.files {
+            let bad = |p: &str| p.split('/').any(|s| s == ".." || s == ".");
+            if !f.staged.starts_with(&staging) || bad(&f.staged) {
+                return Err(ManifestError::Invalid(format!("staged path {} is not under {staging}", f.staged)));
+            }
+            if !f.final_path.starts_with(&table) || f.final_path.starts_with(&state) || bad(&f.final_path) {
+                return Err(ManifestError::Invalid(format!(
+                    "published path {} is not inside {table_root} (outside {STATE_DIR}/)",
+                    f.final_path
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            version: 1,
+            topic: "clicks".into(),
+            partition: 3,
+            seq: 12,
+            start: 1200,
+            end: 1299,
+            files: vec![ManifestFile {
+                staged: "/t/_landfall/staging/r/a.parquet".into(),
+                final_path: "/t/dt=1/part-x.parquet".into(),
+                rows: 98,
+                bytes: 5120,
+            }],
+            created_at: "2026-11-25T17:00:00.123Z".into(),
+            run_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_with_the_documented_field_names() {
+        let m = sample();
+        let json = m.to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(text.starts_with(r#"{"version":1,"topic":"clicks","partition":3,"seq":12,"start":1200,"end":1299,"files":[{"staged":"/t/_landfall/staging/r/a.parquet","final":"/t/dt=1/part-x.parquet","rows":98,"bytes":5120}]"#), "{text}");
+        assert_eq!(Manifest::parse(&json).unwrap(), m);
+        m.check_belongs("/t", "clicks", 3, 12).unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_versions_with_a_clear_error() {
+        let json = br#"{"version":2,"whatever":"new layout"}"#;
+        let err = Manifest::parse(json).unwrap_err();
+        assert!(matches!(err, ManifestError::UnknownVersion { found: 2, supported: 1 }), "{err:?}");
+        assert!(err.to_string().contains("unsupported manifest version 2"), "{err}");
+        let err = Manifest::parse(br#"{"topic":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("no \"version\" field"), "{err}");
+        let err = Manifest::parse(br#"{"version":"1"}"#).unwrap_err();
+        assert!(err.to_string().contains("not a number"), "{err}");
+        assert!(matches!(Manifest::parse(b"garbage"), Err(ManifestError::Syntax(_))));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_ranges() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["extra"] = serde_json::json!(1);
+        let err = Manifest::parse(v.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+        let mut m = sample();
+        m.end = m.start - 1;
+        assert!(matches!(Manifest::parse(&m.to_json()), Err(ManifestError::Invalid(_))));
+    }
+
+    #[test]
+    fn check_belongs_confines_paths() {
+        let m = sample();
+        assert!(m.check_belongs("/t", "clicks", 3, 13).is_err());
+        assert!(m.check_belongs("/t", "other", 3, 12).is_err());
+        for (staged, fin) in [
+            ("/elsewhere/a.parquet", "/t/dt=1/x"),
+            ("/t/_landfall/staging/../../etc/x", "/t/dt=1/x"),
+            ("/t/_landfall/staging/r/a", "/u/x"),
+            ("/t/_landfall/staging/r/a", "/t/_landfall/commits/x"),
+            ("/t/_landfall/staging/r/a", "/t/../u/x"),
+        ] {
+            let mut bad = sample();
+            bad.files[0].staged = staged.into();
+            bad.files[0].final_path = fin.into();
+            assert!(bad.check_belongs("/t", "clicks", 3, 12).is_err(), "{staged} {fin}");
+        }
+    }
+}

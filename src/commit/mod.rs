@@ -1,0 +1,85 @@
+//! Exactly-once commits for offset-based sources (Kafka): which offsets of a
+//! (topic, partition) became which files, recorded atomically in the table itself.
+//!
+//! The protocol (two-phase commit vocabulary; full analysis in `docs/exactly-once.md`):
+//!
+//! 1. **Stage**: writers close files hidden under `<table>/_landfall/staging/<run-id>/`
+//!    ([`staged_path`]). Every file holds rows of one (topic, partition) only.
+//! 2. **Pre-commit**: [`CommitLog::commit`] writes a [`Manifest`] for a contiguous offset range
+//!    and renames it, without overwrite, to `_landfall/commits/<topic>/<partition>/<seq>.json`.
+//!    That rename is the commit point and the fence between writers.
+//! 3. **Zombie check**: a newer manifest in the log means this writer is stale → `Fenced`.
+//! 4. **Publish**: rename each staged file to its deterministic name ([`final_file_name`]).
+//! 5. **Acknowledge**: the caller mirrors `end + 1` to the Kafka group (for lag tools only).
+//!
+//! [`CommitLog::recover`] on assignment re-drives the newest manifest's publish and returns the
+//! offset to seek to; [`clean_orphans`] deletes staged files no manifest references once they
+//! are older than the grace period. [`with_backoff`] retries transient store errors.
+
+mod error;
+mod log;
+mod manifest;
+mod orphans;
+mod paths;
+mod publish;
+mod retry;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use error::CommitError;
+pub use log::{CommitLog, StagedFile};
+pub use manifest::{Manifest, ManifestError, ManifestFile, MANIFEST_VERSION};
+pub use orphans::{clean_orphans, CleanReport};
+pub use paths::{
+    commit_dir, escape_name, final_file_name, final_path, manifest_path, new_run_id, staged_path, staging_dir,
+};
+pub use retry::{with_backoff, Backoff, RetryError, Retryable};
+
+/// Tuning of the commit protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitConfig {
+    /// How old an unreferenced staged file must be before orphan cleanup deletes it; the
+    /// committer refuses staged files older than half of it. Must exceed the longest time a
+    /// file stays open plus the commit interval (an HDFS file being written keeps its
+    /// creation time as mtime until closed), with room for clock skew.
+    pub grace: Duration,
+    /// Manifests kept per partition (at least 1: the newest is the resume point). A few
+    /// more help operators see recent history; the directory stays small either way.
+    pub keep: usize,
+    /// Retry policy for transient store errors.
+    pub backoff: Backoff,
+}
+
+/// Default orphan grace period: one hour, far above any sane roll interval.
+pub fn default_grace() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Default number of manifests kept per partition.
+pub fn default_keep() -> usize {
+    3
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        CommitConfig { grace: default_grace(), keep: default_keep(), backoff: Backoff::default() }
+    }
+}
+
+/// What every [`CommitLog`] of one process run shares.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// This run's id ([`new_run_id`]); names its staging directory and is recorded in manifests.
+    pub run_id: String,
+    pub config: CommitConfig,
+    /// Turns true on shutdown: ends retry loops early (the commit then fails with
+    /// [`CommitError::Stopped`], which recovery handles like a crash).
+    pub stop: watch::Receiver<bool>,
+}

@@ -1,0 +1,244 @@
+//! Retrying transient failures with bounded, jittered exponential backoff.
+//!
+//! Generic so any module can reuse it (sources reconnecting, the sink's probes): the error
+//! type only has to say whether it is worth retrying ([`Retryable`]). Logging follows state
+//! changes, not attempts: one `warn` when an operation starts failing (the error text carries
+//! the store's hint), another only if the failure changes, one `info` when it recovers. A
+//! NameNode in safe mode for ten minutes thus costs three log lines, not three hundred.
+//!
+//! The closure is re-run from the start on every attempt, so it must re-read whatever state
+//! it decides on: a retried rename may have succeeded the first time.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::watch;
+
+/// Whether an error is worth retrying.
+pub trait Retryable: std::fmt::Display {
+    fn is_transient(&self) -> bool;
+}
+
+impl Retryable for crate::sink::StoreError {
+    fn is_transient(&self) -> bool {
+        crate::sink::StoreError::is_transient(self)
+    }
+}
+
+/// How long to wait between attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the second attempt; doubles after each failure.
+    pub initial: Duration,
+    /// Cap on one delay: long enough not to hammer a NameNode leaving safe mode, short
+    /// enough to resume within half a minute of the store coming back.
+    pub max: Duration,
+    /// Stop retrying after this long and return the last error; `None` retries until shutdown
+    /// (a daemon should wait out an outage rather than drop its partitions).
+    pub give_up_after: Option<Duration>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(30), give_up_after: None }
+    }
+}
+
+impl Backoff {
+    /// The delay after the `failures`-th consecutive failure (1-based): `initial · 2^(n-1)`
+    /// capped at `max`, then "equal jitter" (uniform in [d/2, d]) so that many partitions
+    /// failing together do not retry in lock-step.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 1u32.checked_shl(failures.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
+        let base = self.initial.saturating_mul(factor).min(self.max);
+        let half = base / 2;
+        half + rand::rng().random_range(Duration::ZERO..=base - half)
+    }
+}
+
+/// Why [`with_backoff`] returned without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError<E: std::fmt::Display> {
+    /// The error was not transient.
+    #[error("{0}")]
+    Failed(E),
+    /// Shutdown was requested while waiting for the next attempt.
+    #[error("{op}: stopped after {attempts} failed attempts; last error: {last}")]
+    Stopped { op: String, attempts: u32, last: E },
+    /// `give_up_after` elapsed.
+    #[error("{op}: gave up after {attempts} attempts in {elapsed:?}; last error: {last}")]
+    GaveUp { op: String, attempts: u32, elapsed: Duration, last: E },
+}
+
+impl<E: std::fmt::Display> RetryError<E> {
+    /// The underlying error, whatever ended the retries.
+    pub fn into_last(self) -> E {
+        match self {
+            RetryError::Failed(e) => e,
+            RetryError::Stopped { last, .. } | RetryError::GaveUp { last, .. } => last,
+        }
+    }
+}
+
+/// Runs `f` until it succeeds, fails with a non-transient error, `stop` turns true, or the
+/// backoff gives up. `op` names the operation in logs ("publish /t/dt=1/part-…").
+pub async fn with_backoff<T, E, F, Fut>(
+    op: &str,
+    backoff: &Backoff,
+    stop: &watch::Receiver<bool>,
+    mut f: F,
+) -> Result<T, RetryError<E>>
+where
+    E: Retryable,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let started = Instant::now();
+    let mut failures: u32 = 0;
+    let mut last_text = String::new();
+    loop {
+        let err = match f().await {
+            Ok(value) => {
+                if failures > 0 {
+                    tracing::info!(
+                        op,
+                        attempts = failures + 1,
+                        "{op}: recovered after {} attempts, {:.1} s",
+                        failures + 1,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(value);
+            }
+            Err(e) if !e.is_transient() => return Err(RetryError::Failed(e)),
+            Err(e) => e,
+        };
+        failures += 1;
+        let text = err.to_string();
+        if text != last_text {
+            if failures == 1 {
+                tracing::warn!(op, error = %text, "{op} failed; retrying with backoff");
+            } else {
+                tracing::warn!(op, attempts = failures, error = %text, "{op} still failing, now with another error");
+            }
+            last_text = text;
+        }
+        let elapsed = started.elapsed();
+        if backoff.give_up_after.is_some_and(|limit| elapsed >= limit) {
+            return Err(RetryError::GaveUp { op: op.to_string(), attempts: failures, elapsed, last: err });
+        }
+        if *stop.borrow() {
+            return Err(RetryError::Stopped { op: op.to_string(), attempts: failures, last: err });
+        }
+        let mut stop_rx = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.delay(failures)) => {}
+            _ = stopped(&mut stop_rx) => {
+                return Err(RetryError::Stopped { op: op.to_string(), attempts: failures, last: err });
+            }
+        }
+    }
+}
+
+/// Resolves once `rx` reads true; never, if the sender is gone (nobody can ask to stop).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[derive(Debug, PartialEq)]
+    struct E(bool);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "e{}", self.0)
+        }
+    }
+    impl Retryable for E {
+        fn is_transient(&self) -> bool {
+            self.0
+        }
+    }
+
+    fn fast() -> Backoff {
+        Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(2), give_up_after: None }
+    }
+
+    #[test]
+    fn delay_doubles_is_capped_and_jittered() {
+        let b = Backoff::default();
+        for _ in 0..50 {
+            let d1 = b.delay(1);
+            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
+            let d4 = b.delay(4);
+            assert!(d4 >= Duration::from_millis(400) && d4 <= Duration::from_millis(800), "{d4:?}");
+            let d99 = b.delay(99);
+            assert!(d99 >= Duration::from_secs(15) && d99 <= Duration::from_secs(30), "{d99:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_until_success() {
+        let (_tx, rx) = watch::channel(false);
+        let calls = Cell::new(0);
+        let out = with_backoff("op", &fast(), &rx, || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move { if n < 3 { Err(E(true)) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(out.unwrap(), 3);
+        assert_eq!(calls.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn fatal_errors_return_at_once() {
+        let (_tx, rx) = watch::channel(false);
+        let calls = Cell::new(0);
+        let out: Result<(), _> = with_backoff("op", &fast(), &rx, || {
+            calls.set(calls.get() + 1);
+            async { Err(E(false)) }
+        })
+        .await;
+        assert!(matches!(out, Err(RetryError::Failed(E(false)))));
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_retries() {
+        let (tx, rx) = watch::channel(false);
+        let slow = Backoff { initial: Duration::from_secs(3600), max: Duration::from_secs(3600), give_up_after: None };
+        let calls = Cell::new(0);
+        let retry = with_backoff("op", &slow, &rx, || {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(E(true)) }
+        });
+        let stopper = async {
+            tokio::task::yield_now().await;
+            tx.send(true).unwrap();
+        };
+        let (out, ()) = tokio::join!(retry, stopper);
+        match out {
+            Err(RetryError::Stopped { attempts: 1, last: E(true), .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_when_configured() {
+        let (_tx, rx) = watch::channel(false);
+        let b = Backoff { give_up_after: Some(Duration::from_millis(5)), ..fast() };
+        let out: Result<(), _> = with_backoff("op", &b, &rx, || async { Err(E(true)) }).await;
+        match out {
+            Err(e @ RetryError::GaveUp { .. }) => assert_eq!(e.into_last(), E(true)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

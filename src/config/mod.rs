@@ -1,0 +1,163 @@
+//! Configuration: pipeline files (`pipelines/*.yaml`) and the daemon's own settings
+//! (`config/landfall.yaml`).
+//!
+//! Checking happens in layers, and every layer reports *all* its problems as
+//! `file:line:column: key.path: message` (see [`ConfigErrors`]):
+//!
+//! - **parse**: YAML syntax, unknown keys (with a "did you mean"), wrong types, missing keys,
+//!   bad enum values, missing `${VAR}`s ([`load`]);
+//! - **semantic**, pure: partition template against the schema, names, limits, codec levels,
+//!   time zone ([`validate`]);
+//! - a live probe (`--connect`) belongs to the connectors, not here.
+//!
+//! Module map: [`pipeline`] and [`connectors`] are the serde structs (their `///` comments are
+//! the user documentation), [`units`] sizes and durations, [`options`] pass-through client
+//! settings, [`secret`] redaction, [`env`] interpolation, [`yaml`] the position-aware tree,
+//! [`shape`] the key sets read from serde, [`daemon`] the daemon settings.
+
+pub mod connectors;
+pub mod daemon;
+pub mod env;
+pub mod errors;
+mod load;
+pub mod options;
+pub mod pipeline;
+pub mod secret;
+mod shape;
+pub mod units;
+pub mod validate;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use connectors::{
+    HdfsSinkConfig, KafkaSourceConfig, LocalSinkConfig, SinkConfig, SourceConfig, StartPosition,
+    MANAGED_KAFKA_OPTIONS,
+};
+pub use daemon::{load_daemon_config, DaemonConfig, DaemonConfigError, LogFormat};
+pub use errors::{ConfigError, ConfigErrors};
+pub use options::ClientOptions;
+pub use pipeline::{
+    Compression, DecodeConfig, JsonDecodeConfig, ParquetConfig, PartitionConfig, PipelineConfig,
+    RollConfig,
+};
+pub use secret::{is_secret_key, redact_uri, Redactor, Secret};
+pub use units::{ByteSize, HumanDuration};
+
+/// Reads, interpolates, parses and checks one pipeline file. `Err` holds every problem found.
+pub fn load_pipeline(path: &Path) -> Result<PipelineConfig, ConfigErrors> {
+    let (config, _) = load_one(path)?;
+    Ok(config)
+}
+
+/// Parses pipeline text as if read from `file` (used by tests and `validate -`), with
+/// `${VAR}`s looked up through `env`.
+pub fn parse_pipeline(
+    text: &str,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PipelineConfig, ConfigErrors> {
+    let parsed = load::parse_pipeline_text(text, file, env, validate::partition_template);
+    match parsed.config {
+        Some(config) if parsed.errors.is_empty() => Ok(config),
+        _ => Err(parsed.errors),
+    }
+}
+
+/// Loads many pipelines: each path is a file, or a directory whose `*.yaml`/`*.yml` files are
+/// read in name order. Returns the pipelines that are valid and every problem found, including
+/// a pipeline `name` used by two files (the second is rejected).
+pub fn load_pipelines(paths: &[PathBuf]) -> (Vec<(PathBuf, PipelineConfig)>, ConfigErrors) {
+    let mut errors = ConfigErrors::default();
+    let mut files = Vec::new();
+    for path in paths {
+        match pipeline_files(path) {
+            Ok(found) => files.extend(found),
+            Err(error) => errors.push(error),
+        }
+    }
+    let mut loaded = Vec::new();
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in files {
+        match load_one(&file) {
+            Ok((config, name_pos)) => {
+                if let Some(first) = names.get(&config.name) {
+                    errors.push(ConfigError {
+                        file: file.clone(),
+                        line: name_pos.line,
+                        column: name_pos.column,
+                        key_path: "name".into(),
+                        message: format!(
+                            "pipeline name `{}` is already used by {}; names must be unique (they name paths, offsets and metrics)",
+                            config.name,
+                            first.display()
+                        ),
+                    });
+                } else {
+                    names.insert(config.name.clone(), file.clone());
+                    loaded.push((file, config));
+                }
+            }
+            Err(file_errors) => errors.extend(file_errors),
+        }
+    }
+    (loaded, errors)
+}
+
+/// The config and the position of its `name` value.
+fn load_one(path: &Path) -> Result<(PipelineConfig, yaml::Pos), ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key_path: String::new(),
+            message: format!("cannot read pipeline file: {e}; check the path and permissions"),
+        }])
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    let parsed = load::parse_pipeline_text(&text, path, &env, validate::partition_template);
+    match (parsed.config, parsed.tree) {
+        (Some(config), Some(tree)) if parsed.errors.is_empty() => {
+            let pos = tree.locate(&[yaml::Seg::Key("name".into())]);
+            Ok((config, pos))
+        }
+        _ => Err(parsed.errors),
+    }
+}
+
+fn pipeline_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let error = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key_path: String::new(),
+        message,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        error(format!(
+            "cannot read pipeline path: {e}; check that it exists"
+        ))
+    })?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| error(format!("cannot list pipeline directory: {e}")))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(error(
+            "no *.yaml or *.yml pipeline files in this directory".into(),
+        ));
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests;

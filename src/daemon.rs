@@ -1,0 +1,257 @@
+//! The daemon: loads settings and pipelines, runs every pipeline on one runtime, turns SIGTERM
+//! and SIGINT into a clean shutdown within the deadline, and restarts a pipeline that failed
+//! after a pause instead of dying (a long-running service under systemd).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{self, DaemonConfig, PipelineConfig, SourceConfig};
+use crate::pipeline::{self, RunMode, RunOptions, RunSummary, Shutdown};
+
+/// Why the daemon could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Settings(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Where `--config` points by default.
+pub const DEFAULT_SETTINGS: &str = "config/landfall.yaml";
+
+/// Reads the daemon settings (file, then LANDFALL_… environment overrides).
+pub fn load_settings(path: &std::path::Path) -> Result<DaemonConfig, DaemonError> {
+    // The default file is optional (defaults apply); a file named explicitly must exist.
+    let path = (path.exists() || path != std::path::Path::new(DEFAULT_SETTINGS)).then_some(path);
+    config::load_daemon_config(path).map_err(|e| DaemonError::Settings(e.to_string()))
+}
+
+fn init_logging(settings: &DaemonConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if settings.log_format == config::LogFormat::Json { builder.json().try_init() } else { builder.try_init() };
+}
+
+fn pipeline_paths(settings: &DaemonConfig, given: Vec<PathBuf>) -> Vec<PathBuf> {
+    if given.is_empty() {
+        vec![settings.pipelines_dir.clone()]
+    } else {
+        given
+    }
+}
+
+/// Loads and checks pipelines, printing every problem; `None` if any.
+fn load_checked(paths: &[PathBuf]) -> Option<Vec<PipelineConfig>> {
+    let (loaded, errors) = config::load_pipelines(paths);
+    if !errors.is_empty() {
+        eprintln!("{errors}");
+        return None;
+    }
+    if loaded.is_empty() {
+        eprintln!("no pipeline files found in {paths:?} (expected *.yaml or *.yml)");
+        return None;
+    }
+    Some(loaded.into_iter().map(|(_, cfg)| cfg).collect())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("landfall")
+        .build()
+        .map_err(DaemonError::Runtime)
+}
+
+/// `landfall validate`: exit 0 only if every pipeline parses, checks and (with `connect`) probes.
+pub fn validate(settings: &DaemonConfig, pipelines: Vec<PathBuf>, connect: bool) -> Result<ExitCode, DaemonError> {
+    let paths = pipeline_paths(settings, pipelines);
+    let Some(loaded) = load_checked(&paths) else { return Ok(ExitCode::FAILURE) };
+    let mut failed = false;
+    if connect {
+        init_logging(settings);
+        let rt = runtime()?;
+        for cfg in &loaded {
+            for problem in rt.block_on(probe(cfg)) {
+                eprintln!("pipeline {}: {problem}", cfg.name);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Ok(ExitCode::FAILURE);
+    }
+    for cfg in &loaded {
+        println!("ok: pipeline {}", cfg.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Live checks: the broker answers for every topic; the table root is writable.
+async fn probe(cfg: &PipelineConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    match &cfg.source {
+        SourceConfig::Kafka(k) => {
+            let topics = k.topics.clone();
+            let brokers = k.brokers.join(",");
+            let options = k.options.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                use rdkafka::consumer::{BaseConsumer, Consumer};
+                let mut client = rdkafka::ClientConfig::new();
+                for (key, value) in options.iter() {
+                    client.set(key, value);
+                }
+                let consumer: BaseConsumer = client
+                    .set("bootstrap.servers", &brokers)
+                    .create()
+                    .map_err(|e| format!("source.kafka: cannot create a client for {brokers}: {e}"))?;
+                for topic in &topics {
+                    let md = consumer
+                        .fetch_metadata(Some(topic), Duration::from_secs(10))
+                        .map_err(|e| format!("source.kafka.brokers: no metadata from {brokers} within 10 s ({e}); is the broker up?"))?;
+                    if !md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
+                        return Err(format!("source.kafka.topics: topic `{topic}` does not exist at {brokers}"));
+                    }
+                }
+                Ok(())
+            })
+            .await;
+            match checked {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(e),
+                Err(e) => problems.push(format!("source.kafka: probe panicked: {e}")),
+            }
+        }
+    }
+    match pipeline::open_store(cfg) {
+        Err(e) => problems.push(format!("sink: {e}")),
+        Ok((store, root)) => {
+            let probe = format!("{}/_landfall/probe-{}", root.trim_end_matches('/'), uuid::Uuid::new_v4().simple());
+            let written = tokio::time::timeout(Duration::from_secs(30), async {
+                let w = store.create(&probe).await?;
+                w.close().await?;
+                store.delete(&probe).await
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("sink: cannot write under {root} on {}: {e}", store.describe())),
+                Err(_) => problems.push(format!("sink: {} did not answer within 30 s; is it up?", store.describe())),
+            }
+        }
+    }
+    problems
+}
+
+/// `landfall run`: every pipeline until a signal (or until caught up with `until_caught_up`).
+pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bool) -> Result<ExitCode, DaemonError> {
+    init_logging(settings);
+    let paths = pipeline_paths(settings, pipelines);
+    let Some(loaded) = load_checked(&paths) else { return Ok(ExitCode::FAILURE) };
+    let rt = runtime()?;
+    let shutdown = Shutdown::default();
+    let mode = if until_caught_up { RunMode::UntilCaughtUp } else { RunMode::Forever };
+    let deadline = settings.shutdown_deadline.get();
+    let opts = RunOptions { mode, shutdown_deadline: deadline, progress: until_caught_up };
+    let code = rt.block_on(async {
+        tokio::spawn(watch_signals(shutdown.clone(), deadline));
+        let mut tasks = Vec::new();
+        for cfg in loaded {
+            tasks.push(tokio::spawn(supervise(cfg, opts.clone(), shutdown.clone())));
+        }
+        let mut ok = true;
+        for task in tasks {
+            match task.await {
+                Ok(Some(summary)) => {
+                    if until_caught_up {
+                        print_summary(&summary);
+                    }
+                    log_summary(&summary);
+                }
+                Ok(None) => ok = false,
+                Err(e) => {
+                    tracing::error!(error = %e, "pipeline task panicked");
+                    ok = false;
+                }
+            }
+        }
+        if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    Ok(code)
+}
+
+/// Runs one pipeline; in daemon mode a failed pipeline is restarted after a pause, because the
+/// cause (permissions, a deleted topic) is often fixed by an operator without a restart.
+async fn supervise(cfg: PipelineConfig, opts: RunOptions, shutdown: Shutdown) -> Option<RunSummary> {
+    let name = cfg.name.clone();
+    let mut pause = Duration::from_secs(5);
+    loop {
+        match pipeline::run(cfg.clone(), opts.clone(), shutdown.clone()).await {
+            Ok(summary) => return Some(summary),
+            Err(e) => {
+                tracing::error!(pipeline = %name, error = %e, "pipeline stopped");
+                if opts.mode == RunMode::UntilCaughtUp || shutdown.requested() {
+                    return None;
+                }
+                tracing::info!(pipeline = %name, seconds = pause.as_secs(), "restarting the pipeline after a pause");
+                let step = Duration::from_millis(200);
+                let mut waited = Duration::ZERO;
+                while waited < pause && !shutdown.requested() {
+                    tokio::time::sleep(step).await;
+                    waited += step;
+                }
+                if shutdown.requested() {
+                    return None;
+                }
+                pause = (pause * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
+}
+
+async fn watch_signals(shutdown: Shutdown, deadline: Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; SIGTERM will kill without publishing");
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!(deadline_s = deadline.as_secs(), "shutdown requested: publishing what is buffered");
+    shutdown.request();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("second signal: exiting now; unpublished data is consumed again at the next start");
+    std::process::exit(130);
+}
+
+fn log_summary(s: &RunSummary) {
+    tracing::info!(
+        pipeline = %s.pipeline,
+        events = s.events,
+        rejected = s.rejected,
+        source_bytes = s.source_bytes,
+        files = s.files,
+        parquet_bytes = s.parquet_bytes,
+        seconds = format!("{:.1}", s.seconds),
+        events_per_s = format!("{:.0}", s.events as f64 / s.seconds.max(0.001)),
+        "pipeline finished"
+    );
+}
+
+fn print_summary(s: &RunSummary) {
+    println!(
+        "{}: {} events ({} rejected), {:.1} MB read, {} files ({:.1} MB Parquet), {:.1} s, {:.0} events/s",
+        s.pipeline,
+        s.events,
+        s.rejected,
+        s.source_bytes as f64 / 1e6,
+        s.files,
+        s.parquet_bytes as f64 / 1e6,
+        s.seconds,
+        s.events as f64 / s.seconds.max(0.001)
+    );
+}
+

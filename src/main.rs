@@ -1,0 +1,63 @@
+//! The `landfall` command line: `run` the daemon (or a backfill), `validate` pipeline files.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use landfall::daemon;
+
+/// Lands Kafka streams as Spark-ready Parquet in Hive-style HDFS partitions, exactly once.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Daemon settings file (log level and format, HTTP address, pipelines dir, shutdown deadline).
+    /// Each setting can be overridden by a LANDFALL_… environment variable.
+    #[arg(long, global = true, default_value = daemon::DEFAULT_SETTINGS)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipelines until SIGTERM/SIGINT (or, with --until-caught-up, until the backlog is landed).
+    Run {
+        /// Pipeline files or directories of them (default: the pipelines dir of the daemon settings).
+        pipelines: Vec<PathBuf>,
+        /// Backfill: consume until every assigned partition reaches the end offset it had at
+        /// start, publish, commit, print a summary and exit 0.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
+    /// Parse and check pipeline files, reporting every problem with file:line:column.
+    Validate {
+        /// Pipeline files or directories of them (default: the pipelines dir of the daemon settings).
+        pipelines: Vec<PathBuf>,
+        /// Also probe the broker (topic metadata) and the store (path writable).
+        #[arg(long)]
+        connect: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match daemon::load_settings(&cli.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Run { pipelines, until_caught_up } => daemon::run(&settings, pipelines, until_caught_up),
+        Command::Validate { pipelines, connect } => daemon::validate(&settings, pipelines, connect),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("landfall: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! The consumer thread: polls Kafka, decodes each payload in place into Arrow builders, routes
+//! rows to their Hive path (or to quarantine), cuts commits by the roll policy, and reacts to
+//! the writer's feedback (published → mirror offsets; rewind → resume from the commit log).
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::Message;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::partitions::{PartitionBuffer, RollPolicy};
+use super::writer::{Feedback, Writer, WriterMsg};
+use super::{RunMode, RunOptions, Shutdown};
+use crate::commit::{self, CommitConfig, CommitLog, RunContext};
+use crate::config::{DecodeConfig, PipelineConfig, SourceConfig, StartPosition};
+use crate::decode::RowParser;
+use crate::partition::PartitionTemplate;
+use crate::quarantine::{SourcePosition, REJECTED_DIR};
+use crate::sink::FileStore;
+use crate::source::kafka::{AssignmentEvent, KafkaSource, ResumePositions};
+use crate::source::TopicPartition;
+
+/// More open files than this across a pipeline cut the source partition holding the most.
+const MAX_OPEN_FILES: usize = 512;
+
+/// What a run did, printed at the end of `--until-caught-up` and logged at shutdown.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub pipeline: String,
+    /// Rows published to the table.
+    pub events: u64,
+    /// Messages published to quarantine.
+    pub rejected: u64,
+    /// Payload bytes consumed from the source.
+    pub source_bytes: u64,
+    /// Parquet files published (table and quarantine).
+    pub files: u64,
+    /// Bytes of Parquet published.
+    pub parquet_bytes: u64,
+    pub seconds: f64,
+}
+
+/// Resume positions from the commit log, retried until the store answers (or shutdown).
+struct StoreResume {
+    run_id: String,
+    store: Arc<dyn FileStore>,
+    table_root: String,
+    handle: Handle,
+    shutdown: Shutdown,
+}
+
+impl ResumePositions for StoreResume {
+    fn resume_position(&self, tp: &TopicPartition) -> Option<i64> {
+        let mut delay = Duration::from_millis(200);
+        let mut failures = 0u32;
+        loop {
+            let run = RunContext { run_id: self.run_id.clone(), config: CommitConfig::default(), stop: self.shutdown.subscribe() };
+            let recovered = CommitLog::new(self.store.clone(), &self.table_root, &tp.topic, tp.partition, run);
+            let recovered = match recovered {
+                Ok(mut log) => self.handle.block_on(log.recover()),
+                Err(e) => Err(e),
+            };
+            match recovered {
+                Ok(pos) => {
+                    if failures > 0 {
+                        tracing::info!(%tp, failures, "commit log readable again");
+                    }
+                    return pos;
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        tracing::warn!(%tp, error = %e, "cannot read the commit log; retrying with backoff");
+                    }
+                    failures += 1;
+                    if self.shutdown.requested() {
+                        // The partition is assigned but nothing will be consumed: shutting down.
+                        return None;
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Runs the consumer side of a pipeline to completion. Errors are fatal to the pipeline.
+pub fn run(
+    cfg: PipelineConfig,
+    opts: RunOptions,
+    shutdown: Shutdown,
+    store: Arc<dyn FileStore>,
+    table_root: String,
+    handle: Handle,
+) -> Result<RunSummary, String> {
+    let started = Instant::now();
+    let SourceConfig::Kafka(kafka_cfg) = &cfg.source;
+    let schema = cfg.schema().to_vec();
+    let template = PartitionTemplate::parse(&cfg.partition.path, &schema).map_err(|p| p.join("; "))?;
+    let tz: chrono_tz::Tz = cfg
+        .partition
+        .timezone
+        .parse()
+        .map_err(|e| format!("partition.timezone {}: {e}", cfg.partition.timezone))?;
+    let DecodeConfig::Json(json) = &cfg.decode;
+    let mut parser = RowParser::new(&schema, json.strict);
+    let policy = RollPolicy {
+        max_rows: cfg.roll.max_rows,
+        max_bytes: cfg.roll.max_bytes.bytes(),
+        max_age: cfg.roll.max_age.get(),
+    };
+    let run_id = commit::new_run_id();
+
+    // Staged files of crashed runs that no commit references are deleted once old enough.
+    match handle.block_on(commit::clean_orphans(store.as_ref(), &table_root, commit::default_grace())) {
+        Ok(report) => tracing::debug!(pipeline = %cfg.name, ?report, "orphan cleanup done"),
+        Err(e) => tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start"),
+    }
+
+    let (feedback_tx, feedback_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = mpsc::channel::<WriterMsg>(64);
+    let writer = Writer {
+        store: store.clone(),
+        table_root: table_root.clone(),
+        run: RunContext { run_id: run_id.clone(), config: CommitConfig::default(), stop: shutdown.subscribe() },
+        props: crate::parquet::writer_properties(&cfg.parquet)?,
+        max_bytes: policy.max_bytes,
+        ext: format!("{}.parquet", cfg.parquet.compression.name()),
+        feedback: feedback_tx,
+        logs: HashMap::new(),
+    };
+    let writer_task = handle.spawn(writer.run(rx));
+
+    let resume = Arc::new(StoreResume { run_id, store, table_root, handle: handle.clone(), shutdown: shutdown.clone() });
+    let source = KafkaSource::build(&cfg.name, kafka_cfg, resume.clone()).map_err(|e| e.to_string())?;
+
+    let mut ctx = Consumer {
+        pipeline: cfg.name.clone(),
+        start: kafka_cfg.start,
+        parts: Vec::new(),
+        next_epoch: 1,
+        inflight: 0,
+        tx,
+        summary: RunSummary { pipeline: cfg.name.clone(), ..Default::default() },
+        mirror: HashMap::new(),
+    };
+    let mut path = String::with_capacity(128);
+    let mut last_tick = Instant::now();
+    let mut last_progress = Instant::now();
+    let progress = opts.progress && std::io::stderr().is_terminal();
+    let mut kafka_error: Option<String> = None;
+
+    let outcome: Result<(), String> = loop {
+        if shutdown.requested() {
+            break Ok(());
+        }
+        if let Err(e) = ctx.drain_feedback(&feedback_rx, &source, resume.as_ref()) {
+            break Err(e);
+        }
+        let polled = source.consumer.poll(Duration::from_millis(100));
+        for event in source.take_events() {
+            ctx.on_assignment(event);
+        }
+        match polled {
+            None => {}
+            Some(Ok(msg)) => {
+                if kafka_error.take().is_some() {
+                    tracing::info!(pipeline = %ctx.pipeline, "Kafka is delivering again");
+                }
+                let now = Instant::now();
+                let Some(i) = ctx.index(msg.topic(), msg.partition()) else { continue };
+                let offset = msg.offset();
+                let tp = ctx.parts[i].0.clone();
+                let buf = &mut ctx.parts[i].1;
+                if buf.next_expected.is_some_and(|n| offset < n) {
+                    continue; // already published: delivered again right after a seek
+                }
+                let at = SourcePosition {
+                    topic: msg.topic(),
+                    partition: msg.partition(),
+                    offset,
+                    timestamp_ms: msg.timestamp().to_millis(),
+                };
+                let ingest = now_micros();
+                ctx.summary.source_bytes += msg.payload_len() as u64;
+                let mut full = None;
+                match msg.payload() {
+                    None => {
+                        buf.rejected.push(None, "empty_payload", "the message has no payload (tombstone?)", &at, ingest);
+                        buf.note_rejected();
+                    }
+                    Some(payload) => match parser.parse(payload) {
+                        Ok(row) => {
+                            path.clear();
+                            match template.render(row, ingest, tz, &mut path) {
+                                Ok(()) => {
+                                    let file = buf.file(&path, &schema);
+                                    file.builder().append(row);
+                                    full = buf.full_chunks(&path).map(|b| (path.clone(), b));
+                                }
+                                Err(e) => {
+                                    buf.rejected.push(Some(payload), e.reason(), &e.to_string(), &at, ingest);
+                                    buf.note_rejected();
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            buf.rejected.push(Some(payload), e.reason(), &e.to_string(), &at, ingest);
+                            buf.note_rejected();
+                        }
+                    },
+                }
+                buf.consumed(offset, now);
+                let epoch = buf.epoch;
+                let roll = buf.file_full(&path, &policy);
+                drop(msg);
+                if let Some((dir, batch)) = full {
+                    ctx.send(WriterMsg::Append { tp: tp.clone(), epoch, dir, batch })?;
+                }
+                if roll {
+                    ctx.cut(i)?;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => ctx.mark_caught_up(&source),
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if kafka_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(pipeline = %ctx.pipeline, error = %text, "Kafka consume error; retrying (check source.kafka.brokers and that the broker is up)");
+                    kafka_error = Some(text);
+                }
+            }
+        }
+        let now = Instant::now();
+        if now.duration_since(last_tick) >= Duration::from_millis(100) {
+            last_tick = now;
+            ctx.periodic_rolls(&policy, now)?;
+            if progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
+                last_progress = now;
+                ctx.print_progress(started, &source);
+            }
+            if opts.mode == RunMode::UntilCaughtUp && ctx.all_caught_up() {
+                break Ok(());
+            }
+        }
+    };
+
+    // Publish what is buffered, then wait for the writer within the deadline.
+    let deadline = Instant::now() + opts.shutdown_deadline;
+    let mut result = outcome;
+    if result.is_ok() {
+        for i in 0..ctx.parts.len() {
+            if let Err(e) = ctx.cut(i) {
+                result = Err(e);
+                break;
+            }
+        }
+        while ctx.inflight > 0 && Instant::now() < deadline {
+            if let Err(e) = ctx.drain_feedback(&feedback_rx, &source, resume.as_ref()) {
+                result = Err(e);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = source.consumer.poll(Duration::ZERO);
+        }
+        if ctx.inflight > 0 {
+            tracing::error!(pipeline = %ctx.pipeline, commits = ctx.inflight, "shutdown deadline passed with commits unpublished; they are consumed again at the next start (no loss, no duplicates)");
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    ctx.flush_mirror(&source, rdkafka::consumer::CommitMode::Sync);
+    drop(ctx.tx);
+    let _ = handle.block_on(async { tokio::time::timeout(Duration::from_secs(5), writer_task).await });
+    ctx.summary.seconds = started.elapsed().as_secs_f64();
+    result.map(|()| ctx.summary)
+}
+
+struct Consumer {
+    pipeline: String,
+    start: StartPosition,
+    /// Assigned partitions and their buffers (few: a linear scan beats hashing the topic name).
+    parts: Vec<(TopicPartition, PartitionBuffer)>,
+    next_epoch: u64,
+    /// Commits sent to the writer and not yet answered.
+    inflight: usize,
+    tx: mpsc::Sender<WriterMsg>,
+    summary: RunSummary,
+    /// Published positions not yet mirrored to the consumer group.
+    mirror: HashMap<TopicPartition, i64>,
+}
+
+impl Consumer {
+    fn index(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.parts.iter().position(|(tp, _)| tp.partition == partition && tp.topic == topic)
+    }
+
+    fn epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    fn send(&self, msg: WriterMsg) -> Result<(), String> {
+        self.tx.blocking_send(msg).map_err(|_| "the writer task stopped".to_string())
+    }
+
+    fn on_assignment(&mut self, event: AssignmentEvent) {
+        match event {
+            AssignmentEvent::Assigned { tp, offset, end_at_start } => {
+                let epoch = self.epoch();
+                let buf = PartitionBuffer::new(epoch, offset, end_at_start);
+                match self.index(&tp.topic, tp.partition) {
+                    Some(i) => self.parts[i].1 = buf,
+                    None => self.parts.push((tp, buf)),
+                }
+            }
+            AssignmentEvent::Revoked { tp } => {
+                if let Some(i) = self.index(&tp.topic, tp.partition) {
+                    self.parts.swap_remove(i);
+                }
+                let _ = self.send(WriterMsg::Drop { tp });
+            }
+        }
+    }
+
+    /// Sends the open range of partition `i` to the writer as a commit.
+    fn cut(&mut self, i: usize) -> Result<(), String> {
+        let (tp, buf) = &mut self.parts[i];
+        let range_start = buf.next_expected;
+        let epoch = buf.epoch;
+        let Some(cut) = buf.cut() else { return Ok(()) };
+        // Ranges tile the partition: a range starts right after the last published one, even
+        // when the first offsets were compaction gaps or transaction markers.
+        let start = range_start.map_or(cut.start, |s| s.min(cut.start));
+        let tp = tp.clone();
+        for (dir, batch) in cut.chunks {
+            self.send(WriterMsg::Append { tp: tp.clone(), epoch, dir, batch })?;
+        }
+        if let Some(batch) = cut.rejected {
+            self.send(WriterMsg::Append { tp: tp.clone(), epoch, dir: REJECTED_DIR.to_string(), batch })?;
+        }
+        self.send(WriterMsg::Commit { tp, epoch, start, end: cut.end })?;
+        self.inflight += 1;
+        Ok(())
+    }
+
+    fn periodic_rolls(&mut self, policy: &RollPolicy, now: Instant) -> Result<(), String> {
+        for i in 0..self.parts.len() {
+            if self.parts[i].1.should_roll(policy, now) {
+                self.cut(i)?;
+            }
+        }
+        let open: usize = self.parts.iter().map(|(_, b)| b.open_files()).sum();
+        if open > MAX_OPEN_FILES {
+            if let Some(i) = (0..self.parts.len()).max_by_key(|&i| self.parts[i].1.open_files()) {
+                tracing::info!(pipeline = %self.pipeline, open_files = open, tp = %self.parts[i].0, "too many open files; committing the partition with the most");
+                self.cut(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn drain_feedback(
+        &mut self,
+        rx: &std::sync::mpsc::Receiver<Feedback>,
+        source: &KafkaSource,
+        resume: &dyn ResumePositions,
+    ) -> Result<(), String> {
+        let mut any = false;
+        while let Ok(fb) = rx.try_recv() {
+            match fb {
+                Feedback::Committed { tp, epoch: _, next, files, rows, rejected, bytes } => {
+                    self.inflight = self.inflight.saturating_sub(1);
+                    self.summary.files += files as u64;
+                    self.summary.parquet_bytes += bytes;
+                    self.summary.events += rows;
+                    self.summary.rejected += rejected;
+                    self.mirror.insert(tp, next);
+                    any = true;
+                }
+                Feedback::RollRequested { tp, epoch } => {
+                    if let Some(i) = self.index(&tp.topic, tp.partition) {
+                        if self.parts[i].1.epoch == epoch {
+                            self.parts[i].1.roll_requested = true;
+                        }
+                    }
+                }
+                Feedback::Rewind { tp, epoch, reason } => {
+                    self.inflight = self.inflight.saturating_sub(1);
+                    let Some(i) = self.index(&tp.topic, tp.partition) else { continue };
+                    if self.parts[i].1.epoch != epoch {
+                        continue; // already rewound past that epoch
+                    }
+                    tracing::warn!(pipeline = %self.pipeline, %tp, %reason, "rewinding the partition to its last published offset");
+                    self.send(WriterMsg::Drop { tp: tp.clone() })?;
+                    let offset = resume.resume_position(&tp);
+                    let end = self.parts[i].1.end_at_start;
+                    let new_epoch = self.epoch();
+                    self.parts[i].1 = PartitionBuffer::new(new_epoch, offset, end);
+                    if let Err(e) = source.seek(&tp, offset, self.start) {
+                        // Without a seek the consumer would go on past the rewound range: stop
+                        // and let the restart resume from the commit log.
+                        return Err(format!("cannot seek {tp} after a rewind: {e}"));
+                    }
+                }
+                Feedback::Fatal { message } => return Err(message),
+            }
+        }
+        if any {
+            self.flush_mirror(source, rdkafka::consumer::CommitMode::Async);
+        }
+        Ok(())
+    }
+
+    /// Copies published positions to the group's offsets, for lag tools (never read back).
+    fn flush_mirror(&mut self, source: &KafkaSource, _mode: rdkafka::consumer::CommitMode) {
+        let assigned: HashMap<TopicPartition, i64> = self
+            .mirror
+            .drain()
+            .filter(|(tp, _)| self.parts.iter().any(|(p, _)| p == tp))
+            .collect();
+        source.mirror_offsets(&assigned);
+    }
+
+    fn mark_caught_up(&mut self, source: &KafkaSource) {
+        let Ok(positions) = source.consumer.position() else { return };
+        for elem in positions.elements() {
+            if let (Some(i), Some(pos)) = (self.index(elem.topic(), elem.partition()), elem.offset().to_raw()) {
+                let buf = &mut self.parts[i].1;
+                if pos >= buf.end_at_start || pos < 0 {
+                    buf.caught_up = true;
+                }
+            }
+        }
+    }
+
+    fn all_caught_up(&self) -> bool {
+        !self.parts.is_empty() && self.parts.iter().all(|(_, b)| b.caught_up)
+    }
+
+    fn print_progress(&self, started: Instant, source: &KafkaSource) {
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let consumed: i64 = self.parts.iter().filter_map(|(_, b)| b.last.or(b.next_expected.map(|n| n - 1))).sum();
+        let _ = source;
+        let remaining: i64 = self
+            .parts
+            .iter()
+            .map(|(_, b)| {
+                let pos = b.last.map(|l| l + 1).or(b.next_expected).unwrap_or(0);
+                (b.end_at_start.min(i64::MAX / 4) - pos).max(0)
+            })
+            .sum();
+        let rate = self.summary.events as f64 / secs;
+        let eta = if rate > 0.0 { format!("{:.0}s", remaining as f64 / rate) } else { "?".into() };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r{}: {} events published, {:.0} events/s, {} to go, ETA {}   (positions {consumed})",
+            self.pipeline, self.summary.events, rate, remaining, eta
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The consumer side's per-partition buffers and the roll policy: rows are decoded straight
+//! into Arrow builders, one per (source partition, Hive path), shipped to the writer in chunks,
+//! and a commit of the whole source partition is cut when any of its files is full or old.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+
+use crate::decode::BatchBuilder;
+use crate::quarantine::RejectBuilder;
+use crate::schema::FieldSpec;
+
+/// When to cut a commit for a source partition (`roll:` in the pipeline YAML).
+#[derive(Debug, Clone, Copy)]
+pub struct RollPolicy {
+    pub max_rows: u64,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+}
+
+/// Rows are shipped to the writer in chunks this size: large enough to amortise the hand-off,
+/// small enough that the consumer side holds little memory per open file.
+pub const CHUNK_ROWS: usize = 8192;
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// One open file's rows not yet shipped, and how many it holds in all.
+pub struct FileBuffer {
+    builder: BatchBuilder,
+    rows_in_file: u64,
+    bytes_in_file: u64,
+}
+
+/// What is buffered for one source partition since its last commit.
+pub struct PartitionBuffer {
+    /// Bumped whenever the partition's state restarts (assignment, fence): the writer and
+    /// feedback from older epochs are ignored.
+    pub epoch: u64,
+    /// First offset of the open (uncommitted) range; `None` until a message arrives.
+    pub start: Option<i64>,
+    /// Last offset consumed.
+    pub last: Option<i64>,
+    /// The next offset the committed table expects (resume position), for gap-free tiling.
+    pub next_expected: Option<i64>,
+    /// High watermark when assigned, for `--until-caught-up`.
+    pub end_at_start: i64,
+    pub caught_up: bool,
+    opened_at: Option<Instant>,
+    files: HashMap<String, FileBuffer>,
+    pub rejected: RejectBuilder,
+    rejected_rows: u64,
+    /// A commit was requested by the writer (a file reached max_bytes).
+    pub roll_requested: bool,
+}
+
+impl PartitionBuffer {
+    pub fn new(epoch: u64, next_expected: Option<i64>, end_at_start: i64) -> Self {
+        PartitionBuffer {
+            epoch,
+            start: None,
+            last: None,
+            next_expected,
+            end_at_start,
+            caught_up: next_expected.is_some_and(|n| n >= end_at_start),
+            opened_at: None,
+            files: HashMap::new(),
+            rejected: RejectBuilder::new(),
+            rejected_rows: 0,
+            roll_requested: false,
+        }
+    }
+
+    /// Notes that `offset` was consumed (as a row or a rejection).
+    pub fn consumed(&mut self, offset: i64, now: Instant) {
+        self.start.get_or_insert(offset);
+        self.last = Some(offset);
+        self.opened_at.get_or_insert(now);
+        if offset + 1 >= self.end_at_start {
+            self.caught_up = true;
+        }
+    }
+
+    /// The builder for the file at `path`, created on first use.
+    pub fn file(&mut self, path: &str, schema: &[FieldSpec]) -> &mut FileBuffer {
+        if !self.files.contains_key(path) {
+            self.files.insert(
+                path.to_string(),
+                FileBuffer { builder: BatchBuilder::new(schema), rows_in_file: 0, bytes_in_file: 0 },
+            );
+        }
+        self.files.get_mut(path).expect("inserted above")
+    }
+
+    pub fn note_rejected(&mut self) {
+        self.rejected_rows += 1;
+    }
+
+    /// Whether a commit should be cut now.
+    pub fn should_roll(&self, policy: &RollPolicy, now: Instant) -> bool {
+        if self.start.is_none() {
+            return false;
+        }
+        self.roll_requested
+            || self.opened_at.is_some_and(|t| now.duration_since(t) >= policy.max_age)
+            || self.files.values().any(|f| {
+                f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
+                    || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes
+            })
+            || self.rejected_rows >= policy.max_rows
+    }
+
+    /// Whether the file at `path` reached the roll limits (checked after each append to it).
+    pub fn file_full(&self, path: &str, policy: &RollPolicy) -> bool {
+        self.files.get(path).is_some_and(|f| {
+            f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
+                || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes
+        }) || self.rejected_rows >= policy.max_rows
+    }
+
+    /// The chunk to ship for the file at `path` if its builder is full.
+    pub fn full_chunks(&mut self, path: &str) -> Option<RecordBatch> {
+        let f = self.files.get_mut(path)?;
+        if f.builder.len() >= CHUNK_ROWS || f.builder.estimated_bytes() >= CHUNK_BYTES {
+            f.rows_in_file += f.builder.len() as u64;
+            f.bytes_in_file += f.builder.estimated_bytes() as u64;
+            Some(f.builder.finish())
+        } else {
+            None
+        }
+    }
+
+    /// Cuts the open range: every remaining chunk (per path, and the quarantine) and the
+    /// offset range they cover. The buffer is empty afterwards and ready for the next range.
+    pub fn cut(&mut self) -> Option<Cut> {
+        let (start, end) = (self.start?, self.last?);
+        let mut chunks: Vec<(String, RecordBatch)> = Vec::new();
+        for (path, mut f) in self.files.drain() {
+            if f.builder.len() > 0 {
+                chunks.push((path, f.builder.finish()));
+            }
+        }
+        let rejected = (!self.rejected.is_empty()).then(|| self.rejected.finish());
+        self.start = None;
+        self.opened_at = None;
+        self.rejected_rows = 0;
+        self.roll_requested = false;
+        self.next_expected = Some(end + 1);
+        Some(Cut { start, end, chunks, rejected })
+    }
+
+    /// Bytes buffered on the consumer side, for the memory budget.
+    pub fn buffered_bytes(&self) -> usize {
+        self.files.values().map(|f| f.builder.estimated_bytes()).sum::<usize>() + self.rejected.estimated_bytes()
+    }
+
+    pub fn open_files(&self) -> usize {
+        self.files.len()
+    }
+}
+
+impl FileBuffer {
+    pub fn builder(&mut self) -> &mut BatchBuilder {
+        &mut self.builder
+    }
+}
+
+/// A closed offset range with its last chunks.
+pub struct Cut {
+    pub start: i64,
+    pub end: i64,
+    pub chunks: Vec<(String, RecordBatch)>,
+    pub rejected: Option<RecordBatch>,
+}

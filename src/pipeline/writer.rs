@@ -1,0 +1,230 @@
+//! The writer task: turns chunks of rows into staged Parquet files in the store, and commits a
+//! source partition's files when the consumer cuts a range (commit log: commit point, publish).
+//! Parquet encoding is CPU work done off the consumer thread; the store calls are async I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use parquet::file::properties::WriterProperties;
+use tokio::sync::mpsc;
+
+use crate::commit::{self, CommitError, CommitLog, RunContext, StagedFile};
+use crate::parquet::StagedParquetFile;
+use crate::sink::FileStore;
+use crate::source::TopicPartition;
+
+/// Work for the writer, in the order the consumer produced it.
+pub enum WriterMsg {
+    /// Rows for the file at `dir` (a Hive path, or the quarantine dir) of `tp`.
+    Append { tp: TopicPartition, epoch: u64, dir: String, batch: RecordBatch },
+    /// Close every file of `tp` and commit them as the offsets `start..=end`.
+    Commit { tp: TopicPartition, epoch: u64, start: i64, end: i64 },
+    /// `tp` was revoked or fenced: delete its staged files, forget it.
+    Drop { tp: TopicPartition },
+}
+
+/// What the writer tells the consumer thread.
+#[derive(Debug)]
+pub enum Feedback {
+    /// Published: the table now holds every offset before `next`.
+    Committed { tp: TopicPartition, epoch: u64, next: i64, files: usize, rows: u64, rejected: u64, bytes: u64 },
+    /// A file of `tp` reached `roll.max_bytes`: cut a commit.
+    RollRequested { tp: TopicPartition, epoch: u64 },
+    /// The range could not be committed (fenced by another owner, or a staged file was lost
+    /// to a store failure): drop the partition's state and resume from the commit log.
+    Rewind { tp: TopicPartition, epoch: u64, reason: String },
+    /// Retrying cannot help (permissions, bad path): the pipeline stops.
+    Fatal { message: String },
+}
+
+struct OpenFile {
+    staged: String,
+    writer: StagedParquetFile,
+    rows: u64,
+}
+
+struct PartitionFiles {
+    epoch: u64,
+    files: HashMap<String, OpenFile>,
+}
+
+pub struct Writer {
+    pub store: Arc<dyn FileStore>,
+    pub table_root: String,
+    pub run: RunContext,
+    pub props: WriterProperties,
+    /// `roll.max_bytes`: a file this large asks the consumer for a commit.
+    pub max_bytes: u64,
+    /// Published file suffix, e.g. `zstd.parquet`.
+    pub ext: String,
+    pub feedback: std::sync::mpsc::Sender<Feedback>,
+    /// The commit log of each partition this writer committed to; recovered before first use
+    /// and again after any failed commit.
+    pub logs: HashMap<TopicPartition, CommitLog>,
+}
+
+impl Writer {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
+        let mut parts: HashMap<TopicPartition, PartitionFiles> = HashMap::new();
+        // Per partition, the newest epoch that failed: its late appends and commits are void
+        // (the consumer rewinds to a newer epoch, so a failed range can never be committed).
+        let mut dead: HashMap<TopicPartition, u64> = HashMap::new();
+        let is_dead = |dead: &HashMap<TopicPartition, u64>, tp: &TopicPartition, epoch: u64| {
+            dead.get(tp).is_some_and(|d| epoch <= *d)
+        };
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                WriterMsg::Append { tp, epoch, dir, batch } => {
+                    if is_dead(&dead, &tp, epoch) {
+                        continue;
+                    }
+                    let state = parts.entry(tp.clone()).or_insert_with(|| PartitionFiles { epoch, files: HashMap::new() });
+                    if state.epoch != epoch {
+                        // A newer epoch: whatever the old one staged will never be committed.
+                        self.discard(std::mem::take(&mut state.files)).await;
+                        state.epoch = epoch;
+                    }
+                    if let Err(reason) = self.append(state, &tp, &dir, &batch).await {
+                        if let Some(state) = parts.remove(&tp) {
+                            self.discard(state.files).await;
+                        }
+                        dead.insert(tp.clone(), epoch);
+                        let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason });
+                    }
+                }
+                WriterMsg::Commit { tp, epoch, start, end } => {
+                    // Every commit gets an answer: the consumer counts commits in flight.
+                    let files = match parts.remove(&tp) {
+                        Some(state) if state.epoch == epoch && !is_dead(&dead, &tp, epoch) => state.files,
+                        other => {
+                            if let Some(state) = other {
+                                self.discard(state.files).await;
+                            }
+                            let reason = "the range was voided by an earlier failure".to_string();
+                            let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason });
+                            continue;
+                        }
+                    };
+                    let fb = self.commit(&tp, epoch, start, end, files).await;
+                    if let Feedback::Rewind { .. } = fb {
+                        dead.insert(tp.clone(), epoch);
+                    }
+                    let _ = self.feedback.send(fb);
+                }
+                WriterMsg::Drop { tp } => {
+                    self.logs.remove(&tp);
+                    if let Some(state) = parts.remove(&tp) {
+                        dead.insert(tp, state.epoch);
+                        self.discard(state.files).await;
+                    }
+                }
+            }
+        }
+        for (_, state) in parts {
+            self.discard(state.files).await;
+        }
+    }
+
+    async fn append(&self, state: &mut PartitionFiles, tp: &TopicPartition, dir: &str, batch: &RecordBatch) -> Result<(), String> {
+        if !state.files.contains_key(dir) {
+            let staged = commit::staged_path(&self.table_root, &self.run.run_id);
+            let out = commit::with_backoff("create a staged file", &self.run.config.backoff, &self.run.stop, || {
+                self.store.create(&staged)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let writer = StagedParquetFile::new(out, batch.schema(), self.props.clone())
+                .map_err(|e| e.to_string())?;
+            state.files.insert(dir.to_string(), OpenFile { staged, writer, rows: 0 });
+        }
+        let file = state.files.get_mut(dir).expect("inserted above");
+        file.writer.write(batch).await.map_err(|e| e.to_string())?;
+        file.rows += batch.num_rows() as u64;
+        if file.writer.bytes_written() + file.writer.in_progress_bytes() as u64 >= self.max_bytes {
+            let _ = self.feedback.send(Feedback::RollRequested { tp: tp.clone(), epoch: state.epoch });
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, tp: &TopicPartition, epoch: u64, start: i64, end: i64, files: HashMap<String, OpenFile>) -> Feedback {
+        let rewind = |reason: String| Feedback::Rewind { tp: tp.clone(), epoch, reason };
+        let source_meta = serde_json::json!({
+            "topic": tp.topic, "partition": tp.partition, "start_offset": start, "end_offset": end,
+        })
+        .to_string();
+        let mut staged = Vec::with_capacity(files.len());
+        let (mut rows, mut rejected, mut bytes) = (0, 0, 0);
+        let mut dirs: Vec<_> = files.into_iter().collect();
+        dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        for (dir, file) in dirs {
+            let summary = match file.writer.finish(vec![("landfall.source".to_string(), source_meta.clone())]).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = self.store.delete(&file.staged).await;
+                    return rewind(format!("closing staged file {}: {e}", file.staged));
+                }
+            };
+            if dir == crate::quarantine::REJECTED_DIR {
+                rejected += summary.rows;
+            } else {
+                rows += summary.rows;
+            }
+            bytes += summary.bytes;
+            staged.push(StagedFile { staged: file.staged, dir, ext: self.ext.clone(), rows: summary.rows });
+        }
+        let count = staged.len();
+        let log = match self.log(tp).await {
+            Ok(log) => log,
+            Err(e) if e.is_fenced() => return rewind(e.to_string()),
+            Err(e) => return rewind(format!("cannot recover the commit log: {e}")),
+        };
+        if let Some(next) = log.next_offset() {
+            if next != start {
+                // The consumer and the log disagree (another owner committed meanwhile).
+                self.logs.remove(tp);
+                return rewind(format!("the commit log resumes at offset {next}, this range starts at {start}"));
+            }
+        }
+        match log.commit(start, end, staged).await {
+            Ok(_) => Feedback::Committed { tp: tp.clone(), epoch, next: end + 1, files: count, rows, rejected, bytes },
+            Err(e) => {
+                self.logs.remove(tp);
+                match e {
+                    CommitError::Fenced { .. } => {
+                        rewind(format!("offsets {start}..={end} were committed by another owner (fenced)"))
+                    }
+                    e if is_fatal(&e) => Feedback::Fatal { message: e.to_string() },
+                    e => rewind(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// The partition's commit log, recovered if this writer has not used it yet.
+    async fn log(&mut self, tp: &TopicPartition) -> Result<&mut CommitLog, CommitError> {
+        if !self.logs.contains_key(tp) {
+            let mut log = CommitLog::new(self.store.clone(), &self.table_root, &tp.topic, tp.partition, self.run.clone())?;
+            log.recover().await?;
+            self.logs.insert(tp.clone(), log);
+        }
+        Ok(self.logs.get_mut(tp).expect("inserted above"))
+    }
+
+    /// Deletes staged files that will never be committed (best effort: orphans are also
+    /// removed by age at start-up).
+    async fn discard(&self, files: HashMap<String, OpenFile>) {
+        for (_, file) in files {
+            drop(file.writer);
+            if let Err(e) = self.store.delete(&file.staged).await {
+                tracing::debug!(path = %file.staged, error = %e, "could not delete a discarded staged file");
+            }
+        }
+    }
+}
+
+/// Errors an operator must fix; everything else rewinds and retries from the commit log.
+fn is_fatal(e: &CommitError) -> bool {
+    matches!(e, CommitError::Store(s) if !s.is_transient() && !matches!(s, crate::sink::StoreError::NotFound { .. } | crate::sink::StoreError::AlreadyExists { .. }))
+        || matches!(e, CommitError::Invalid(_) | CommitError::Lost { .. } | CommitError::Conflict { .. })
+}

@@ -1,0 +1,145 @@
+//! Quarantine: messages that cannot become table rows are kept, never dropped, as Parquet under
+//! `<table>/_rejected/` (hidden from table scans by the leading `_`, readable on their own with
+//! `spark.read.parquet(".../_rejected")`). Each row holds the raw bytes, why it was rejected and
+//! where it came from, so it can be fixed and replayed.
+
+use std::sync::Arc;
+
+use arrow::array::{BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::schema::UTC;
+
+/// Relative directory (under the table root) of quarantine files.
+pub const REJECTED_DIR: &str = "_rejected";
+
+/// The quarantine table's schema.
+pub fn schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()));
+    Arc::new(Schema::new(vec![
+        Field::new("raw", DataType::Binary, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, false),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("source_timestamp", ts.clone(), true),
+        Field::new("rejected_at", ts, false),
+    ]))
+}
+
+/// Where a rejected message came from.
+pub struct SourcePosition<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Broker timestamp of the message in milliseconds, if it has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Accumulates rejected messages of one source partition.
+pub struct RejectBuilder {
+    schema: SchemaRef,
+    raw: BinaryBuilder,
+    reason: StringBuilder,
+    error: StringBuilder,
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    source_ts: TimestampMicrosecondBuilder,
+    rejected_at: TimestampMicrosecondBuilder,
+    bytes: usize,
+}
+
+impl Default for RejectBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RejectBuilder {
+    pub fn new() -> Self {
+        RejectBuilder {
+            schema: schema(),
+            raw: BinaryBuilder::new(),
+            reason: StringBuilder::new(),
+            error: StringBuilder::new(),
+            topic: StringBuilder::new(),
+            partition: Int32Builder::new(),
+            offset: Int64Builder::new(),
+            source_ts: TimestampMicrosecondBuilder::new().with_timezone(UTC),
+            rejected_at: TimestampMicrosecondBuilder::new().with_timezone(UTC),
+            bytes: 0,
+        }
+    }
+
+    /// Records one rejected message. `raw` is `None` for a message without payload.
+    pub fn push(&mut self, raw: Option<&[u8]>, reason: &str, error: &str, at: &SourcePosition<'_>, now_micros: i64) {
+        self.raw.append_option(raw);
+        self.reason.append_value(reason);
+        self.error.append_value(error);
+        self.topic.append_value(at.topic);
+        self.partition.append_value(at.partition);
+        self.offset.append_value(at.offset);
+        self.source_ts.append_option(at.timestamp_ms.map(|ms| ms * 1000));
+        self.rejected_at.append_value(now_micros);
+        self.bytes += raw.map_or(0, <[u8]>::len) + error.len() + reason.len() + at.topic.len() + 40;
+    }
+
+    pub fn len(&self) -> usize {
+        self.offset.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate buffered bytes, for the memory budget.
+    pub fn estimated_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The buffered rows as a batch; the builder is empty afterwards.
+    pub fn finish(&mut self) -> RecordBatch {
+        self.bytes = 0;
+        RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(self.raw.finish()),
+                Arc::new(self.reason.finish()),
+                Arc::new(self.error.finish()),
+                Arc::new(self.topic.finish()),
+                Arc::new(self.partition.finish()),
+                Arc::new(self.offset.finish()),
+                Arc::new(self.source_ts.finish()),
+                Arc::new(self.rejected_at.finish()),
+            ],
+        )
+        .expect("quarantine columns match the quarantine schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+
+    #[test]
+    fn keeps_raw_bytes_reason_and_position() {
+        let mut b = RejectBuilder::new();
+        let at = SourcePosition { topic: "clicks", partition: 3, offset: 42, timestamp_ms: Some(1_000) };
+        b.push(Some(b"\xff{"), "invalid_utf8", "payload is not UTF-8", &at, 7);
+        b.push(None, "empty_payload", "message has no payload", &SourcePosition { offset: 43, timestamp_ms: None, ..at }, 8);
+        assert_eq!(b.len(), 2);
+        let batch = b.finish();
+        assert!(b.is_empty());
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.column(0).as_binary::<i32>().value(0), b"\xff{");
+        assert!(batch.column(0).is_null(1));
+        assert_eq!(batch.column(1).as_string::<i32>().value(0), "invalid_utf8");
+        assert_eq!(batch.column(5).as_primitive::<Int64Type>().values(), &[42, 43]);
+        assert_eq!(batch.column(6).as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0), 1_000_000);
+        assert!(batch.column(6).is_null(1));
+    }
+}

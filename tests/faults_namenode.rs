@@ -1,0 +1,57 @@
+//! A NameNode restart while Landfall ingests: retries, no exit, nothing lost or doubled.
+//! Its own test binary, because restarting the NameNode disturbs every test using HDFS.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn namenode_restart_mid_run_is_survived_exactly() {
+    require_kafka();
+    require_hdfs();
+    let topic = unique("nnrestart");
+    create_topic(&topic, 4).await;
+    let table_path = format!("/landing-test/{topic}");
+    let yaml = pipeline_yaml(&topic.replace('-', "_"), &topic, &hdfs_sink(&table_path), "1s");
+    let (_dir, pipeline) = pipeline_file(&yaml);
+    let n = 150_000u64;
+    let mut counts: BTreeMap<i32, i64> = BTreeMap::new();
+    let msgs: Vec<(i32, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let p = (i % 4) as i32;
+            *counts.entry(p).or_insert(0) += 1;
+            (p, event(i, n).into_bytes())
+        })
+        .collect();
+    let logdir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(logdir.path().join("landfall.log")).unwrap();
+    let mut daemon = landfall().arg("run").arg(&pipeline).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    produce(&topic, msgs[..(n / 2) as usize].to_vec()).await;
+    std::thread::sleep(Duration::from_secs(2));
+    let restart = std::process::Command::new(repo_root().join("bootstrap.sh"))
+        .args(["restart", "namenode"])
+        .status()
+        .expect("./bootstrap.sh restart namenode");
+    assert!(restart.success(), "namenode restarted");
+    produce(&topic, msgs[(n / 2) as usize..].to_vec()).await;
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(daemon.try_wait().unwrap().is_none(), "landfall keeps running through the restart");
+    unsafe { kill(daemon.id() as i32, 15) };
+    let status = daemon.wait().unwrap();
+    let logtext = std::fs::read_to_string(logdir.path().join("landfall.log")).unwrap_or_default();
+    assert!(status.success(), "exit 0 after SIGTERM: {status}\n{logtext}");
+    let out = landfall().args(["run", "--until-caught-up"]).arg(&pipeline).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    assert_eq!(v["count"], n, "exact after a NameNode restart\n{logtext}");
+    assert_eq!(v["distinct_ids"], n);
+    assert_tiles(&published_ranges(&table_path).await, &counts);
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}

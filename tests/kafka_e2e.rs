@@ -1,0 +1,310 @@
+//! Kafka → HDFS end to end, on the real lab services, checked through Spark: exact counts,
+//! types and values; exactly once across kill -9, SIGTERM, zombies and NameNode restarts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PARTITIONS: i32 = 4;
+
+/// Produces `n` generated events round-robin over the topic's partitions; returns per-partition counts.
+async fn produce_events(topic: &str, n: u64) -> BTreeMap<i32, i64> {
+    let mut counts = BTreeMap::new();
+    let msgs: Vec<(i32, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let p = (i % PARTITIONS as u64) as i32;
+            *counts.entry(p).or_insert(0) += 1;
+            (p, event(i, n).into_bytes())
+        })
+        .collect();
+    produce(topic, msgs).await;
+    counts
+}
+
+fn run_until_caught_up(pipeline: &std::path::Path) -> String {
+    let out = landfall()
+        .arg("run")
+        .arg("--until-caught-up")
+        .arg(pipeline)
+        .output()
+        .expect("start landfall");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "landfall run --until-caught-up failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn spawn_daemon(pipeline: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    landfall()
+        .arg("run")
+        .arg(pipeline)
+        .env("LANDFALL_LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start landfall")
+}
+
+struct Setup {
+    topic: String,
+    table_path: String,
+    table_url: String,
+    _dir: tempfile::TempDir,
+    pipeline: std::path::PathBuf,
+}
+
+async fn setup(name: &str, roll_max_age: &str) -> Setup {
+    require_kafka();
+    require_hdfs();
+    let topic = unique(name);
+    create_topic(&topic, PARTITIONS).await;
+    let table_path = format!("/landing-test/{topic}");
+    let yaml = pipeline_yaml(&topic.replace('-', "_"), &topic, &hdfs_sink(&table_path), roll_max_age);
+    let (dir, pipeline) = pipeline_file(&yaml);
+    Setup { table_url: format!("{HDFS_URL}{table_path}"), topic, table_path, _dir: dir, pipeline }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lands_200k_events_exactly_with_spark_types_and_values() {
+    let n = 200_000;
+    let s = setup("e2e", "60s").await;
+    let counts = produce_events(&s.topic, n).await;
+    let summary = run_until_caught_up(&s.pipeline);
+    assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
+
+    let ids = ["evt-000000000", "evt-000000001", "evt-000123457"];
+    let v = spark_verify(&s.table_url, &ids);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+    assert_eq!(v["rejected_count"], 0);
+    let types = &v["types"];
+    assert_eq!(types["id"], "string");
+    assert_eq!(types["user_id"], "bigint");
+    assert_eq!(types["amount"], "decimal(12,2)");
+    assert_eq!(types["ts"], "timestamp");
+    assert_eq!(types["tags"], "array<string>");
+    assert_eq!(types["geo"], "struct<lat:double,lon:double>");
+    assert_eq!(types["dt"], "string");
+    assert_eq!(types["hour"], "string");
+
+    // Partition values: each event's hour directory, counted independently.
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..n {
+        *expected.entry(event_partition(i, n)).or_default() += 1;
+    }
+    assert!(expected.len() >= 4, "events span at least 4 hours");
+    let got: BTreeMap<String, u64> =
+        v["partitions"].as_object().unwrap().iter().map(|(k, c)| (k.clone(), c.as_u64().unwrap())).collect();
+    assert_eq!(got, expected);
+
+    // Exact values of a few rows (an RFC 3339 +01:00 one and an epoch-millis one).
+    let e0 = &v["sample"]["evt-000000000"];
+    assert_eq!(e0["ts"], "2026-11-25 14:00:00.000000");
+    assert_eq!(e0["amount"], "0.00");
+    assert_eq!(e0["user_id"], 0);
+    assert_eq!(e0["tags"], serde_json::json!(["t0", "x"]));
+    assert_eq!(e0["geo"], serde_json::json!({"lat": 0.25, "lon": -0.5}));
+    let e1 = &v["sample"]["evt-000123457"];
+    // 123457 * 12_600 s / 200_000 = 7777.791 s after 14:00:00
+    assert_eq!(e1["ts"], "2026-11-25 16:09:37.791000");
+    assert_eq!(e1["amount"], "23457.57");
+    assert_eq!(e1["user_id"], 864_199);
+    assert_eq!(e1["tags"], serde_json::json!(["t2", "x"]));
+    assert_eq!(e1["geo"], serde_json::json!({"lat": 67.25, "lon": -157.5}));
+
+    assert_tiles(&published_ranges(&s.table_path).await, &counts);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
+    let n = 300_000;
+    let s = setup("kill9", "2s").await;
+    let counts = produce_events(&s.topic, n).await;
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("landfall.log");
+    let mut rng_state = 0x2545F4914F6CDD1Du64;
+    for round in 0..6 {
+        let mut child = spawn_daemon(&s.pipeline, &log);
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        let wait = Duration::from_millis(1500 + rng_state % 4000);
+        std::thread::sleep(wait);
+        child.kill().expect("kill -9"); // SIGKILL
+        child.wait().unwrap();
+        eprintln!("round {round}: killed after {wait:?}");
+    }
+    let summary = run_until_caught_up(&s.pipeline);
+    eprintln!("final run: {summary}");
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n, "exact count after 6 kill -9 (log: {})", std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+    assert_eq!(v["distinct_ids"], n);
+    assert_tiles(&published_ranges(&s.table_path).await, &counts);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_batch_publishes_and_exits_zero_within_the_deadline() {
+    let n = 50_000;
+    let s = setup("sigterm", "1h").await;
+    let counts = produce_events(&s.topic, n).await;
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("landfall.log");
+    let mut child = spawn_daemon(&s.pipeline, &log);
+    std::thread::sleep(Duration::from_secs(6)); // consuming; max_age 1h so nothing published yet
+    let t0 = Instant::now();
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let status = child.wait().unwrap();
+    let took = t0.elapsed();
+    let logtext = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit status {status}; log:\n{logtext}");
+    assert!(took < Duration::from_secs(30), "stopped in {took:?}, deadline 30 s");
+    let _ = run_until_caught_up(&s.pipeline);
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+    assert_tiles(&published_ranges(&s.table_path).await, &counts);
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_mix_is_quarantined_with_reasons_and_good_rows_are_exact() {
+    require_kafka();
+    require_hdfs();
+    let topic = unique("poison");
+    create_topic(&topic, PARTITIONS).await;
+    let table_path = format!("/landing-test/{topic}");
+    let name = topic.replace('-', "_");
+    let yaml = format!(
+        r#"name: {name}
+source:
+  kafka: {{ brokers: ["{KAFKA}"], topics: ["{topic}"], group: {name}, start: earliest }}
+decode:
+  json:
+    schema:
+      - {{ name: id, type: string, required: true }}
+      - {{ name: user_id, type: int64 }}
+      - {{ name: country, type: string, required: true }}
+      - {{ name: ts, type: timestamp, required: true }}
+partition:
+  path: "country={{country}}/dt={{ts:%Y-%m-%d}}"
+roll: {{ max_rows: 1000000, max_bytes: 128MiB, max_age: 60s }}
+sink:
+{}"#,
+        hdfs_sink(&table_path)
+    );
+    let (_dir, pipeline) = pipeline_file(&yaml);
+
+    let good = |i: u64| format!(r#"{{"id":"g-{i}","user_id":{i},"country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes();
+    // (expected reason, payload) — each class ≥ 1 % of the stream.
+    let bad: Vec<(&str, Box<dyn Fn(u64) -> Vec<u8>>)> = vec![
+        ("invalid_json", Box::new(|i| format!(r#"{{"id":"b-{i}","user_id":"#).into_bytes())),
+        ("invalid_utf8", Box::new(|i| { let mut v = format!(r#"{{"id":"b-{i}","country":""#).into_bytes(); v.extend_from_slice(b"\xff\xfe\"}"); v })),
+        ("wrong_type", Box::new(|i| format!(r#"{{"id":"b-{i}","user_id":"many","country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes())),
+        ("null_required", Box::new(|_| br#"{"id":null,"country":"NL","ts":"2026-11-25T10:00:00Z"}"#.to_vec())),
+        ("missing_required", Box::new(|i| format!(r#"{{"id":"b-{i}","country":"NL"}}"#).into_bytes())),
+        ("bad_timestamp", Box::new(|i| format!(r#"{{"id":"b-{i}","country":"NL","ts":"yesterday"}}"#).into_bytes())),
+        ("unsafe_partition_value", Box::new(|i| format!(r#"{{"id":"b-{i}","country":"..","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes())),
+    ];
+    let n_good = 20_000u64;
+    let per_class = 250u64; // 250 / ~21,750 ≈ 1.15 % each
+    let mut msgs = Vec::new();
+    let mut i = 0u64;
+    for g in 0..n_good {
+        msgs.push(((g % 4) as i32, good(g)));
+        if g % (n_good / per_class) == 0 {
+            for (_, make) in &bad {
+                msgs.push(((i % 4) as i32, make(i)));
+                i += 1;
+            }
+        }
+    }
+    let total_bad = i;
+    assert_eq!(total_bad, per_class * bad.len() as u64);
+    produce(&topic, msgs).await;
+    let summary = run_until_caught_up(&pipeline);
+    assert!(summary.contains(&format!("{n_good} events ({total_bad} rejected)")), "summary: {summary}");
+
+    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    assert_eq!(v["count"], n_good, "good rows exact: {v}");
+    assert_eq!(v["distinct_ids"], n_good);
+    assert_eq!(v["rejected_count"], total_bad, "every bad record quarantined: {v}");
+    assert_eq!(v["rejected_offsets"], total_bad, "each with its own source position");
+    for (reason, _) in &bad {
+        assert_eq!(v["rejected_reasons"][reason], per_class, "reason {reason}: {v}");
+    }
+    // Nothing escaped the table root or created a bogus partition directory.
+    let parts = v["partitions"].as_object().unwrap();
+    assert_eq!(parts.keys().cloned().collect::<Vec<_>>(), vec!["country=NL".to_string()], "{v}");
+}
+
+fn signal(child: &Child, sig: i32) {
+    let rc = unsafe { libc_kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0, "signal {sig} to pid {}", child.id());
+}
+const SIGCONT: i32 = 18;
+const SIGSTOP: i32 = 19;
+const SIGTERM: i32 = 15;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zombie_stopped_past_session_timeout_cannot_double_publish() {
+    let s = setup("zombie", "2s").await;
+    // A short session timeout so the group evicts the stopped instance quickly.
+    let yaml = std::fs::read_to_string(&s.pipeline).unwrap().replace("    options: {}", "    options: {}\n    session_timeout: 6s");
+    std::fs::write(&s.pipeline, yaml).unwrap();
+    let n = 200_000u64;
+    let logdir = tempfile::tempdir().unwrap();
+    let mut a = spawn_daemon(&s.pipeline, &logdir.path().join("a.log"));
+    let mut b = spawn_daemon(&s.pipeline, &logdir.path().join("b.log"));
+    std::thread::sleep(Duration::from_secs(4)); // both joined; partitions split between them
+    let mut counts = BTreeMap::new();
+    let first: Vec<(i32, Vec<u8>)> = (0..n / 2)
+        .map(|i| {
+            let p = (i % PARTITIONS as u64) as i32;
+            *counts.entry(p).or_insert(0i64) += 1;
+            (p, event(i, n).into_bytes())
+        })
+        .collect();
+    produce(&s.topic, first).await;
+    std::thread::sleep(Duration::from_millis(1500)); // A is mid-range with staged data
+    signal(&a, SIGSTOP);
+    std::thread::sleep(Duration::from_secs(15)); // > session timeout: B takes A's partitions
+    let second: Vec<(i32, Vec<u8>)> = (n / 2..n)
+        .map(|i| {
+            let p = (i % PARTITIONS as u64) as i32;
+            *counts.entry(p).or_insert(0i64) += 1;
+            (p, event(i, n).into_bytes())
+        })
+        .collect();
+    produce(&s.topic, second).await;
+    signal(&a, SIGCONT); // the zombie wakes up and tries to publish what it had staged
+    std::thread::sleep(Duration::from_secs(10));
+    signal(&a, SIGTERM);
+    signal(&b, SIGTERM);
+    let (sa, sb) = (a.wait().unwrap(), b.wait().unwrap());
+    let logs = || {
+        ["a.log", "b.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(logdir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    assert!(sa.success() && sb.success(), "both exit 0 on SIGTERM: {sa} {sb}\n{}", logs());
+    let _ = run_until_caught_up(&s.pipeline);
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n, "exact count with a zombie\n{}", logs());
+    assert_eq!(v["distinct_ids"], n);
+    assert_tiles(&published_ranges(&s.table_path).await, &counts);
+}

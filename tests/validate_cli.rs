@@ -1,0 +1,97 @@
+//! `landfall validate` as a user meets it: every shipped example passes; each class of mistake
+//! fails with exit ≠ 0 and a message naming `file:line` and the key path.
+
+mod common;
+
+use common::*;
+
+fn validate(yaml: &str) -> (bool, String, String) {
+    let (_dir, path) = pipeline_file(yaml);
+    let out = landfall().arg("validate").arg(&path).output().expect("run landfall validate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+fn base() -> String {
+    pipeline_yaml("clicks", "clicks", &hdfs_sink("/landing/clicks"), "60s")
+}
+
+/// Line number (1-based) of the first line containing `needle`.
+fn line_of(yaml: &str, needle: &str) -> usize {
+    yaml.lines().position(|l| l.contains(needle)).expect("needle in yaml") + 1
+}
+
+#[test]
+fn every_shipped_pipeline_validates() {
+    let dir = repo_root().join("pipelines");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.len() >= 2, "examples in pipelines/");
+    let out = landfall().arg("validate").arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "validate pipelines/: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ok: pipeline clicks"), "{stdout}");
+    assert!(stdout.contains("ok: pipeline clicks-local"), "{stdout}");
+}
+
+#[test]
+fn typo_key_names_file_line_and_path() {
+    let yaml = base().replace("    group: clicks", "    groupp: clicks");
+    let (ok, err, path) = validate(&yaml);
+    assert!(!ok);
+    let line = line_of(&yaml, "groupp");
+    assert!(err.contains(&format!("{path}:{line}:")), "{err}");
+    assert!(err.contains("source.kafka.groupp"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_file_line_and_path() {
+    let yaml = base().replace("max_rows: 1000000", "max_rows: lots");
+    let (ok, err, path) = validate(&yaml);
+    assert!(!ok);
+    let line = line_of(&yaml, "max_rows");
+    assert!(err.contains(&format!("{path}:{line}:")), "{err}");
+    assert!(err.contains("roll.max_rows"), "{err}");
+}
+
+#[test]
+fn missing_env_var_is_named() {
+    let yaml = base().replace("group: clicks", "group: ${LANDFALL_TEST_SURELY_UNSET_VAR}");
+    let (ok, err, path) = validate(&yaml);
+    assert!(!ok);
+    let line = line_of(&yaml, "LANDFALL_TEST_SURELY_UNSET_VAR");
+    assert!(err.contains("LANDFALL_TEST_SURELY_UNSET_VAR"), "{err}");
+    assert!(err.contains(&format!("{path}:{line}:")), "{err}");
+}
+
+#[test]
+fn partition_field_not_in_schema() {
+    let yaml = base().replace("dt={ts:%Y-%m-%d}/hour={ts:%H}", "dt={tz:%Y-%m-%d}/hour={ts:%H}");
+    let (ok, err, path) = validate(&yaml);
+    assert!(!ok);
+    let line = line_of(&yaml, "path: \"dt=");
+    assert!(err.contains(&format!("{path}:{line}:")), "{err}");
+    assert!(err.contains("partition.path"), "{err}");
+    assert!(err.contains("tz"), "{err}");
+}
+
+#[test]
+fn strftime_on_a_non_timestamp_field() {
+    let yaml = base().replace("hour={ts:%H}", "hour={id:%H}");
+    let (ok, err, path) = validate(&yaml);
+    assert!(!ok);
+    let line = line_of(&yaml, "path: \"dt=");
+    assert!(err.contains(&format!("{path}:{line}:")), "{err}");
+    assert!(err.contains("partition.path"), "{err}");
+    assert!(err.contains("id"), "{err}");
+}
+
+#[test]
+fn several_problems_are_reported_at_once() {
+    let yaml = base().replace("    group: clicks", "    groupp: clicks").replace("hour={ts:%H}", "hour={nope}");
+    let (ok, err, _) = validate(&yaml);
+    assert!(!ok);
+    assert!(err.contains("groupp") && err.contains("nope"), "both problems in one report: {err}");
+}
