@@ -200,7 +200,7 @@ impl ParquetConfig {
         };
         match self.compression {
             Compression::Zstd => match level {
-                None => Ok(C::ZSTD(ZstdLevel::default())),
+                None => Ok(C::ZSTD(ZstdLevel::try_new(crate::parquet::DEFAULT_ZSTD_LEVEL).expect("valid default level"))),
                 Some(l) => ZstdLevel::try_new(l)
                     .map(C::ZSTD)
                     .map_err(|_| format!("zstd compression_level must be -131072..=22, got {l}")),

@@ -373,7 +373,6 @@ fn partition_template_problems_are_reported_at_partition_path() {
 }
 
 #[test]
-#[ignore = "enable once src/partition.rs holds the real PartitionTemplate"]
 fn partition_field_not_in_schema_is_reported() {
     let text = example_with("hour={ts:%H}", "hour={nope}");
     let lines = errors(&text);
@@ -386,7 +385,6 @@ fn partition_field_not_in_schema_is_reported() {
 }
 
 #[test]
-#[ignore = "enable once src/partition.rs holds the real PartitionTemplate"]
 fn strftime_on_a_non_timestamp_field_is_reported() {
     let text = example_with("hour={ts:%H}", "hour={user_id:%H}");
     let lines = errors(&text);

@@ -132,7 +132,12 @@ pub fn run(
         store: store.clone(),
         table_root: table_root.clone(),
         run: RunContext { run_id: run_id.clone(), config: CommitConfig::default(), stop: shutdown.subscribe() },
-        props: crate::parquet::writer_properties(&cfg.parquet)?,
+        props: crate::parquet::writer_properties(
+            cfg.parquet.codec()?,
+            cfg.parquet.row_group_rows,
+            vec![("landfall.pipeline".to_string(), cfg.name.clone())],
+        )
+        .map_err(|e| e.to_string())?,
         max_bytes: policy.max_bytes,
         ext: format!("{}.parquet", cfg.parquet.compression.name()),
         feedback: feedback_tx,
@@ -143,7 +148,7 @@ pub fn run(
     let resume = Arc::new(StoreResume { run_id, store, table_root, handle: handle.clone(), shutdown: shutdown.clone() });
     let source = KafkaSource::build(&cfg.name, kafka_cfg, resume.clone()).map_err(|e| e.to_string())?;
 
-    let mut ctx = Consumer {
+    let mut ctx = ConsumerState {
         pipeline: cfg.name.clone(),
         start: kafka_cfg.start,
         parts: Vec::new(),
@@ -285,7 +290,7 @@ pub fn run(
     result.map(|()| ctx.summary)
 }
 
-struct Consumer {
+struct ConsumerState {
     pipeline: String,
     start: StartPosition,
     /// Assigned partitions and their buffers (few: a linear scan beats hashing the topic name).
@@ -299,7 +304,7 @@ struct Consumer {
     mirror: HashMap<TopicPartition, i64>,
 }
 
-impl Consumer {
+impl ConsumerState {
     fn index(&self, topic: &str, partition: i32) -> Option<usize> {
         self.parts.iter().position(|(tp, _)| tp.partition == partition && tp.topic == topic)
     }

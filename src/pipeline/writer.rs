@@ -95,17 +95,15 @@ impl Writer {
                 }
                 WriterMsg::Commit { tp, epoch, start, end } => {
                     // Every commit gets an answer: the consumer counts commits in flight.
-                    let files = match parts.remove(&tp) {
-                        Some(state) if state.epoch == epoch && !is_dead(&dead, &tp, epoch) => state.files,
-                        other => {
-                            if let Some(state) = other {
-                                self.discard(state.files).await;
-                            }
-                            let reason = "the range was voided by an earlier failure".to_string();
-                            let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason });
-                            continue;
-                        }
-                    };
+                    let taken = parts.remove(&tp);
+                    let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &tp, epoch);
+                    let files = taken.map(|s| s.files).unwrap_or_default();
+                    if !live {
+                        self.discard(files).await;
+                        let reason = "the range was voided by an earlier failure".to_string();
+                        let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason });
+                        continue;
+                    }
                     let fb = self.commit(&tp, epoch, start, end, files).await;
                     if let Feedback::Rewind { .. } = fb {
                         dead.insert(tp.clone(), epoch);
@@ -134,14 +132,14 @@ impl Writer {
             })
             .await
             .map_err(|e| e.to_string())?;
-            let writer = StagedParquetFile::new(out, batch.schema(), self.props.clone())
+            let writer = StagedParquetFile::new(&staged, out, batch.schema(), self.props.clone())
                 .map_err(|e| e.to_string())?;
             state.files.insert(dir.to_string(), OpenFile { staged, writer, rows: 0 });
         }
         let file = state.files.get_mut(dir).expect("inserted above");
         file.writer.write(batch).await.map_err(|e| e.to_string())?;
         file.rows += batch.num_rows() as u64;
-        if file.writer.bytes_written() + file.writer.in_progress_bytes() as u64 >= self.max_bytes {
+        if file.writer.estimated_file_bytes() >= self.max_bytes {
             let _ = self.feedback.send(Feedback::RollRequested { tp: tp.clone(), epoch: state.epoch });
         }
         Ok(())

@@ -89,6 +89,7 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 
 /// Produces every `(partition, payload)` and waits until Kafka acknowledged all of them.
 pub async fn produce(topic: &str, messages: impl IntoIterator<Item = (i32, Vec<u8>)>) -> usize {
+    use futures::StreamExt;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", KAFKA)
@@ -100,19 +101,29 @@ pub async fn produce(topic: &str, messages: impl IntoIterator<Item = (i32, Vec<u
     let mut pending = futures::stream::FuturesUnordered::new();
     let mut n = 0;
     for (partition, payload) in messages {
-        let record = FutureRecord::<(), _>::to(topic).partition(partition).payload(&payload);
-        pending.push(producer.send(record, Duration::from_secs(60)));
-        n += 1;
-        if pending.len() >= 10_000 {
-            use futures::StreamExt;
-            while let Some(r) = pending.next().await {
-                r.expect("Kafka acknowledges the message");
+        loop {
+            // send_result enqueues synchronously, so the payload need not outlive the call.
+            let record = FutureRecord::<(), _>::to(topic).partition(partition).payload(&payload);
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((e, _)) => {
+                    assert!(
+                        matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                        "produce to {topic}: {e}"
+                    );
+                    if let Some(r) = pending.next().await {
+                        r.expect("delivery report").expect("Kafka acknowledges the message");
+                    }
+                }
             }
         }
+        n += 1;
     }
-    use futures::StreamExt;
     while let Some(r) = pending.next().await {
-        r.expect("Kafka acknowledges the message");
+        r.expect("delivery report").expect("Kafka acknowledges the message");
     }
     n
 }

@@ -1,0 +1,155 @@
+//! The conformance suite every [`FileStore`] passes: the same assertions, run once per
+//! implementation (`local::…` on a temp dir, `hdfs::…` on the lab NameNode), so the commit
+//! protocol can rely on identical semantics whichever store a pipeline uses.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::testing::TestDir;
+use super::{FileStore, StoreError};
+
+async fn write_file(store: &dyn FileStore, path: &str, chunks: &[&'static [u8]]) {
+    let mut writer = store.create(path).await.unwrap_or_else(|e| panic!("create {path}: {e}"));
+    for chunk in chunks {
+        writer.write(Bytes::from_static(chunk)).await.unwrap();
+    }
+    writer.close().await.unwrap();
+}
+
+fn names(entries: &[super::FileStatus]) -> Vec<String> {
+    let mut names: Vec<String> = entries.iter().map(|e| e.path.rsplit('/').next().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+async fn create_write_close_read(t: &TestDir) {
+    let path = t.path("a/b/data.bin");
+    write_file(&*t.store, &path, &[b"hello ", b"world"]).await;
+    assert_eq!(t.store.read(&path).await.unwrap(), Bytes::from_static(b"hello world"));
+    let status = t.store.stat(&path).await.unwrap().expect("file exists after close");
+    assert_eq!(status.path, path);
+    assert!(!status.is_dir);
+    assert_eq!(status.len, 11);
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(now_ms.abs_diff(status.modified_ms) < 10 * 60 * 1000, "modified_ms {} vs now {now_ms}", status.modified_ms);
+    assert!(t.store.stat(&t.path("a/b")).await.unwrap().unwrap().is_dir, "parents were created");
+}
+
+async fn empty_file_reads_back_empty(t: &TestDir) {
+    let path = t.path("empty");
+    write_file(&*t.store, &path, &[]).await;
+    assert_eq!(t.store.read(&path).await.unwrap().len(), 0);
+    assert_eq!(t.store.stat(&path).await.unwrap().unwrap().len, 0);
+}
+
+async fn create_on_existing_is_already_exists(t: &TestDir) {
+    let path = t.path("fence");
+    write_file(&*t.store, &path, &[b"first"]).await;
+    match t.store.create(&path).await {
+        Err(StoreError::AlreadyExists { path: p }) => assert_eq!(p, path),
+        Err(other) => panic!("expected AlreadyExists, got {other}"),
+        Ok(_) => panic!("expected AlreadyExists, create succeeded"),
+    }
+    assert_eq!(t.store.read(&path).await.unwrap(), Bytes::from_static(b"first"), "content untouched");
+}
+
+async fn rename_publishes_without_overwriting(t: &TestDir) {
+    let src = t.path("_staging/part-0.tmp");
+    let dst = t.path("table/dt=2026-11-25/part-0.parquet");
+    write_file(&*t.store, &src, &[b"payload"]).await;
+    t.store.rename(&src, &dst).await.unwrap();
+    assert_eq!(t.store.stat(&src).await.unwrap(), None, "source is gone");
+    assert_eq!(t.store.read(&dst).await.unwrap(), Bytes::from_static(b"payload"));
+
+    let other = t.path("_staging/part-1.tmp");
+    write_file(&*t.store, &other, &[b"other"]).await;
+    match t.store.rename(&other, &dst).await {
+        Err(StoreError::AlreadyExists { path }) => assert_eq!(path, dst),
+        other => panic!("expected AlreadyExists for {dst}, got {other:?}"),
+    }
+    assert_eq!(t.store.read(&dst).await.unwrap(), Bytes::from_static(b"payload"), "destination not overwritten");
+    assert_eq!(t.store.read(&other).await.unwrap(), Bytes::from_static(b"other"), "source left in place");
+
+    let missing = t.path("_staging/missing.tmp");
+    match t.store.rename(&missing, &t.path("table/x.parquet")).await {
+        Err(StoreError::NotFound { path }) => assert_eq!(path, missing),
+        other => panic!("expected NotFound for {missing}, got {other:?}"),
+    }
+    assert_eq!(t.store.stat(&t.path("table/x.parquet")).await.unwrap(), None);
+}
+
+async fn stat_list_delete_mkdirs(t: &TestDir) {
+    let dir = t.path("d/e");
+    t.store.mkdirs(&dir).await.unwrap();
+    t.store.mkdirs(&dir).await.unwrap(); // Ok if present
+    let status = t.store.stat(&dir).await.unwrap().unwrap();
+    assert!(status.is_dir);
+    assert_eq!(status.path, dir);
+
+    write_file(&*t.store, &t.path("d/one"), &[b"1"]).await;
+    write_file(&*t.store, &t.path("d/two"), &[b"22"]).await;
+    write_file(&*t.store, &t.path("d/e/deep"), &[b"333"]).await;
+    let listed = t.store.list(&t.path("d")).await.unwrap();
+    assert_eq!(names(&listed), ["e", "one", "two"], "only direct children");
+    let two = listed.iter().find(|e| e.path == t.path("d/two")).expect("full paths in listing");
+    assert_eq!((two.is_dir, two.len), (false, 2));
+    assert!(listed.iter().find(|e| e.path == t.path("d/e")).unwrap().is_dir);
+
+    t.store.delete(&t.path("d/one")).await.unwrap();
+    assert_eq!(t.store.stat(&t.path("d/one")).await.unwrap(), None);
+    t.store.delete(&t.path("d/one")).await.unwrap(); // Ok if absent
+    t.store.delete(&t.path("d")).await.unwrap(); // recursive
+    assert_eq!(t.store.stat(&t.path("d/e/deep")).await.unwrap(), None);
+    assert_eq!(t.store.stat(&t.path("d")).await.unwrap(), None);
+}
+
+async fn listing_an_absent_dir_is_empty(t: &TestDir) {
+    assert_eq!(t.store.list(&t.path("never/created")).await.unwrap(), Vec::new());
+    assert_eq!(t.store.stat(&t.path("never")).await.unwrap(), None);
+}
+
+async fn reading_a_missing_file_is_not_found(t: &TestDir) {
+    let path = t.path("nope");
+    match t.store.read(&path).await {
+        Err(StoreError::NotFound { path: p }) => assert_eq!(p, path),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+/// One `#[tokio::test]` per suite function, per store; `$dir` yields `Option<TestDir>`
+/// (`None`: store unavailable and skipping allowed).
+macro_rules! conformance_suite {
+    ($module:ident, $dir:expr, [$($test:ident),* $(,)?]) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(dir) = $dir else { return };
+                    super::$test(&dir).await;
+                    dir.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance_suite!(local, Some(crate::sink::testing::local_dir()), [
+    create_write_close_read,
+    empty_file_reads_back_empty,
+    create_on_existing_is_already_exists,
+    rename_publishes_without_overwriting,
+    stat_list_delete_mkdirs,
+    listing_an_absent_dir_is_empty,
+    reading_a_missing_file_is_not_found,
+]);
+
+conformance_suite!(hdfs, crate::sink::testing::hdfs_dir().await, [
+    create_write_close_read,
+    empty_file_reads_back_empty,
+    create_on_existing_is_already_exists,
+    rename_publishes_without_overwriting,
+    stat_list_delete_mkdirs,
+    listing_an_absent_dir_is_empty,
+    reading_a_missing_file_is_not_found,
+]);
