@@ -155,21 +155,38 @@ impl Writer {
         let (mut rows, mut rejected, mut bytes) = (0, 0, 0);
         let mut dirs: Vec<_> = files.into_iter().collect();
         dirs.sort_by(|a, b| a.0.cmp(&b.0));
-        for (dir, file) in dirs {
-            let summary = match file.writer.finish(vec![("landfall.source".to_string(), source_meta.clone())]).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = self.store.delete(&file.staged).await;
-                    return rewind(format!("closing staged file {}: {e}", file.staged));
-                }
-            };
-            if dir == crate::quarantine::REJECTED_DIR {
-                rejected += summary.rows;
-            } else {
-                rows += summary.rows;
+        // Close every file at once: each close waits on the store (HDFS completes the block).
+        let meta = vec![("landfall.source".to_string(), source_meta)];
+        let closing = dirs.into_iter().map(|(dir, file)| {
+            let meta = meta.clone();
+            async move {
+                let result = file.writer.finish(meta).await;
+                (dir, file.staged, result)
             }
-            bytes += summary.bytes;
-            staged.push(StagedFile { staged: file.staged, dir, ext: self.ext.clone(), rows: summary.rows });
+        });
+        let mut failure = None;
+        for (dir, staged_path, result) in futures::future::join_all(closing).await {
+            match result {
+                Ok(summary) => {
+                    if dir == crate::quarantine::REJECTED_DIR {
+                        rejected += summary.rows;
+                    } else {
+                        rows += summary.rows;
+                    }
+                    bytes += summary.bytes;
+                    staged.push(StagedFile { staged: staged_path, dir, ext: self.ext.clone(), rows: summary.rows });
+                }
+                Err(e) => {
+                    let _ = self.store.delete(&staged_path).await;
+                    failure.get_or_insert(format!("closing staged file {staged_path}: {e}"));
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            for file in &staged {
+                let _ = self.store.delete(&file.staged).await;
+            }
+            return rewind(reason);
         }
         let count = staged.len();
         let log = match self.log(tp).await {

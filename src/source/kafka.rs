@@ -73,6 +73,9 @@ impl ClientContext for LandfallContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return; // reaching the end of a partition is news only to --until-caught-up
+        }
         // librdkafka retries by itself; these are state changes worth one line each.
         tracing::warn!(pipeline = %self.pipeline, %error, "Kafka: {reason}; retrying (is the broker up? check source.kafka.brokers)");
     }
