@@ -246,8 +246,18 @@ sink:
         assert_eq!(v["rejected_reasons"][reason], per_class, "reason {reason}: {v}");
     }
     // Nothing escaped the table root or created a bogus partition directory.
-    let parts = v["partitions"].as_object().unwrap();
-    assert_eq!(parts.keys().cloned().collect::<Vec<_>>(), vec!["country=NL".to_string()], "{v}");
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let mut top: Vec<String> = client
+        .list_status(&table_path, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.path.rsplit('/').next().unwrap().to_string())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["_landfall", "_rejected", "country=NL"]);
+    let parent = client.list_status("/landing-test", false).await.unwrap();
+    assert!(parent.iter().all(|s| s.path.contains("/landing-test/")), "nothing written beside the table");
 }
 
 fn signal(child: &Child, sig: i32) {

@@ -440,8 +440,9 @@ impl ConsumerState {
         let Ok(positions) = source.consumer.position() else { return };
         for elem in positions.elements() {
             if let (Some(i), Some(pos)) = (self.index(elem.topic(), elem.partition()), elem.offset().to_raw()) {
+                // A partition not fetched yet has no position (negative): not caught up.
                 let buf = &mut self.parts[i].1;
-                if pos >= buf.end_at_start || pos < 0 {
+                if pos >= 0 && pos >= buf.end_at_start {
                     buf.caught_up = true;
                 }
             }
