@@ -128,21 +128,48 @@ async fn lands_200k_events_exactly_with_spark_types_and_values() {
 async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let n = 300_000;
     let s = setup("kill9", "2s").await;
-    let counts = produce_events(&s.topic, n).await;
+    // A killed member leaves the group only when its session times out: keep that short so
+    // each restarted instance gets partitions quickly and is killed mid-ingest.
+    let yaml = std::fs::read_to_string(&s.pipeline).unwrap().replace("    options: {}", "    options: {}\n    session_timeout: 6s");
+    std::fs::write(&s.pipeline, yaml).unwrap();
+    // Events keep arriving while instances are killed, so every kill lands mid-ingest.
+    let mut counts = BTreeMap::new();
+    for i in 0..n {
+        *counts.entry((i % PARTITIONS as u64) as i32).or_insert(0i64) += 1;
+    }
+    let topic = s.topic.clone();
+    let producer = tokio::spawn(async move {
+        for chunk in 0..60u64 {
+            let msgs: Vec<(i32, Vec<u8>)> = (chunk * n / 60..(chunk + 1) * n / 60)
+                .map(|i| ((i % PARTITIONS as u64) as i32, event(i, n).into_bytes()))
+                .collect();
+            produce(&topic, msgs).await;
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+    });
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
     let mut rng_state = 0x2545F4914F6CDD1Du64;
+    let mut killed_while_producing = 0;
     for round in 0..6 {
         let mut child = spawn_daemon(&s.pipeline, &log);
         rng_state ^= rng_state << 13;
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
-        let wait = Duration::from_millis(1500 + rng_state % 4000);
-        std::thread::sleep(wait);
+        let wait = Duration::from_millis(7000 + rng_state % 6000);
+        tokio::time::sleep(wait).await;
         child.kill().expect("kill -9"); // SIGKILL
         child.wait().unwrap();
+        if !producer.is_finished() {
+            killed_while_producing += 1;
+        }
         eprintln!("round {round}: killed after {wait:?}");
     }
+    producer.await.unwrap();
+    assert!(killed_while_producing >= 5, "only {killed_while_producing} kills landed while events were arriving");
+    let before = spark_verify(&s.table_url, &[])["count"].as_u64().unwrap();
+    eprintln!("published before the final run: {before} of {n}");
+    assert!(before > 0, "the killed instances published something");
     let summary = run_until_caught_up(&s.pipeline);
     eprintln!("final run: {summary}");
     let v = spark_verify(&s.table_url, &[]);
