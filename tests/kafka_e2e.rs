@@ -339,6 +339,12 @@ async fn zombie_stopped_past_session_timeout_cannot_double_publish() {
             .join("\n----\n")
     };
     assert!(sa.success() && sb.success(), "both exit 0 on SIGTERM: {sa} {sb}\n{}", logs());
+    let a_log = std::fs::read_to_string(logdir.path().join("a.log")).unwrap_or_default();
+    eprintln!(
+        "zombie A after SIGCONT: {} rewinds (fenced or voided ranges), {} revocations",
+        a_log.matches("rewinding the partition").count(),
+        a_log.matches("partition revoked").count()
+    );
     let _ = run_until_caught_up(&s.pipeline);
     let v = spark_verify(&s.table_url, &[]);
     assert_eq!(v["count"], n, "exact count with a zombie\n{}", logs());
