@@ -12,6 +12,9 @@
 #   ./bootstrap.sh topic NAME [PARTITIONS]    create a Kafka topic (default 4 partitions)
 #   ./bootstrap.sh produce TOPIC [COUNT]      produce COUNT sample click events (default 1000)
 #   ./bootstrap.sh pyspark | spark-submit …   Spark with the lab's HDFS as default filesystem
+#   ./bootstrap.sh demo [COUNT]    the main job: lab up, build Landfall, produce COUNT sample
+#                                  clicks (default 100000), land them, query them with Spark
+#   ./bootstrap.sh query [TABLE]   Spark query over a landed table (default /landing/clicks)
 #   ./bootstrap.sh test            bring the lab up, then run the whole test suite
 #
 # All state, logs and downloads live under .lab/ (override with LANDFALL_LAB); `rm -rf .lab`
@@ -430,6 +433,20 @@ EOF
   systemctl enable kafka.service hdfs-namenode.service hdfs-datanode.service rabbitmq-server.service
 }
 
+# The main job on a fresh machine: everything from an empty lab to a Spark query over landed data.
+demo() {
+  local count=$1
+  up
+  say "landfall: building (release)"
+  (cd "$ROOT" && cargo build --release --locked) >"$LOGS/cargo.log" 2>&1 \
+    || die "cargo build failed; see $LOGS/cargo.log"
+  "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" create-topic clicks 4
+  "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" produce clicks "$count"
+  say "landfall: landing the clicks topic in hdfs://127.0.0.1:9000/landing/clicks"
+  (cd "$ROOT" && LANDFALL_LOG_LEVEL=warn target/release/landfall run --until-caught-up pipelines/clicks.yaml)
+  "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/query_clicks.py" /landing/clicks
+}
+
 # The VM also runs Landfall itself as a unit, on the example pipelines.
 install_daemon() {
   if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
@@ -473,6 +490,8 @@ main() {
     pyspark|spark-submit) exec "$LAB/bin/$cmd" "$@" ;;
     topic) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" create-topic "$@" ;;
     produce) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" produce "$@" ;;
+    query) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/query_clicks.py" "$@" ;;
+    demo) demo "${1:-100000}" ;;
     test) up; cd "$ROOT" && exec cargo test --locked --release ;;
     -h|--help|help) sed -n '2,20p' "$0" ;;
     *) die "unknown command $cmd; see $0 --help" ;;

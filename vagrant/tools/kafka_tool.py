@@ -29,11 +29,11 @@ def create_topic(name: str, partitions: int = 4) -> None:
             raise SystemExit(f"could not create topic {name}: {err}; is Kafka up? ./bootstrap.sh status")
 
 
-def sample_event(i: int, count: int, start: datetime) -> dict:
-    """Event i of count, spread evenly over the three hours after start."""
+def sample_event(run: int, i: int, count: int, start: datetime) -> dict:
+    """Event i of count, spread evenly over the three hours after start; ids unique per run."""
     ts = start + timedelta(microseconds=i * 3 * 3600 * 1_000_000 // max(1, count))
     return {
-        "id": f"evt-{i:09d}",
+        "id": f"evt-{run}-{i:09d}",
         "user_id": random.randint(1, 1_000_000),
         "amount": f"{random.randint(0, 99999) / 100:.2f}",
         "ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -46,10 +46,11 @@ def produce(topic: str, count: int = 1000) -> None:
     producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 20, "enable.idempotence": True})
     start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     t0 = time.time()
+    run = int(t0)
     for i in range(count):
         while True:
             try:
-                producer.produce(topic, json.dumps(sample_event(i, count, start)).encode())
+                producer.produce(topic, json.dumps(sample_event(run, i, count, start)).encode())
                 break
             except BufferError:
                 producer.poll(0.1)
