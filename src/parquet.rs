@@ -170,6 +170,26 @@ impl StagedParquetFile {
         Ok(())
     }
 
+    /// Ends the row group being built now (smaller than `row_group_rows`) and ships it,
+    /// freeing its memory: the answer to memory pressure that does not close the file.
+    pub async fn flush_row_group(&mut self) -> Result<(), ParquetWriteError> {
+        let mut encoder = self.take_encoder()?;
+        let drained = self.drained_row_groups;
+        let (encoder, outcome) = Self::blocking(&self.path, move || {
+            let outcome = encoder.flush().and_then(|()| drain(&mut encoder, drained, true));
+            (encoder, outcome)
+        })
+        .await?;
+        let chunk = outcome.map_err(|source| ParquetWriteError::Encode { path: self.path.clone(), source })?;
+        self.drained_row_groups = encoder.flushed_row_groups().len();
+        self.encoder = Some(encoder);
+        if let Err(e) = self.ship(chunk).await {
+            self.encoder = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Rows accepted so far.
     pub fn rows(&self) -> u64 {
         self.rows

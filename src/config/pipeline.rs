@@ -95,6 +95,14 @@ pub struct RollConfig {
     /// Longest time a file stays open, which bounds how late data becomes visible.
     #[serde(default = "default_max_age")]
     pub max_age: HumanDuration,
+    /// Memory budget for rows buffered in open files (each buffers a row group before
+    /// encoding it). Over budget, the largest file's row group is encoded and shipped early.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: ByteSize,
+    /// Most files open at once; past it, the source partition holding the most open files is
+    /// committed. Bounds memory and HDFS write streams when a partition key has many values.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
 }
 
 impl Default for RollConfig {
@@ -103,6 +111,8 @@ impl Default for RollConfig {
             max_rows: default_max_rows(),
             max_bytes: default_max_bytes(),
             max_age: default_max_age(),
+            max_buffered_bytes: default_max_buffered_bytes(),
+            max_open_files: default_max_open_files(),
         }
     }
 }
@@ -116,6 +126,17 @@ fn default_max_rows() -> u64 {
 /// `dfs.blocksize`, so a file fills about one block.
 fn default_max_bytes() -> ByteSize {
     ByteSize(128 << 20)
+}
+
+/// 128 MiB keeps the daemon well inside a 256 MB RSS target with 200 open partitions.
+fn default_max_buffered_bytes() -> ByteSize {
+    ByteSize(128 << 20)
+}
+
+/// 1000 open files: enough for a 4-partition topic spread over 200 partition values, few
+/// enough that the NameNode and DataNode are not flooded with write streams.
+fn default_max_open_files() -> usize {
+    1000
 }
 
 /// 60 s mirrors Flink's `DefaultRollingPolicy` rollover interval.

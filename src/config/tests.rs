@@ -67,7 +67,9 @@ fn the_contract_example_parses_and_validates() {
         RollConfig {
             max_rows: 1_000_000,
             max_bytes: ByteSize(128 << 20),
-            max_age: HumanDuration::from_secs(60)
+            max_age: HumanDuration::from_secs(60),
+            max_buffered_bytes: ByteSize(128 << 20),
+            max_open_files: 1000
         }
     );
     assert_eq!(

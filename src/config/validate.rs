@@ -109,6 +109,18 @@ pub fn check(
                 "max_age must be greater than 0, e.g. `60s`".into(),
             );
         }
+        if roll.max_buffered_bytes.bytes() < (1 << 20) {
+            issue(
+                at(&["roll", "max_buffered_bytes"]),
+                "max_buffered_bytes must be at least 1MiB, e.g. `128MiB`".into(),
+            );
+        }
+        if roll.max_open_files == 0 {
+            issue(
+                at(&["roll", "max_open_files"]),
+                "max_open_files must be at least 1".into(),
+            );
+        }
     }
     if clean.clean("parquet") {
         if let Err(message) = config.parquet.codec() {

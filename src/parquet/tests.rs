@@ -290,6 +290,24 @@ async fn row_groups_are_shipped_while_writing_in_bounded_chunks() {
 }
 
 #[tokio::test]
+async fn flushing_a_row_group_early_frees_its_memory_and_keeps_every_row() {
+    let schema = landfall_schema();
+    let recorder = Recorder::default();
+    let props = writer_properties(zstd1(), 100_000, vec![]).unwrap();
+    let mut file = StagedParquetFile::new("/t/x.parquet", Box::new(recorder.clone()), schema.clone(), props).unwrap();
+    file.write(&batch(&schema, 0, 10_000)).await.unwrap();
+    assert!(file.in_progress_bytes() > 0, "rows are buffered in the open row group");
+    file.flush_row_group().await.unwrap();
+    assert_eq!(file.in_progress_bytes(), 0, "memory pressure ships the row group");
+    assert!(!recorder.chunks.lock().unwrap().is_empty());
+    file.write(&batch(&schema, 10_000, 5_000)).await.unwrap();
+    let summary = file.finish(vec![]).await.unwrap();
+    assert_eq!((summary.rows, summary.row_groups), (15_000, 2));
+    let whole: Vec<u8> = recorder.chunks.lock().unwrap().iter().flat_map(|c| c.iter().copied()).collect();
+    assert_eq!(read_back(Bytes::from(whole)).0.num_rows(), 15_000);
+}
+
+#[tokio::test]
 async fn a_store_failure_poisons_the_file_and_is_transient() {
     let schema = landfall_schema();
     let recorder = Recorder { fail_writes: true, ..Recorder::default() };

@@ -25,9 +25,6 @@ use crate::sink::FileStore;
 use crate::source::kafka::{AssignmentEvent, KafkaSource, ResumePositions};
 use crate::source::TopicPartition;
 
-/// More open files than this across a pipeline cut the source partition holding the most.
-const MAX_OPEN_FILES: usize = 512;
-
 /// What a run did, printed at the end of `--until-caught-up` and logged at shutdown.
 #[derive(Debug, Default, Clone)]
 pub struct RunSummary {
@@ -139,6 +136,7 @@ pub fn run(
         )
         .map_err(|e| e.to_string())?,
         max_bytes: policy.max_bytes,
+        max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
         ext: format!("{}.parquet", cfg.parquet.compression.name()),
         feedback: feedback_tx,
         logs: HashMap::new(),
@@ -150,6 +148,7 @@ pub fn run(
 
     let mut ctx = ConsumerState {
         pipeline: cfg.name.clone(),
+        max_open_files: cfg.roll.max_open_files,
         start: kafka_cfg.start,
         parts: Vec::new(),
         next_epoch: 1,
@@ -292,6 +291,8 @@ pub fn run(
 
 struct ConsumerState {
     pipeline: String,
+    /// `roll.max_open_files`.
+    max_open_files: usize,
     start: StartPosition,
     /// Assigned partitions and their buffers (few: a linear scan beats hashing the topic name).
     parts: Vec<(TopicPartition, PartitionBuffer)>,
@@ -365,7 +366,7 @@ impl ConsumerState {
             }
         }
         let open: usize = self.parts.iter().map(|(_, b)| b.open_files()).sum();
-        if open > MAX_OPEN_FILES {
+        if open > self.max_open_files {
             if let Some(i) = (0..self.parts.len()).max_by_key(|&i| self.parts[i].1.open_files()) {
                 tracing::info!(pipeline = %self.pipeline, open_files = open, tp = %self.parts[i].0, "too many open files; committing the partition with the most");
                 self.cut(i)?;

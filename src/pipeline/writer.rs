@@ -56,6 +56,8 @@ pub struct Writer {
     pub props: WriterProperties,
     /// `roll.max_bytes`: a file this large asks the consumer for a commit.
     pub max_bytes: u64,
+    /// `roll.max_buffered_bytes`: over it, the largest in-progress row group is shipped early.
+    pub max_buffered_bytes: usize,
     /// Published file suffix, e.g. `zstd.parquet`.
     pub ext: String,
     pub feedback: std::sync::mpsc::Sender<Feedback>,
@@ -92,6 +94,7 @@ impl Writer {
                         dead.insert(tp.clone(), epoch);
                         let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason });
                     }
+                    self.enforce_budget(&mut parts, &mut dead).await;
                 }
                 WriterMsg::Commit { tp, epoch, start, end } => {
                     // Every commit gets an answer: the consumer counts commits in flight.
@@ -212,6 +215,39 @@ impl Writer {
                     e if is_fatal(&e) => Feedback::Fatal { message: e.to_string() },
                     e => rewind(e.to_string()),
                 }
+            }
+        }
+    }
+
+    /// Keeps the rows buffered in open files (row groups being built) under the budget by
+    /// shipping the largest row groups early. Runs after each chunk: O(open files).
+    async fn enforce_budget(&self, parts: &mut HashMap<TopicPartition, PartitionFiles>, dead: &mut HashMap<TopicPartition, u64>) {
+        let open: usize = parts.values().map(|s| s.files.len()).sum();
+        for _ in 0..open {
+            let mut total = 0usize;
+            let mut largest: Option<(TopicPartition, String, usize)> = None;
+            for (tp, state) in parts.iter() {
+                for (dir, file) in &state.files {
+                    let size = file.writer.in_progress_bytes();
+                    total += size;
+                    if largest.as_ref().is_none_or(|(_, _, s)| size > *s) {
+                        largest = Some((tp.clone(), dir.clone(), size));
+                    }
+                }
+            }
+            let Some((tp, dir, size)) = largest else { return };
+            if total <= self.max_buffered_bytes || size == 0 {
+                return;
+            }
+            let state = parts.get_mut(&tp).expect("found above");
+            let epoch = state.epoch;
+            let file = state.files.get_mut(&dir).expect("found above");
+            if let Err(e) = file.writer.flush_row_group().await {
+                if let Some(state) = parts.remove(&tp) {
+                    self.discard(state.files).await;
+                }
+                dead.insert(tp.clone(), epoch);
+                let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason: e.to_string() });
             }
         }
     }
