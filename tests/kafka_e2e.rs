@@ -236,7 +236,8 @@ sink:
 
     let good = |i: u64| format!(r#"{{"id":"g-{i}","user_id":{i},"country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes();
     // (expected reason, payload) — each class ≥ 1 % of the stream.
-    let bad: Vec<(&str, Box<dyn Fn(u64) -> Vec<u8>>)> = vec![
+    type MakeBad = Box<dyn Fn(u64) -> Vec<u8>>;
+    let bad: Vec<(&str, MakeBad)> = vec![
         ("invalid_json", Box::new(|i| format!(r#"{{"id":"b-{i}","user_id":"#).into_bytes())),
         ("invalid_utf8", Box::new(|i| { let mut v = format!(r#"{{"id":"b-{i}","country":""#).into_bytes(); v.extend_from_slice(b"\xff\xfe\"}"); v })),
         ("wrong_type", Box::new(|i| format!(r#"{{"id":"b-{i}","user_id":"many","country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes())),

@@ -109,6 +109,20 @@ pub fn check(
                 "max_age must be greater than 0, e.g. `60s`".into(),
             );
         }
+        // A staged file stays open up to max_age; orphan cleanup treats staged files older
+        // than the grace period as abandoned, so max_age must stay well inside it.
+        let limit = crate::commit::default_grace() / 4;
+        if roll.max_age.get() > limit {
+            issue(
+                at(&["roll", "max_age"]),
+                format!(
+                    "max_age must be at most {}s (a quarter of the {}s staging grace period), got {}",
+                    limit.as_secs(),
+                    crate::commit::default_grace().as_secs(),
+                    roll.max_age
+                ),
+            );
+        }
         if roll.max_buffered_bytes.bytes() < (1 << 20) {
             issue(
                 at(&["roll", "max_buffered_bytes"]),

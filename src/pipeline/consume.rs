@@ -78,7 +78,10 @@ impl ResumePositions for StoreResume {
                         // The partition is assigned but nothing will be consumed: shutting down.
                         return None;
                     }
-                    std::thread::sleep(delay);
+                    let until = Instant::now() + delay;
+                    while Instant::now() < until && !self.shutdown.requested() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
@@ -110,6 +113,7 @@ pub fn run(
         .map_err(|e| format!("partition.timezone {}: {e}", cfg.partition.timezone))?;
     let DecodeConfig::Json(json) = &cfg.decode;
     let mut parser = RowParser::new(&schema, json.strict);
+    let uses_ingest = template.uses_ingest_time();
     let policy = RollPolicy {
         max_rows: cfg.roll.max_rows,
         max_bytes: cfg.roll.max_bytes.bytes(),
@@ -156,6 +160,9 @@ pub fn run(
         tx,
         summary: RunSummary { pipeline: cfg.name.clone(), ..Default::default() },
         mirror: HashMap::new(),
+        rewinds: 0,
+        backoff: HashMap::new(),
+        max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
     };
     let mut path = String::with_capacity(128);
     let mut last_tick = Instant::now();
@@ -177,29 +184,24 @@ pub fn run(
         match polled {
             None => {}
             Some(Ok(msg)) => {
-                if kafka_error.take().is_some() {
-                    tracing::info!(pipeline = %ctx.pipeline, "Kafka is delivering again");
-                }
+                kafka_error = None;
+                source.delivering();
                 let now = Instant::now();
-                let Some(i) = ctx.index(msg.topic(), msg.partition()) else { continue };
+                let topic = msg.topic();
+                let Some(i) = ctx.index(topic, msg.partition()) else { continue };
                 let offset = msg.offset();
-                let tp = ctx.parts[i].0.clone();
                 let buf = &mut ctx.parts[i].1;
                 if buf.next_expected.is_some_and(|n| offset < n) {
                     continue; // already published: delivered again right after a seek
                 }
-                let at = SourcePosition {
-                    topic: msg.topic(),
-                    partition: msg.partition(),
-                    offset,
-                    timestamp_ms: msg.timestamp().to_millis(),
-                };
-                let ingest = now_micros();
+                let at = SourcePosition { topic, partition: msg.partition(), offset, timestamp_ms: msg.timestamp().to_millis() };
+                // Arrival time only when the template uses it or a message is rejected.
+                let ingest = if uses_ingest { now_micros() } else { 0 };
                 ctx.summary.source_bytes += msg.payload_len() as u64;
                 let mut full = None;
                 match msg.payload() {
                     None => {
-                        buf.rejected.push(None, "empty_payload", "the message has no payload (tombstone?)", &at, ingest);
+                        buf.rejected.push(None, "empty_payload", "the message has no payload (tombstone?)", &at, now_micros());
                         buf.note_rejected();
                     }
                     Some(payload) => match parser.parse(payload) {
@@ -212,13 +214,13 @@ pub fn run(
                                     full = buf.full_chunks(&path).map(|b| (path.clone(), b));
                                 }
                                 Err(e) => {
-                                    buf.rejected.push(Some(payload), e.reason(), &e.to_string(), &at, ingest);
+                                    buf.rejected.push(Some(payload), e.reason(), &e.to_string(), &at, now_micros());
                                     buf.note_rejected();
                                 }
                             }
                         }
                         Err(e) => {
-                            buf.rejected.push(Some(payload), e.reason(), &e.to_string(), &at, ingest);
+                            buf.rejected.push(Some(payload), e.reason(), &e.to_string(), &at, now_micros());
                             buf.note_rejected();
                         }
                     },
@@ -228,13 +230,14 @@ pub fn run(
                 let roll = buf.file_full(&path, &policy);
                 drop(msg);
                 if let Some((dir, batch)) = full {
-                    ctx.send(WriterMsg::Append { tp: tp.clone(), epoch, dir, batch })?;
+                    let tp = ctx.parts[i].0.clone();
+                    ctx.send(WriterMsg::Append { tp, epoch, dir, batch })?;
                 }
                 if roll {
                     ctx.cut(i)?;
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => ctx.mark_caught_up(&source),
+            Some(Err(KafkaError::PartitionEOF(p))) => ctx.mark_caught_up(&source, p),
             Some(Err(e)) => {
                 let text = e.to_string();
                 if kafka_error.as_deref() != Some(text.as_str()) {
@@ -247,6 +250,7 @@ pub fn run(
         if now.duration_since(last_tick) >= Duration::from_millis(100) {
             last_tick = now;
             ctx.periodic_rolls(&policy, now)?;
+            ctx.resume_due(&source, now);
             if progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
                 last_progress = now;
                 ctx.print_progress(started, &source);
@@ -267,16 +271,22 @@ pub fn run(
                 break;
             }
         }
-        while ctx.inflight > 0 && Instant::now() < deadline {
+        // A backfill waits for every commit (its exit code says "landed"); the daemon has a
+        // deadline from its supervisor. A range that rewinds now is not re-read in this run.
+        let backfill = opts.mode == RunMode::UntilCaughtUp && !shutdown.requested();
+        let rewinds_before = ctx.rewinds;
+        while ctx.inflight > 0 && (backfill || Instant::now() < deadline) {
             if let Err(e) = ctx.drain_feedback(&feedback_rx, &source, resume.as_ref()) {
                 result = Err(e);
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
-            let _ = source.consumer.poll(Duration::ZERO);
         }
         if ctx.inflight > 0 {
             tracing::error!(pipeline = %ctx.pipeline, commits = ctx.inflight, "shutdown deadline passed with commits unpublished; they are consumed again at the next start (no loss, no duplicates)");
+        }
+        if backfill && result.is_ok() && ctx.rewinds > rewinds_before {
+            result = Err("a commit failed while finishing the backfill; run again to land the rest (nothing is lost or doubled)".into());
         }
     }
     if progress {
@@ -303,6 +313,12 @@ struct ConsumerState {
     summary: RunSummary,
     /// Published positions not yet mirrored to the consumer group.
     mirror: HashMap<TopicPartition, i64>,
+    /// Rewinds handled so far (a backfill fails if one happens while it finishes).
+    rewinds: u64,
+    /// Partitions paused after repeated rewinds: consecutive failures, resume time, reason.
+    backoff: HashMap<TopicPartition, (u32, Option<Instant>, String)>,
+    /// `roll.max_buffered_bytes`: half of it may sit in consumer-side builders.
+    max_buffered_bytes: usize,
 }
 
 impl ConsumerState {
@@ -321,9 +337,10 @@ impl ConsumerState {
 
     fn on_assignment(&mut self, event: AssignmentEvent) {
         match event {
-            AssignmentEvent::Assigned { tp, offset, end_at_start } => {
+            AssignmentEvent::Assigned { tp, offset, origin, end_at_start } => {
                 let epoch = self.epoch();
-                let buf = PartitionBuffer::new(epoch, offset, end_at_start);
+                let buf = PartitionBuffer::new(epoch, offset, origin, end_at_start);
+                self.backoff.remove(&tp);
                 match self.index(&tp.topic, tp.partition) {
                     Some(i) => self.parts[i].1 = buf,
                     None => self.parts.push((tp, buf)),
@@ -333,6 +350,7 @@ impl ConsumerState {
                 if let Some(i) = self.index(&tp.topic, tp.partition) {
                     self.parts.swap_remove(i);
                 }
+                self.backoff.remove(&tp);
                 let _ = self.send(WriterMsg::Drop { tp });
             }
         }
@@ -372,7 +390,26 @@ impl ConsumerState {
                 self.cut(i)?;
             }
         }
+        // Consumer-side builders may hold half the memory budget; ship the largest past it.
+        let mut buffered: usize = self.parts.iter().map(|(_, b)| b.buffered_bytes()).sum();
+        while buffered > self.max_buffered_bytes / 2 {
+            let Some(i) = (0..self.parts.len()).max_by_key(|&i| self.parts[i].1.buffered_bytes()) else { break };
+            let Some((dir, batch, size)) = self.parts[i].1.ship_largest() else { break };
+            let (tp, epoch) = (self.parts[i].0.clone(), self.parts[i].1.epoch);
+            self.send(WriterMsg::Append { tp, epoch, dir, batch })?;
+            buffered = buffered.saturating_sub(size.max(1));
+        }
         Ok(())
+    }
+
+    /// Resumes partitions whose rewind backoff has passed.
+    fn resume_due(&mut self, source: &KafkaSource, now: Instant) {
+        for (tp, (_, until, _)) in self.backoff.iter_mut() {
+            if until.is_some_and(|t| now >= t) {
+                *until = None;
+                source.set_paused(tp, false);
+            }
+        }
     }
 
     fn drain_feedback(
@@ -390,6 +427,9 @@ impl ConsumerState {
                     self.summary.parquet_bytes += bytes;
                     self.summary.events += rows;
                     self.summary.rejected += rejected;
+                    if let Some((failures, _, _)) = self.backoff.remove(&tp) {
+                        tracing::info!(pipeline = %self.pipeline, %tp, failures, "publishing again after rewinds");
+                    }
                     self.mirror.insert(tp, next);
                     any = true;
                 }
@@ -400,23 +440,36 @@ impl ConsumerState {
                         }
                     }
                 }
-                Feedback::Rewind { tp, epoch, reason } => {
-                    self.inflight = self.inflight.saturating_sub(1);
+                Feedback::Rewind { tp, epoch, reason, answers_commit } => {
+                    if answers_commit {
+                        self.inflight = self.inflight.saturating_sub(1);
+                    }
                     let Some(i) = self.index(&tp.topic, tp.partition) else { continue };
                     if self.parts[i].1.epoch != epoch {
                         continue; // already rewound past that epoch
                     }
-                    tracing::warn!(pipeline = %self.pipeline, %tp, %reason, "rewinding the partition to its last published offset");
+                    self.rewinds += 1;
+                    // Back off per partition (1 s doubling to 60 s) so a store that keeps
+                    // failing is not hammered; one log line per new reason.
+                    let entry = self.backoff.entry(tp.clone()).or_insert((0, None, String::new()));
+                    entry.0 += 1;
+                    let delay = Duration::from_secs(1 << (entry.0 - 1).min(6)).min(Duration::from_secs(60));
+                    if entry.2 != reason {
+                        tracing::warn!(pipeline = %self.pipeline, %tp, %reason, failures = entry.0, retry_in_s = delay.as_secs(), "rewinding the partition to its last published offset");
+                        entry.2 = reason;
+                    }
+                    entry.1 = Some(Instant::now() + delay);
                     self.send(WriterMsg::Drop { tp: tp.clone() })?;
                     let offset = resume.resume_position(&tp);
-                    let end = self.parts[i].1.end_at_start;
+                    let (end, origin) = (self.parts[i].1.end_at_start, self.parts[i].1.origin);
                     let new_epoch = self.epoch();
-                    self.parts[i].1 = PartitionBuffer::new(new_epoch, offset, end);
-                    if let Err(e) = source.seek(&tp, offset, self.start) {
+                    self.parts[i].1 = PartitionBuffer::new(new_epoch, offset, origin, end);
+                    if let Err(e) = source.seek(&tp, offset.or(origin), self.start) {
                         // Without a seek the consumer would go on past the rewound range: stop
                         // and let the restart resume from the commit log.
                         return Err(format!("cannot seek {tp} after a rewind: {e}"));
                     }
+                    source.set_paused(&tp, true);
                 }
                 Feedback::Fatal { message } => return Err(message),
             }
@@ -428,24 +481,41 @@ impl ConsumerState {
     }
 
     /// Copies published positions to the group's offsets, for lag tools (never read back).
-    fn flush_mirror(&mut self, source: &KafkaSource, _mode: rdkafka::consumer::CommitMode) {
+    fn flush_mirror(&mut self, source: &KafkaSource, mode: rdkafka::consumer::CommitMode) {
         let assigned: HashMap<TopicPartition, i64> = self
             .mirror
             .drain()
             .filter(|(tp, _)| self.parts.iter().any(|(p, _)| p == tp))
             .collect();
-        source.mirror_offsets(&assigned);
+        source.mirror_offsets(&assigned, mode);
     }
 
-    fn mark_caught_up(&mut self, source: &KafkaSource) {
-        let Ok(positions) = source.consumer.position() else { return };
-        for elem in positions.elements() {
-            if let (Some(i), Some(pos)) = (self.index(elem.topic(), elem.partition()), elem.offset().to_raw()) {
-                // A partition not fetched yet has no position (negative): not caught up.
-                let buf = &mut self.parts[i].1;
-                if pos >= 0 && pos >= buf.end_at_start {
-                    buf.caught_up = true;
+    /// Partition number `partition` reached its end (librdkafka's EOF names no topic): each
+    /// assigned partition of that number is caught up once its position reaches the end it
+    /// had at assignment (re-read if that lookup failed then).
+    fn mark_caught_up(&mut self, source: &KafkaSource, partition: i32) {
+        let positions = source.consumer.position().ok();
+        for (tp, buf) in self.parts.iter_mut() {
+            if tp.partition != partition || buf.caught_up {
+                continue;
+            }
+            let watermarks = source.consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5)).ok();
+            if buf.end_at_start == i64::MAX {
+                if let Some((_, high)) = watermarks {
+                    buf.end_at_start = high;
                 }
+            }
+            let position = positions
+                .as_ref()
+                .and_then(|p| p.find_partition(&tp.topic, tp.partition))
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0);
+            let pos = position
+                .or(buf.last.map(|l| l + 1))
+                .or(buf.next_expected)
+                .or(watermarks.map(|(low, _)| low));
+            if pos.is_some_and(|p| p >= buf.end_at_start) {
+                buf.caught_up = true;
             }
         }
     }

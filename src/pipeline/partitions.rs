@@ -44,6 +44,9 @@ pub struct PartitionBuffer {
     pub next_expected: Option<i64>,
     /// High watermark when assigned, for `--until-caught-up`.
     pub end_at_start: i64,
+    /// Where consumption starts while nothing is committed (`start: latest` pins the high
+    /// watermark seen at assignment); rewinds before the first commit return here.
+    pub origin: Option<i64>,
     pub caught_up: bool,
     opened_at: Option<Instant>,
     files: HashMap<String, FileBuffer>,
@@ -54,13 +57,15 @@ pub struct PartitionBuffer {
 }
 
 impl PartitionBuffer {
-    pub fn new(epoch: u64, next_expected: Option<i64>, end_at_start: i64) -> Self {
+    pub fn new(epoch: u64, next_expected: Option<i64>, origin: Option<i64>, end_at_start: i64) -> Self {
+        let next_expected = next_expected.or(origin);
         PartitionBuffer {
             epoch,
             start: None,
             last: None,
             next_expected,
             end_at_start,
+            origin,
             caught_up: next_expected.is_some_and(|n| n >= end_at_start),
             opened_at: None,
             files: HashMap::new(),
@@ -107,6 +112,7 @@ impl PartitionBuffer {
                     || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes
             })
             || self.rejected_rows >= policy.max_rows
+            || self.rejected.estimated_bytes() as u64 >= policy.max_bytes
     }
 
     /// Whether the file at `path` reached the roll limits (checked after each append to it).
@@ -115,6 +121,19 @@ impl PartitionBuffer {
             f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
                 || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes
         }) || self.rejected_rows >= policy.max_rows
+            || self.rejected.estimated_bytes() as u64 >= policy.max_bytes
+    }
+
+    /// The largest builder's rows as a chunk to ship now (consumer-side memory pressure).
+    pub fn ship_largest(&mut self) -> Option<(String, RecordBatch, usize)> {
+        let (path, f) = self.files.iter_mut().max_by_key(|(_, f)| f.builder.estimated_bytes())?;
+        let size = f.builder.estimated_bytes();
+        if f.builder.is_empty() {
+            return None;
+        }
+        f.rows_in_file += f.builder.len() as u64;
+        f.bytes_in_file += size as u64;
+        Some((path.clone(), f.builder.finish(), size))
     }
 
     /// The chunk to ship for the file at `path` if its builder is full.
@@ -135,7 +154,7 @@ impl PartitionBuffer {
         let (start, end) = (self.start?, self.last?);
         let mut chunks: Vec<(String, RecordBatch)> = Vec::new();
         for (path, mut f) in self.files.drain() {
-            if f.builder.len() > 0 {
+            if !f.builder.is_empty() {
                 chunks.push((path, f.builder.finish()));
             }
         }

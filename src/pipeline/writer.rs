@@ -33,9 +33,30 @@ pub enum Feedback {
     RollRequested { tp: TopicPartition, epoch: u64 },
     /// The range could not be committed (fenced by another owner, or a staged file was lost
     /// to a store failure): drop the partition's state and resume from the commit log.
-    Rewind { tp: TopicPartition, epoch: u64, reason: String },
+    /// `answers_commit` is true when this is the answer to a `Commit` (the consumer counts
+    /// commits in flight), false when a write failed before the range was cut.
+    Rewind { tp: TopicPartition, epoch: u64, reason: String, answers_commit: bool },
     /// Retrying cannot help (permissions, bad path): the pipeline stops.
     Fatal { message: String },
+}
+
+/// Why rows could not be added to a staged file.
+#[derive(Debug, thiserror::Error)]
+enum AppendError {
+    #[error("creating a staged file: {0}")]
+    Store(crate::sink::StoreError),
+    #[error(transparent)]
+    Parquet(#[from] crate::parquet::ParquetWriteError),
+}
+
+impl AppendError {
+    /// Transient failures rewind the range and retry; others stop the pipeline.
+    fn is_transient(&self) -> bool {
+        match self {
+            AppendError::Store(e) => e.is_transient(),
+            AppendError::Parquet(e) => e.is_transient(),
+        }
+    }
 }
 
 struct OpenFile {
@@ -75,7 +96,24 @@ impl Writer {
         let is_dead = |dead: &HashMap<TopicPartition, u64>, tp: &TopicPartition, epoch: u64| {
             dead.get(tp).is_some_and(|d| epoch <= *d)
         };
-        while let Some(msg) = rx.recv().await {
+        // Staged files of crashed or fenced runs are removed once older than the grace period,
+        // at start-up (by the consumer) and every ten minutes while running.
+        let mut cleanup = tokio::time::interval(std::time::Duration::from_secs(600));
+        cleanup.tick().await;
+        loop {
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = cleanup.tick() => {
+                    let (store, root, grace) = (self.store.clone(), self.table_root.clone(), self.run.config.grace);
+                    tokio::spawn(async move {
+                        if let Err(e) = commit::clean_orphans(store.as_ref(), &root, grace).await {
+                            tracing::debug!(error = %e, "orphan cleanup failed; retrying in ten minutes");
+                        }
+                    });
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
             match msg {
                 WriterMsg::Append { tp, epoch, dir, batch } => {
                     if is_dead(&dead, &tp, epoch) {
@@ -84,15 +122,20 @@ impl Writer {
                     let state = parts.entry(tp.clone()).or_insert_with(|| PartitionFiles { epoch, files: HashMap::new() });
                     if state.epoch != epoch {
                         // A newer epoch: whatever the old one staged will never be committed.
-                        self.discard(std::mem::take(&mut state.files)).await;
+                        self.discard(std::mem::take(&mut state.files));
                         state.epoch = epoch;
                     }
-                    if let Err(reason) = self.append(state, &tp, &dir, &batch).await {
+                    if let Err(e) = self.append(state, &tp, &dir, &batch).await {
                         if let Some(state) = parts.remove(&tp) {
-                            self.discard(state.files).await;
+                            self.discard(state.files);
                         }
                         dead.insert(tp.clone(), epoch);
-                        let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason });
+                        let fb = if e.is_transient() {
+                            Feedback::Rewind { tp, epoch, reason: e.to_string(), answers_commit: false }
+                        } else {
+                            Feedback::Fatal { message: e.to_string() }
+                        };
+                        let _ = self.feedback.send(fb);
                     }
                     self.enforce_budget(&mut parts, &mut dead).await;
                 }
@@ -102,9 +145,9 @@ impl Writer {
                     let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &tp, epoch);
                     let files = taken.map(|s| s.files).unwrap_or_default();
                     if !live {
-                        self.discard(files).await;
+                        self.discard(files);
                         let reason = "the range was voided by an earlier failure".to_string();
-                        let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason });
+                        let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason, answers_commit: true });
                         continue;
                     }
                     let fb = self.commit(&tp, epoch, start, end, files).await;
@@ -117,30 +160,30 @@ impl Writer {
                     self.logs.remove(&tp);
                     if let Some(state) = parts.remove(&tp) {
                         dead.insert(tp, state.epoch);
-                        self.discard(state.files).await;
+                        self.discard(state.files);
                     }
                 }
             }
         }
         for (_, state) in parts {
-            self.discard(state.files).await;
+            self.discard(state.files);
         }
     }
 
-    async fn append(&self, state: &mut PartitionFiles, tp: &TopicPartition, dir: &str, batch: &RecordBatch) -> Result<(), String> {
+    async fn append(&self, state: &mut PartitionFiles, tp: &TopicPartition, dir: &str, batch: &RecordBatch) -> Result<(), AppendError> {
         if !state.files.contains_key(dir) {
-            let staged = commit::staged_path(&self.table_root, &self.run.run_id);
-            let out = commit::with_backoff("create a staged file", &self.run.config.backoff, &self.run.stop, || {
-                self.store.create(&staged)
+            // A fresh name per attempt: a create that timed out may still have taken effect.
+            let (staged, out) = commit::with_backoff("create a staged file", &self.run.config.backoff, &self.run.stop, || async {
+                let staged = commit::staged_path(&self.table_root, &self.run.run_id);
+                self.store.create(&staged).await.map(|out| (staged, out))
             })
             .await
-            .map_err(|e| e.to_string())?;
-            let writer = StagedParquetFile::new(&staged, out, batch.schema(), self.props.clone())
-                .map_err(|e| e.to_string())?;
+            .map_err(|e| AppendError::Store(e.into_last()))?;
+            let writer = StagedParquetFile::new(&staged, out, batch.schema(), self.props.clone())?;
             state.files.insert(dir.to_string(), OpenFile { staged, writer, rows: 0 });
         }
         let file = state.files.get_mut(dir).expect("inserted above");
-        file.writer.write(batch).await.map_err(|e| e.to_string())?;
+        file.writer.write(batch).await?;
         file.rows += batch.num_rows() as u64;
         if file.writer.estimated_file_bytes() >= self.max_bytes {
             let _ = self.feedback.send(Feedback::RollRequested { tp: tp.clone(), epoch: state.epoch });
@@ -149,7 +192,7 @@ impl Writer {
     }
 
     async fn commit(&mut self, tp: &TopicPartition, epoch: u64, start: i64, end: i64, files: HashMap<String, OpenFile>) -> Feedback {
-        let rewind = |reason: String| Feedback::Rewind { tp: tp.clone(), epoch, reason };
+        let rewind = |reason: String| Feedback::Rewind { tp: tp.clone(), epoch, reason, answers_commit: true };
         let source_meta = serde_json::json!({
             "topic": tp.topic, "partition": tp.partition, "start_offset": start, "end_offset": end,
         })
@@ -244,10 +287,15 @@ impl Writer {
             let file = state.files.get_mut(&dir).expect("found above");
             if let Err(e) = file.writer.flush_row_group().await {
                 if let Some(state) = parts.remove(&tp) {
-                    self.discard(state.files).await;
+                    self.discard(state.files);
                 }
                 dead.insert(tp.clone(), epoch);
-                let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason: e.to_string() });
+                let fb = if e.is_transient() {
+                    Feedback::Rewind { tp, epoch, reason: e.to_string(), answers_commit: false }
+                } else {
+                    Feedback::Fatal { message: e.to_string() }
+                };
+                let _ = self.feedback.send(fb);
             }
         }
     }
@@ -264,13 +312,22 @@ impl Writer {
 
     /// Deletes staged files that will never be committed (best effort: orphans are also
     /// removed by age at start-up).
-    async fn discard(&self, files: HashMap<String, OpenFile>) {
-        for (_, file) in files {
-            drop(file.writer);
-            if let Err(e) = self.store.delete(&file.staged).await {
-                tracing::debug!(path = %file.staged, error = %e, "could not delete a discarded staged file");
-            }
+    /// Runs in the background: with the store down each delete waits for its timeout, and the
+    /// writer must not stall on best-effort work (orphan cleanup catches what fails here).
+    fn discard(&self, files: HashMap<String, OpenFile>) {
+        if files.is_empty() {
+            return;
         }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            for (_, file) in files {
+                drop(file.writer);
+                if let Err(e) = store.delete(&file.staged).await {
+                    tracing::debug!(path = %file.staged, error = %e, "could not delete a discarded staged file");
+                    return;
+                }
+            }
+        });
     }
 }
 

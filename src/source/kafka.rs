@@ -27,10 +27,6 @@ pub enum KafkaSourceError {
     Create { brokers: String, source: KafkaError },
     #[error("cannot subscribe to topics {topics:?}: {source}")]
     Subscribe { topics: Vec<String>, source: KafkaError },
-    #[error("Kafka did not answer a metadata request for topic `{topic}` at {brokers} within {secs} s: {source}; is the broker up and the topic created?")]
-    Metadata { topic: String, brokers: String, secs: u64, source: KafkaError },
-    #[error("topic `{topic}` does not exist at {brokers}; create it or fix source.kafka.topics")]
-    NoSuchTopic { topic: String, brokers: String },
 }
 
 /// Where a partition resumes: looked up (and the last commit re-published) before assignment.
@@ -43,9 +39,12 @@ pub trait ResumePositions: Send + Sync {
 /// What changed in the assignment during a `poll`.
 #[derive(Debug)]
 pub enum AssignmentEvent {
-    /// Assigned at `offset` (`None` = the start policy's Beginning/End); `end_at_start` is the
-    /// high watermark when assigned, for `--until-caught-up`.
-    Assigned { tp: TopicPartition, offset: Option<i64>, end_at_start: i64 },
+    /// Assigned at `offset`, the position after the last commit (`None`: nothing committed
+    /// yet). `origin` is where consumption starts then: the high watermark for `start: latest`
+    /// (pinned, so a rewind before the first commit returns there, not to a later end),
+    /// `None` for `earliest` (the beginning). `end_at_start` is the high watermark when
+    /// assigned, for `--until-caught-up`.
+    Assigned { tp: TopicPartition, offset: Option<i64>, origin: Option<i64>, end_at_start: i64 },
     Revoked { tp: TopicPartition },
 }
 
@@ -55,6 +54,10 @@ pub struct LandfallContext {
     start: StartPosition,
     positions: Arc<dyn ResumePositions>,
     events: Mutex<Vec<AssignmentEvent>>,
+    /// The last client error logged, to log each state change once.
+    last_error: Mutex<Option<String>>,
+    /// Set while errors are being reported; cleared (with a log line) when a message arrives.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for LandfallContext {
@@ -76,8 +79,15 @@ impl ClientContext for LandfallContext {
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
             return; // reaching the end of a partition is news only to --until-caught-up
         }
-        // librdkafka retries by itself; these are state changes worth one line each.
-        tracing::warn!(pipeline = %self.pipeline, %error, "Kafka: {reason}; retrying (is the broker up? check source.kafka.brokers)");
+        // librdkafka retries by itself and repeats the same error on every attempt: log a
+        // line when the error changes, and one when messages flow again (`delivering`).
+        let text = error.to_string();
+        let mut last = self.last_error.lock().expect("error lock");
+        if last.as_deref() != Some(text.as_str()) {
+            tracing::warn!(pipeline = %self.pipeline, error = %text, "Kafka: {reason}; retrying (is the broker up? check source.kafka.brokers)");
+            *last = Some(text);
+            self.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -90,15 +100,16 @@ impl ConsumerContext for LandfallContext {
                 for elem in tpl.elements() {
                     let tp = TopicPartition { topic: elem.topic().to_string(), partition: elem.partition() };
                     let offset = self.positions.resume_position(&tp);
-                    let end_at_start = consumer
-                        .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(30))
-                        .map(|(_, high)| high)
-                        .unwrap_or(i64::MAX);
-                    events.push((tp, offset, end_at_start));
+                    let high = consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(30)).map(|(_, high)| high);
+                    let origin = match (offset, self.start) {
+                        (None, StartPosition::Latest) => high.as_ref().ok().copied(),
+                        _ => None,
+                    };
+                    events.push((tp, offset, origin, high.unwrap_or(i64::MAX)));
                 }
-                for (tp, offset, _) in &events {
-                    let kafka_offset = match (offset, self.start) {
-                        (Some(o), _) => Offset::Offset(*o),
+                for (tp, offset, origin, _) in &events {
+                    let kafka_offset = match (offset.or(*origin), self.start) {
+                        (Some(o), _) => Offset::Offset(o),
                         (None, StartPosition::Earliest) => Offset::Beginning,
                         (None, StartPosition::Latest) => Offset::End,
                     };
@@ -108,12 +119,14 @@ impl ConsumerContext for LandfallContext {
                 }
                 let result = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 if let Err(e) = result {
-                    tracing::error!(pipeline = %self.pipeline, error = %e, "Kafka assign failed");
+                    // Nothing assigned: no events, the group rebalances again.
+                    tracing::error!(pipeline = %self.pipeline, error = %e, "Kafka assign failed; waiting for the next rebalance");
+                    return;
                 }
                 let mut queue = self.events.lock().expect("events lock");
-                for (tp, offset, end_at_start) in events {
-                    tracing::info!(pipeline = %self.pipeline, %tp, resume_offset = ?offset, end_offset = end_at_start, "partition assigned");
-                    queue.push(AssignmentEvent::Assigned { tp, offset, end_at_start });
+                for (tp, offset, origin, end_at_start) in events {
+                    tracing::info!(pipeline = %self.pipeline, %tp, resume_offset = ?offset, ?origin, end_offset = end_at_start, "partition assigned");
+                    queue.push(AssignmentEvent::Assigned { tp, offset, origin, end_at_start });
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -131,9 +144,10 @@ impl ConsumerContext for LandfallContext {
             }
             other => {
                 tracing::warn!(pipeline = %self.pipeline, error = ?other, "rebalance error; dropping the assignment");
+                let current = consumer.assignment();
                 let _ = consumer.unassign();
                 let mut queue = self.events.lock().expect("events lock");
-                if let Ok(current) = consumer.assignment() {
+                if let Ok(current) = current {
                     for elem in current.elements() {
                         queue.push(AssignmentEvent::Revoked {
                             tp: TopicPartition { topic: elem.topic().to_string(), partition: elem.partition() },
@@ -148,7 +162,6 @@ impl ConsumerContext for LandfallContext {
 /// The consumer plus the events its callbacks queued.
 pub struct KafkaSource {
     pub consumer: BaseConsumer<LandfallContext>,
-    brokers: String,
 }
 
 impl KafkaSource {
@@ -169,6 +182,9 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
+            // Only used when a resume offset has left the log (retention): read what is left
+            // rather than jump to the end. Resume positions are always explicit otherwise.
+            .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", cfg.session_timeout.get().as_millis().to_string())
             .set("client.id", format!("landfall-{pipeline}"));
         client.set_log_level(RDKafkaLogLevel::Warning);
@@ -177,6 +193,8 @@ impl KafkaSource {
             start: cfg.start,
             positions,
             events: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
+            failing: std::sync::atomic::AtomicBool::new(false),
         };
         let consumer: BaseConsumer<LandfallContext> = client
             .create_with_context(context)
@@ -185,7 +203,16 @@ impl KafkaSource {
         consumer
             .subscribe(&topics)
             .map_err(|source| KafkaSourceError::Subscribe { topics: cfg.topics.clone(), source })?;
-        Ok(KafkaSource { consumer, brokers })
+        Ok(KafkaSource { consumer })
+    }
+
+    /// Call when a message arrived: logs the recovery once after client errors.
+    pub fn delivering(&self) {
+        let ctx = self.consumer.context();
+        if ctx.failing.load(std::sync::atomic::Ordering::Relaxed) && ctx.failing.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            ctx.last_error.lock().expect("error lock").take();
+            tracing::info!(pipeline = %ctx.pipeline, "Kafka is delivering again");
+        }
     }
 
     /// Assignment changes queued by the rebalance callback during the last `poll`.
@@ -194,7 +221,7 @@ impl KafkaSource {
     }
 
     /// Mirrors published positions to the group's committed offsets, for lag tools only.
-    pub fn mirror_offsets(&self, positions: &HashMap<TopicPartition, i64>) {
+    pub fn mirror_offsets(&self, positions: &HashMap<TopicPartition, i64>, mode: rdkafka::consumer::CommitMode) {
         if positions.is_empty() {
             return;
         }
@@ -202,8 +229,18 @@ impl KafkaSource {
         for (tp, next) in positions {
             let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next));
         }
-        if let Err(e) = self.consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
             tracing::debug!(error = %e, "mirroring offsets to the consumer group failed; lag tools lag");
+        }
+    }
+
+    /// Stops or restarts fetching `tp` (backoff after repeated rewinds).
+    pub fn set_paused(&self, tp: &TopicPartition, paused: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition);
+        let result = if paused { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
+        if let Err(e) = result {
+            tracing::debug!(%tp, paused, error = %e, "pause/resume failed");
         }
     }
 
@@ -215,19 +252,5 @@ impl KafkaSource {
             (None, StartPosition::Latest) => Offset::End,
         };
         self.consumer.seek(&tp.topic, tp.partition, o, Duration::from_secs(10))
-    }
-
-    /// Checks that every topic exists (for `validate --connect` and a clear start-up error).
-    pub fn probe_topics(&self, topics: &[String], timeout: Duration) -> Result<(), KafkaSourceError> {
-        for topic in topics {
-            let md = self.consumer.fetch_metadata(Some(topic), timeout).map_err(|source| {
-                KafkaSourceError::Metadata { topic: topic.clone(), brokers: self.brokers.clone(), secs: timeout.as_secs(), source }
-            })?;
-            let known = md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-            if !known {
-                return Err(KafkaSourceError::NoSuchTopic { topic: topic.clone(), brokers: self.brokers.clone() });
-            }
-        }
-        Ok(())
     }
 }
