@@ -181,12 +181,12 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_batch_publishes_and_exits_zero_within_the_deadline() {
     let n = 50_000;
-    let s = setup("sigterm", "1h").await;
+    let s = setup("sigterm", "10m").await;
     let counts = produce_events(&s.topic, n).await;
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
     let mut child = spawn_daemon(&s.pipeline, &log);
-    std::thread::sleep(Duration::from_secs(6)); // consuming; max_age 1h so nothing published yet
+    std::thread::sleep(Duration::from_secs(6)); // consuming; max_age 10m so nothing published yet
     let t0 = Instant::now();
     unsafe { libc_kill(child.id() as i32, 15) };
     let status = child.wait().unwrap();

@@ -95,3 +95,31 @@ fn several_problems_are_reported_at_once() {
     assert!(!ok);
     assert!(err.contains("groupp") && err.contains("nope"), "both problems in one report: {err}");
 }
+
+#[tokio::test]
+async fn connect_probes_the_broker_and_the_store() {
+    require_kafka();
+    require_hdfs();
+    let topic = unique("probe");
+    create_topic(&topic, 1).await;
+    let good = pipeline_yaml("probe", &topic, &hdfs_sink(&format!("/landing-test/{topic}")), "60s");
+    let (_dir, path) = pipeline_file(&good);
+    let out = landfall().args(["validate", "--connect"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let missing = good.replace(&format!("topics: [\"{topic}\"]"), "topics: [\"no-such-topic-landfall\"]");
+    let (_dir2, path2) = pipeline_file(&missing);
+    let out = landfall().args(["validate", "--connect"]).arg(&path2).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no-such-topic-landfall") && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn max_age_beyond_the_staging_grace_is_refused() {
+    let yaml = base().replace("max_age: 60s", "max_age: 2h");
+    let (ok, err, path) = validate(&yaml);
+    assert!(!ok);
+    let line = line_of(&yaml, "max_age");
+    assert!(err.contains(&format!("{path}:{line}:")) && err.contains("roll.max_age") && err.contains("900s"), "{err}");
+}
