@@ -150,33 +150,30 @@ impl StagedParquetFile {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let mut encoder = self.take_encoder()?;
         let rows = batch.num_rows() as u64;
         let batch = batch.clone(); // Arc clones of the columns, no data copy
-        let drained = self.drained_row_groups;
-        let (encoder, outcome) = Self::blocking(&self.path, move || {
-                let outcome = encoder.write(&batch).and_then(|()| drain(&mut encoder, drained, false));
-                (encoder, outcome)
-            })
+        self.encode_and_ship(move |encoder, drained| encoder.write(&batch).and_then(|()| drain(encoder, drained, false)))
             .await?;
-        let chunk = outcome.map_err(|source| ParquetWriteError::Encode { path: self.path.clone(), source })?;
         self.rows += rows;
-        self.drained_row_groups = encoder.flushed_row_groups().len();
-        self.encoder = Some(encoder);
-        if let Err(e) = self.ship(chunk).await {
-            self.encoder = None;
-            return Err(e);
-        }
         Ok(())
     }
 
     /// Ends the row group being built now (smaller than `row_group_rows`) and ships it,
     /// freeing its memory: the answer to memory pressure that does not close the file.
     pub async fn flush_row_group(&mut self) -> Result<(), ParquetWriteError> {
+        self.encode_and_ship(|encoder, drained| encoder.flush().and_then(|()| drain(encoder, drained, true))).await
+    }
+
+    /// Runs `step` on the encoder on the blocking pool, then ships the bytes it drained. Any
+    /// failure poisons the file.
+    async fn encode_and_ship(
+        &mut self,
+        step: impl FnOnce(&mut ArrowWriter<Vec<u8>>, usize) -> Result<Option<Vec<u8>>, ParquetError> + Send + 'static,
+    ) -> Result<(), ParquetWriteError> {
         let mut encoder = self.take_encoder()?;
         let drained = self.drained_row_groups;
         let (encoder, outcome) = Self::blocking(&self.path, move || {
-            let outcome = encoder.flush().and_then(|()| drain(&mut encoder, drained, true));
+            let outcome = step(&mut encoder, drained);
             (encoder, outcome)
         })
         .await?;

@@ -126,16 +126,7 @@ impl Writer {
                         state.epoch = epoch;
                     }
                     if let Err(e) = self.append(state, &tp, &dir, &batch).await {
-                        if let Some(state) = parts.remove(&tp) {
-                            self.discard(state.files);
-                        }
-                        dead.insert(tp.clone(), epoch);
-                        let fb = if e.is_transient() {
-                            Feedback::Rewind { tp, epoch, reason: e.to_string(), answers_commit: false }
-                        } else {
-                            Feedback::Fatal { message: e.to_string() }
-                        };
-                        let _ = self.feedback.send(fb);
+                        self.void(&mut parts, &mut dead, tp, epoch, e.is_transient(), e.to_string());
                     }
                     self.enforce_budget(&mut parts, &mut dead).await;
                 }
@@ -286,18 +277,32 @@ impl Writer {
             let epoch = state.epoch;
             let file = state.files.get_mut(&dir).expect("found above");
             if let Err(e) = file.writer.flush_row_group().await {
-                if let Some(state) = parts.remove(&tp) {
-                    self.discard(state.files);
-                }
-                dead.insert(tp.clone(), epoch);
-                let fb = if e.is_transient() {
-                    Feedback::Rewind { tp, epoch, reason: e.to_string(), answers_commit: false }
-                } else {
-                    Feedback::Fatal { message: e.to_string() }
-                };
-                let _ = self.feedback.send(fb);
+                self.void(parts, dead, tp, epoch, e.is_transient(), e.to_string());
             }
         }
+    }
+
+    /// A write of `tp` failed: its staged files go, its epoch is void (late chunks and commits
+    /// of it are ignored), and the consumer rewinds (transient) or the pipeline stops.
+    fn void(
+        &self,
+        parts: &mut HashMap<TopicPartition, PartitionFiles>,
+        dead: &mut HashMap<TopicPartition, u64>,
+        tp: TopicPartition,
+        epoch: u64,
+        transient: bool,
+        reason: String,
+    ) {
+        if let Some(state) = parts.remove(&tp) {
+            self.discard(state.files);
+        }
+        dead.insert(tp.clone(), epoch);
+        let fb = if transient {
+            Feedback::Rewind { tp, epoch, reason, answers_commit: false }
+        } else {
+            Feedback::Fatal { message: reason }
+        };
+        let _ = self.feedback.send(fb);
     }
 
     /// The partition's commit log, recovered if this writer has not used it yet.
