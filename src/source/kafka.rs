@@ -173,6 +173,11 @@ impl KafkaSource {
     ) -> Result<KafkaSource, KafkaSourceError> {
         let brokers = cfg.brokers.join(",");
         let mut client = ClientConfig::new();
+        // librdkafka stops fetching a partition whose local queue is full and, by default,
+        // waits 1 s (`fetch.queue.backoff.ms`) before fetching it again. Landfall drains the
+        // queue in well under a second, so that pause left it idle most of the time: 1 M
+        // events took 7.0 s with the default and 1.6 s with 10 ms. Options override it.
+        client.set("fetch.queue.backoff.ms", "10");
         for (key, value) in cfg.options.iter() {
             client.set(key, value);
         }
