@@ -144,6 +144,7 @@ pub fn run(
         ext: format!("{}.parquet", cfg.parquet.compression.name()),
         feedback: feedback_tx,
         logs: HashMap::new(),
+        pending: HashMap::new(),
     };
     let writer_task = handle.spawn(writer.run(rx));
 

@@ -85,6 +85,18 @@ pub struct Writer {
     /// The commit log of each partition this writer committed to; recovered before first use
     /// and again after any failed commit.
     pub logs: HashMap<TopicPartition, CommitLog>,
+    /// Commits running in the background, at most one per partition (the log chains them):
+    /// each answers (its epoch, its log if it succeeded, whether it failed).
+    pub pending: HashMap<TopicPartition, tokio::task::JoinHandle<(u64, Option<CommitLog>, bool)>>,
+}
+
+/// What a background commit needs: cheap clones of the writer's settings.
+#[derive(Clone)]
+struct Committer {
+    store: Arc<dyn FileStore>,
+    table_root: String,
+    run: RunContext,
+    ext: String,
 }
 
 impl Writer {
@@ -131,6 +143,9 @@ impl Writer {
                     self.enforce_budget(&mut parts, &mut dead).await;
                 }
                 WriterMsg::Commit { tp, epoch, start, end } => {
+                    if let Some(previous) = self.pending.remove(&tp) {
+                        self.settle(&tp, epoch, previous, &mut dead).await;
+                    }
                     // Every commit gets an answer: the consumer counts commits in flight.
                     let taken = parts.remove(&tp);
                     let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &tp, epoch);
@@ -141,11 +156,19 @@ impl Writer {
                         let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason, answers_commit: true });
                         continue;
                     }
-                    let fb = self.commit(&tp, epoch, start, end, files).await;
-                    if let Feedback::Rewind { .. } = fb {
-                        dead.insert(tp.clone(), epoch);
-                    }
-                    let _ = self.feedback.send(fb);
+                    // Partitions commit concurrently (each commit waits on HDFS closes and
+                    // renames); the next commit of a partition waits for its previous one.
+                    let log = self.logs.remove(&tp);
+                    let committer = self.committer();
+                    let feedback = self.feedback.clone();
+                    let task_tp = tp.clone();
+                    let handle = tokio::spawn(async move {
+                        let (log, fb) = committer.commit(log, &task_tp, epoch, start, end, files).await;
+                        let failed = !matches!(fb, Feedback::Committed { .. });
+                        let _ = feedback.send(fb);
+                        (epoch, log, failed)
+                    });
+                    self.pending.insert(tp, handle);
                 }
                 WriterMsg::Drop { tp } => {
                     self.logs.remove(&tp);
@@ -158,6 +181,39 @@ impl Writer {
         }
         for (_, state) in parts {
             self.discard(state.files);
+        }
+        for (_, handle) in self.pending.drain() {
+            let _ = handle.await;
+        }
+    }
+
+    fn committer(&self) -> Committer {
+        Committer { store: self.store.clone(), table_root: self.table_root.clone(), run: self.run.clone(), ext: self.ext.clone() }
+    }
+
+    /// Waits for `tp`'s previous commit. A failure voids its epoch; a success hands its log
+    /// back for the next commit of the same epoch (a new epoch recovers the log afresh).
+    async fn settle(
+        &mut self,
+        tp: &TopicPartition,
+        epoch: u64,
+        previous: tokio::task::JoinHandle<(u64, Option<CommitLog>, bool)>,
+        dead: &mut HashMap<TopicPartition, u64>,
+    ) {
+        match previous.await {
+            Ok((done, log, failed)) => {
+                if failed {
+                    let d = dead.entry(tp.clone()).or_insert(done);
+                    *d = (*d).max(done);
+                }
+                if let Some(log) = log.filter(|_| done == epoch && !failed) {
+                    self.logs.insert(tp.clone(), log);
+                }
+            }
+            Err(e) => {
+                // Its answer never came: stop the pipeline rather than wait for it forever.
+                let _ = self.feedback.send(Feedback::Fatal { message: format!("a commit of {tp} panicked: {e}") });
+            }
         }
     }
 
@@ -180,77 +236,6 @@ impl Writer {
             let _ = self.feedback.send(Feedback::RollRequested { tp: tp.clone(), epoch: state.epoch });
         }
         Ok(())
-    }
-
-    async fn commit(&mut self, tp: &TopicPartition, epoch: u64, start: i64, end: i64, files: HashMap<String, OpenFile>) -> Feedback {
-        let rewind = |reason: String| Feedback::Rewind { tp: tp.clone(), epoch, reason, answers_commit: true };
-        let source_meta = serde_json::json!({
-            "topic": tp.topic, "partition": tp.partition, "start_offset": start, "end_offset": end,
-        })
-        .to_string();
-        let mut staged = Vec::with_capacity(files.len());
-        let (mut rows, mut rejected, mut bytes) = (0, 0, 0);
-        let mut dirs: Vec<_> = files.into_iter().collect();
-        dirs.sort_by(|a, b| a.0.cmp(&b.0));
-        // Close every file at once: each close waits on the store (HDFS completes the block).
-        let meta = vec![("landfall.source".to_string(), source_meta)];
-        let closing = dirs.into_iter().map(|(dir, file)| {
-            let meta = meta.clone();
-            async move {
-                let result = file.writer.finish(meta).await;
-                (dir, file.staged, result)
-            }
-        });
-        let mut failure = None;
-        for (dir, staged_path, result) in futures::future::join_all(closing).await {
-            match result {
-                Ok(summary) => {
-                    if dir == crate::quarantine::REJECTED_DIR {
-                        rejected += summary.rows;
-                    } else {
-                        rows += summary.rows;
-                    }
-                    bytes += summary.bytes;
-                    staged.push(StagedFile { staged: staged_path, dir, ext: self.ext.clone(), rows: summary.rows });
-                }
-                Err(e) => {
-                    let _ = self.store.delete(&staged_path).await;
-                    failure.get_or_insert(format!("closing staged file {staged_path}: {e}"));
-                }
-            }
-        }
-        if let Some(reason) = failure {
-            for file in &staged {
-                let _ = self.store.delete(&file.staged).await;
-            }
-            return rewind(reason);
-        }
-        let count = staged.len();
-        let log = match self.log(tp).await {
-            Ok(log) => log,
-            Err(e) if e.is_fenced() => return rewind(e.to_string()),
-            Err(e) => return rewind(format!("cannot recover the commit log: {e}")),
-        };
-        if let Some(next) = log.next_offset() {
-            if next != start {
-                // The consumer and the log disagree (another owner committed meanwhile).
-                self.logs.remove(tp);
-                return rewind(format!("the commit log resumes at offset {next}, this range starts at {start}"));
-            }
-        }
-        match log.commit(start, end, staged).await {
-            Ok(_) => Feedback::Committed { tp: tp.clone(), epoch, next: end + 1, files: count, rows, rejected, bytes },
-            Err(e) => {
-                self.logs.remove(tp);
-                match e {
-                    CommitError::Fenced { .. } => {
-                        rewind(format!("offsets {start}..={end} were committed by another owner (fenced)"))
-                    }
-                    e if is_fatal(&e) => Feedback::Fatal { message: e.to_string() },
-                    e => rewind(e.to_string()),
-                }
-            }
-        }
     }
 
     /// Keeps the rows buffered in open files (row groups being built) under the budget by
@@ -305,16 +290,6 @@ impl Writer {
         let _ = self.feedback.send(fb);
     }
 
-    /// The partition's commit log, recovered if this writer has not used it yet.
-    async fn log(&mut self, tp: &TopicPartition) -> Result<&mut CommitLog, CommitError> {
-        if !self.logs.contains_key(tp) {
-            let mut log = CommitLog::new(self.store.clone(), &self.table_root, &tp.topic, tp.partition, self.run.clone())?;
-            log.recover().await?;
-            self.logs.insert(tp.clone(), log);
-        }
-        Ok(self.logs.get_mut(tp).expect("inserted above"))
-    }
-
     /// Deletes staged files that will never be committed (best effort: orphans are also
     /// removed by age at start-up).
     /// Runs in the background: with the store down each delete waits for its timeout, and the
@@ -334,6 +309,90 @@ impl Writer {
             }
         });
     }
+}
+
+impl Committer {
+    /// Closes `files`, commits them as `start..=end` of `tp` and publishes them. Returns the
+    /// log (positioned after this commit) only on success, and the answer for the consumer.
+    async fn commit(
+        self,
+        log: Option<CommitLog>,
+        tp: &TopicPartition,
+        epoch: u64,
+        start: i64,
+        end: i64,
+        files: HashMap<String, OpenFile>,
+    ) -> (Option<CommitLog>, Feedback) {
+        let rewind = |reason: String| (None, Feedback::Rewind { tp: tp.clone(), epoch, reason, answers_commit: true });
+        let source_meta = serde_json::json!({
+            "topic": tp.topic, "partition": tp.partition, "start_offset": start, "end_offset": end,
+        })
+        .to_string();
+        let mut staged = Vec::with_capacity(files.len());
+        let (mut rows, mut rejected, mut bytes) = (0, 0, 0);
+        let mut dirs: Vec<_> = files.into_iter().collect();
+        dirs.sort_by(|a, b| a.0.cmp(&b.0));
+        // Close every file at once: each close waits on the store (HDFS completes the block).
+        let meta = vec![("landfall.source".to_string(), source_meta)];
+        let closing = dirs.into_iter().map(|(dir, file)| {
+            let meta = meta.clone();
+            async move {
+                let result = file.writer.finish(meta).await;
+                (dir, file.staged, result)
+            }
+        });
+        let mut failure = None;
+        for (dir, staged_path, result) in futures::future::join_all(closing).await {
+            match result {
+                Ok(summary) => {
+                    if dir == crate::quarantine::REJECTED_DIR {
+                        rejected += summary.rows;
+                    } else {
+                        rows += summary.rows;
+                    }
+                    bytes += summary.bytes;
+                    staged.push(StagedFile { staged: staged_path, dir, ext: self.ext.clone(), rows: summary.rows });
+                }
+                Err(e) => {
+                    let _ = self.store.delete(&staged_path).await;
+                    failure.get_or_insert(format!("closing staged file {staged_path}: {e}"));
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            for file in &staged {
+                let _ = self.store.delete(&file.staged).await;
+            }
+            return rewind(reason);
+        }
+        let count = staged.len();
+        let mut log = match log {
+            Some(log) => log,
+            None => match self.recovered_log(tp).await {
+                Ok(log) => log,
+                Err(e) => return rewind(format!("cannot recover the commit log: {e}")),
+            },
+        };
+        if let Some(next) = log.next_offset() {
+            if next != start {
+                // The consumer and the log disagree (another owner committed meanwhile).
+                return rewind(format!("the commit log resumes at offset {next}, this range starts at {start}"));
+            }
+        }
+        match log.commit(start, end, staged).await {
+            Ok(_) => (Some(log), Feedback::Committed { tp: tp.clone(), epoch, next: end + 1, files: count, rows, rejected, bytes }),
+            Err(CommitError::Fenced { .. }) => rewind(format!("offsets {start}..={end} were committed by another owner (fenced)")),
+            Err(e) if is_fatal(&e) => (None, Feedback::Fatal { message: e.to_string() }),
+            Err(e) => rewind(e.to_string()),
+        }
+    }
+
+    async fn recovered_log(&self, tp: &TopicPartition) -> Result<CommitLog, CommitError> {
+        let mut log = CommitLog::new(self.store.clone(), &self.table_root, &tp.topic, tp.partition, self.run.clone())?;
+        log.recover().await?;
+        Ok(log)
+    }
+
 }
 
 /// Errors an operator must fix; everything else rewinds and retries from the commit log.
