@@ -254,7 +254,7 @@ pub fn run(
             ctx.resume_due(&source, now);
             if progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
                 last_progress = now;
-                ctx.print_progress(started, &source);
+                ctx.print_progress(started);
             }
             if opts.mode == RunMode::UntilCaughtUp && ctx.all_caught_up() {
                 break Ok(());
@@ -525,10 +525,8 @@ impl ConsumerState {
         !self.parts.is_empty() && self.parts.iter().all(|(_, b)| b.caught_up)
     }
 
-    fn print_progress(&self, started: Instant, source: &KafkaSource) {
+    fn print_progress(&self, started: Instant) {
         let secs = started.elapsed().as_secs_f64().max(0.001);
-        let consumed: i64 = self.parts.iter().filter_map(|(_, b)| b.last.or(b.next_expected.map(|n| n - 1))).sum();
-        let _ = source;
         let remaining: i64 = self
             .parts
             .iter()
@@ -538,11 +536,11 @@ impl ConsumerState {
             })
             .sum();
         let rate = self.summary.events as f64 / secs;
-        let eta = if rate > 0.0 { format!("{:.0}s", remaining as f64 / rate) } else { "?".into() };
+        let eta = if rate > 0.0 { format!("{:.0} s", remaining as f64 / rate) } else { "?".into() };
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r{}: {} events published, {:.0} events/s, {} to go, ETA {}   (positions {consumed})",
+            "\r{}: {} events published, {:.0} events/s, {} to go, ETA {}    ",
             self.pipeline, self.summary.events, rate, remaining, eta
         );
     }

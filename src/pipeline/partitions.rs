@@ -190,3 +190,82 @@ pub struct Cut {
     pub chunks: Vec<(String, RecordBatch)>,
     pub rejected: Option<RecordBatch>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::RowParser;
+    use crate::schema::FieldType;
+
+    fn schema() -> Vec<FieldSpec> {
+        vec![FieldSpec { name: "id".into(), field_type: FieldType::String, required: true }]
+    }
+
+    fn policy() -> RollPolicy {
+        RollPolicy { max_rows: 3, max_bytes: 1 << 30, max_age: Duration::from_secs(60) }
+    }
+
+    fn append(buf: &mut PartitionBuffer, parser: &mut RowParser, path: &str, offset: i64, now: Instant) {
+        let row = parser.parse(format!(r#"{{"id":"r{offset}"}}"#).as_bytes()).unwrap();
+        buf.file(path, &schema()).builder().append(row);
+        buf.consumed(offset, now);
+    }
+
+    #[test]
+    fn a_cut_covers_every_consumed_offset_across_files_and_resets() {
+        let mut parser = RowParser::new(&schema(), false);
+        let now = Instant::now();
+        let mut buf = PartitionBuffer::new(1, Some(10), None, 100);
+        assert!(!buf.should_roll(&policy(), now), "nothing buffered, nothing to roll");
+        append(&mut buf, &mut parser, "h=1", 10, now);
+        append(&mut buf, &mut parser, "h=2", 11, now);
+        assert!(!buf.file_full("h=1", &policy()));
+        append(&mut buf, &mut parser, "h=1", 12, now);
+        append(&mut buf, &mut parser, "h=1", 13, now);
+        assert!(buf.file_full("h=1", &policy()), "three rows reach max_rows");
+        assert!(buf.should_roll(&policy(), now));
+        let cut = buf.cut().unwrap();
+        assert_eq!((cut.start, cut.end), (10, 13));
+        let mut rows: Vec<(String, usize)> = cut.chunks.iter().map(|(p, b)| (p.clone(), b.num_rows())).collect();
+        rows.sort();
+        assert_eq!(rows, [("h=1".to_string(), 3), ("h=2".to_string(), 1)]);
+        assert!(cut.rejected.is_none());
+        assert_eq!(buf.next_expected, Some(14), "the next range starts after this one");
+        assert_eq!(buf.open_files(), 0);
+        assert!(buf.cut().is_none(), "an empty buffer cuts nothing");
+    }
+
+    #[test]
+    fn age_rolls_and_catch_up_is_tracked() {
+        let mut parser = RowParser::new(&schema(), false);
+        let start = Instant::now();
+        let mut buf = PartitionBuffer::new(1, None, None, 2);
+        append(&mut buf, &mut parser, "h=1", 0, start);
+        assert!(!buf.caught_up);
+        assert!(!buf.should_roll(&policy(), start + Duration::from_secs(59)));
+        assert!(buf.should_roll(&policy(), start + Duration::from_secs(60)));
+        append(&mut buf, &mut parser, "h=1", 1, start);
+        assert!(buf.caught_up, "offset 1 is the last before the end offset 2");
+    }
+
+    #[test]
+    fn latest_pins_its_origin_as_the_first_range_start() {
+        let buf = PartitionBuffer::new(1, None, Some(500), 500);
+        assert_eq!(buf.next_expected, Some(500));
+        assert!(buf.caught_up, "nothing to read past the pinned end");
+    }
+
+    #[test]
+    fn shipping_the_largest_builder_keeps_its_rows_counted_for_the_file() {
+        let mut parser = RowParser::new(&schema(), false);
+        let now = Instant::now();
+        let mut buf = PartitionBuffer::new(1, Some(0), None, 100);
+        append(&mut buf, &mut parser, "h=1", 0, now);
+        append(&mut buf, &mut parser, "h=1", 1, now);
+        let (path, batch, _) = buf.ship_largest().unwrap();
+        assert_eq!((path.as_str(), batch.num_rows()), ("h=1", 2));
+        assert_eq!(buf.buffered_bytes(), 0);
+        append(&mut buf, &mut parser, "h=1", 2, now);
+        assert!(buf.file_full("h=1", &policy()), "shipped rows still count toward max_rows");
+    }
+}
