@@ -244,11 +244,20 @@ prepare() {
 }
 
 # ---- process control (plain host: background processes with pid files) ----------------------
+# A process that exists and has not exited: a killed service whose parent has not reaped it
+# yet is a zombie, which `kill -0` still reports as alive.
+alive() {
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 pid_of() {
   local svc=$1 pid
   # RabbitMQ writes its own pid file (RABBITMQ_PID_FILE); the others get one from start_service.
   pid=$(cat "$RUN/$svc.pid" 2>/dev/null || true)
-  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then pid=; fi
+  alive "$pid" || pid=
   echo "$pid"
 }
 
@@ -265,8 +274,10 @@ start_service() {
     *)
       prepare "$svc"
       local cmd; cmd="$(service_cmd "$svc") $(java_main "$svc")"
-      setsid nohup bash -c "exec $cmd" >"$LOGS/$svc.log" 2>&1 &
-      echo $! >"$RUN/$svc.pid" ;;
+      # Started from a subshell that exits at once, so the service is re-parented to init,
+      # which reaps it when it dies (the caller of this script may never wait for it).
+      ( setsid nohup bash -c "exec $cmd" >"$LOGS/$svc.log" 2>&1 &
+        echo $! >"$RUN/$svc.pid" ) ;;
   esac
 }
 
@@ -281,7 +292,7 @@ stop_service() {
     kill "$pid" 2>/dev/null || true   # SIGTERM: Kafka does a controlled shutdown
   fi
   for i in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.5
     [ "$i" -eq 60 ] && kill -9 "$pid" 2>/dev/null
   done
@@ -294,7 +305,7 @@ kill_service() {
   pid=$(pid_of "$svc")
   [ -n "$pid" ] || { say "$svc is not running"; return 0; }
   kill -9 "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  while alive "$pid"; do sleep 0.1; done
   say "$svc killed (pid $pid)"
 }
 
