@@ -399,7 +399,10 @@ wait_until_listening() { # port timeout name
   local start=$SECONDS
   until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
     [ $((SECONDS - start)) -lt "$2" ] || die "$3 did not open port $1 within $2s; see $LOGS/$3.log"
-    if [ -z "$(pid_of "$3")" ]; then tail -n 20 "$LOGS/$3.log" >&2; die "$3 exited; see $LOGS/$3.log"; fi
+    if [ "$SYSTEMD" != 1 ] && [ -z "$(pid_of "$3")" ]; then
+      tail -n 20 "$LOGS/$3.log" >&2
+      die "$3 exited; see $LOGS/$3.log"
+    fi
     sleep 1
   done
 }
