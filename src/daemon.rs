@@ -124,6 +124,11 @@ async fn probe(cfg: &PipelineConfig) -> Vec<String> {
                 Err(e) => problems.push(format!("source.kafka: probe panicked: {e}")),
             }
         }
+        SourceConfig::RabbitMq(r) => {
+            if let Err(e) = crate::source::rabbitmq::probe(&cfg.name, r).await {
+                problems.push(format!("source.rabbitmq: {e}"));
+            }
+        }
     }
     match pipeline::open_store(cfg) {
         Err(e) => problems.push(format!("sink: {e}")),
@@ -231,6 +236,8 @@ fn log_summary(s: &RunSummary) {
         pipeline = %s.pipeline,
         events = s.events,
         rejected = s.rejected,
+        duplicates = s.duplicates,
+        without_message_id = s.without_message_id,
         source_bytes = s.source_bytes,
         files = s.files,
         parquet_bytes = s.parquet_bytes,
@@ -241,6 +248,12 @@ fn log_summary(s: &RunSummary) {
 }
 
 fn print_summary(s: &RunSummary) {
+    if s.duplicates > 0 || s.without_message_id > 0 {
+        println!(
+            "{}: {} redelivered duplicates dropped by message_id, {} messages without message_id (at-least-once)",
+            s.pipeline, s.duplicates, s.without_message_id
+        );
+    }
     println!(
         "{}: {} events ({} rejected), {:.1} MB read, {} files ({:.1} MB Parquet), {:.1} s, {:.0} events/s",
         s.pipeline,

@@ -2,6 +2,7 @@
 //! pipeline needs from it: `recover` on assignment and `commit` per batch.
 //! See `docs/exactly-once.md` for the protocol and its crash-point analysis.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,6 +50,11 @@ pub struct CommitLog {
     partition: i32,
     dir: String,
     position: Position,
+    /// With `keep_ids`: (seq, ids) of the newest manifests that together hold the window,
+    /// oldest first; pruning keeps these.
+    recent: VecDeque<(u64, usize)>,
+    /// With `keep_ids`: the ids those manifests hold, read by `recover` (taken once).
+    recovered_ids: Vec<String>,
 }
 
 fn now_ms() -> u64 {
@@ -76,7 +82,17 @@ impl CommitLog {
             return Err(CommitError::Invalid("keep must be at least 1 (the latest manifest is the resume point)".into()));
         }
         let dir = paths::commit_dir(&root, topic, partition);
-        Ok(CommitLog { store, run, root, topic: topic.to_string(), partition, dir, position: Position::Unknown })
+        Ok(CommitLog {
+            store,
+            run,
+            root,
+            topic: topic.to_string(),
+            partition,
+            dir,
+            position: Position::Unknown,
+            recent: VecDeque::new(),
+            recovered_ids: Vec::new(),
+        })
     }
 
     pub fn topic(&self) -> &str {
@@ -121,6 +137,9 @@ impl CommitLog {
         };
         let path = paths::manifest_path(&self.dir, manifest.seq);
         self.publish(&manifest, &path).await?;
+        if self.run.config.keep_ids > 0 {
+            self.load_window(&seqs, manifest.seq, manifest.message_ids.clone()).await?;
+        }
         self.prune(manifest.seq, &seqs).await;
         let next = manifest.end + 1;
         self.position = Position::After { seq: manifest.seq, next };
@@ -141,6 +160,17 @@ impl CommitLog {
     /// log untouched; after any other error the position is unknown and `recover` must run
     /// before the next commit. [`CommitError::Fenced`] means another writer owns the partition.
     pub async fn commit(&mut self, start: i64, end: i64, files: Vec<StagedFile>) -> Result<Manifest, CommitError> {
+        self.commit_ids(start, end, files, Vec::new()).await
+    }
+
+    /// [`commit`](Self::commit) for queue sources: also records the `message_id`s published.
+    pub async fn commit_ids(
+        &mut self,
+        start: i64,
+        end: i64,
+        files: Vec<StagedFile>,
+        message_ids: Vec<String>,
+    ) -> Result<Manifest, CommitError> {
         let seq = match self.position {
             Position::Unknown => {
                 return Err(CommitError::NotRecovered { topic: self.topic.clone(), partition: self.partition })
@@ -162,7 +192,8 @@ impl CommitLog {
             return Err(CommitError::Invalid(format!("offsets {start}..={end}: need 0 <= start <= end")));
         }
         self.position = Position::Unknown;
-        let manifest = self.prepare(seq, start, end, &files).await?;
+        let mut manifest = self.prepare(seq, start, end, &files).await?;
+        manifest.message_ids = message_ids;
         let bytes = manifest.to_json();
         let slot = paths::manifest_path(&self.dir, seq);
         let tmp = with_backoff("write the manifest", &self.run.config.backoff, &self.run.stop, || {
@@ -175,6 +206,9 @@ impl CommitLog {
         .await?;
         let seqs = self.check_not_superseded(&manifest, &slot, &bytes).await?;
         self.publish(&manifest, &slot).await?;
+        if self.run.config.keep_ids > 0 {
+            self.remember(seq, manifest.message_ids.len());
+        }
         self.prune(seq, &seqs).await;
         self.position = Position::After { seq, next: end + 1 };
         tracing::debug!(topic = %self.topic, partition = self.partition, seq, start, end, files = manifest.files.len(), "committed");
@@ -220,7 +254,52 @@ impl CommitLog {
             files: out,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             run_id: self.run.run_id.clone(),
+            message_ids: Vec::new(),
         })
+    }
+
+    /// The `message_id`s of the newest manifests (at least `keep_ids` of them when the log
+    /// holds that many), read by the last `recover`. Taken: a second call returns nothing.
+    pub fn take_recovered_ids(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.recovered_ids)
+    }
+
+    /// Reads manifests older than `latest` (newest first) until the window is full.
+    async fn load_window(&mut self, seqs: &[u64], latest: u64, latest_ids: Vec<String>) -> Result<(), CommitError> {
+        let want = self.run.config.keep_ids;
+        self.recent.clear();
+        self.recent.push_front((latest, latest_ids.len()));
+        let mut ids = latest_ids;
+        let mut older: Vec<u64> = seqs.iter().copied().filter(|s| *s < latest).collect();
+        older.sort_unstable_by(|a, b| b.cmp(a));
+        for seq in older {
+            if ids.len() >= want {
+                break;
+            }
+            let path = paths::manifest_path(&self.dir, seq);
+            let bytes = with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.read_opt(&path)).await?;
+            let Some(bytes) = bytes else { continue };
+            let bad = |source| CommitError::BadManifest { path: path.clone(), source };
+            let m = Manifest::parse(&bytes).map_err(bad)?;
+            m.check_belongs(&self.root, &self.topic, self.partition, seq).map_err(bad)?;
+            self.recent.push_front((seq, m.message_ids.len()));
+            ids.extend(m.message_ids);
+        }
+        self.recovered_ids = ids;
+        Ok(())
+    }
+
+    /// Adds a commit to the window and forgets the oldest ones it no longer needs.
+    fn remember(&mut self, seq: u64, ids: usize) {
+        self.recent.push_back((seq, ids));
+        let mut total: usize = self.recent.iter().map(|(_, n)| n).sum();
+        while let Some(&(_, oldest)) = self.recent.front() {
+            if self.recent.len() == 1 || total - oldest < self.run.config.keep_ids {
+                break;
+            }
+            total -= oldest;
+            self.recent.pop_front();
+        }
     }
 
     /// Writes the manifest under a fresh temp name (fresh per attempt, so the remains of a
@@ -285,7 +364,9 @@ impl CommitLog {
     /// manifest, the resume point, is never deleted.
     pub(super) async fn prune(&self, latest: u64, seqs: &[u64]) {
         let keep = self.run.config.keep as u64;
-        for &s in seqs.iter().filter(|s| **s + keep <= latest) {
+        // The deduplication window's manifests stay, however many that is.
+        let floor = if self.run.config.keep_ids > 0 { self.recent.front().map_or(0, |(s, _)| *s) } else { u64::MAX };
+        for &s in seqs.iter().filter(|s| **s + keep <= latest && **s < floor) {
             let path = paths::manifest_path(&self.dir, s);
             if let Err(e) = self.store.delete(&path).await {
                 tracing::debug!(path, error = %e, "could not prune an old manifest; will retry on the next commit");

@@ -68,6 +68,10 @@ pub struct Manifest {
     pub created_at: String,
     /// Which process run wrote it, for operators (matches the staging directory name).
     pub run_id: String,
+    /// Queue sources only: the `message_id`s this commit published, so messages the broker
+    /// redelivers after a crash between publishing and acknowledging are recognised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +146,7 @@ mod tests {
 
     fn sample() -> Manifest {
         Manifest {
+            message_ids: Vec::new(),
             version: 1,
             topic: "clicks".into(),
             partition: 3,

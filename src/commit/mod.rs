@@ -55,6 +55,9 @@ pub struct CommitConfig {
     pub keep: usize,
     /// Retry policy for transient store errors.
     pub backoff: Backoff,
+    /// Queue sources: keep (and recover) the newest manifests until they hold at least this
+    /// many `message_id`s, the deduplication window. 0 for offset sources.
+    pub keep_ids: usize,
 }
 
 /// Default orphan grace period: one hour, far above any sane roll interval.
@@ -69,7 +72,7 @@ pub fn default_keep() -> usize {
 
 impl Default for CommitConfig {
     fn default() -> Self {
-        CommitConfig { grace: default_grace(), keep: default_keep(), backoff: Backoff::default() }
+        CommitConfig { grace: default_grace(), keep: default_keep(), backoff: Backoff::default(), keep_ids: 0 }
     }
 }
 

@@ -14,6 +14,8 @@ use super::units::HumanDuration;
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     Kafka(KafkaSourceConfig),
+    #[serde(rename = "rabbitmq")]
+    RabbitMq(super::rabbitmq::RabbitMqSourceConfig),
 }
 
 /// A Kafka consumer group reading one or more topics.

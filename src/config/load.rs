@@ -161,8 +161,9 @@ pub(crate) fn parse_pipeline_text(
     let config = deserialize_repairing(&mut value, &original, &suppress, &mut tainted, &mut report);
 
     let config = config.map(|mut config| {
-        let SourceConfig::Kafka(kafka) = &mut config.source;
-        kafka.options.mark_secrets(&interpolated.redactor);
+        if let SourceConfig::Kafka(kafka) = &mut config.source {
+            kafka.options.mark_secrets(&interpolated.redactor);
+        }
         if let SinkConfig::Hdfs(hdfs) = &mut config.sink {
             hdfs.options.mark_secrets(&interpolated.redactor);
         }

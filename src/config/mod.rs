@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod secret;
 mod shape;
 pub mod units;
+pub mod rabbitmq;
 pub mod validate;
 mod yaml;
 
@@ -35,6 +36,7 @@ pub use connectors::{
     HdfsSinkConfig, KafkaSourceConfig, LocalSinkConfig, SinkConfig, SourceConfig, StartPosition,
     MANAGED_KAFKA_OPTIONS,
 };
+pub use rabbitmq::{QueueType, RabbitMqSourceConfig};
 pub use daemon::{load_daemon_config, DaemonConfig, DaemonConfigError, LogFormat};
 pub use errors::{ConfigError, ConfigErrors};
 pub use options::ClientOptions;

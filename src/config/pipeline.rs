@@ -13,7 +13,7 @@ use crate::schema::FieldSpec;
 pub struct PipelineConfig {
     /// Pipeline name, `[a-z0-9_-]+`: it appears in file names, metric labels and logs.
     pub name: String,
-    /// The stream to consume, chosen by key: `kafka`.
+    /// The stream to consume, chosen by key: `kafka` or `rabbitmq`.
     pub source: SourceConfig,
     /// How message payloads become rows.
     pub decode: DecodeConfig,
@@ -35,6 +35,11 @@ impl PipelineConfig {
         match &self.decode {
             DecodeConfig::Json(json) => &json.schema,
         }
+    }
+
+    /// The `roll:` section a pipeline gets when it has none.
+    pub fn default_roll() -> RollConfig {
+        RollConfig::default()
     }
 
     /// The whole config as multi-line text safe to log or print: passwords, secret options,
@@ -86,7 +91,8 @@ fn default_timezone() -> String {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollConfig {
-    /// Rows per file.
+    /// Rows per file. With a RabbitMQ queue a commit holds at most half the `prefetch`
+    /// messages, so a value set above that is rejected (the default adapts silently).
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
     /// Approximate file size (encoded bytes plus buffered rows).

@@ -41,7 +41,7 @@ fn example_with(from: &str, to: &str) -> String {
 fn the_contract_example_parses_and_validates() {
     let config = parse(EXAMPLE).unwrap();
     assert_eq!(config.name, "clicks");
-    let SourceConfig::Kafka(kafka) = &config.source;
+    let SourceConfig::Kafka(kafka) = &config.source else { panic!("a kafka source") };
     assert_eq!(kafka.brokers, ["127.0.0.1:9092"]);
     assert_eq!(kafka.topics, ["clicks"]);
     assert_eq!(kafka.group, "landfall-clicks");
@@ -220,7 +220,7 @@ fn a_missing_environment_variable_names_it_with_its_position() {
 fn environment_values_are_substituted_before_parsing() {
     let text = example_with("[\"127.0.0.1:9092\"]", "[\"${BROKER}\"]");
     let config = parse(&text).unwrap();
-    let SourceConfig::Kafka(kafka) = &config.source;
+    let SourceConfig::Kafka(kafka) = &config.source else { panic!("a kafka source") };
     assert_eq!(kafka.brokers, ["10.0.0.1:9092"]);
 }
 
@@ -325,7 +325,7 @@ fn secrets_are_redacted_in_debug_output() {
     )
     .replace("url: hdfs://127.0.0.1:9000", "url: hdfs://alice:topsecret@127.0.0.1:9000");
     let config = parse(&text).unwrap();
-    let SourceConfig::Kafka(kafka) = &config.source;
+    let SourceConfig::Kafka(kafka) = &config.source else { panic!("a kafka source") };
     assert_eq!(kafka.options.get("sasl.password"), Some("hunter2-long"));
     for printed in [format!("{config:?}"), config.redacted()] {
         assert!(!printed.contains("hunter2-long"), "{printed}");

@@ -65,7 +65,18 @@ pub fn check(
         );
     }
     if clean.clean("source") {
-        check_source(&config.source, &mut issue);
+        match &config.source {
+            SourceConfig::Kafka(kafka) => check_kafka(kafka, &mut issue),
+            SourceConfig::RabbitMq(rabbit) => {
+                // The roll section's values if it parsed, else its defaults.
+                let default = PipelineConfig::default_roll();
+                let roll = if clean.clean("roll") { &config.roll } else { &default };
+                let checks = super::rabbitmq::check(rabbit, roll.max_age.get(), roll.max_rows, roll.max_rows == default.max_rows);
+                for (field, message) in checks {
+                    issue(at(&["source", "rabbitmq", field]), message);
+                }
+            }
+        }
     }
     if clean.clean("decode") {
         check_schema(config.schema(), &mut issue);
@@ -160,8 +171,7 @@ fn valid_name(name: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
-fn check_source(source: &SourceConfig, issue: &mut impl FnMut(Vec<Seg>, String)) {
-    let SourceConfig::Kafka(kafka) = source;
+fn check_kafka(kafka: &super::connectors::KafkaSourceConfig, issue: &mut impl FnMut(Vec<Seg>, String)) {
     let base = |rest: &[&str]| {
         let mut path = at(&["source", "kafka"]);
         path.extend(rest.iter().map(|k| key(k)));

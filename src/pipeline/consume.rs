@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -14,13 +14,12 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::partitions::{PartitionBuffer, RollPolicy};
-use super::writer::{Feedback, Writer, WriterMsg};
+use super::route::{send_cut, Router};
+use super::writer::{Feedback, WriterMsg};
 use super::{RunMode, RunOptions, Shutdown};
 use crate::commit::{self, CommitConfig, CommitLog, RunContext};
-use crate::config::{DecodeConfig, PipelineConfig, SourceConfig, StartPosition};
-use crate::decode::RowParser;
-use crate::partition::PartitionTemplate;
-use crate::quarantine::{SourcePosition, REJECTED_DIR};
+use crate::config::{PipelineConfig, SourceConfig, StartPosition};
+use crate::quarantine::SourcePosition;
 use crate::sink::FileStore;
 use crate::source::kafka::{AssignmentEvent, KafkaSource, ResumePositions};
 use crate::source::TopicPartition;
@@ -33,6 +32,10 @@ pub struct RunSummary {
     pub events: u64,
     /// Messages published to quarantine.
     pub rejected: u64,
+    /// Queue sources: redelivered messages dropped because their `message_id` was published.
+    pub duplicates: u64,
+    /// Queue sources: messages without a `message_id` (landed at-least-once).
+    pub without_message_id: u64,
     /// Payload bytes consumed from the source.
     pub source_bytes: u64,
     /// Parquet files published (table and quarantine).
@@ -89,10 +92,6 @@ impl ResumePositions for StoreResume {
     }
 }
 
-fn now_micros() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
-}
-
 /// Runs the consumer side of a pipeline to completion. Errors are fatal to the pipeline.
 pub fn run(
     cfg: PipelineConfig,
@@ -103,22 +102,11 @@ pub fn run(
     handle: Handle,
 ) -> Result<RunSummary, String> {
     let started = Instant::now();
-    let SourceConfig::Kafka(kafka_cfg) = &cfg.source;
-    let schema = cfg.schema().to_vec();
-    let template = PartitionTemplate::parse(&cfg.partition.path, &schema).map_err(|p| p.join("; "))?;
-    let tz: chrono_tz::Tz = cfg
-        .partition
-        .timezone
-        .parse()
-        .map_err(|e| format!("partition.timezone {}: {e}", cfg.partition.timezone))?;
-    let DecodeConfig::Json(json) = &cfg.decode;
-    let mut parser = RowParser::new(&schema, json.strict);
-    let uses_ingest = template.uses_ingest_time();
-    let policy = RollPolicy {
-        max_rows: cfg.roll.max_rows,
-        max_bytes: cfg.roll.max_bytes.bytes(),
-        max_age: cfg.roll.max_age.get(),
+    let SourceConfig::Kafka(kafka_cfg) = &cfg.source else {
+        return Err("the Kafka consumer was given another source".into());
     };
+    let mut router = Router::new(&cfg)?;
+    let policy = RollPolicy::of(&cfg.roll);
     let run_id = commit::new_run_id();
 
     // Staged files of crashed runs that no commit references are deleted once old enough.
@@ -127,26 +115,8 @@ pub fn run(
         Err(e) => tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start"),
     }
 
-    let (feedback_tx, feedback_rx) = std::sync::mpsc::channel();
-    let (tx, rx) = mpsc::channel::<WriterMsg>(64);
-    let writer = Writer {
-        store: store.clone(),
-        table_root: table_root.clone(),
-        run: RunContext { run_id: run_id.clone(), config: CommitConfig::default(), stop: shutdown.subscribe() },
-        props: crate::parquet::writer_properties(
-            cfg.parquet.codec()?,
-            cfg.parquet.row_group_rows,
-            vec![("landfall.pipeline".to_string(), cfg.name.clone())],
-        )
-        .map_err(|e| e.to_string())?,
-        max_bytes: policy.max_bytes,
-        max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
-        ext: format!("{}.parquet", cfg.parquet.compression.name()),
-        feedback: feedback_tx,
-        logs: HashMap::new(),
-        pending: HashMap::new(),
-    };
-    let writer_task = handle.spawn(writer.run(rx));
+    let (tx, feedback_rx, writer_task) =
+        super::writer::spawn(&cfg, store.clone(), &table_root, &run_id, CommitConfig::default(), &shutdown, &handle)?;
 
     let resume = Arc::new(StoreResume { run_id, store, table_root, handle: handle.clone(), shutdown: shutdown.clone() });
     let source = KafkaSource::build(&cfg.name, kafka_cfg, resume.clone()).map_err(|e| e.to_string())?;
@@ -165,7 +135,6 @@ pub fn run(
         backoff: HashMap::new(),
         max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
     };
-    let mut path = String::with_capacity(128);
     let mut last_tick = Instant::now();
     let mut last_progress = Instant::now();
     let progress = opts.progress && std::io::stderr().is_terminal();
@@ -196,45 +165,16 @@ pub fn run(
                     continue; // already published: delivered again right after a seek
                 }
                 let at = SourcePosition { topic, partition: msg.partition(), offset, timestamp_ms: msg.timestamp().to_millis() };
-                // Arrival time only when the template uses it or a message is rejected.
-                let ingest = if uses_ingest { now_micros() } else { 0 };
                 ctx.summary.source_bytes += msg.payload_len() as u64;
-                let mut full = None;
-                match msg.payload() {
-                    None => {
-                        buf.rejected.push(None, "empty_payload", "the message has no payload (tombstone?)", &at, now_micros());
-                        buf.note_rejected();
-                    }
-                    Some(payload) => match parser.parse(payload) {
-                        Ok(row) => {
-                            path.clear();
-                            match template.render(row, ingest, tz, &mut path) {
-                                Ok(()) => {
-                                    let file = buf.file(&path, &schema);
-                                    file.builder().append(row);
-                                    full = buf.full_chunks(&path).map(|b| (path.clone(), b));
-                                }
-                                Err(e) => {
-                                    buf.rejected.push(Some(payload), e.reason(), &e.to_string(), &at, now_micros());
-                                    buf.note_rejected();
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            buf.rejected.push(Some(payload), e.reason(), &e.to_string(), &at, now_micros());
-                            buf.note_rejected();
-                        }
-                    },
-                }
+                let routed = router.route(buf, msg.payload(), &at, &policy);
                 buf.consumed(offset, now);
                 let epoch = buf.epoch;
-                let roll = buf.file_full(&path, &policy);
                 drop(msg);
-                if let Some((dir, batch)) = full {
+                if let Some((dir, batch)) = routed.chunk {
                     let tp = ctx.parts[i].0.clone();
                     ctx.send(WriterMsg::Append { tp, epoch, dir, batch })?;
                 }
-                if roll {
+                if routed.roll {
                     ctx.cut(i)?;
                 }
             }
@@ -360,21 +300,9 @@ impl ConsumerState {
     /// Sends the open range of partition `i` to the writer as a commit.
     fn cut(&mut self, i: usize) -> Result<(), String> {
         let (tp, buf) = &mut self.parts[i];
-        let range_start = buf.next_expected;
-        let epoch = buf.epoch;
-        let Some(cut) = buf.cut() else { return Ok(()) };
-        // Ranges tile the partition: a range starts right after the last published one, even
-        // when the first offsets were compaction gaps or transaction markers.
-        let start = range_start.map_or(cut.start, |s| s.min(cut.start));
-        let tp = tp.clone();
-        for (dir, batch) in cut.chunks {
-            self.send(WriterMsg::Append { tp: tp.clone(), epoch, dir, batch })?;
+        if send_cut(&self.tx, tp, buf, Vec::new())? {
+            self.inflight += 1;
         }
-        if let Some(batch) = cut.rejected {
-            self.send(WriterMsg::Append { tp: tp.clone(), epoch, dir: REJECTED_DIR.to_string(), batch })?;
-        }
-        self.send(WriterMsg::Commit { tp, epoch, start, end: cut.end })?;
-        self.inflight += 1;
         Ok(())
     }
 

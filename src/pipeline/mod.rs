@@ -2,8 +2,11 @@
 //! writer task (Parquet → staged files → commit log → publish), joined by a bounded channel so a
 //! slow store holds back consumption instead of filling memory.
 
+mod amqp;
 mod consume;
+mod dedup;
 pub mod partitions;
+mod route;
 pub mod writer;
 
 use std::sync::Arc;
@@ -87,12 +90,13 @@ pub async fn run(cfg: PipelineConfig, opts: RunOptions, shutdown: Shutdown) -> R
     let name = cfg.name.clone();
     let setup = |message: String| PipelineError::Setup { pipeline: name.clone(), message };
     let (store, table_root) = open_store(&cfg).map_err(setup)?;
-    match &cfg.source {
-        SourceConfig::Kafka(_) => {}
-    }
     let handle = tokio::runtime::Handle::current();
     let pipeline = cfg.name.clone();
-    let joined = tokio::task::spawn_blocking(move || consume::run(cfg, opts, shutdown, store, table_root, handle))
+    let consumer = match &cfg.source {
+        SourceConfig::Kafka(_) => consume::run,
+        SourceConfig::RabbitMq(_) => amqp::run,
+    };
+    let joined = tokio::task::spawn_blocking(move || consumer(cfg, opts, shutdown, store, table_root, handle))
         .await
         .map_err(|e| PipelineError::Fatal { pipeline: pipeline.clone(), message: format!("consumer thread panicked: {e}") })?;
     joined.map_err(|message| PipelineError::Fatal { pipeline, message })

@@ -19,6 +19,12 @@ pub struct RollPolicy {
     pub max_age: Duration,
 }
 
+impl RollPolicy {
+    pub fn of(roll: &crate::config::RollConfig) -> RollPolicy {
+        RollPolicy { max_rows: roll.max_rows, max_bytes: roll.max_bytes.bytes(), max_age: roll.max_age.get() }
+    }
+}
+
 /// Rows are shipped to the writer in chunks this size: large enough to amortise the hand-off,
 /// small enough that the consumer side holds little memory per open file.
 pub const CHUNK_ROWS: usize = 8192;
@@ -54,6 +60,8 @@ pub struct PartitionBuffer {
     rejected_rows: u64,
     /// A commit was requested by the writer (a file reached max_bytes).
     pub roll_requested: bool,
+    /// Queue sources: the `message_id`s of the open range, recorded by its commit.
+    pub ids: Vec<String>,
 }
 
 impl PartitionBuffer {
@@ -72,6 +80,15 @@ impl PartitionBuffer {
             rejected: RejectBuilder::new(),
             rejected_rows: 0,
             roll_requested: false,
+            ids: Vec::new(),
+        }
+    }
+
+    /// Messages in the open range (rows and rejections).
+    pub fn open_rows(&self) -> u64 {
+        match (self.start, self.last) {
+            (Some(start), Some(last)) => (last - start + 1) as u64,
+            _ => 0,
         }
     }
 

@@ -18,8 +18,9 @@ use crate::source::TopicPartition;
 pub enum WriterMsg {
     /// Rows for the file at `dir` (a Hive path, or the quarantine dir) of `tp`.
     Append { tp: TopicPartition, epoch: u64, dir: String, batch: RecordBatch },
-    /// Close every file of `tp` and commit them as the offsets `start..=end`.
-    Commit { tp: TopicPartition, epoch: u64, start: i64, end: i64 },
+    /// Close every file of `tp` and commit them as the offsets `start..=end`; queue sources
+    /// also record the `message_id`s published (empty for offset sources).
+    Commit { tp: TopicPartition, epoch: u64, start: i64, end: i64, ids: Vec<String> },
     /// `tp` was revoked or fenced: delete its staged files, forget it.
     Drop { tp: TopicPartition },
 }
@@ -90,6 +91,41 @@ pub struct Writer {
     pub pending: HashMap<TopicPartition, tokio::task::JoinHandle<(u64, Option<CommitLog>, bool)>>,
 }
 
+/// Starts the writer task of a pipeline: returns the channel to feed it, the feedback it
+/// answers with, and its handle.
+#[allow(clippy::type_complexity)]
+pub fn spawn(
+    cfg: &crate::config::PipelineConfig,
+    store: Arc<dyn FileStore>,
+    table_root: &str,
+    run_id: &str,
+    commit: crate::commit::CommitConfig,
+    shutdown: &super::Shutdown,
+    handle: &tokio::runtime::Handle,
+) -> Result<(mpsc::Sender<WriterMsg>, std::sync::mpsc::Receiver<Feedback>, tokio::task::JoinHandle<()>), String> {
+    let (feedback_tx, feedback_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = mpsc::channel::<WriterMsg>(64);
+    let writer = Writer {
+        store,
+        table_root: table_root.to_string(),
+        run: RunContext { run_id: run_id.to_string(), config: commit, stop: shutdown.subscribe() },
+        props: crate::parquet::writer_properties(
+            cfg.parquet.codec()?,
+            cfg.parquet.row_group_rows,
+            vec![("landfall.pipeline".to_string(), cfg.name.clone())],
+        )
+        .map_err(|e| e.to_string())?,
+        max_bytes: cfg.roll.max_bytes.bytes(),
+        max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
+        ext: format!("{}.parquet", cfg.parquet.compression.name()),
+        feedback: feedback_tx,
+        logs: HashMap::new(),
+        pending: HashMap::new(),
+    };
+    let task = handle.spawn(writer.run(rx));
+    Ok((tx, feedback_rx, task))
+}
+
 /// What a background commit needs: cheap clones of the writer's settings.
 #[derive(Clone)]
 struct Committer {
@@ -142,7 +178,7 @@ impl Writer {
                     }
                     self.enforce_budget(&mut parts, &mut dead).await;
                 }
-                WriterMsg::Commit { tp, epoch, start, end } => {
+                WriterMsg::Commit { tp, epoch, start, end, ids } => {
                     if let Some(previous) = self.pending.remove(&tp) {
                         self.settle(&tp, epoch, previous, &mut dead).await;
                     }
@@ -163,7 +199,7 @@ impl Writer {
                     let feedback = self.feedback.clone();
                     let task_tp = tp.clone();
                     let handle = tokio::spawn(async move {
-                        let (log, fb) = committer.commit(log, &task_tp, epoch, start, end, files).await;
+                        let (log, fb) = committer.commit(log, &task_tp, epoch, (start, end), files, ids).await;
                         let failed = !matches!(fb, Feedback::Committed { .. });
                         let _ = feedback.send(fb);
                         (epoch, log, failed)
@@ -319,9 +355,9 @@ impl Committer {
         log: Option<CommitLog>,
         tp: &TopicPartition,
         epoch: u64,
-        start: i64,
-        end: i64,
+        (start, end): (i64, i64),
         files: HashMap<String, OpenFile>,
+        ids: Vec<String>,
     ) -> (Option<CommitLog>, Feedback) {
         let rewind = |reason: String| (None, Feedback::Rewind { tp: tp.clone(), epoch, reason, answers_commit: true });
         let source_meta = serde_json::json!({
@@ -379,7 +415,7 @@ impl Committer {
                 return rewind(format!("the commit log resumes at offset {next}, this range starts at {start}"));
             }
         }
-        match log.commit(start, end, staged).await {
+        match log.commit_ids(start, end, staged, ids).await {
             Ok(_) => (Some(log), Feedback::Committed { tp: tp.clone(), epoch, next: end + 1, files: count, rows, rejected, bytes }),
             Err(CommitError::Fenced { .. }) => rewind(format!("offsets {start}..={end} were committed by another owner (fenced)")),
             Err(e) if is_fatal(&e) => (None, Feedback::Fatal { message: e.to_string() }),

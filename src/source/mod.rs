@@ -2,6 +2,7 @@
 //! (config struct, `build`, a runtime type that receives, reports positions and acknowledges).
 
 pub mod kafka;
+pub mod rabbitmq;
 
 /// A Kafka partition, the unit of ordering, resume positions and commits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

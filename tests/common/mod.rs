@@ -266,3 +266,74 @@ pub fn assert_tiles(ranges: &std::collections::BTreeMap<i32, Vec<(i64, i64)>>, c
         assert_eq!(next, *count, "partition {p}: ranges end at {next}, expected {count}; ranges {r:?}");
     }
 }
+
+// ---- RabbitMQ ---------------------------------------------------------------------------------
+
+/// A connection and channel to the lab broker (fails the test if it is down).
+pub async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
+    require_rabbitmq();
+    let conn = lapin::Connection::connect(AMQP_URI, lapin::ConnectionProperties::default()).await.expect("connect to RabbitMQ");
+    let ch = conn.create_channel().await.expect("open a channel");
+    (conn, ch)
+}
+
+/// Declares a durable queue of `kind` (`quorum`, `classic` or `stream`).
+pub async fn declare_queue(queue: &str, kind: &str) {
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    let (conn, ch) = amqp_channel().await;
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from(kind)));
+    let options = lapin::options::QueueDeclareOptions { durable: true, ..Default::default() };
+    ch.queue_declare(queue.into(), options, args).await.expect("declare the queue");
+    let _ = conn.close(200, "done".into()).await;
+}
+
+/// Messages ready in `queue` (passive declare).
+pub async fn queue_ready(queue: &str) -> u32 {
+    let (conn, ch) = amqp_channel().await;
+    let options = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let q = ch.queue_declare(queue.into(), options, lapin::types::FieldTable::default()).await.expect("queue exists");
+    let _ = conn.close(200, "done".into()).await;
+    q.message_count()
+}
+
+/// Publishes persistent messages (with `message_id` when given) to `queue` through the
+/// default exchange and waits until the broker confirmed every one.
+pub async fn publish_confirmed(queue: &str, messages: impl IntoIterator<Item = (Option<String>, Vec<u8>)>) -> usize {
+    use futures::StreamExt;
+    let (conn, ch) = amqp_channel().await;
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.expect("confirm.select");
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut n = 0;
+    let check = |c: Result<lapin::Confirmation, lapin::Error>| {
+        assert!(matches!(c.expect("publisher confirm"), lapin::Confirmation::Ack(None)), "the broker confirms every message");
+    };
+    for (id, payload) in messages {
+        let mut props = lapin::BasicProperties::default().with_delivery_mode(2);
+        if let Some(id) = id {
+            props = props.with_message_id(id.into());
+        }
+        let confirm = ch
+            .basic_publish("".into(), queue.into(), lapin::options::BasicPublishOptions::default(), &payload, props)
+            .await
+            .expect("publish");
+        pending.push(confirm);
+        n += 1;
+        while pending.len() >= 2000 {
+            check(pending.next().await.unwrap());
+        }
+    }
+    while let Some(c) = pending.next().await {
+        check(c);
+    }
+    let _ = conn.close(200, "done".into()).await;
+    n
+}
+
+/// The clicks pipeline (same schema and partitioning as [`pipeline_yaml`]) on a RabbitMQ queue.
+pub fn rabbitmq_pipeline_yaml(name: &str, queue: &str, queue_type: &str, sink: &str, roll_max_age: &str) -> String {
+    pipeline_yaml(name, "unused", sink, roll_max_age).replace(
+        &format!("  kafka:\n    brokers: [\"{KAFKA}\"]\n    topics: [\"unused\"]\n    group: {name}\n    start: earliest\n    options: {{}}\n"),
+        &format!("  rabbitmq:\n    uri: {AMQP_URI}\n    queue: {queue}\n    queue_type: {queue_type}\n    prefetch: 2000\n"),
+    )
+}

@@ -1,0 +1,102 @@
+//! What every source does with one message: decode it in place into its partition's Arrow
+//! builder under its Hive path, or quarantine it with the reason; and how a source partition's
+//! open range becomes writer messages when it is cut.
+
+use arrow::array::RecordBatch;
+use tokio::sync::mpsc;
+
+use super::partitions::{PartitionBuffer, RollPolicy};
+use super::writer::WriterMsg;
+use crate::config::{DecodeConfig, PipelineConfig};
+use crate::decode::RowParser;
+use crate::partition::PartitionTemplate;
+use crate::quarantine::{SourcePosition, REJECTED_DIR};
+use crate::schema::FieldSpec;
+use crate::source::TopicPartition;
+
+/// Decoder, partition template and scratch space of one pipeline.
+pub struct Router {
+    schema: Vec<FieldSpec>,
+    parser: RowParser,
+    template: PartitionTemplate,
+    tz: chrono_tz::Tz,
+    uses_ingest: bool,
+    path: String,
+}
+
+/// What routing one message asks of the caller.
+pub struct Routed {
+    /// A builder filled up: ship this chunk (Hive path, rows) to the writer.
+    pub chunk: Option<(String, RecordBatch)>,
+    /// The message's file (or the quarantine) reached a roll limit: cut the range.
+    pub roll: bool,
+}
+
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+impl Router {
+    pub fn new(cfg: &PipelineConfig) -> Result<Router, String> {
+        let schema = cfg.schema().to_vec();
+        let template = PartitionTemplate::parse(&cfg.partition.path, &schema).map_err(|p| p.join("; "))?;
+        let tz: chrono_tz::Tz = cfg
+            .partition
+            .timezone
+            .parse()
+            .map_err(|e| format!("partition.timezone {}: {e}", cfg.partition.timezone))?;
+        let DecodeConfig::Json(json) = &cfg.decode;
+        let parser = RowParser::new(&schema, json.strict);
+        let uses_ingest = template.uses_ingest_time();
+        Ok(Router { schema, parser, template, tz, uses_ingest, path: String::with_capacity(128) })
+    }
+
+    /// Decodes `payload` (`None`: the message had none) into `buf`, or quarantines it with
+    /// the reason and `at`. Does not mark the position consumed: the caller does, after.
+    pub fn route(&mut self, buf: &mut PartitionBuffer, payload: Option<&[u8]>, at: &SourcePosition, policy: &RollPolicy) -> Routed {
+        let Some(payload) = payload else {
+            buf.rejected.push(None, "empty_payload", "the message has no payload (tombstone?)", at, now_micros());
+            buf.note_rejected();
+            return Routed { chunk: None, roll: buf.file_full("", policy) };
+        };
+        // Arrival time only when the template uses it (a clock read per message otherwise).
+        let ingest = if self.uses_ingest { now_micros() } else { 0 };
+        self.path.clear();
+        let row = match self.parser.parse(payload) {
+            Ok(row) => row,
+            Err(e) => {
+                buf.rejected.push(Some(payload), e.reason(), &e.to_string(), at, now_micros());
+                buf.note_rejected();
+                return Routed { chunk: None, roll: buf.file_full("", policy) };
+            }
+        };
+        if let Err(e) = self.template.render(row, ingest, self.tz, &mut self.path) {
+            buf.rejected.push(Some(payload), e.reason(), &e.to_string(), at, now_micros());
+            buf.note_rejected();
+            return Routed { chunk: None, roll: buf.file_full("", policy) };
+        }
+        buf.file(&self.path, &self.schema).builder().append(row);
+        let chunk = buf.full_chunks(&self.path).map(|b| (self.path.clone(), b));
+        Routed { chunk, roll: buf.file_full(&self.path, policy) }
+    }
+}
+
+/// Sends the open range of `buf` to the writer as chunks and a commit (with the queue's
+/// `message_id`s, empty for offset sources). Returns whether a commit was sent.
+pub fn send_cut(tx: &mpsc::Sender<WriterMsg>, tp: &TopicPartition, buf: &mut PartitionBuffer, ids: Vec<String>) -> Result<bool, String> {
+    let send = |msg| tx.blocking_send(msg).map_err(|_| "the writer task stopped".to_string());
+    let range_start = buf.next_expected;
+    let epoch = buf.epoch;
+    let Some(cut) = buf.cut() else { return Ok(false) };
+    // Ranges tile the partition: a range starts right after the last published one, even
+    // when the first offsets were compaction gaps or transaction markers.
+    let start = range_start.map_or(cut.start, |s| s.min(cut.start));
+    for (dir, batch) in cut.chunks {
+        send(WriterMsg::Append { tp: tp.clone(), epoch, dir, batch })?;
+    }
+    if let Some(batch) = cut.rejected {
+        send(WriterMsg::Append { tp: tp.clone(), epoch, dir: REJECTED_DIR.to_string(), batch })?;
+    }
+    send(WriterMsg::Commit { tp: tp.clone(), epoch, start, end: cut.end, ids })?;
+    Ok(true)
+}

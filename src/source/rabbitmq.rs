@@ -1,0 +1,280 @@
+//! The RabbitMQ side of a pipeline: one connection and one channel per pipeline, the queue
+//! checked (or declared), `basic.qos` set to `prefetch`, and one consumer. Acknowledgements
+//! are the pipeline's business ([`AmqpSession::ack_through`]): a queue's deliveries are
+//! acknowledged only once published.
+
+use std::time::Duration;
+
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+
+use crate::config::rabbitmq::{AuthMechanism, RabbitMqSourceConfig};
+use crate::config::secret::redact_uri;
+
+/// Why talking to RabbitMQ failed, with what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("cannot connect to RabbitMQ at {endpoint}: {message}; check that the broker is up and reachable (source.rabbitmq.uri)")]
+    Connect { endpoint: String, message: String },
+    #[error("RabbitMQ at {endpoint} refused the login: {message}; check the user, password and vhost in source.rabbitmq.uri")]
+    Refused { endpoint: String, message: String },
+    #[error("queue `{queue}` does not exist on {endpoint}: create it, fix source.rabbitmq.queue, or add `declare:` to create it")]
+    MissingQueue { endpoint: String, queue: String },
+    #[error("queue `{queue}` on {endpoint} exists with other settings than declared ({message}); align source.rabbitmq.queue_type and declare: with the queue, or remove declare:")]
+    Mismatch { endpoint: String, queue: String, message: String },
+    #[error("cannot read TLS file {path}: {message}; check source.rabbitmq.tls")]
+    TlsFile { path: String, message: String },
+    #[error("RabbitMQ at {endpoint}: {what}: {message}")]
+    Channel { endpoint: String, what: &'static str, message: String },
+}
+
+impl AmqpError {
+    /// Worth retrying in the same process (the broker may come back); the others need an
+    /// operator, and stop the pipeline (the daemon restarts it after a pause).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AmqpError::Connect { .. } | AmqpError::Channel { .. })
+    }
+}
+
+/// Where a stream consumer starts (`x-stream-offset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStart {
+    /// Right after the last landed message.
+    Offset(i64),
+    First,
+    Next,
+}
+
+/// A live connection with its consumer.
+pub struct AmqpSession {
+    connection: Connection,
+    channel: Channel,
+    pub consumer: Consumer,
+    /// Messages ready in the queue when the consumer started (queues; streams report their
+    /// own notion, unused).
+    pub ready_at_start: u32,
+    endpoint: String,
+    queue: String,
+}
+
+/// `host:port/vhost` of the URI, for messages (never the credentials).
+pub fn endpoint(uri: &str) -> String {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['?', '#']).next().unwrap_or_default().to_string()
+}
+
+fn read(path: &Option<String>) -> Result<Option<Vec<u8>>, AmqpError> {
+    path.as_ref()
+        .map(|p| std::fs::read(p).map_err(|e| AmqpError::TlsFile { path: p.clone(), message: e.to_string() }))
+        .transpose()
+}
+
+fn tls_config(cfg: &RabbitMqSourceConfig) -> Result<OwnedTLSConfig, AmqpError> {
+    let Some(tls) = &cfg.tls else { return Ok(OwnedTLSConfig::default()) };
+    let ca = read(&tls.ca_file)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let identity = match (read(&tls.cert_file)?, read(&tls.key_file)?) {
+        (Some(pem), Some(key)) => Some(OwnedIdentity::PKCS8 { pem, key }),
+        _ => None,
+    };
+    Ok(OwnedTLSConfig { identity, cert_chain: ca })
+}
+
+/// The URI with the SASL mechanism the config asks for.
+fn uri_with_auth(cfg: &RabbitMqSourceConfig) -> String {
+    match cfg.auth {
+        AuthMechanism::Plain => cfg.uri.clone(),
+        AuthMechanism::External => {
+            let sep = if cfg.uri.contains('?') { '&' } else { '?' };
+            format!("{}{sep}auth_mechanism=external", cfg.uri)
+        }
+    }
+}
+
+fn classify(endpoint: &str, queue: &str, what: &'static str, e: lapin::Error) -> AmqpError {
+    let endpoint = endpoint.to_string();
+    if let lapin::ErrorKind::ProtocolError(amqp) = e.kind() {
+        let message = amqp.get_message().as_str().to_string();
+        match amqp.get_id() {
+            403 | 530 => return AmqpError::Refused { endpoint, message },
+            404 => return AmqpError::MissingQueue { endpoint, queue: queue.to_string() },
+            406 => return AmqpError::Mismatch { endpoint, queue: queue.to_string(), message },
+            _ => {}
+        }
+    }
+    AmqpError::Channel { endpoint, what, message: e.to_string() }
+}
+
+impl AmqpSession {
+    /// Connects, checks (or declares) the queue, sets the prefetch and starts consuming; a
+    /// stream from `stream_start`. Gives up on one attempt after 15 s.
+    pub async fn open(pipeline: &str, cfg: &RabbitMqSourceConfig, stream_start: Option<StreamStart>) -> Result<AmqpSession, AmqpError> {
+        let endpoint = endpoint(&cfg.uri);
+        let opened = tokio::time::timeout(Duration::from_secs(15), Self::open_inner(pipeline, cfg, stream_start, &endpoint)).await;
+        opened.unwrap_or_else(|_| {
+            Err(AmqpError::Connect { endpoint: endpoint.clone(), message: "no answer within 15 s".into() })
+        })
+    }
+
+    async fn open_inner(
+        pipeline: &str,
+        cfg: &RabbitMqSourceConfig,
+        stream_start: Option<StreamStart>,
+        endpoint: &str,
+    ) -> Result<AmqpSession, AmqpError> {
+        let queue = cfg.queue.as_str();
+        let tls = tls_config(cfg)?;
+        let props = ConnectionProperties::default().with_connection_name(format!("landfall {pipeline}").into());
+        let runtime = lapin::runtime::default_runtime()
+            .map_err(|e| AmqpError::Connect { endpoint: endpoint.to_string(), message: format!("no async runtime: {e}") })?;
+        let connection = Connection::connect_with_config(&uri_with_auth(cfg), props, tls, runtime).await.map_err(|e| {
+            match classify(endpoint, queue, "connect", e) {
+                AmqpError::Channel { endpoint, message, .. } => AmqpError::Connect { endpoint, message },
+                other => other,
+            }
+        })?;
+        let channel = connection.create_channel().await.map_err(|e| classify(endpoint, queue, "open a channel", e))?;
+        let ready_at_start = Self::ensure_queue(&connection, &channel, cfg, endpoint).await?;
+        channel
+            .basic_qos(cfg.prefetch.min(65535) as u16, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| classify(endpoint, queue, "set the prefetch", e))?;
+        let mut args = FieldTable::default();
+        if let Some(start) = stream_start {
+            let value = match start {
+                StreamStart::Offset(n) => AMQPValue::LongLongInt(n),
+                StreamStart::First => AMQPValue::LongString(LongString::from("first")),
+                StreamStart::Next => AMQPValue::LongString(LongString::from("next")),
+            };
+            args.insert("x-stream-offset".into(), value);
+        }
+        let consumer = channel
+            .basic_consume(queue.into(), format!("landfall-{pipeline}").into(), BasicConsumeOptions::default(), args)
+            .await
+            .map_err(|e| classify(endpoint, queue, "start consuming", e))?;
+        Ok(AmqpSession { connection, channel, consumer, ready_at_start, endpoint: endpoint.to_string(), queue: queue.to_string() })
+    }
+
+    /// Declares the queue (with its bindings) when `declare:` is set, else checks that it
+    /// exists. A passive check that fails closes its channel, so it gets a channel of its own.
+    /// Returns the messages ready in it.
+    async fn ensure_queue(connection: &Connection, channel: &Channel, cfg: &RabbitMqSourceConfig, endpoint: &str) -> Result<u32, AmqpError> {
+        let queue = cfg.queue.as_str();
+        let Some(declare) = &cfg.declare else {
+            return queue_depth(connection, endpoint, queue).await;
+        };
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from(cfg.queue_type.name())));
+        if let Some(dlx) = &declare.dead_letter_exchange {
+            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from(dlx.as_str())));
+        }
+        let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        let declared = channel
+            .queue_declare(queue.into(), options, args)
+            .await
+            .map_err(|e| classify(endpoint, queue, "declare the queue", e))?;
+        for b in &declare.bindings {
+            channel
+                .queue_bind(queue.into(), b.exchange.as_str().into(), b.routing_key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .await
+                .map_err(|e| classify(endpoint, queue, "bind the queue", e))?;
+        }
+        Ok(declared.message_count())
+    }
+
+    /// Acknowledges every delivery up to and including `tag` (`multiple=true`).
+    pub async fn ack_through(&self, tag: u64) -> Result<(), AmqpError> {
+        self.channel
+            .basic_ack(tag, BasicAckOptions { multiple: true })
+            .await
+            .map_err(|e| classify(&self.endpoint, &self.queue, "acknowledge", e))
+    }
+
+    /// Acknowledges one delivery alone (a dropped duplicate amid unpublished ones).
+    pub async fn ack_one(&self, tag: u64) -> Result<(), AmqpError> {
+        self.channel
+            .basic_ack(tag, BasicAckOptions { multiple: false })
+            .await
+            .map_err(|e| classify(&self.endpoint, &self.queue, "acknowledge", e))
+    }
+
+    /// Messages ready in the queue now (not counting the ones delivered to us).
+    pub async fn ready(&self) -> Result<u32, AmqpError> {
+        queue_depth(&self.connection, &self.endpoint, &self.queue).await
+    }
+
+    /// Closes the connection; unacknowledged deliveries go back to the queue.
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close(200, "landfall stopping".into())).await;
+    }
+}
+
+/// A passive declare on a throwaway channel: the queue's ready count, or `MissingQueue`.
+async fn queue_depth(connection: &Connection, endpoint: &str, queue: &str) -> Result<u32, AmqpError> {
+    let probe = connection.create_channel().await.map_err(|e| classify(endpoint, queue, "open a channel", e))?;
+    let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+    let found = probe.queue_declare(queue.into(), options, FieldTable::default()).await;
+    let found = found.map_err(|e| classify(endpoint, queue, "check the queue", e))?;
+    let _ = probe.close(200, "done".into()).await;
+    Ok(found.message_count())
+}
+
+/// For `validate --connect`: connects and checks the queue without consuming.
+pub async fn probe(pipeline: &str, cfg: &RabbitMqSourceConfig) -> Result<(), AmqpError> {
+    let endpoint = endpoint(&cfg.uri);
+    let run = async {
+        let tls = tls_config(cfg)?;
+        let props = ConnectionProperties::default().with_connection_name(format!("landfall validate {pipeline}").into());
+        let runtime = lapin::runtime::default_runtime()
+            .map_err(|e| AmqpError::Connect { endpoint: endpoint.clone(), message: format!("no async runtime: {e}") })?;
+        let connection = Connection::connect_with_config(&uri_with_auth(cfg), props, tls, runtime).await.map_err(|e| {
+            match classify(&endpoint, &cfg.queue, "connect", e) {
+                AmqpError::Channel { endpoint, message, .. } => AmqpError::Connect { endpoint, message },
+                other => other,
+            }
+        })?;
+        let checked = if cfg.declare.is_some() { Ok(0) } else { queue_depth(&connection, &endpoint, &cfg.queue).await };
+        let _ = connection.close(200, "validated".into()).await;
+        checked.map(|_| ())
+    };
+    tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .unwrap_or_else(|_| Err(AmqpError::Connect { endpoint: endpoint.clone(), message: "no answer within 15 s".into() }))
+}
+
+/// The `x-stream-offset` header RabbitMQ puts on every message it delivers from a stream.
+pub fn stream_offset(props: &lapin::BasicProperties) -> Option<i64> {
+    let headers = props.headers().as_ref()?;
+    match headers.inner().get("x-stream-offset")? {
+        AMQPValue::LongLongInt(n) => Some(*n),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+        _ => None,
+    }
+}
+
+/// The URI for logs.
+pub fn describe(cfg: &RabbitMqSourceConfig) -> String {
+    redact_uri(&cfg.uri).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_never_shows_credentials() {
+        assert_eq!(endpoint("amqp://u:secret@broker:5672/%2f?heartbeat=10"), "broker:5672/%2f");
+        assert_eq!(endpoint("amqps://broker"), "broker");
+    }
+
+    #[test]
+    fn external_auth_is_asked_for_in_the_uri() {
+        let mut cfg: RabbitMqSourceConfig = serde_norway::from_str("uri: amqps://h:5671/%2f\nqueue: q\nauth: external\n").unwrap();
+        assert_eq!(uri_with_auth(&cfg), "amqps://h:5671/%2f?auth_mechanism=external");
+        cfg.uri = "amqps://h/%2f?heartbeat=5".into();
+        assert_eq!(uri_with_auth(&cfg), "amqps://h/%2f?heartbeat=5&auth_mechanism=external");
+    }
+}

@@ -1,0 +1,218 @@
+//! RabbitMQ → HDFS end to end, on the real lab services, checked through Spark: a quorum queue
+//! acknowledged only after publish with redeliveries deduplicated by `message_id` (kill -9,
+//! broker restart), a stream read by offset (kill -9), and poison messages quarantined.
+//! The tests share one broker that one of them restarts, so they run one at a time.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn run_until_caught_up(pipeline: &std::path::Path) -> String {
+    let out = landfall().arg("run").arg("--until-caught-up").arg(pipeline).output().expect("start landfall");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "landfall run --until-caught-up failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn spawn_daemon(pipeline: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    landfall()
+        .arg("run")
+        .arg(pipeline)
+        .env("LANDFALL_LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start landfall")
+}
+
+fn tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+struct Setup {
+    queue: String,
+    table_url: String,
+    _dir: tempfile::TempDir,
+    pipeline: std::path::PathBuf,
+}
+
+async fn setup(name: &str, queue_type: &str, roll_max_age: &str) -> Setup {
+    require_rabbitmq();
+    require_hdfs();
+    let queue = unique(name);
+    declare_queue(&queue, queue_type).await;
+    let table_path = format!("/landing-test/{queue}");
+    let yaml = rabbitmq_pipeline_yaml(&queue.replace('-', "_"), &queue, queue_type, &hdfs_sink(&table_path), roll_max_age);
+    let (dir, pipeline) = pipeline_file(&yaml);
+    Setup { table_url: format!("{HDFS_URL}{table_path}"), queue, _dir: dir, pipeline }
+}
+
+fn messages(range: std::ops::Range<u64>, n: u64) -> Vec<(Option<String>, Vec<u8>)> {
+    range.map(|i| (Some(format!("evt-{i:09}")), event(i, n).into_bytes())).collect()
+}
+
+/// Publishes `n` events in `chunks` chunks with a pause after each, so kills land mid-ingest.
+fn publish_slowly(queue: String, n: u64, chunks: u64, pause: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for c in 0..chunks {
+            publish_confirmed(&queue, messages(c * n / chunks..(c + 1) * n / chunks, n)).await;
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
+/// Starts and kill -9s the daemon `rounds` times while `producer` runs; returns kills that
+/// landed while messages were still arriving.
+async fn kill_rounds(pipeline: &std::path::Path, log: &std::path::Path, rounds: u32, producer: &tokio::task::JoinHandle<()>) -> u32 {
+    let mut rng = 0x9E3779B97F4A7C15u64;
+    let mut mid_ingest = 0;
+    for round in 0..rounds {
+        let mut child = spawn_daemon(pipeline, log);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let wait = Duration::from_millis(2500 + rng % 3000);
+        tokio::time::sleep(wait).await;
+        child.kill().expect("kill -9");
+        child.wait().unwrap();
+        if !producer.is_finished() {
+            mid_ingest += 1;
+        }
+        eprintln!("round {round}: killed after {wait:?}");
+    }
+    mid_ingest
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quorum_queue_kill_9_lands_every_order_once() {
+    let _serial = SERIAL.lock().await;
+    let n = 100_000;
+    let s = setup("rmq-kill", "quorum", "2s").await;
+    let producer = publish_slowly(s.queue.clone(), n, 25, Duration::from_millis(600));
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("landfall.log");
+    let mid_ingest = kill_rounds(&s.pipeline, &log, 6, &producer).await;
+    producer.await.unwrap();
+    assert!(mid_ingest >= 5, "only {mid_ingest} kills landed while messages were arriving");
+    let before = spark_verify(&s.table_url, &[])["count"].as_u64().unwrap();
+    eprintln!("published before the final run: {before} of {n}");
+    assert!(before > 0, "the killed instances published something");
+    let summary = run_until_caught_up(&s.pipeline);
+    eprintln!("final run: {summary}");
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n, "exact count after 6 kill -9 (log tail:\n{})", tail(&log));
+    assert_eq!(v["distinct_ids"], n);
+    assert_eq!(queue_ready(&s.queue).await, 0, "every message acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
+    let _serial = SERIAL.lock().await;
+    let n = 60_000;
+    let s = setup("rmq-restart", "quorum", "2s").await;
+    publish_confirmed(&s.queue, messages(0..n / 2, n)).await;
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("landfall.log");
+    let mut child = spawn_daemon(&s.pipeline, &log);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restart = std::process::Command::new(repo_root().join("bootstrap.sh")).args(["restart", "rabbitmq"]).status().unwrap();
+    assert!(restart.success(), "./bootstrap.sh restart rabbitmq");
+    publish_confirmed(&s.queue, messages(n / 2..n, n)).await;
+    // The daemon reconnects by itself and drains the queue; SIGTERM then publishes the rest.
+    let mut drained = false;
+    let mut empty_checks = 0;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        empty_checks = if queue_ready(&s.queue).await == 0 { empty_checks + 1 } else { 0 };
+        if empty_checks >= 3 {
+            drained = true;
+            break;
+        }
+    }
+    signal_term(&child);
+    let status = child.wait().unwrap();
+    assert!(drained, "the daemon did not land everything after the restart (log tail:\n{})", tail(&log));
+    assert!(status.success(), "clean exit after SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("RabbitMQ session ended; reconnecting"), "one clear line about the lost connection:\n{}", tail(&log));
+    assert!(text.contains("RabbitMQ session restored"), "and one when it is back:\n{}", tail(&log));
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+    assert_eq!(queue_ready(&s.queue).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_kill_9_lands_exactly_by_offset() {
+    let _serial = SERIAL.lock().await;
+    let n = 100_000;
+    let s = setup("rmq-stream", "stream", "2s").await;
+    let producer = publish_slowly(s.queue.clone(), n, 25, Duration::from_millis(600));
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("landfall.log");
+    let mid_ingest = kill_rounds(&s.pipeline, &log, 6, &producer).await;
+    producer.await.unwrap();
+    assert!(mid_ingest >= 5, "only {mid_ingest} kills landed while messages were arriving");
+    let summary = run_until_caught_up(&s.pipeline);
+    eprintln!("final run: {summary}");
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n, "exact count after 6 kill -9 (log tail:\n{})", tail(&log));
+    assert_eq!(v["distinct_ids"], n);
+    // Stream offsets tile 0..n: every offset landed in exactly one file.
+    let table_path = s.table_url.trim_start_matches(HDFS_URL).to_string();
+    let ranges = published_ranges(&table_path).await;
+    assert_tiles(&ranges, &[(0, n as i64)].into_iter().collect());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_messages_are_quarantined_acknowledged_and_never_redelivered() {
+    let _serial = SERIAL.lock().await;
+    let s = setup("rmq-poison", "quorum", "60s").await;
+    let n_good = 5_000u64;
+    let mut msgs = messages(0..n_good, n_good);
+    let bad: [(&str, Vec<u8>); 4] = [
+        ("invalid_json", b"{\"id\":".to_vec()),
+        ("missing_required", br#"{"id":"b"}"#.to_vec()),
+        ("bad_timestamp", br#"{"id":"b","ts":"yesterday"}"#.to_vec()),
+        ("invalid_utf8", b"{\"id\":\"\xff\"}".to_vec()),
+    ];
+    for k in 0..50 {
+        for (j, (_, payload)) in bad.iter().enumerate() {
+            msgs.insert((k * 97 + j * 13) as usize % msgs.len(), (Some(format!("bad-{k}-{j}")), payload.clone()));
+        }
+    }
+    publish_confirmed(&s.queue, msgs).await;
+    let summary = run_until_caught_up(&s.pipeline);
+    assert!(summary.contains(&format!("{n_good} events (200 rejected)")), "summary: {summary}");
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n_good);
+    assert_eq!(v["rejected_count"], 200);
+    for (reason, _) in &bad {
+        assert_eq!(v["rejected_reasons"][reason], 50, "reason {reason}: {v}");
+    }
+    assert_eq!(queue_ready(&s.queue).await, 0, "poison messages are acknowledged, not requeued");
+    // A second run finds nothing: nothing was left to be redelivered.
+    let again = run_until_caught_up(&s.pipeline);
+    assert!(again.contains("0 events (0 rejected)"), "second run: {again}");
+}
+
+fn signal_term(child: &Child) {
+    extern "C" {
+        #[link_name = "kill"]
+        fn libc_kill(pid: i32, sig: i32) -> i32;
+    }
+    assert_eq!(unsafe { libc_kill(child.id() as i32, 15) }, 0);
+}
