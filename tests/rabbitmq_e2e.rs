@@ -101,7 +101,7 @@ async fn quorum_queue_kill_9_lands_every_order_once() {
     let _serial = SERIAL.lock().await;
     let n = 100_000;
     let s = setup("rmq-kill", "quorum", "2s").await;
-    let producer = publish_slowly(s.queue.clone(), n, 25, Duration::from_millis(600));
+    let producer = publish_slowly(s.queue.clone(), n, 40, Duration::from_millis(900));
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
     let mid_ingest = kill_rounds(&s.pipeline, &log, 6, &producer).await;
@@ -116,6 +116,37 @@ async fn quorum_queue_kill_9_lands_every_order_once() {
     assert_eq!(v["count"], n, "exact count after 6 kill -9 (log tail:\n{})", tail(&log));
     assert_eq!(v["distinct_ids"], n);
     assert_eq!(queue_ready(&s.queue).await, 0, "every message acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
+    let _serial = SERIAL.lock().await;
+    let n = 30_000;
+    let s = setup("rmq-dedup", "quorum", "60s").await;
+    // Commits of 5,000 messages: the crash leaves every published message unacknowledged.
+    let yaml = std::fs::read_to_string(&s.pipeline).unwrap().replace("prefetch: 20000", "prefetch: 10000");
+    std::fs::write(&s.pipeline, yaml).unwrap();
+    publish_confirmed(&s.queue, messages(0..n, n)).await;
+    let crashed = landfall()
+        .args(["run", "--until-caught-up"])
+        .arg(&s.pipeline)
+        .env("LF_TEST_CRASH_POINT", "before_ack")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&crashed.stderr);
+    assert!(stderr.contains("LF_TEST_CRASH_POINT=before_ack"), "the crash point aborts the process after a publish: {stderr}");
+    let published = spark_verify(&s.table_url, &[])["count"].as_u64().unwrap();
+    assert!(published >= 5_000, "at least one commit was published before the crash: {published}");
+    assert_eq!(queue_ready(&s.queue).await as u64, n, "nothing was acknowledged: all {n} are back in the queue");
+    let summary = run_until_caught_up(&s.pipeline);
+    assert!(
+        summary.contains(&format!("{published} redelivered duplicates dropped by message_id, 0 messages without message_id")),
+        "every published message came back redelivered and was dropped: {summary}"
+    );
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+    assert_eq!(queue_ready(&s.queue).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,7 +191,7 @@ async fn stream_kill_9_lands_exactly_by_offset() {
     let _serial = SERIAL.lock().await;
     let n = 100_000;
     let s = setup("rmq-stream", "stream", "2s").await;
-    let producer = publish_slowly(s.queue.clone(), n, 25, Duration::from_millis(600));
+    let producer = publish_slowly(s.queue.clone(), n, 40, Duration::from_millis(900));
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
     let mid_ingest = kill_rounds(&s.pipeline, &log, 6, &producer).await;

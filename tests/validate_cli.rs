@@ -34,6 +34,7 @@ fn every_shipped_pipeline_validates() {
     assert!(out.status.success(), "validate pipelines/: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("ok: pipeline clicks"), "{stdout}");
     assert!(stdout.contains("ok: pipeline clicks-local"), "{stdout}");
+    assert!(stdout.contains("ok: pipeline orders"), "{stdout}");
 }
 
 #[test]
@@ -122,4 +123,52 @@ fn max_age_beyond_the_staging_grace_is_refused() {
     assert!(!ok);
     let line = line_of(&yaml, "max_age");
     assert!(err.contains(&format!("{path}:{line}:")) && err.contains("roll.max_age") && err.contains("900s"), "{err}");
+}
+
+fn rabbitmq_base() -> String {
+    rabbitmq_pipeline_yaml("orders", "orders", "quorum", &hdfs_sink("/landing/orders"), "60s")
+}
+
+#[test]
+fn rabbitmq_uri_without_credentials_is_refused_not_guest() {
+    let yaml = rabbitmq_base().replace(AMQP_URI, "amqp://127.0.0.1:5672/%2f");
+    let (ok, err, path) = validate(&yaml);
+    assert!(!ok);
+    let line = line_of(&yaml, "uri:");
+    assert!(err.contains(&format!("{path}:{line}:")), "{err}");
+    assert!(err.contains("source.rabbitmq.uri") && err.contains("has no credentials") && err.contains("does not fall back to guest"), "{err}");
+}
+
+#[test]
+fn rabbitmq_prefetch_zero_and_a_max_age_past_the_ack_timeout_are_refused() {
+    let yaml = rabbitmq_base()
+        .replace("prefetch: 20000", "prefetch: 0\n    ack_timeout: 90s")
+        .replace("max_age: 60s", "max_age: 60s");
+    let (ok, err, path) = validate(&yaml);
+    assert!(!ok);
+    assert!(err.contains(&format!("{path}:{}:", line_of(&yaml, "prefetch: 0"))), "{err}");
+    assert!(err.contains("source.rabbitmq.prefetch: prefetch must be between 1 and 65535, got 0"), "{err}");
+    assert!(err.contains("source.rabbitmq.ack_timeout: roll.max_age 60s could exceed the broker's delivery acknowledgement timeout (90s"), "{err}");
+    // A prefetch that caps commits below an explicit max_rows.
+    let yaml = rabbitmq_base().replace("prefetch: 20000", "prefetch: 1000").replace("max_rows: 1000000", "max_rows: 50000");
+    let (ok, err, _) = validate(&yaml);
+    assert!(!ok);
+    assert!(err.contains("prefetch 1000 is too small for roll.max_rows 50000"), "{err}");
+}
+
+#[tokio::test]
+async fn connect_names_a_missing_rabbitmq_queue() {
+    require_rabbitmq();
+    let queue = unique("no-such-queue");
+    let yaml = rabbitmq_base().replace("queue: orders", &format!("queue: {queue}"));
+    let (_dir, path) = pipeline_file(&yaml);
+    let out = landfall().arg("validate").arg("--connect").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("queue `{queue}` does not exist on 127.0.0.1:5672/%2f")), "{err}");
+    assert!(err.contains("add `declare:`"), "{err}");
+    // The same pipeline against an existing queue probes clean.
+    declare_queue(&queue, "quorum").await;
+    let out = landfall().arg("validate").arg("--connect").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

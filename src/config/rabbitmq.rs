@@ -88,10 +88,11 @@ impl RabbitMqSourceConfig {
     }
 }
 
-/// 2000: with commits at half of it, an HDFS commit (~0.5-1 s) overlaps the next 1000
-/// deliveries; raise it (up to 65535) for larger files per commit.
+/// AMQP's maximum. Deliveries stay unacknowledged until their commit is published (an HDFS
+/// commit takes about a second), and one queue's commits land one after another, so the
+/// prefetch sets both the throughput (half of it per commit) and the rows per file.
 fn default_prefetch() -> u32 {
-    2000
+    65535
 }
 
 fn default_dedup_window() -> usize {
@@ -306,8 +307,8 @@ mod tests {
     #[test]
     fn a_good_config_has_no_problems_and_defaults_apply() {
         let c = cfg("uri: amqp://u:p@h/%2f\nqueue: orders\n");
-        assert_eq!((c.prefetch, c.queue_type, c.dedup_window), (2000, QueueType::Quorum, 100_000));
-        assert_eq!(c.commit_every(), 1000);
+        assert_eq!((c.prefetch, c.queue_type, c.dedup_window), (65535, QueueType::Quorum, 100_000));
+        assert_eq!(c.commit_every(), 32767);
         assert!(keys(&c, 60, 1_000_000, true).is_empty());
     }
 

@@ -124,7 +124,22 @@ fn known_keys_are_read_from_the_serde_structs() {
             "sink"
         ])
     );
-    assert_eq!(shapes["source"], Shape::Enum(&["kafka"]));
+    assert_eq!(shapes["source"], Shape::Enum(&["kafka", "rabbitmq"]));
+    assert_eq!(
+        shapes["source.rabbitmq"],
+        Shape::Struct(&[
+            "uri",
+            "queue",
+            "queue_type",
+            "prefetch",
+            "auth",
+            "tls",
+            "declare",
+            "dedup_window",
+            "ack_timeout",
+            "start"
+        ])
+    );
     assert_eq!(
         shapes["source.kafka"],
         Shape::Struct(&[

@@ -450,6 +450,10 @@ impl Consumer {
         }
         if let (Some(tag), Some(s)) = (ack, session) {
             if !self.source.is_stream() {
+                if crash_point("before_ack") {
+                    tracing::error!(pipeline = %self.pipeline, "LF_TEST_CRASH_POINT=before_ack: aborting after a publish, before its acknowledgement");
+                    std::process::abort();
+                }
                 if let Err(e) = self.handle.block_on(s.amqp.ack_through(tag)) {
                     restart.get_or_insert(e.to_string());
                 }
@@ -457,4 +461,13 @@ impl Consumer {
         }
         Ok(restart)
     }
+}
+
+/// Fault injection for tests (not `LANDFALL_*`: those are daemon settings):
+/// `LF_TEST_CRASH_POINT=before_ack` aborts the process right after
+/// a commit is published and before its deliveries are acknowledged, the window the
+/// deduplication exists for. Read once; unset in production.
+fn crash_point(name: &str) -> bool {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    POINT.get_or_init(|| std::env::var("LF_TEST_CRASH_POINT").ok()).as_deref() == Some(name)
 }

@@ -83,12 +83,10 @@ pub struct Writer {
     /// Published file suffix, e.g. `zstd.parquet`.
     pub ext: String,
     pub feedback: std::sync::mpsc::Sender<Feedback>,
-    /// The commit log of each partition this writer committed to; recovered before first use
-    /// and again after any failed commit.
-    pub logs: HashMap<TopicPartition, CommitLog>,
-    /// Commits running in the background, at most one per partition (the log chains them):
-    /// each answers (its epoch, its log if it succeeded, whether it failed).
-    pub pending: HashMap<TopicPartition, tokio::task::JoinHandle<(u64, Option<CommitLog>, bool)>>,
+    /// The newest commit of each partition, running or done: the next commit of the
+    /// partition waits for it and takes over its commit log. Each answers (its epoch, its log
+    /// if it succeeded, whether it failed).
+    pub pending: HashMap<TopicPartition, PendingCommit>,
 }
 
 /// Starts the writer task of a pipeline: returns the channel to feed it, the feedback it
@@ -119,12 +117,14 @@ pub fn spawn(
         max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
         ext: format!("{}.parquet", cfg.parquet.compression.name()),
         feedback: feedback_tx,
-        logs: HashMap::new(),
         pending: HashMap::new(),
     };
     let task = handle.spawn(writer.run(rx));
     Ok((tx, feedback_rx, task))
 }
+
+/// A commit running in the background; see [`Writer::pending`].
+pub type PendingCommit = tokio::task::JoinHandle<(u64, Option<CommitLog>, bool)>;
 
 /// What a background commit needs: cheap clones of the writer's settings.
 #[derive(Clone)]
@@ -179,9 +179,6 @@ impl Writer {
                     self.enforce_budget(&mut parts, &mut dead).await;
                 }
                 WriterMsg::Commit { tp, epoch, start, end, ids } => {
-                    if let Some(previous) = self.pending.remove(&tp) {
-                        self.settle(&tp, epoch, previous, &mut dead).await;
-                    }
                     // Every commit gets an answer: the consumer counts commits in flight.
                     let taken = parts.remove(&tp);
                     let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &tp, epoch);
@@ -192,14 +189,15 @@ impl Writer {
                         let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason, answers_commit: true });
                         continue;
                     }
-                    // Partitions commit concurrently (each commit waits on HDFS closes and
-                    // renames); the next commit of a partition waits for its previous one.
-                    let log = self.logs.remove(&tp);
+                    // Partitions commit concurrently. Within a partition, a commit closes its
+                    // files (each close waits on HDFS) while the previous commit is still
+                    // being recorded, then waits for it: the log records them in order.
+                    let previous = self.pending.remove(&tp);
                     let committer = self.committer();
                     let feedback = self.feedback.clone();
                     let task_tp = tp.clone();
                     let handle = tokio::spawn(async move {
-                        let (log, fb) = committer.commit(log, &task_tp, epoch, (start, end), files, ids).await;
+                        let (log, fb) = committer.commit(previous, &task_tp, epoch, (start, end), files, ids).await;
                         let failed = !matches!(fb, Feedback::Committed { .. });
                         let _ = feedback.send(fb);
                         (epoch, log, failed)
@@ -207,7 +205,6 @@ impl Writer {
                     self.pending.insert(tp, handle);
                 }
                 WriterMsg::Drop { tp } => {
-                    self.logs.remove(&tp);
                     if let Some(state) = parts.remove(&tp) {
                         dead.insert(tp, state.epoch);
                         self.discard(state.files);
@@ -225,32 +222,6 @@ impl Writer {
 
     fn committer(&self) -> Committer {
         Committer { store: self.store.clone(), table_root: self.table_root.clone(), run: self.run.clone(), ext: self.ext.clone() }
-    }
-
-    /// Waits for `tp`'s previous commit. A failure voids its epoch; a success hands its log
-    /// back for the next commit of the same epoch (a new epoch recovers the log afresh).
-    async fn settle(
-        &mut self,
-        tp: &TopicPartition,
-        epoch: u64,
-        previous: tokio::task::JoinHandle<(u64, Option<CommitLog>, bool)>,
-        dead: &mut HashMap<TopicPartition, u64>,
-    ) {
-        match previous.await {
-            Ok((done, log, failed)) => {
-                if failed {
-                    let d = dead.entry(tp.clone()).or_insert(done);
-                    *d = (*d).max(done);
-                }
-                if let Some(log) = log.filter(|_| done == epoch && !failed) {
-                    self.logs.insert(tp.clone(), log);
-                }
-            }
-            Err(e) => {
-                // Its answer never came: stop the pipeline rather than wait for it forever.
-                let _ = self.feedback.send(Feedback::Fatal { message: format!("a commit of {tp} panicked: {e}") });
-            }
-        }
     }
 
     async fn append(&self, state: &mut PartitionFiles, tp: &TopicPartition, dir: &str, batch: &RecordBatch) -> Result<(), AppendError> {
@@ -352,7 +323,7 @@ impl Committer {
     /// log (positioned after this commit) only on success, and the answer for the consumer.
     async fn commit(
         self,
-        log: Option<CommitLog>,
+        previous: Option<PendingCommit>,
         tp: &TopicPartition,
         epoch: u64,
         (start, end): (i64, i64),
@@ -395,6 +366,19 @@ impl Committer {
                 }
             }
         }
+        // Wait for the previous commit of this partition even when this one already failed,
+        // so commits of one partition never overlap in the log. Its log continues here if it
+        // succeeded in this epoch; if it failed in this epoch, this range cannot follow it.
+        let previous = match previous {
+            None => None,
+            Some(p) => match p.await {
+                Ok(done) => Some(done),
+                Err(e) => return (None, Feedback::Fatal { message: format!("a commit of {tp} panicked: {e}") }),
+            },
+        };
+        let failure = failure.or_else(|| {
+            matches!(previous, Some((done, _, true)) if done == epoch).then(|| "the range was voided by an earlier failure".to_string())
+        });
         if let Some(reason) = failure {
             for file in &staged {
                 let _ = self.store.delete(&file.staged).await;
@@ -402,6 +386,7 @@ impl Committer {
             return rewind(reason);
         }
         let count = staged.len();
+        let log = previous.and_then(|(done, log, _)| log.filter(|_| done == epoch));
         let mut log = match log {
             Some(log) => log,
             None => match self.recovered_log(tp).await {

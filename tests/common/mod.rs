@@ -334,6 +334,6 @@ pub async fn publish_confirmed(queue: &str, messages: impl IntoIterator<Item = (
 pub fn rabbitmq_pipeline_yaml(name: &str, queue: &str, queue_type: &str, sink: &str, roll_max_age: &str) -> String {
     pipeline_yaml(name, "unused", sink, roll_max_age).replace(
         &format!("  kafka:\n    brokers: [\"{KAFKA}\"]\n    topics: [\"unused\"]\n    group: {name}\n    start: earliest\n    options: {{}}\n"),
-        &format!("  rabbitmq:\n    uri: {AMQP_URI}\n    queue: {queue}\n    queue_type: {queue_type}\n    prefetch: 2000\n"),
+        &format!("  rabbitmq:\n    uri: {AMQP_URI}\n    queue: {queue}\n    queue_type: {queue_type}\n    prefetch: 20000\n"),
     )
 }
