@@ -222,7 +222,7 @@ async fn poison_messages_are_quarantined_acknowledged_and_never_redelivered() {
     ];
     for k in 0..50 {
         for (j, (_, payload)) in bad.iter().enumerate() {
-            msgs.insert((k * 97 + j * 13) as usize % msgs.len(), (Some(format!("bad-{k}-{j}")), payload.clone()));
+            msgs.insert((k * 97 + j * 13) % msgs.len(), (Some(format!("bad-{k}-{j}")), payload.clone()));
         }
     }
     publish_confirmed(&s.queue, msgs).await;

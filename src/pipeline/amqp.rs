@@ -87,6 +87,7 @@ pub fn run(
         cut_tags: VecDeque::new(),
         failures: 0,
         last_error: None,
+        until_caught_up: opts.mode == RunMode::UntilCaughtUp,
     };
     let outcome = c.sessions(&mut router, &policy, &opts, started);
     drop(c.tx);
@@ -125,6 +126,7 @@ struct Consumer {
     /// Consecutive failed sessions, for the reconnect backoff.
     failures: u32,
     last_error: Option<String>,
+    until_caught_up: bool,
 }
 
 /// One connection's worth of consuming.
@@ -138,6 +140,9 @@ struct Session {
     last_tag: u64,
     /// Streams: deliveries since the last credit acknowledgement.
     unacked: u64,
+    /// Streams in `--until-caught-up`: the last offset when the session started (`None`:
+    /// the stream was empty).
+    stream_end: Option<i64>,
     last_delivery: Instant,
 }
 
@@ -198,6 +203,10 @@ impl Consumer {
             None => StreamStart::First,
         });
         let amqp = self.handle.block_on(AmqpSession::open(&self.pipeline, &self.source, stream_start))?;
+        let stream_end = match self.source.is_stream() && self.until_caught_up {
+            true => self.handle.block_on(amqp.stream_end())?,
+            false => None,
+        };
         self.epoch += 1;
         // Queues number their messages from where the log ends; a stream's first delivery
         // sets its start (the log's next offset, or the stream's first retained offset).
@@ -207,7 +216,7 @@ impl Consumer {
             pipeline = %self.pipeline, queue = %self.source.queue, uri = %rabbitmq::describe(&self.source),
             ready = amqp.ready_at_start, resume = ?next, dedup_ids = window.len(), "consuming from RabbitMQ"
         );
-        Ok(Session { amqp, buf, window, next_seq: next_seq.unwrap_or(0), last_tag: 0, unacked: 0, last_delivery: Instant::now() })
+        Ok(Session { amqp, buf, window, next_seq: next_seq.unwrap_or(0), last_tag: 0, unacked: 0, stream_end, last_delivery: Instant::now() })
     }
 
     /// The commit log's resume point and (queues) the ids of its newest commits, retried
@@ -364,8 +373,9 @@ impl Consumer {
     /// Whether the source holds nothing more for us.
     fn caught_up(&self, s: &Session) -> bool {
         if self.source.is_stream() {
-            // A stream reports no backlog over AMQP; quiet for the idle period means caught up.
-            return true;
+            let Some(end) = s.stream_end else { return true };
+            let position = s.buf.last.or(s.buf.next_expected.map(|n| n - 1));
+            return position.is_some_and(|p| p >= end);
         }
         matches!(self.handle.block_on(s.amqp.ready()), Ok(0))
     }

@@ -205,6 +205,32 @@ impl AmqpSession {
         queue_depth(&self.connection, &self.endpoint, &self.queue).await
     }
 
+    /// The last offset of a stream now (`None`: empty). AMQP reports no stream length, so a
+    /// second consumer starts at `last` (the stream's last chunk) and reads until quiet.
+    pub async fn stream_end(&self) -> Result<Option<i64>, AmqpError> {
+        use futures::StreamExt;
+        let what = "find the end of the stream";
+        let ch = self.connection.create_channel().await.map_err(|e| classify(&self.endpoint, &self.queue, what, e))?;
+        ch.basic_qos(1000, BasicQosOptions { global: false }).await.map_err(|e| classify(&self.endpoint, &self.queue, what, e))?;
+        let mut args = FieldTable::default();
+        args.insert("x-stream-offset".into(), AMQPValue::LongString(LongString::from("last")));
+        let options = BasicConsumeOptions { no_ack: false, ..BasicConsumeOptions::default() };
+        let mut probe = ch
+            .basic_consume(self.queue.as_str().into(), "landfall-stream-end".into(), options, args)
+            .await
+            .map_err(|e| classify(&self.endpoint, &self.queue, what, e))?;
+        let mut end = None;
+        // The first delivery may take a moment (the stream is opened); later ones are quick.
+        let mut wait = Duration::from_secs(3);
+        while let Ok(Some(Ok(d))) = tokio::time::timeout(wait, probe.next()).await {
+            end = end.max(stream_offset(&d.properties));
+            let _ = ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true }).await;
+            wait = Duration::from_millis(300);
+        }
+        let _ = ch.close(200, "done".into()).await;
+        Ok(end)
+    }
+
     /// Closes the connection; unacknowledged deliveries go back to the queue.
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close(200, "landfall stopping".into())).await;

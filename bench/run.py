@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+"""Landfall's throughput/CPU/memory benchmark (issue #5): one command, every number measured.
+
+    python3 bench/run.py [--events N] [--skip spark,bare-amqp,...] [--keep]
+
+Generates the events (a 4-partition topic, two identical RabbitMQ quorum queues, a 4-partition
+topic with 200 `shard` values), runs each contender alone while measuring it, prints a table,
+writes bench/results/<date>.md and .json and removes what it created (topics, queues, HDFS
+dirs). Needs the lab (./bootstrap.sh up) and target/release/landfall. Python 3.11 stdlib only.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONTENDERS = ["raw-drain", "landfall-hdfs", "landfall-local", "spark",
+              "bare-amqp", "landfall-rabbitmq", "landfall-200"]
+KAFKA4 = {"raw-drain", "landfall-hdfs", "landfall-local", "spark"}
+AMQP = {"bare-amqp", "landfall-rabbitmq"}
+BROKERS = "127.0.0.1:9092"
+AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/%2f"
+HDFS_URL = "hdfs://127.0.0.1:9000"
+MAVEN = "https://repo1.maven.org/maven2"
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def say(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
+# ---- measuring one process tree ---------------------------------------------------------------
+
+def become_subreaper() -> None:
+    """Orphans of a measured tree (e.g. the Spark launcher JVM that bash never waits for) are
+    re-parented to us, so their CPU time reaches us through wait4 instead of being lost."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except OSError:
+        pass
+
+
+def proc_stat(pid: int) -> tuple[int, int, float, int] | None:
+    """(ppid, starttime, own cpu seconds, rss bytes) from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state): ppid=4, utime=14, stime=15, starttime=22, rss=24.
+    return (int(fields[1]), int(fields[19]),
+            (int(fields[11]) + int(fields[12])) / CLK, int(fields[21]) * PAGE)
+
+
+class TreeSampler(threading.Thread):
+    """Every 100 ms: the RSS sum of the process tree (peak kept) and each member's CPU time.
+    Members stay tracked after being re-parented, so daemons that detach are still counted."""
+
+    def __init__(self, root: int):
+        super().__init__(daemon=True)
+        self.root = root
+        self.stop_evt = threading.Event()
+        self.peak_rss = 0
+        self.cpu: dict[tuple[int, int], float] = {}
+        self.members: set[tuple[int, int]] = set()
+
+    def run(self) -> None:
+        while not self.stop_evt.is_set():
+            self.sample()
+            self.stop_evt.wait(0.1)
+
+    def sample(self) -> None:
+        stats = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = proc_stat(int(name))
+                if st:
+                    stats[int(name)] = st
+        pids = {p for (p, _s) in self.members if p in stats and stats[p][1] == _s}
+        if self.root in stats:
+            pids.add(self.root)
+        grew = True
+        while grew:  # add descendants of known members
+            new = {p for p, st in stats.items() if st[0] in pids and p not in pids}
+            pids |= new
+            grew = bool(new)
+        rss = 0
+        for p in pids:
+            _ppid, start, cpu, r = stats[p]
+            key = (p, start)
+            self.members.add(key)
+            self.cpu[key] = max(self.cpu.get(key, 0.0), cpu)
+            rss += r
+        self.peak_rss = max(self.peak_rss, rss)
+
+
+def measure(cmd: list[str], log_dir: Path, label: str, timeout: float,
+            env: dict | None = None, cwd: str | None = None) -> dict:
+    """Runs cmd to completion; wall, CPU (rusage of everything reaped) and peak RSS."""
+    out_path, err_path = log_dir / f"{label}.out", log_dir / f"{label}.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd,
+                                start_new_session=True)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        killer = threading.Timer(timeout, lambda: _killpg(proc.pid))
+        killer.start()
+        _pid, status, ru = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+        killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sampler.stop_evt.set()
+        sampler.join()
+        cpu_user, cpu_sys, maxrss_kb = ru.ru_utime, ru.ru_stime, ru.ru_maxrss
+        # Reap orphans of the tree (re-parented to us as subreaper); stragglers get 5 s.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                pid, _st, oru = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                if time.monotonic() > deadline + 2:
+                    break  # a detached straggler in another session: leave it
+                if time.monotonic() > deadline:
+                    _killpg(proc.pid)
+                time.sleep(0.05)
+                continue
+            cpu_user += oru.ru_utime
+            cpu_sys += oru.ru_stime
+            maxrss_kb = max(maxrss_kb, oru.ru_maxrss)
+    cpu_wait4 = cpu_user + cpu_sys
+    cpu_proc = sum(sampler.cpu.values())
+    return {
+        "rc": proc.returncode,
+        "wall_s": wall,
+        "cpu_user_s": cpu_user,
+        "cpu_sys_s": cpu_sys,
+        "cpu_wait4_s": cpu_wait4,
+        "cpu_proc_s": cpu_proc,
+        # /proc sampling misses at most the last 100 ms of each process; rusage misses
+        # anything never reaped. Take the larger.
+        "cpu_s": max(cpu_wait4, cpu_proc),
+        "maxrss_mib": maxrss_kb / 1024,
+        "tree_rss_mib": sampler.peak_rss / 2**20,
+        "peak_rss_mib": max(maxrss_kb / 1024, sampler.peak_rss / 2**20),
+        "processes": len(sampler.members),
+        "stdout": out_path.read_text(errors="replace"),
+        "stderr": err_path.read_text(errors="replace"),
+    }
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, 9)
+    except OSError:
+        pass
+
+
+# ---- HDFS via WebHDFS -------------------------------------------------------------------------
+
+class WebHdfs:
+    def __init__(self, base: str, user: str):
+        self.base, self.user = base.rstrip("/"), user
+
+    def _url(self, path: str, op: str, **params) -> str:
+        q = urllib.parse.urlencode({"op": op, "user.name": self.user, **params})
+        return f"{self.base}/webhdfs/v1{urllib.parse.quote(path)}?{q}"
+
+    def list_files(self, path: str) -> list[tuple[str, int]]:
+        """Every file under path, recursively: (full path, length)."""
+        try:
+            with urllib.request.urlopen(self._url(path, "LISTSTATUS"), timeout=60) as r:
+                entries = json.load(r)["FileStatuses"]["FileStatus"]
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return []
+            raise
+        files = []
+        for e in entries:
+            child = f"{path.rstrip('/')}/{e['pathSuffix']}" if e["pathSuffix"] else path
+            if e["type"] == "DIRECTORY":
+                files += self.list_files(child)
+            else:
+                files.append((child, e["length"]))
+        return files
+
+    def delete(self, path: str) -> None:
+        req = urllib.request.Request(self._url(path, "DELETE", recursive="true"), method="DELETE")
+        with urllib.request.urlopen(req, timeout=120) as r:
+            r.read()
+
+
+def data_files(files: list[tuple[str, int]], root: str) -> tuple[list[int], int]:
+    """Sizes of the *.parquet files Spark would read (none under a `_`/`.`-prefixed name) and
+    the number of distinct partition dirs holding them."""
+    sizes, dirs = [], set()
+    for path, size in files:
+        rel = path[len(root):].strip("/").split("/")
+        if rel[-1].endswith(".parquet") and not any(p.startswith(("_", ".")) for p in rel):
+            sizes.append(size)
+            dirs.add("/".join(rel[:-1]))
+    return sizes, len(dirs)
+
+
+def local_files(root: Path) -> list[tuple[str, int]]:
+    return [(str(p), p.stat().st_size) for p in root.rglob("*") if p.is_file()]
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    """Runs an unmeasured step; on failure exits with its stderr."""
+    p = subprocess.run(cmd, text=True, capture_output=True, env={**os.environ, "RUST_BACKTRACE": "0"}, **kw)
+    if p.returncode != 0:
+        raise SystemExit(f"failed (rc {p.returncode}): {' '.join(cmd)}\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
+    return p
+
+
+def result_line(text: str) -> dict:
+    for line in reversed(text.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {}
+
+
+def tail(text: str, n: int = 6) -> str:
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return " | ".join(lines[-n:])[-600:]
+
+
+def build_tools(cargo_toml: Path, force: bool) -> Path:
+    target = Path(os.environ.get("CARGO_TARGET_DIR", cargo_toml.parent / "target"))
+    bins = target / "release"
+    if force or not all((bins / b).exists() for b in ("bench-gen", "raw-drain", "bare-amqp")):
+        say(f"building bench tools (release) into {target}")
+        subprocess.run(["cargo", "build", "--release", "--manifest-path", str(cargo_toml)],
+                       check=True)
+    return bins
+
+
+def lab_python(lab: Path) -> str:
+    p = lab / "bin" / "lab-python"
+    return str(p) if p.exists() else sys.executable
+
+
+def pyspark_info(lab: Path) -> tuple[str, Path]:
+    out = run([lab_python(lab), "-c",
+               "import os, pyspark; print(pyspark.__version__); print(os.path.dirname(pyspark.__file__))"])
+    version, home = out.stdout.split()[:2]
+    return version, Path(home)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def spark_kafka_version(pyspark_version: str) -> tuple[str, str]:
+    """The connector version to use and why: pyspark's own when Maven Central has it, else the
+    newest release of the same major version that is not newer than pyspark."""
+    art = f"{MAVEN}/org/apache/spark/spark-sql-kafka-0-10_2.13"
+    if http_ok(f"{art}/{pyspark_version}/spark-sql-kafka-0-10_2.13-{pyspark_version}.pom"):
+        return pyspark_version, "matches pyspark"
+    with urllib.request.urlopen(f"{art}/maven-metadata.xml", timeout=60) as r:
+        versions = re.findall(r"<version>([0-9.]+)</version>", r.read().decode())
+    key = lambda v: tuple(int(x) for x in v.split("."))  # noqa: E731
+    same_major = [v for v in versions
+                  if v.split(".")[0] == pyspark_version.split(".")[0] and key(v) <= key(pyspark_version)]
+    if not same_major:
+        raise SystemExit(f"no spark-sql-kafka-0-10_2.13 for Spark {pyspark_version} on Maven Central")
+    best = max(same_major, key=key)
+    return best, f"{pyspark_version} is not on Maven Central; newest same-major release used"
+
+
+def resolve_spark_kafka(version: str, spark_jars: Path, cache: Path) -> list[str]:
+    """spark-sql-kafka and its runtime deps (minus what pyspark already ships) via Maven."""
+    out = cache / f"spark-sql-kafka-{version}"
+    jars = out / "jars"
+    if not jars.is_dir() or not any(jars.glob("spark-sql-kafka*.jar")):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "pom.xml").write_text(f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>landfall.bench</groupId><artifactId>spark-kafka-jars</artifactId><version>1</version>
+  <dependencies><dependency><groupId>org.apache.spark</groupId>
+    <artifactId>spark-sql-kafka-0-10_2.13</artifactId><version>{version}</version>
+  </dependency></dependencies>
+</project>
+""")
+        run(["mvn", "-q", "-B", "-f", str(out / "pom.xml"), "dependency:copy-dependencies",
+             "-DincludeScope=runtime", f"-DoutputDirectory={jars}"])
+    strip = lambda n: re.sub(r"-[0-9][^-]*\.jar$", "", n)  # noqa: E731
+    shipped = {strip(p.name) for p in spark_jars.glob("*.jar")}
+    return sorted(str(p) for p in jars.glob("*.jar") if strip(p.name) not in shipped)
+
+
+def machine_info() -> dict:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu": model,
+            "ram_gib": round(mem_kb / 2**20, 1), "kernel": platform.release()}
+
+
+def versions(landfall: Path, lab: Path, pyspark_version: str | None) -> dict:
+    v = {}
+    try:
+        v["landfall"] = run([str(landfall), "--version"]).stdout.strip()
+    except (subprocess.CalledProcessError, OSError) as e:
+        v["landfall"] = f"unknown ({e})"
+    v["pyspark"] = pyspark_version or "not used"
+    kafka = sorted((lab / "kafka" / "lib").glob("kafka-clients-*.jar"))
+    v["kafka"] = kafka[-1].name[len("kafka-clients-"):-4] if kafka else "unknown"
+    try:
+        v["rabbitmq"] = run(["dpkg-query", "-W", "-f", "${Version}", "rabbitmq-server"]).stdout
+    except (subprocess.CalledProcessError, OSError):
+        v["rabbitmq"] = "unknown"
+    return v
+
+
+# ---- the benchmark ----------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=2_000_000)
+    ap.add_argument("--skip", default="", help=f"comma-separated, of: {', '.join(CONTENDERS)}")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repo", type=Path, default=HERE.parent, help="Landfall checkout (default: ..)")
+    ap.add_argument("--landfall", type=Path, help="binary (default: REPO/target/release/landfall)")
+    ap.add_argument("--results", type=Path, default=HERE / "results")
+    ap.add_argument("--webhdfs", default="http://127.0.0.1:9870")
+    ap.add_argument("--hdfs-user", default=os.environ.get("USER", "root"))
+    ap.add_argument("--rebuild-tools", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep topics, queues and HDFS output")
+    ap.add_argument("--timeout", type=float, help="seconds per contender before it is killed "
+                    "and reported failed (default 300 + events/1000)")
+    args = ap.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = skip - set(CONTENDERS)
+    if unknown:
+        ap.error(f"unknown contender(s) {sorted(unknown)}; known: {CONTENDERS}")
+    todo = [c for c in CONTENDERS if c not in skip]
+    repo = args.repo.resolve()
+    lab = Path(os.environ.get("LANDFALL_LAB", repo / ".lab"))
+    landfall = (args.landfall or repo / "target" / "release" / "landfall").resolve()
+    if not landfall.exists() and any(c.startswith("landfall") for c in todo):
+        raise SystemExit(f"{landfall} not found: build it with `cargo build --release`")
+    become_subreaper()
+
+    # -- preparation (not measured) --
+    bins = build_tools(HERE / "tools" / "Cargo.toml", args.rebuild_tools)
+    gen, drain, bare = (str(bins / b) for b in ("bench-gen", "raw-drain", "bare-amqp"))
+    n = args.events
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
+    hdfs_root = f"/bench/{run_id}"
+    names = {"t4": f"bench-{run_id}-t4", "t200": f"bench-{run_id}-t200",
+             "qbare": f"bench-q-bare-{run_id}", "qland": f"bench-q-landfall-{run_id}"}
+    webhdfs = WebHdfs(args.webhdfs, args.hdfs_user)
+    report: dict = {"date": dt.date.today().isoformat(), "run_id": run_id, "events": n,
+                    "seed": args.seed, "machine": machine_info(), "contenders": {}, "prep": {}}
+    spark_jars: list[str] = []
+    pyspark_version = None
+    if "spark" in todo:
+        pyspark_version, pyspark_home = pyspark_info(lab)
+        t = time.monotonic()
+        kv, why = spark_kafka_version(pyspark_version)
+        spark_jars = resolve_spark_kafka(kv, pyspark_home / "jars",
+                                         Path(os.environ.get("BENCH_CACHE", HERE / ".cache")))
+        report["prep"]["spark_kafka"] = {"package": f"org.apache.spark:spark-sql-kafka-0-10_2.13:{kv}",
+                                         "why": why, "resolve_s": round(time.monotonic() - t, 1),
+                                         "jars": [Path(j).name for j in spark_jars]}
+        say(f"spark-sql-kafka {kv} ({why}); jars ready in {time.monotonic() - t:.1f}s")
+    report["versions"] = versions(landfall, lab, pyspark_version)
+
+    try:
+        input_bytes = {}
+        if KAFKA4 & set(todo) or AMQP & set(todo):
+            cmd = [gen, "--events", str(n), "--seed", str(args.seed)]
+            if KAFKA4 & set(todo):
+                cmd += ["--topic", names["t4"], "--partitions", "4"]
+            if "bare-amqp" in todo:
+                cmd += ["--queue", names["qbare"]]
+            if "landfall-rabbitmq" in todo:
+                cmd += ["--queue", names["qland"]]
+            say(f"generating {n} events: {' '.join(cmd[5:])}")
+            g = run(cmd)
+            print(g.stdout.strip(), flush=True)
+            res = result_line(g.stdout)
+            input_bytes["main"] = res["bytes"]
+            report["prep"]["generate"] = res
+        if "landfall-200" in todo:
+            say(f"generating {n} events with 200 shards into {names['t200']}")
+            g = run([gen, "--events", str(n), "--seed", str(args.seed), "--shard",
+                     "--topic", names["t200"], "--partitions", "4"])
+            print(g.stdout.strip(), flush=True)
+            res = result_line(g.stdout)
+            input_bytes["t200"] = res["bytes"]
+            report["prep"]["generate_200"] = res
+
+        conf = tmp / "landfall.yaml"
+        conf.write_text("log_level: warn\nhttp_listen: 127.0.0.1:0\n"
+                        f"pipelines_dir: {tmp}\n")
+        timeout = args.timeout or 300 + n / 1000
+
+        def pipeline(template: str, name: str, **subs) -> Path:
+            text = string.Template((HERE / "pipelines" / template).read_text())
+            path = tmp / f"{name}.yaml"
+            path.write_text(text.substitute(name=name, group=f"{name}-{run_id}", **subs))
+            return path
+
+        def landfall_cmd(p: Path) -> list[str]:
+            return [str(landfall), "--config", str(conf), "run", "--until-caught-up", str(p)]
+
+        for c in todo:
+            out_dir, local_out, expect, rows = None, None, n, None
+            bytes_in = input_bytes.get("t200" if c == "landfall-200" else "main", 0)
+            if c == "raw-drain":
+                cmd = [drain, "--topic", names["t4"]]
+            elif c == "landfall-hdfs":
+                out_dir = f"{hdfs_root}/landfall-hdfs"
+                cmd = landfall_cmd(pipeline("kafka-hdfs.yaml", "bench-hdfs", topic=names["t4"], path=out_dir))
+            elif c == "landfall-local":
+                local_out = tmp / "landfall-local"
+                cmd = landfall_cmd(pipeline("kafka-local.yaml", "bench-local", topic=names["t4"], path=str(local_out)))
+            elif c == "landfall-200":
+                out_dir = f"{hdfs_root}/landfall-200"
+                cmd = landfall_cmd(pipeline("kafka-hdfs-200.yaml", "bench-200", topic=names["t200"], path=out_dir))
+            elif c == "landfall-rabbitmq":
+                out_dir = f"{hdfs_root}/landfall-rabbitmq"
+                cmd = landfall_cmd(pipeline("rabbitmq-hdfs.yaml", "bench-rabbitmq", queue=names["qland"], path=out_dir))
+            elif c == "bare-amqp":
+                cmd = [bare, "--uri", AMQP_URI, "--queue", names["qbare"], "--expect", str(n)]
+            elif c == "spark":
+                out_dir = f"{hdfs_root}/spark"
+                spark_submit = lab / "bin" / "spark-submit"
+                cmd = [str(spark_submit), "--jars", ",".join(spark_jars), str(HERE / "spark_stream.py"),
+                       "--brokers", BROKERS, "--topic", names["t4"],
+                       "--path", f"{HDFS_URL}{out_dir}", "--checkpoint", f"{HDFS_URL}{hdfs_root}/spark-checkpoint"]
+            say(f"running {c}")
+            m = measure(cmd, tmp, c, timeout)
+            if m["wall_s"] >= timeout:
+                m["rc"] = m["rc"] or -9
+                m["stderr"] += f"\nkilled after the {timeout:.0f} s timeout"
+            entry = {k: v for k, v in m.items() if k not in ("stdout", "stderr")}
+            entry["command"] = " ".join(cmd)
+            entry["input_bytes"] = bytes_in
+            if m["rc"] != 0:
+                entry["status"] = f"failed (rc {m['rc']}): {tail(m['stderr'] or m['stdout'])}"
+            else:
+                entry["status"] = "ok"
+                out = m["stdout"]
+                if c.startswith("landfall"):
+                    found = re.search(r"(\d+) events \((\d+) rejected\)", out)
+                    rows = int(found.group(1)) if found else None
+                    if found and int(found.group(2)):
+                        entry["status"] = f"ok, {found.group(2)} rejected"
+                    entry["summary"] = out.strip()
+                elif c == "spark":
+                    r = result_line(out)
+                    rows = r.get("rows")
+                    entry["spark"] = r
+                else:
+                    rows = result_line(out).get("count")
+                if rows != expect:
+                    entry["status"] = f"check: {rows} events seen, {expect} expected"
+            entry["events"] = rows
+            if out_dir:
+                files = data_files(webhdfs.list_files(out_dir), out_dir)
+            elif local_out:
+                files = data_files(local_files(local_out), str(local_out))
+            else:
+                files = None
+            if files is not None:
+                files, entry["partitions"] = files
+                entry["files"] = len(files)
+                entry["files_bytes"] = sum(files)
+            ev = rows or 0
+            entry["events_per_s"] = ev / m["wall_s"] if ev else None
+            entry["mb_per_s"] = bytes_in / 1e6 / m["wall_s"] if ev else None
+            entry["cpu_us_per_event"] = m["cpu_s"] * 1e6 / ev if ev else None
+            entry["events_per_cpu_s"] = ev / m["cpu_s"] if ev and m["cpu_s"] else None
+            report["contenders"][c] = entry
+            say(f"{c}: {entry['status'][:200]}; {m['wall_s']:.1f}s wall, {m['cpu_s']:.1f}s CPU, "
+                f"{m['peak_rss_mib']:.0f} MiB peak")
+    finally:
+        if not args.keep:
+            cleanup(gen, names, webhdfs, hdfs_root, tmp)
+
+    report["targets"] = targets(report["contenders"])
+    text = render(report)
+    print("\n" + text)
+    args.results.mkdir(parents=True, exist_ok=True)
+    base = args.results / report["date"]
+    base.with_suffix(".md").write_text(text)
+    base.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    say(f"wrote {base}.md and {base}.json")
+    return 0
+
+
+def cleanup(gen: str, names: dict, webhdfs: WebHdfs, hdfs_root: str, tmp: Path) -> None:
+    say("cleaning up: topics, queues, HDFS and temp dir")
+    for cmd in ([gen, "--delete", "--topic", names["t4"]], [gen, "--delete", "--topic", names["t200"]],
+                [gen, "--delete", "--queue", names["qbare"], "--queue", names["qland"]]):
+        subprocess.run(cmd, capture_output=True)
+    try:
+        webhdfs.delete(hdfs_root)
+    except (urllib.error.URLError, OSError) as e:
+        say(f"could not delete {hdfs_root} from HDFS: {e}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def targets(c: dict) -> list[dict]:
+    """The issue's targets, each from this run's measurements (None when a side is missing)."""
+    def get(name: str, key: str):
+        e = c.get(name)
+        return e.get(key) if e and e.get("status", "").startswith("ok") else None
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    rows = [
+        ("Landfall Kafka→HDFS events/s ÷ raw drain events/s", ratio(get("landfall-hdfs", "events_per_s"),
+         get("raw-drain", "events_per_s")), ">=", 0.60, "{:.0%}"),
+        ("Landfall Kafka→HDFS CPU µs per event", get("landfall-hdfs", "cpu_us_per_event"), "<=", 2.0, "{:.2f} µs"),
+        ("Landfall events per CPU-second ÷ Spark's", ratio(get("landfall-hdfs", "events_per_cpu_s"),
+         get("spark", "events_per_cpu_s")), ">=", 10.0, "{:.1f}×"),
+        ("Landfall RabbitMQ→HDFS events/s ÷ bare AMQP consumer's", ratio(get("landfall-rabbitmq", "events_per_s"),
+         get("bare-amqp", "events_per_s")), ">=", 0.80, "{:.0%}"),
+        ("Landfall peak RSS, 4-partition topic (MiB)", get("landfall-hdfs", "peak_rss_mib"), "<=", 256.0, "{:.0f} MiB"),
+        ("Landfall peak RSS, 200 open partitions (MiB)", get("landfall-200", "peak_rss_mib"), "<=", 256.0, "{:.0f} MiB"),
+    ]
+    out = []
+    for name, value, op, goal, fmt in rows:
+        if value is None:
+            verdict = "n/a"
+        else:
+            verdict = "PASS" if (value >= goal if op == ">=" else value <= goal) else "MISS"
+        goal_text = fmt.format(goal)
+        out.append({"target": name, "value": value, "shown": fmt.format(value) if value is not None else "—",
+                    "goal": f"{op.replace('>=', '≥').replace('<=', '≤')} {goal_text}", "verdict": verdict})
+    return out
+
+
+def render(r: dict) -> str:
+    m, v = r["machine"], r["versions"]
+    lines = [f"# Landfall benchmark, {r['date']} (run {r['run_id']})", "",
+             f"{r['events']:,} events (seed {r['seed']}). Machine: {m['nproc']} CPUs ({m['cpu']}), "
+             f"{m['ram_gib']} GiB RAM, kernel {m['kernel']}. Versions: {v['landfall']}, pyspark {v['pyspark']}, "
+             f"Kafka {v['kafka']}, RabbitMQ {v['rabbitmq']}.", ""]
+    sk = r["prep"].get("spark_kafka")
+    if sk:
+        lines += [f"Spark Kafka connector: {sk['package']} ({sk['why']}).", ""]
+    lines += ["| contender | status | events | wall s | events/s | MB/s | CPU s | µs CPU/event | peak RSS MiB | partitions | files | total MB | avg MB |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def f(x, spec):
+        return "—" if x is None else format(x, spec)
+    for name, e in r["contenders"].items():
+        files = e.get("files")
+        avg = e["files_bytes"] / files / 1e6 if files else None
+        status = e["status"].replace("|", "/")
+        lines.append(
+            f"| {name} | {status[:160]} | {f(e.get('events'), ',')} | {e['wall_s']:.1f} | {f(e['events_per_s'], ',.0f')} | "
+            f"{f(e['mb_per_s'], '.1f')} | {e['cpu_s']:.1f} | {f(e['cpu_us_per_event'], '.2f')} | {e['peak_rss_mib']:.0f} | "
+            f"{f(e.get('partitions'), 'd')} | {f(files, 'd')} | {f(e['files_bytes'] / 1e6 if files is not None else None, '.1f')} | {f(avg, '.2f')} |")
+    lines += ["", "| target | measured | goal | verdict |", "|---|---:|---|---|"]
+    for t in r["targets"]:
+        lines.append(f"| {t['target']} | {t['shown']} | {t['goal']} | {t['verdict']} |")
+    lines += ["", "Wall time covers the whole process (start-up, connecting, consuming, publishing, exit). "
+              "CPU = user+sys of the process tree (rusage via wait4, cross-checked by /proc sampling); "
+              "broker and NameNode CPU is not included. MB/s = JSON input bytes ÷ wall seconds.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
