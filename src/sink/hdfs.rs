@@ -146,8 +146,10 @@ fn classify(op: &'static str, path: &str, url: &str, err: HdfsError) -> StoreErr
         _ => format!("is the NameNode at {url} up? `./bootstrap.sh status`"),
     };
     let datanode_hint = || {
-        "no DataNode could take or serve the block: are DataNodes up? `./bootstrap.sh status`, \
-         `hdfs dfsadmin -report`"
+        "no DataNode could take or serve the block: are DataNodes up (`./bootstrap.sh status`, \
+         `hdfs dfsadmin -report`)? Do they have room for a full block per open file (the \
+         NameNode reserves dfs.blocksize for each block being written: open files x blocksize \
+         must fit their free space; lower roll.max_open_files or dfs.blocksize)?"
             .to_string()
     };
     let permission_hint = || format!("check sink.hdfs.user / permissions on {path}");
