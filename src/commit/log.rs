@@ -50,8 +50,8 @@ pub struct CommitLog {
     partition: i32,
     dir: String,
     position: Position,
-    /// With `keep_ids`: (seq, ids) of the newest manifests that together hold the window,
-    /// oldest first; pruning keeps these.
+    /// With `keep_ids`: (seq, messages) of the newest manifests that together cover the
+    /// window, oldest first; pruning keeps these.
     recent: VecDeque<(u64, usize)>,
     /// With `keep_ids`: the ids those manifests hold, read by `recover` (taken once).
     recovered_ids: Vec<String>,
@@ -138,7 +138,8 @@ impl CommitLog {
         let path = paths::manifest_path(&self.dir, manifest.seq);
         self.publish(&manifest, &path).await?;
         if self.run.config.keep_ids > 0 {
-            self.load_window(&seqs, manifest.seq, manifest.message_ids.clone()).await?;
+            let count = (manifest.end - manifest.start + 1) as usize;
+            self.load_window(&seqs, manifest.seq, count, manifest.message_ids.clone()).await?;
         }
         self.prune(manifest.seq, &seqs).await;
         let next = manifest.end + 1;
@@ -207,7 +208,7 @@ impl CommitLog {
         let seqs = self.check_not_superseded(&manifest, &slot, &bytes).await?;
         self.publish(&manifest, &slot).await?;
         if self.run.config.keep_ids > 0 {
-            self.remember(seq, manifest.message_ids.len());
+            self.remember(seq, (end - start + 1) as usize);
         }
         self.prune(seq, &seqs).await;
         self.position = Position::After { seq, next: end + 1 };
@@ -264,16 +265,19 @@ impl CommitLog {
         std::mem::take(&mut self.recovered_ids)
     }
 
-    /// Reads manifests older than `latest` (newest first) until the window is full.
-    async fn load_window(&mut self, seqs: &[u64], latest: u64, latest_ids: Vec<String>) -> Result<(), CommitError> {
+    /// Reads manifests older than `latest` (newest first) until they cover the window. The
+    /// window counts messages, not ids: what must be covered is the last `keep_ids` messages
+    /// (the unacknowledged range), whether or not they carried an id.
+    async fn load_window(&mut self, seqs: &[u64], latest: u64, latest_count: usize, latest_ids: Vec<String>) -> Result<(), CommitError> {
         let want = self.run.config.keep_ids;
         self.recent.clear();
-        self.recent.push_front((latest, latest_ids.len()));
+        self.recent.push_front((latest, latest_count));
+        let mut covered = latest_count;
         let mut ids = latest_ids;
         let mut older: Vec<u64> = seqs.iter().copied().filter(|s| *s < latest).collect();
         older.sort_unstable_by(|a, b| b.cmp(a));
         for seq in older {
-            if ids.len() >= want {
+            if covered >= want {
                 break;
             }
             let path = paths::manifest_path(&self.dir, seq);
@@ -282,16 +286,19 @@ impl CommitLog {
             let bad = |source| CommitError::BadManifest { path: path.clone(), source };
             let m = Manifest::parse(&bytes).map_err(bad)?;
             m.check_belongs(&self.root, &self.topic, self.partition, seq).map_err(bad)?;
-            self.recent.push_front((seq, m.message_ids.len()));
+            let count = (m.end - m.start + 1) as usize;
+            self.recent.push_front((seq, count));
+            covered += count;
             ids.extend(m.message_ids);
         }
         self.recovered_ids = ids;
         Ok(())
     }
 
-    /// Adds a commit to the window and forgets the oldest ones it no longer needs.
-    fn remember(&mut self, seq: u64, ids: usize) {
-        self.recent.push_back((seq, ids));
+    /// Adds a commit (of `messages` messages) to the window and forgets the oldest ones it no
+    /// longer needs.
+    fn remember(&mut self, seq: u64, messages: usize) {
+        self.recent.push_back((seq, messages));
         let mut total: usize = self.recent.iter().map(|(_, n)| n).sum();
         while let Some(&(_, oldest)) = self.recent.front() {
             if self.recent.len() == 1 || total - oldest < self.run.config.keep_ids {

@@ -55,8 +55,8 @@ pub struct CommitConfig {
     pub keep: usize,
     /// Retry policy for transient store errors.
     pub backoff: Backoff,
-    /// Queue sources: keep (and recover) the newest manifests until they hold at least this
-    /// many `message_id`s, the deduplication window. 0 for offset sources.
+    /// Queue sources: keep (and recover the `message_id`s of) the newest manifests until they
+    /// cover at least this many messages, the deduplication window. 0 for offset sources.
     pub keep_ids: usize,
 }
 

@@ -403,3 +403,27 @@ async fn invalid_requests_are_rejected_without_touching_the_store() {
     assert!(matches!(log.commit(0, 9, foreign).await, Err(CommitError::Invalid(_))));
     assert!(env.manifests().is_empty());
 }
+
+#[tokio::test]
+async fn the_dedup_window_keeps_and_recovers_the_ids_of_the_last_messages() {
+    let env = env();
+    let mut run = env.run("20261125T170000Z-0000000a");
+    run.config.keep_ids = 5;
+    let mut log = CommitLog::new(Arc::new(env.store.clone()), ROOT, TOPIC, PART, run.clone()).unwrap();
+    assert_eq!(log.recover().await.unwrap(), None);
+    // Six commits of two messages; the fourth one's messages had no message_id.
+    for c in 0..6i64 {
+        let files = env.batch("20261125T170000Z-0000000a", &c.to_string());
+        let ids = if c == 3 { Vec::new() } else { vec![format!("m{}", 2 * c), format!("m{}", 2 * c + 1)] };
+        log.commit_ids(2 * c, 2 * c + 1, files, ids).await.unwrap();
+    }
+    // Five messages need the newest three commits (6 messages): #3..#5; older ones are pruned.
+    let seqs: Vec<String> = env.manifests().into_iter().map(|p| p.rsplit('/').next().unwrap().to_string()).collect();
+    assert_eq!(seqs, [3, 4, 5].map(|s| format!("{s:020}.json")));
+    let mut again = CommitLog::new(Arc::new(env.store.clone()), ROOT, TOPIC, PART, run).unwrap();
+    assert_eq!(again.recover().await.unwrap(), Some(12));
+    let mut ids = again.take_recovered_ids();
+    ids.sort();
+    assert_eq!(ids, ["m10", "m11", "m8", "m9"], "commit #3 had no ids but still counts as two messages");
+    assert!(again.take_recovered_ids().is_empty(), "taken once");
+}

@@ -43,9 +43,10 @@ pub struct RabbitMqSourceConfig {
     /// (passively), so a typo in `queue` fails instead of creating an unused queue.
     #[serde(default)]
     pub declare: Option<DeclareConfig>,
-    /// How many recently published `message_id`s are remembered: a redelivered message whose
-    /// id is among them was already published and is dropped (and counted). Must cover the
-    /// unacknowledged range, so at least `prefetch`.
+    /// How many recently published messages' `message_id`s are remembered: a redelivered
+    /// message whose id is among them was already published and is dropped (and counted).
+    /// Must cover the unacknowledged range, so at least `prefetch`. Ids must be unique per
+    /// message (not a business key).
     #[serde(default = "default_dedup_window")]
     pub dedup_window: usize,
     /// The broker's delivery acknowledgement timeout (`consumer_timeout` in rabbitmq.conf,

@@ -170,7 +170,9 @@ fn known_keys_are_read_from_the_serde_structs() {
         shapes["source.kafka.start"],
         Shape::Enum(&["earliest", "latest"])
     );
-    assert_eq!(shapes.len(), 16, "{shapes:#?}");
+    assert_eq!(shapes["source.rabbitmq.declare"], Shape::Struct(&["bindings", "dead_letter_exchange"]));
+    assert_eq!(shapes["source.rabbitmq.queue_type"], Shape::Enum(&["quorum", "classic", "stream"]));
+    assert_eq!(shapes.len(), 23, "{shapes:#?}");
 }
 
 #[test]

@@ -143,6 +143,9 @@ struct Session {
     /// Streams in `--until-caught-up`: the last offset when the session started (`None`:
     /// the stream was empty).
     stream_end: Option<i64>,
+    /// The stream was started at `next` (nothing landed, `start: latest`): what was there is
+    /// skipped by definition.
+    started_at_end: bool,
     last_delivery: Instant,
 }
 
@@ -153,7 +156,7 @@ impl Consumer {
             if self.shutdown.requested() {
                 return Ok(());
             }
-            let end = match self.start_session() {
+            let end = match self.start_session()? {
                 Ok(session) => {
                     if self.failures > 0 {
                         tracing::info!(pipeline = %self.pipeline, failures = self.failures, "RabbitMQ session restored; consuming again");
@@ -186,12 +189,12 @@ impl Consumer {
 
     /// Waits for the commits in flight (their ids must be in the window before any
     /// redelivery is judged), reads where the log stands, and connects.
-    fn start_session(&mut self) -> Result<Session, AmqpError> {
+    /// The outer error is fatal to the pipeline (a commit failed for good); the inner one is
+    /// RabbitMQ's (retried when transient).
+    fn start_session(&mut self) -> Result<Result<Session, AmqpError>, String> {
         let _ = self.tx.blocking_send(WriterMsg::Drop { tp: self.tp.clone() });
         while self.inflight > 0 && !self.shutdown.requested() {
-            if let Err(e) = self.drain_feedback(None) {
-                return Err(AmqpError::Channel { endpoint: String::new(), what: "publish", message: e });
-            }
+            self.drain_feedback(None)?;
             std::thread::sleep(Duration::from_millis(20));
         }
         let (next, ids) = self.recover();
@@ -202,11 +205,18 @@ impl Consumer {
             None if self.source.start == StartPosition::Latest => StreamStart::Next,
             None => StreamStart::First,
         });
-        let amqp = self.handle.block_on(AmqpSession::open(&self.pipeline, &self.source, stream_start))?;
+        let amqp = match self.handle.block_on(AmqpSession::open(&self.pipeline, &self.source, stream_start)) {
+            Ok(amqp) => amqp,
+            Err(e) => return Ok(Err(e)),
+        };
         let stream_end = match self.source.is_stream() && self.until_caught_up {
-            true => self.handle.block_on(amqp.stream_end())?,
+            true => match self.handle.block_on(amqp.stream_end()) {
+                Ok(end) => end,
+                Err(e) => return Ok(Err(e)),
+            },
             false => None,
         };
+        let started_at_end = stream_start == Some(StreamStart::Next);
         self.epoch += 1;
         // Queues number their messages from where the log ends; a stream's first delivery
         // sets its start (the log's next offset, or the stream's first retained offset).
@@ -216,7 +226,17 @@ impl Consumer {
             pipeline = %self.pipeline, queue = %self.source.queue, uri = %rabbitmq::describe(&self.source),
             ready = amqp.ready_at_start, resume = ?next, dedup_ids = window.len(), "consuming from RabbitMQ"
         );
-        Ok(Session { amqp, buf, window, next_seq: next_seq.unwrap_or(0), last_tag: 0, unacked: 0, stream_end, last_delivery: Instant::now() })
+        Ok(Ok(Session {
+            amqp,
+            buf,
+            window,
+            next_seq: next_seq.unwrap_or(0),
+            last_tag: 0,
+            unacked: 0,
+            stream_end,
+            started_at_end,
+            last_delivery: Instant::now(),
+        }))
     }
 
     /// The commit log's resume point and (queues) the ids of its newest commits, retried
@@ -288,8 +308,11 @@ impl Consumer {
                 let position = if self.source.is_stream() {
                     s.unacked += 1;
                     let Some(offset) = rabbitmq::stream_offset(&d.properties) else {
-                        lost = Some("a stream delivery has no x-stream-offset header (is queue_type right?)".to_string());
-                        break;
+                        return Err(format!(
+                            "queue `{}` delivered a message without an x-stream-offset header: it is not a stream; \
+                             set source.rabbitmq.queue_type to the queue's type (quorum or classic)",
+                            self.source.queue
+                        ));
                     };
                     if s.buf.next_expected.is_some_and(|n| offset < n) {
                         s.last_tag = d.delivery_tag;
@@ -348,7 +371,10 @@ impl Consumer {
                     let secs = started.elapsed().as_secs_f64().max(0.001);
                     eprint!("\r{}: {} events published, {:.0} events/s    ", self.pipeline, self.summary.events, self.summary.events as f64 / secs);
                 }
-                if opts.mode == RunMode::UntilCaughtUp && now.duration_since(s.last_delivery) >= IDLE {
+                // A stream is done at the end it had when the session started, busy or not; a
+                // queue has no end, so it is done when quiet and empty.
+                let stream_done = self.source.is_stream() && self.caught_up(&s);
+                if opts.mode == RunMode::UntilCaughtUp && (stream_done || now.duration_since(s.last_delivery) >= IDLE) {
                     // Quiet: publish what is open, then ask whether anything is left.
                     self.cut(&mut s)?;
                     if self.inflight == 0 && self.caught_up(&s) {
@@ -375,7 +401,7 @@ impl Consumer {
         if self.source.is_stream() {
             let Some(end) = s.stream_end else { return true };
             let position = s.buf.last.or(s.buf.next_expected.map(|n| n - 1));
-            return position.is_some_and(|p| p >= end);
+            return s.started_at_end && position.is_none() || position.is_some_and(|p| p >= end);
         }
         matches!(self.handle.block_on(s.amqp.ready()), Ok(0))
     }
@@ -394,7 +420,7 @@ impl Consumer {
             std::thread::sleep(Duration::from_millis(20));
         }
         if self.inflight > 0 {
-            tracing::error!(pipeline = %self.pipeline, commits = self.inflight, "shutdown deadline passed with commits unpublished; the broker redelivers them (no loss; duplicates are dropped by message_id)");
+            tracing::error!(pipeline = %self.pipeline, commits = self.inflight, "shutdown deadline passed with commits unpublished; the broker redelivers them (no loss; redelivered messages already published are dropped by message_id, those without one land twice)");
         }
         self.handle.block_on(s.amqp.close());
         match failed {

@@ -87,6 +87,8 @@ pub struct Writer {
     /// partition waits for it and takes over its commit log. Each answers (its epoch, its log
     /// if it succeeded, whether it failed).
     pub pending: HashMap<TopicPartition, PendingCommit>,
+    /// Per partition, the commits allowed to run at once (two: one recording, one closing).
+    pub slots: HashMap<TopicPartition, Arc<tokio::sync::Semaphore>>,
 }
 
 /// Starts the writer task of a pipeline: returns the channel to feed it, the feedback it
@@ -118,6 +120,7 @@ pub fn spawn(
         ext: format!("{}.parquet", cfg.parquet.compression.name()),
         feedback: feedback_tx,
         pending: HashMap::new(),
+        slots: HashMap::new(),
     };
     let task = handle.spawn(writer.run(rx));
     Ok((tx, feedback_rx, task))
@@ -192,12 +195,18 @@ impl Writer {
                     // Partitions commit concurrently. Within a partition, a commit closes its
                     // files (each close waits on HDFS) while the previous commit is still
                     // being recorded, then waits for it: the log records them in order.
+                    // At most two commits per partition at once: a slow store then fills the
+                    // channel and holds the consumer back, instead of queueing commits (and
+                    // staged files aging toward the grace period) without bound.
+                    let slots = self.slots.entry(tp.clone()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))).clone();
+                    let Ok(slot) = slots.acquire_owned().await else { continue };
                     let previous = self.pending.remove(&tp);
                     let committer = self.committer();
                     let feedback = self.feedback.clone();
                     let task_tp = tp.clone();
                     let handle = tokio::spawn(async move {
                         let (log, fb) = committer.commit(previous, &task_tp, epoch, (start, end), files, ids).await;
+                        drop(slot);
                         let failed = !matches!(fb, Feedback::Committed { .. });
                         let _ = feedback.send(fb);
                         (epoch, log, failed)
@@ -411,6 +420,8 @@ impl Committer {
     async fn recovered_log(&self, tp: &TopicPartition) -> Result<CommitLog, CommitError> {
         let mut log = CommitLog::new(self.store.clone(), &self.table_root, &tp.topic, tp.partition, self.run.clone())?;
         log.recover().await?;
+        // The consumer judges redeliveries; the writer needs the window only for pruning.
+        drop(log.take_recovered_ids());
         Ok(log)
     }
 

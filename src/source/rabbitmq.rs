@@ -24,6 +24,8 @@ pub enum AmqpError {
     MissingQueue { endpoint: String, queue: String },
     #[error("queue `{queue}` on {endpoint} exists with other settings than declared ({message}); align source.rabbitmq.queue_type and declare: with the queue, or remove declare:")]
     Mismatch { endpoint: String, queue: String, message: String },
+    #[error("RabbitMQ at {endpoint} does not let this user {what} on queue `{queue}`: {message}; grant the user configure/read permissions on it in the vhost (rabbitmqctl set_permissions)")]
+    Forbidden { endpoint: String, queue: String, what: &'static str, message: String },
     #[error("cannot read TLS file {path}: {message}; check source.rabbitmq.tls")]
     TlsFile { path: String, message: String },
     #[error("RabbitMQ at {endpoint}: {what}: {message}")]
@@ -93,14 +95,27 @@ fn uri_with_auth(cfg: &RabbitMqSourceConfig) -> String {
     }
 }
 
+/// Turns a lapin error into what to check, by AMQP reply code *and* the step it happened in
+/// (a 403 at login is a bad password, later it is a missing permission; a 406 on declare is
+/// a queue with other settings, later it is usually the broker's delivery ack timeout).
 fn classify(endpoint: &str, queue: &str, what: &'static str, e: lapin::Error) -> AmqpError {
     let endpoint = endpoint.to_string();
     if let lapin::ErrorKind::ProtocolError(amqp) = e.kind() {
         let message = amqp.get_message().as_str().to_string();
-        match amqp.get_id() {
-            403 | 530 => return AmqpError::Refused { endpoint, message },
-            404 => return AmqpError::MissingQueue { endpoint, queue: queue.to_string() },
-            406 => return AmqpError::Mismatch { endpoint, queue: queue.to_string(), message },
+        match (amqp.get_id(), what) {
+            (403 | 530, "connect") => return AmqpError::Refused { endpoint, message },
+            (403, _) => return AmqpError::Forbidden { endpoint, queue: queue.to_string(), what, message },
+            (404, "check the queue" | "declare the queue" | "start consuming") => {
+                return AmqpError::MissingQueue { endpoint, queue: queue.to_string() }
+            }
+            (406, "declare the queue") => return AmqpError::Mismatch { endpoint, queue: queue.to_string(), message },
+            (406, _) => {
+                let message = format!(
+                    "{message} (if it names a delivery acknowledgement timeout: raise the broker's consumer_timeout \
+                     or lower roll.max_age)"
+                );
+                return AmqpError::Channel { endpoint, what, message };
+            }
             _ => {}
         }
     }
@@ -221,8 +236,10 @@ impl AmqpSession {
             .map_err(|e| classify(&self.endpoint, &self.queue, what, e))?;
         let mut end = None;
         // The first delivery may take a moment (the stream is opened); later ones are quick.
-        let mut wait = Duration::from_secs(3);
-        while let Ok(Some(Ok(d))) = tokio::time::timeout(wait, probe.next()).await {
+        // A stream written to without pause would keep the probe busy: stop after 10 s.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut wait = Duration::from_secs(5);
+        while let Ok(Ok(Some(Ok(d)))) = tokio::time::timeout_at(deadline, tokio::time::timeout(wait, probe.next())).await {
             end = end.max(stream_offset(&d.properties));
             let _ = ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true }).await;
             wait = Duration::from_millis(300);
