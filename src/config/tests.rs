@@ -68,7 +68,7 @@ fn the_contract_example_parses_and_validates() {
             max_rows: 1_000_000,
             max_bytes: ByteSize(128 << 20),
             max_age: HumanDuration::from_secs(60),
-            max_buffered_bytes: ByteSize(128 << 20),
+            max_buffered_bytes: ByteSize(32 << 20),
             max_open_files: 1000
         }
     );

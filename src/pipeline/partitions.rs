@@ -2,7 +2,6 @@
 //! into Arrow builders, one per (source partition, Hive path), shipped to the writer in chunks,
 //! and a commit of the whole source partition is cut when any of its files is full or old.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -55,7 +54,8 @@ pub struct PartitionBuffer {
     pub origin: Option<i64>,
     pub caught_up: bool,
     opened_at: Option<Instant>,
-    files: HashMap<String, FileBuffer>,
+    /// Keyed by Hive path; FxHash because it is looked up once per message.
+    files: rustc_hash::FxHashMap<String, FileBuffer>,
     pub rejected: RejectBuilder,
     rejected_rows: u64,
     /// A commit was requested by the writer (a file reached max_bytes).
@@ -76,7 +76,7 @@ impl PartitionBuffer {
             origin,
             caught_up: next_expected.is_some_and(|n| n >= end_at_start),
             opened_at: None,
-            files: HashMap::new(),
+            files: Default::default(),
             rejected: RejectBuilder::new(),
             rejected_rows: 0,
             roll_requested: false,
@@ -111,6 +111,31 @@ impl PartitionBuffer {
             );
         }
         self.files.get_mut(path).expect("inserted above")
+    }
+
+    /// Appends `row` to the file at `path` (one map lookup): returns the chunk to ship if the
+    /// builder filled up, and whether the file (or the quarantine) reached a roll limit.
+    pub fn append(&mut self, path: &str, schema: &[FieldSpec], row: &crate::decode::ParsedRow, policy: &RollPolicy) -> (Option<RecordBatch>, bool) {
+        let f = match self.files.get_mut(path) {
+            Some(f) => f,
+            None => self.files.entry(path.to_string()).or_insert_with(|| FileBuffer {
+                builder: BatchBuilder::new(schema),
+                rows_in_file: 0,
+                bytes_in_file: 0,
+            }),
+        };
+        f.builder.append(row);
+        let chunk = if f.builder.len() >= CHUNK_ROWS || f.builder.estimated_bytes() >= CHUNK_BYTES {
+            f.rows_in_file += f.builder.len() as u64;
+            f.bytes_in_file += f.builder.estimated_bytes() as u64;
+            Some(f.builder.finish())
+        } else {
+            None
+        };
+        let full = f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
+            || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes;
+        let roll = full || self.rejected_rows >= policy.max_rows || self.rejected.estimated_bytes() as u64 >= policy.max_bytes;
+        (chunk, roll)
     }
 
     pub fn note_rejected(&mut self) {

@@ -75,9 +75,8 @@ impl Router {
             buf.note_rejected();
             return Routed { chunk: None, roll: buf.file_full("", policy) };
         }
-        buf.file(&self.path, &self.schema).builder().append(row);
-        let chunk = buf.full_chunks(&self.path).map(|b| (self.path.clone(), b));
-        Routed { chunk, roll: buf.file_full(&self.path, policy) }
+        let (chunk, roll) = buf.append(&self.path, &self.schema, row, policy);
+        Routed { chunk: chunk.map(|b| (self.path.clone(), b)), roll }
     }
 }
 
