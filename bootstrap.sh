@@ -422,6 +422,11 @@ EOF
 
 up() {
   local t0=$SECONDS
+  # Two `up`s at once (a test run and a benchmark) would start every service twice; the second
+  # waits for the first, then finds everything healthy.
+  mkdir -p "$LAB"
+  exec 9>"$LAB/.up.lock"
+  flock -w 900 9 || die "another ./bootstrap.sh up has held $LAB/.up.lock for 15 minutes"
   install_all
   if [ "$SYSTEMD" = 1 ]; then install_units; fi
   start_all

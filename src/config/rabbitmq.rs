@@ -28,8 +28,9 @@ pub struct RabbitMqSourceConfig {
     #[serde(default)]
     pub queue_type: QueueType,
     /// Deliveries the broker may send ahead without an acknowledgement (`basic.qos`,
-    /// 1 to 65535). A queue's messages are acknowledged only once published, so Landfall
-    /// commits when half of this is buffered: it also bounds the rows of one commit.
+    /// 1 to 65535) per consumer; a queue gets two consumers. Its messages are acknowledged
+    /// only once published, so Landfall commits when a third of the window (2 x prefetch) is
+    /// buffered: that also bounds the rows of one commit.
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
     /// How to authenticate: `plain` (user and password from `uri`) or `external` (the TLS
@@ -45,8 +46,8 @@ pub struct RabbitMqSourceConfig {
     pub declare: Option<DeclareConfig>,
     /// How many recently published messages' `message_id`s are remembered: a redelivered
     /// message whose id is among them was already published and is dropped (and counted).
-    /// Must cover the unacknowledged range, so at least `prefetch`. Ids must be unique per
-    /// message (not a business key).
+    /// Must cover the unacknowledged range, so at least twice `prefetch` (two consumers). Ids
+    /// must be unique per message (not a business key).
     #[serde(default = "default_dedup_window")]
     pub dedup_window: usize,
     /// The broker's delivery acknowledgement timeout (`consumer_timeout` in rabbitmq.conf,
@@ -82,22 +83,30 @@ impl RabbitMqSourceConfig {
         self.queue_type == QueueType::Stream
     }
 
-    /// Rows after which a queue's open range is committed so acknowledgements keep up with
-    /// the prefetch window (the other half arrives while that commit is published).
+    /// Deliveries that can be unacknowledged at once: `prefetch` per consumer.
+    pub fn window(&self) -> u64 {
+        let consumers = if self.is_stream() { 1 } else { crate::source::rabbitmq::QUEUE_CONSUMERS as u64 };
+        u64::from(self.prefetch) * consumers
+    }
+
+    /// Messages after which a queue's open range is committed: a third of the window, so two
+    /// commits can be in flight (one closing its files, one being recorded) while the last
+    /// third keeps arriving.
     pub fn commit_every(&self) -> u64 {
-        u64::from(self.prefetch / 2).max(1)
+        (self.window() / 3).max(1)
     }
 }
 
 /// AMQP's maximum. Deliveries stay unacknowledged until their commit is published (an HDFS
-/// commit takes about a second), and one queue's commits land one after another, so the
-/// prefetch sets both the throughput (half of it per commit) and the rows per file.
+/// commit takes about a second), so the prefetch sets both the throughput and the rows per
+/// commit.
 fn default_prefetch() -> u32 {
     65535
 }
 
+/// Covers the default window (2 x 65535) with room to spare; about 16 bytes per id in memory.
 fn default_dedup_window() -> usize {
-    100_000
+    200_000
 }
 
 /// RabbitMQ's own `consumer_timeout` default.
@@ -239,19 +248,21 @@ pub fn check(cfg: &RabbitMqSourceConfig, max_age: std::time::Duration, max_rows:
             "prefetch",
             format!(
                 "prefetch {} is too small for roll.max_rows {max_rows}: a queue's messages are acknowledged only after publishing, \
-                 so Landfall commits every {} messages (half the prefetch); raise prefetch to at least {} (max 65535) or lower roll.max_rows",
+                 so Landfall commits every {} messages (a third of 2 x prefetch); raise prefetch to at least {} (max 65535) or lower roll.max_rows",
                 cfg.prefetch,
                 cfg.commit_every(),
-                max_rows.saturating_mul(2).min(65535)
+                max_rows.saturating_mul(3).div_ceil(2).min(65535)
             ),
         ));
     }
-    if !cfg.is_stream() && cfg.dedup_window < cfg.prefetch as usize {
+    if !cfg.is_stream() && (cfg.dedup_window as u64) < cfg.window() {
         out.push((
             "dedup_window",
             format!(
-                "dedup_window {} is smaller than prefetch {}: redeliveries after a crash can span the whole unacknowledged range",
-                cfg.dedup_window, cfg.prefetch
+                "dedup_window {} is smaller than the unacknowledged window {} (2 consumers x prefetch {}): redeliveries after a crash can span all of it",
+                cfg.dedup_window,
+                cfg.window(),
+                cfg.prefetch
             ),
         ));
     }
@@ -308,8 +319,8 @@ mod tests {
     #[test]
     fn a_good_config_has_no_problems_and_defaults_apply() {
         let c = cfg("uri: amqp://u:p@h/%2f\nqueue: orders\n");
-        assert_eq!((c.prefetch, c.queue_type, c.dedup_window), (65535, QueueType::Quorum, 100_000));
-        assert_eq!(c.commit_every(), 32767);
+        assert_eq!((c.prefetch, c.queue_type, c.dedup_window), (65535, QueueType::Quorum, 200_000));
+        assert_eq!((c.window(), c.commit_every()), (131_070, 43_690));
         assert!(keys(&c, 60, 1_000_000, true).is_empty());
     }
 
@@ -318,7 +329,7 @@ mod tests {
         assert_eq!(keys(&cfg("uri: amqp://h/%2f\nqueue: q\n"), 60, 1, true), ["uri"]);
         assert_eq!(keys(&cfg("uri: amqp://u:p@h\nqueue: q\nprefetch: 0\n"), 60, 1, true), ["prefetch"]);
         assert_eq!(keys(&cfg("uri: amqp://u:p@h\nqueue: q\nprefetch: 100\n"), 60, 1000, false), ["prefetch"]);
-        assert!(keys(&cfg("uri: amqp://u:p@h\nqueue: q\nprefetch: 100\n"), 60, 50, false).is_empty());
+        assert!(keys(&cfg("uri: amqp://u:p@h\nqueue: q\nprefetch: 300\n"), 60, 200, false).is_empty());
         assert_eq!(keys(&cfg("uri: amqp://u:p@h\nqueue: q\nack_timeout: 10m\n"), 600, 1, true), ["ack_timeout"]);
         assert!(keys(&cfg("uri: amqp://u:p@h\nqueue: q\nack_timeout: 10m\nqueue_type: stream\n"), 600, 1, true).is_empty());
         assert_eq!(keys(&cfg("uri: amqp://u:p@h\nqueue: q\ndedup_window: 10\n"), 60, 1, true), ["dedup_window"]);

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
@@ -280,15 +280,15 @@ impl Consumer {
             }
             let batch = self.handle.block_on(async {
                 let mut batch = Vec::new();
-                match tokio::time::timeout(Duration::from_millis(100), s.amqp.consumer.next()).await {
+                match tokio::time::timeout(Duration::from_millis(100), s.amqp.next()).await {
                     Err(_) => return Ok(batch),
                     Ok(None) => return Err("the consumer was cancelled by the broker (queue deleted?)".to_string()),
-                    Ok(Some(d)) => batch.push(d.map_err(|e| e.to_string())?),
+                    Ok(Some(d)) => batch.push(d?),
                 }
                 while batch.len() < BATCH {
-                    match s.amqp.consumer.next().now_or_never() {
+                    match s.amqp.next().now_or_never() {
                         Some(Some(Ok(d))) => batch.push(d),
-                        Some(Some(Err(e))) => return Err(e.to_string()),
+                        Some(Some(Err(e))) => return Err(e),
                         Some(None) | None => break,
                     }
                 }

@@ -1,5 +1,7 @@
 //! The RabbitMQ side of a pipeline: one connection and one channel per pipeline, the queue
-//! checked (or declared), `basic.qos` set to `prefetch`, and one consumer. Acknowledgements
+//! checked (or declared), `basic.qos` set to `prefetch` per consumer, and [`QUEUE_CONSUMERS`]
+//! consumers on a queue (one on a stream) whose deliveries are merged back into delivery-tag
+//! order. Acknowledgements
 //! are the pipeline's business ([`AmqpSession::ack_through`]): a queue's deliveries are
 //! acknowledged only once published.
 
@@ -49,11 +51,21 @@ pub enum StreamStart {
     Next,
 }
 
-/// A live connection with its consumer.
+/// Consumers per queue session, on one channel. AMQP caps `prefetch` at 65535 per consumer,
+/// and a queue's deliveries stay unacknowledged until published (about a second per commit on
+/// HDFS): with one consumer the broker stops delivering while a commit is recorded. Two double
+/// the window. A stream delivers everything to every consumer, so it gets one.
+pub const QUEUE_CONSUMERS: usize = 2;
+
+/// A live connection with its consumers.
 pub struct AmqpSession {
     connection: Connection,
     channel: Channel,
-    pub consumer: Consumer,
+    consumers: Vec<Consumer>,
+    /// Per consumer, a delivery taken from it but not handed out yet (its tag is not next).
+    heads: Vec<Option<lapin::message::Delivery>>,
+    /// The delivery tag to hand out next: tags are per channel and consecutive from 1.
+    next_tag: u64,
     /// Messages ready in the queue when the consumer started (queues; streams report their
     /// own notion, unused).
     pub ready_at_start: u32,
@@ -165,11 +177,25 @@ impl AmqpSession {
             };
             args.insert("x-stream-offset".into(), value);
         }
-        let consumer = channel
-            .basic_consume(queue.into(), format!("landfall-{pipeline}").into(), BasicConsumeOptions::default(), args)
-            .await
-            .map_err(|e| classify(endpoint, queue, "start consuming", e))?;
-        Ok(AmqpSession { connection, channel, consumer, ready_at_start, endpoint: endpoint.to_string(), queue: queue.to_string() })
+        let count = if stream_start.is_some() { 1 } else { QUEUE_CONSUMERS };
+        let mut consumers = Vec::with_capacity(count);
+        for n in 0..count {
+            let consumer = channel
+                .basic_consume(queue.into(), format!("landfall-{pipeline}-{n}").into(), BasicConsumeOptions::default(), args.clone())
+                .await
+                .map_err(|e| classify(endpoint, queue, "start consuming", e))?;
+            consumers.push(consumer);
+        }
+        Ok(AmqpSession {
+            connection,
+            channel,
+            heads: consumers.iter().map(|_| None).collect(),
+            consumers,
+            next_tag: 1,
+            ready_at_start,
+            endpoint: endpoint.to_string(),
+            queue: queue.to_string(),
+        })
     }
 
     /// Declares the queue (with its bindings) when `declare:` is set, else checks that it
@@ -197,6 +223,42 @@ impl AmqpSession {
                 .map_err(|e| classify(endpoint, queue, "bind the queue", e))?;
         }
         Ok(declared.message_count())
+    }
+
+    /// The next delivery of the channel, in delivery-tag order across its consumers (so an
+    /// acknowledgement with `multiple=true` never covers a delivery not yet handed out);
+    /// `None` when the broker cancelled the consumers. Cancel-safe: a delivery taken from a
+    /// consumer waits in `heads` until its turn.
+    pub async fn next(&mut self) -> Option<Result<lapin::message::Delivery, String>> {
+        use futures::StreamExt;
+        if self.consumers.len() == 1 {
+            return self.consumers[0].next().await.map(|d| d.map_err(|e| e.to_string()));
+        }
+        loop {
+            let expected = self.next_tag;
+            if let Some(head) = self.heads.iter_mut().find(|h| h.as_ref().is_some_and(|d| d.delivery_tag == expected)) {
+                self.next_tag += 1;
+                return head.take().map(Ok);
+            }
+            let waiting: Vec<_> = self
+                .consumers
+                .iter_mut()
+                .zip(self.heads.iter())
+                .enumerate()
+                .filter(|(_, (_, head))| head.is_none())
+                .map(|(i, (consumer, _))| Box::pin(async move { (i, consumer.next().await) }))
+                .collect();
+            if waiting.is_empty() {
+                let tags: Vec<u64> = self.heads.iter().flatten().map(|d| d.delivery_tag).collect();
+                return Some(Err(format!("delivery tag {expected} never arrived (consumers hold {tags:?})")));
+            }
+            let ((i, delivery), _, _) = futures::future::select_all(waiting).await;
+            match delivery {
+                None => return None,
+                Some(Err(e)) => return Some(Err(e.to_string())),
+                Some(Ok(d)) => self.heads[i] = Some(d),
+            }
+        }
     }
 
     /// Acknowledges every delivery up to and including `tag` (`multiple=true`).
