@@ -37,6 +37,9 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// its timeout and lets the DataNode pipeline stream instead of taking a 128 MiB write.
 pub const SHIP_CHUNK_BYTES: usize = 4 << 20;
 
+/// Encoded bytes a row group flushed under memory pressure may leave waiting in memory.
+pub const FLUSH_SHIP_BYTES: usize = 256 << 10;
+
 /// Cap on the estimated encoded size of one row group, whatever the row count: the whole row
 /// group sits in memory until it is complete. 128 MiB is the HDFS block size and
 /// parquet-mr's default row group size, so one row group maps to one block.
@@ -158,10 +161,22 @@ impl StagedParquetFile {
         Ok(())
     }
 
-    /// Ends the row group being built now (smaller than `row_group_rows`) and ships it,
-    /// freeing its memory: the answer to memory pressure that does not close the file.
+    /// Ends the row group being built now (smaller than `row_group_rows`), freeing its column
+    /// writers and raw buffers: the answer to memory pressure that does not close the file.
+    /// Encoded bytes below [`FLUSH_SHIP_BYTES`] wait for the next chunk or `finish`: with
+    /// hundreds of small files open, a store write per flush would serialize the writer on
+    /// round trips; larger ones are shipped now, so memory is freed.
     pub async fn flush_row_group(&mut self) -> Result<(), ParquetWriteError> {
-        self.encode_and_ship(|encoder, drained| encoder.flush().and_then(|()| drain(encoder, drained, true))).await
+        self.encode_and_ship(|encoder, _| {
+            encoder.flush()?;
+            if encoder.inner().len() < FLUSH_SHIP_BYTES {
+                return Ok(None);
+            }
+            encoder.sync()?;
+            let chunk = std::mem::take(encoder.inner_mut());
+            Ok((!chunk.is_empty()).then_some(chunk))
+        })
+        .await
     }
 
     /// Runs `step` on the encoder on the blocking pool, then ships the bytes it drained. Any
@@ -196,6 +211,12 @@ impl StagedParquetFile {
     /// bytes waiting to be shipped. The number a global memory budget should sum.
     pub fn in_progress_bytes(&self) -> usize {
         self.encoder.as_ref().map_or(0, |e| e.memory_size() + e.inner().len())
+    }
+
+    /// Whether a row group is being built (its column writers, with their page buffers and
+    /// compression contexts, are alive).
+    pub fn has_open_row_group(&self) -> bool {
+        self.encoder.as_ref().is_some_and(|e| e.in_progress_rows() > 0)
     }
 
     /// Expected file size if finished now (shipped + buffered + the in-progress row group's
