@@ -267,29 +267,35 @@ impl Writer {
     /// with many small files open at once (800 on the 200-partition benchmark) that overhead
     /// is most of the memory, and counting it makes the budget close those row groups early.
     async fn enforce_budget(&self, parts: &mut HashMap<TopicPartition, PartitionFiles>, dead: &mut HashMap<TopicPartition, u64>) {
-        let open: usize = parts.values().map(|s| s.files.len()).sum();
-        for _ in 0..open {
-            let mut total = 0usize;
-            let mut largest: Option<(TopicPartition, String, usize)> = None;
-            for (tp, state) in parts.iter() {
-                for (dir, file) in &state.files {
-                    let overhead = if file.writer.has_open_row_group() { ROW_GROUP_OVERHEAD } else { 0 };
-                    let size = file.writer.in_progress_bytes() + overhead;
-                    total += size;
-                    if largest.as_ref().is_none_or(|(_, _, s)| size > *s) {
-                        largest = Some((tp.clone(), dir.clone(), size));
-                    }
+        let mut total = 0usize;
+        let mut open: Vec<(usize, TopicPartition, String)> = Vec::new();
+        for (tp, state) in parts.iter() {
+            for (dir, file) in &state.files {
+                let bytes = file.writer.in_progress_bytes();
+                if file.writer.has_open_row_group() {
+                    total += bytes + ROW_GROUP_OVERHEAD;
+                    open.push((bytes + ROW_GROUP_OVERHEAD, tp.clone(), dir.clone()));
+                } else {
+                    total += bytes;
                 }
             }
-            let Some((tp, dir, size)) = largest else { return };
-            if total <= self.max_buffered_bytes || size == 0 {
+        }
+        if total <= self.max_buffered_bytes {
+            return;
+        }
+        // One pass, largest first: a flush frees the row group (its overhead and most of its
+        // bytes); what stays is encoded bytes waiting to ship, which the next chunk ships.
+        open.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (size, tp, dir) in open {
+            if total <= self.max_buffered_bytes {
                 return;
             }
-            let state = parts.get_mut(&tp).expect("found above");
+            let Some(state) = parts.get_mut(&tp) else { continue };
             let epoch = state.epoch;
-            let file = state.files.get_mut(&dir).expect("found above");
-            if let Err(e) = file.writer.flush_row_group().await {
-                self.void(parts, dead, tp, epoch, e.is_transient(), e.to_string());
+            let Some(file) = state.files.get_mut(&dir) else { continue };
+            match file.writer.flush_row_group().await {
+                Ok(()) => total = total.saturating_sub(size).saturating_add(file.writer.in_progress_bytes()),
+                Err(e) => self.void(parts, dead, tp, epoch, e.is_transient(), e.to_string()),
             }
         }
     }
