@@ -120,8 +120,44 @@ write_configs() {
   render hadoop-log4j.properties "$LAB/hadoop/conf/log4j.properties"
   render rabbitmq.conf "$LAB/rabbitmq/rabbitmq.conf"
   render spark-defaults.conf "$LAB/spark/conf/spark-defaults.conf"
-  echo '[rabbitmq_management].' >"$LAB/rabbitmq/enabled_plugins"
+  echo '[rabbitmq_management,rabbitmq_auth_mechanism_ssl].' >"$LAB/rabbitmq/enabled_plugins"
+  write_tls
   write_tools
+}
+
+# A lab CA, a server certificate for localhost/127.0.0.1 (RabbitMQ's TLS listener on 5671) and
+# a client certificate whose CN is the RabbitMQ user `landfall-client` (EXTERNAL auth). PEM;
+# the keys are PKCS#8 (openssl genpkey), as Landfall's `tls.key_file` expects. Made once.
+write_tls() {
+  local d=$LAB/rabbitmq/tls
+  [ -s "$d/client.pem" ] && return 0
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ca.key
+    openssl req -x509 -new -key ca.key -days 3650 -subj "/CN=landfall-lab-ca" -out ca.pem
+    for who in server client; do
+      openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$who.key"
+    done
+    openssl req -new -key server.key -subj "/CN=localhost" -out server.csr
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    openssl req -new -key client.key -subj "/CN=landfall-client" -out client.csr
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile client.ext -out client.pem 2>/dev/null
+    rm -f ./*.csr ./*.ext
+  )
+}
+
+# The RabbitMQ user of the lab's client certificate (EXTERNAL auth logs in by its CN).
+ensure_rabbit_cert_user() {
+  ( rabbit_env
+    if ! "$RABBIT_SBIN/rabbitmqctl" -q list_users 2>/dev/null | grep -q '^landfall-client'; then
+      "$RABBIT_SBIN/rabbitmqctl" -q add_user landfall-client "$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')" >/dev/null
+      "$RABBIT_SBIN/rabbitmqctl" -q set_permissions -p / landfall-client '.*' '.*' '.*' >/dev/null
+    fi )
 }
 
 # Wrappers in .lab/bin, for people (`eval "$(./bootstrap.sh env)"`) and for tests.
@@ -390,7 +426,7 @@ start_all() {
       namenode) wait_until_listening 9870 120 namenode ;;
       datanode) wait_healthy namenode 180; wait_healthy datanode 120 ;;
       kafka) wait_healthy kafka 120 ;;
-      rabbitmq) wait_healthy rabbitmq 120 ;;
+      rabbitmq) wait_healthy rabbitmq 120; ensure_rabbit_cert_user ;;
     esac
   done
 }

@@ -18,7 +18,7 @@ use crate::config::secret::redact_uri;
 /// Why talking to RabbitMQ failed, with what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
-    #[error("cannot connect to RabbitMQ at {endpoint}: {message}; check that the broker is up and reachable (source.rabbitmq.uri)")]
+    #[error("cannot connect to RabbitMQ at {endpoint}: {message}; check that the broker is up and reachable (source.rabbitmq.uri) and, for amqps://, that source.rabbitmq.tls trusts its certificate (ca_file)")]
     Connect { endpoint: String, message: String },
     #[error("RabbitMQ at {endpoint} refused the login: {message}; check the user, password and vhost in source.rabbitmq.uri")]
     Refused { endpoint: String, message: String },
