@@ -285,7 +285,7 @@ impl Writer {
         }
         // One pass, largest first: a flush frees the row group (its overhead and most of its
         // bytes); what stays is encoded bytes waiting to ship, which the next chunk ships.
-        open.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        open.sort_unstable_by_key(|(size, _, _)| std::cmp::Reverse(*size));
         for (size, tp, dir) in open {
             if total <= self.max_buffered_bytes {
                 return;
