@@ -102,17 +102,6 @@ impl PartitionBuffer {
         }
     }
 
-    /// The builder for the file at `path`, created on first use.
-    pub fn file(&mut self, path: &str, schema: &[FieldSpec]) -> &mut FileBuffer {
-        if !self.files.contains_key(path) {
-            self.files.insert(
-                path.to_string(),
-                FileBuffer { builder: BatchBuilder::new(schema), rows_in_file: 0, bytes_in_file: 0 },
-            );
-        }
-        self.files.get_mut(path).expect("inserted above")
-    }
-
     /// Appends `row` to the file at `path` (one map lookup): returns the chunk to ship if the
     /// builder filled up, and whether the file (or the quarantine) reached a roll limit.
     pub fn append(&mut self, path: &str, schema: &[FieldSpec], row: &crate::decode::ParsedRow, policy: &RollPolicy) -> (Option<RecordBatch>, bool) {
@@ -134,8 +123,7 @@ impl PartitionBuffer {
         };
         let full = f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
             || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes;
-        let roll = full || self.rejected_rows >= policy.max_rows || self.rejected.estimated_bytes() as u64 >= policy.max_bytes;
-        (chunk, roll)
+        (chunk, full || self.rejects_full(policy))
     }
 
     pub fn note_rejected(&mut self) {
@@ -157,13 +145,10 @@ impl PartitionBuffer {
             || self.rejected.estimated_bytes() as u64 >= policy.max_bytes
     }
 
-    /// Whether the file at `path` reached the roll limits (checked after each append to it).
-    pub fn file_full(&self, path: &str, policy: &RollPolicy) -> bool {
-        self.files.get(path).is_some_and(|f| {
-            f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
-                || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes
-        }) || self.rejected_rows >= policy.max_rows
-            || self.rejected.estimated_bytes() as u64 >= policy.max_bytes
+    /// Whether the quarantine of the open range reached the roll limits (checked after each
+    /// rejection; a file's limits are checked by [`append`](Self::append)).
+    pub fn rejects_full(&self, policy: &RollPolicy) -> bool {
+        self.rejected_rows >= policy.max_rows || self.rejected.estimated_bytes() as u64 >= policy.max_bytes
     }
 
     /// The largest builder's rows as a chunk to ship now (consumer-side memory pressure).
@@ -176,18 +161,6 @@ impl PartitionBuffer {
         f.rows_in_file += f.builder.len() as u64;
         f.bytes_in_file += size as u64;
         Some((path.clone(), f.builder.finish(), size))
-    }
-
-    /// The chunk to ship for the file at `path` if its builder is full.
-    pub fn full_chunks(&mut self, path: &str) -> Option<RecordBatch> {
-        let f = self.files.get_mut(path)?;
-        if f.builder.len() >= CHUNK_ROWS || f.builder.estimated_bytes() >= CHUNK_BYTES {
-            f.rows_in_file += f.builder.len() as u64;
-            f.bytes_in_file += f.builder.estimated_bytes() as u64;
-            Some(f.builder.finish())
-        } else {
-            None
-        }
     }
 
     /// Cuts the open range: every remaining chunk (per path, and the quarantine) and the
@@ -219,12 +192,6 @@ impl PartitionBuffer {
     }
 }
 
-impl FileBuffer {
-    pub fn builder(&mut self) -> &mut BatchBuilder {
-        &mut self.builder
-    }
-}
-
 /// A closed offset range with its last chunks.
 pub struct Cut {
     pub start: i64,
@@ -247,10 +214,12 @@ mod tests {
         RollPolicy { max_rows: 3, max_bytes: 1 << 30, max_age: Duration::from_secs(60) }
     }
 
-    fn append(buf: &mut PartitionBuffer, parser: &mut RowParser, path: &str, offset: i64, now: Instant) {
+    /// Appends a row; returns whether its file reached a roll limit.
+    fn append(buf: &mut PartitionBuffer, parser: &mut RowParser, path: &str, offset: i64, now: Instant) -> bool {
         let row = parser.parse(format!(r#"{{"id":"r{offset}"}}"#).as_bytes()).unwrap();
-        buf.file(path, &schema()).builder().append(row);
+        let (_, roll) = buf.append(path, &schema(), row, &policy());
         buf.consumed(offset, now);
+        roll
     }
 
     #[test]
@@ -259,12 +228,10 @@ mod tests {
         let now = Instant::now();
         let mut buf = PartitionBuffer::new(1, Some(10), None, 100);
         assert!(!buf.should_roll(&policy(), now), "nothing buffered, nothing to roll");
-        append(&mut buf, &mut parser, "h=1", 10, now);
-        append(&mut buf, &mut parser, "h=2", 11, now);
-        assert!(!buf.file_full("h=1", &policy()));
-        append(&mut buf, &mut parser, "h=1", 12, now);
-        append(&mut buf, &mut parser, "h=1", 13, now);
-        assert!(buf.file_full("h=1", &policy()), "three rows reach max_rows");
+        assert!(!append(&mut buf, &mut parser, "h=1", 10, now));
+        assert!(!append(&mut buf, &mut parser, "h=2", 11, now));
+        assert!(!append(&mut buf, &mut parser, "h=1", 12, now), "two rows in h=1");
+        assert!(append(&mut buf, &mut parser, "h=1", 13, now), "three rows reach max_rows");
         assert!(buf.should_roll(&policy(), now));
         let cut = buf.cut().unwrap();
         assert_eq!((cut.start, cut.end), (10, 13));
@@ -307,7 +274,6 @@ mod tests {
         let (path, batch, _) = buf.ship_largest().unwrap();
         assert_eq!((path.as_str(), batch.num_rows()), ("h=1", 2));
         assert_eq!(buf.buffered_bytes(), 0);
-        append(&mut buf, &mut parser, "h=1", 2, now);
-        assert!(buf.file_full("h=1", &policy()), "shipped rows still count toward max_rows");
+        assert!(append(&mut buf, &mut parser, "h=1", 2, now), "shipped rows still count toward max_rows");
     }
 }

@@ -57,7 +57,7 @@ impl Router {
         let Some(payload) = payload else {
             buf.rejected.push(None, "empty_payload", "the message has no payload (tombstone?)", at, now_micros());
             buf.note_rejected();
-            return Routed { chunk: None, roll: buf.file_full("", policy) };
+            return Routed { chunk: None, roll: buf.rejects_full(policy) };
         };
         // Arrival time only when the template uses it (a clock read per message otherwise).
         let ingest = if self.uses_ingest { now_micros() } else { 0 };
@@ -67,13 +67,13 @@ impl Router {
             Err(e) => {
                 buf.rejected.push(Some(payload), e.reason(), &e.to_string(), at, now_micros());
                 buf.note_rejected();
-                return Routed { chunk: None, roll: buf.file_full("", policy) };
+                return Routed { chunk: None, roll: buf.rejects_full(policy) };
             }
         };
         if let Err(e) = self.template.render(row, ingest, self.tz, &mut self.path) {
             buf.rejected.push(Some(payload), e.reason(), &e.to_string(), at, now_micros());
             buf.note_rejected();
-            return Routed { chunk: None, roll: buf.file_full("", policy) };
+            return Routed { chunk: None, roll: buf.rejects_full(policy) };
         }
         let (chunk, roll) = buf.append(&self.path, &self.schema, row, policy);
         Routed { chunk: chunk.map(|b| (self.path.clone(), b)), roll }
