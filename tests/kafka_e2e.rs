@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,35 +22,6 @@ async fn produce_events(topic: &str, n: u64) -> BTreeMap<i32, i64> {
         .collect();
     produce(topic, msgs).await;
     counts
-}
-
-fn run_until_caught_up(pipeline: &std::path::Path) -> String {
-    let out = landfall()
-        .arg("run")
-        .arg("--until-caught-up")
-        .arg(pipeline)
-        .output()
-        .expect("start landfall");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "landfall run --until-caught-up failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn spawn_daemon(pipeline: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    landfall()
-        .arg("run")
-        .arg(pipeline)
-        .env("LANDFALL_LOG_LEVEL", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start landfall")
 }
 
 struct Setup {
@@ -188,7 +158,7 @@ async fn sigterm_mid_batch_publishes_and_exits_zero_within_the_deadline() {
     let mut child = spawn_daemon(&s.pipeline, &log);
     std::thread::sleep(Duration::from_secs(6)); // consuming; max_age 10m so nothing published yet
     let t0 = Instant::now();
-    unsafe { libc_kill(child.id() as i32, 15) };
+    signal(&child, SIGTERM);
     let status = child.wait().unwrap();
     let took = t0.elapsed();
     let logtext = std::fs::read_to_string(&log).unwrap_or_default();
@@ -199,11 +169,6 @@ async fn sigterm_mid_batch_publishes_and_exits_zero_within_the_deadline() {
     assert_eq!(v["count"], n);
     assert_eq!(v["distinct_ids"], n);
     assert_tiles(&published_ranges(&s.table_path).await, &counts);
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,14 +252,6 @@ sink:
     let parent = client.list_status("/landing-test", false).await.unwrap();
     assert!(parent.iter().all(|s| s.path.contains("/landing-test/")), "nothing written beside the table");
 }
-
-fn signal(child: &Child, sig: i32) {
-    let rc = unsafe { libc_kill(child.id() as i32, sig) };
-    assert_eq!(rc, 0, "signal {sig} to pid {}", child.id());
-}
-const SIGCONT: i32 = 18;
-const SIGSTOP: i32 = 19;
-const SIGTERM: i32 = 15;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn zombie_stopped_past_session_timeout_cannot_double_publish() {

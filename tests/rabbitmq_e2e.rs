@@ -5,36 +5,11 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn run_until_caught_up(pipeline: &std::path::Path) -> String {
-    let out = landfall().arg("run").arg("--until-caught-up").arg(pipeline).output().expect("start landfall");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "landfall run --until-caught-up failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn spawn_daemon(pipeline: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    landfall()
-        .arg("run")
-        .arg(pipeline)
-        .env("LANDFALL_LOG_LEVEL", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start landfall")
-}
 
 fn tail(log: &std::path::Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -173,7 +148,7 @@ async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
             break;
         }
     }
-    signal_term(&child);
+    signal(&child, SIGTERM);
     let status = child.wait().unwrap();
     assert!(drained, "the daemon did not land everything after the restart (log tail:\n{})", tail(&log));
     assert!(status.success(), "clean exit after SIGTERM");
@@ -238,52 +213,4 @@ async fn poison_messages_are_quarantined_acknowledged_and_never_redelivered() {
     // A second run finds nothing: nothing was left to be redelivered.
     let again = run_until_caught_up(&s.pipeline);
     assert!(again.contains("0 events (0 rejected)"), "second run: {again}");
-}
-
-fn signal_term(child: &Child) {
-    extern "C" {
-        #[link_name = "kill"]
-        fn libc_kill(pid: i32, sig: i32) -> i32;
-    }
-    assert_eq!(unsafe { libc_kill(child.id() as i32, 15) }, 0);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn tls_with_a_custom_ca_and_a_client_certificate_logs_in_by_external_auth() {
-    let _serial = SERIAL.lock().await;
-    require("RabbitMQ TLS listener", "127.0.0.1:5671");
-    require_hdfs();
-    let queue = unique("rmq-tls");
-    declare_queue(&queue, "quorum").await;
-    let n = 5_000;
-    publish_confirmed(&queue, messages(0..n, n)).await;
-    let tls = lab_dir().join("rabbitmq/tls");
-    let file = |name: &str| tls.join(name).display().to_string();
-    let table_path = format!("/landing-test/{queue}");
-    // No credentials in the URI: the client certificate (CN=landfall-client) is the login.
-    let yaml = rabbitmq_pipeline_yaml(&queue.replace('-', "_"), &queue, "quorum", &hdfs_sink(&table_path), "60s").replace(
-        &format!("uri: {AMQP_URI}"),
-        &format!(
-            "uri: amqps://127.0.0.1:5671/%2f\n    auth: external\n    tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}",
-            file("ca.pem"),
-            file("client.pem"),
-            file("client.key")
-        ),
-    );
-    let (_dir, pipeline) = pipeline_file(&yaml);
-    let summary = run_until_caught_up(&pipeline);
-    assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
-    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
-    assert_eq!(v["count"], n);
-    assert_eq!(v["distinct_ids"], n);
-    assert_eq!(queue_ready(&queue).await, 0);
-
-    // A broker certificate that does not chain to the configured CA is refused, and the error
-    // says where to look.
-    let wrong_ca = yaml.replace(&file("ca.pem"), &file("client.pem"));
-    let (_dir2, pipeline2) = pipeline_file(&wrong_ca);
-    let out = landfall().args(["validate", "--connect"]).arg(&pipeline2).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a wrong CA must not validate");
-    assert!(err.contains("cannot connect to RabbitMQ at 127.0.0.1:5671/%2f") && err.contains("source.rabbitmq"), "{err}");
 }

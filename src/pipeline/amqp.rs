@@ -59,10 +59,6 @@ pub fn run(
     if !source.is_stream() {
         policy.max_rows = policy.max_rows.min(source.commit_every());
     }
-    match handle.block_on(commit::clean_orphans(store.as_ref(), &table_root, commit::default_grace())) {
-        Ok(report) => tracing::debug!(pipeline = %cfg.name, ?report, "orphan cleanup done"),
-        Err(e) => tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start"),
-    }
     let run_id = commit::new_run_id();
     let keep_ids = if source.is_stream() { 0 } else { source.dedup_window };
     let commit_config = CommitConfig { keep_ids, ..CommitConfig::default() };

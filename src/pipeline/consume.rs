@@ -109,11 +109,6 @@ pub fn run(
     let policy = RollPolicy::of(&cfg.roll);
     let run_id = commit::new_run_id();
 
-    // Staged files of crashed runs that no commit references are deleted once old enough.
-    match handle.block_on(commit::clean_orphans(store.as_ref(), &table_root, commit::default_grace())) {
-        Ok(report) => tracing::debug!(pipeline = %cfg.name, ?report, "orphan cleanup done"),
-        Err(e) => tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start"),
-    }
 
     let (tx, feedback_rx, writer_task) =
         super::writer::spawn(&cfg, store.clone(), &table_root, &run_id, CommitConfig::default(), &shutdown, &handle)?;

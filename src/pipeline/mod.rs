@@ -90,6 +90,12 @@ pub async fn run(cfg: PipelineConfig, opts: RunOptions, shutdown: Shutdown) -> R
     let name = cfg.name.clone();
     let setup = |message: String| PipelineError::Setup { pipeline: name.clone(), message };
     let (store, table_root) = open_store(&cfg).map_err(setup)?;
+    // Staged files of crashed runs that no commit references are deleted once old enough
+    // (the writer repeats this every ten minutes).
+    match crate::commit::clean_orphans(store.as_ref(), &table_root, crate::commit::default_grace()).await {
+        Ok(report) => tracing::debug!(pipeline = %cfg.name, ?report, "orphan cleanup done"),
+        Err(e) => tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start"),
+    }
     let handle = tokio::runtime::Handle::current();
     let pipeline = cfg.name.clone();
     let consumer = match &cfg.source {

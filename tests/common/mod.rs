@@ -210,6 +210,48 @@ pub fn landfall() -> std::process::Command {
     cmd
 }
 
+/// `landfall run --until-caught-up PIPELINE`; fails the test unless it exits 0. Returns stdout
+/// (the summary line).
+pub fn run_until_caught_up(pipeline: &std::path::Path) -> String {
+    let out = landfall().arg("run").arg("--until-caught-up").arg(pipeline).output().expect("start landfall");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "landfall run --until-caught-up failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The daemon (`landfall run PIPELINE`) in the background, logging to `log` (appended).
+pub fn spawn_daemon(pipeline: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    landfall()
+        .arg("run")
+        .arg(pipeline)
+        .env("LANDFALL_LOG_LEVEL", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start landfall")
+}
+
+pub const SIGCONT: i32 = 18;
+pub const SIGSTOP: i32 = 19;
+pub const SIGTERM: i32 = 15;
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Sends `sig` to a child process (fails the test if it cannot).
+pub fn signal(child: &std::process::Child, sig: i32) {
+    let rc = unsafe { libc_kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0, "signal {sig} to pid {}", child.id());
+}
+
 /// Writes `yaml` to a fresh temp dir and returns (dir guard, file path).
 pub fn pipeline_file(yaml: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
