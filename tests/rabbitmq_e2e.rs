@@ -214,3 +214,43 @@ async fn poison_messages_are_quarantined_acknowledged_and_never_redelivered() {
     let again = run_until_caught_up(&s.pipeline);
     assert!(again.contains("0 events (0 rejected)"), "second run: {again}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_custom_ca_and_a_client_certificate_logs_in_by_external_auth() {
+    let _serial = SERIAL.lock().await;
+    require("RabbitMQ TLS listener", "127.0.0.1:5671");
+    require_hdfs();
+    let queue = unique("rmq-tls");
+    declare_queue(&queue, "quorum").await;
+    let n = 5_000;
+    publish_confirmed(&queue, messages(0..n, n)).await;
+    let tls = lab_dir().join("rabbitmq/tls");
+    let file = |name: &str| tls.join(name).display().to_string();
+    let table_path = format!("/landing-test/{queue}");
+    // No credentials in the URI: the client certificate (CN=landfall-client) is the login.
+    let yaml = rabbitmq_pipeline_yaml(&queue.replace('-', "_"), &queue, "quorum", &hdfs_sink(&table_path), "60s").replace(
+        &format!("uri: {AMQP_URI}"),
+        &format!(
+            "uri: amqps://127.0.0.1:5671/%2f\n    auth: external\n    tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}",
+            file("ca.pem"),
+            file("client.pem"),
+            file("client.key")
+        ),
+    );
+    let (_dir, pipeline) = pipeline_file(&yaml);
+    let summary = run_until_caught_up(&pipeline);
+    assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
+    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+    assert_eq!(queue_ready(&queue).await, 0);
+
+    // A broker certificate that does not chain to the configured CA is refused, and the error
+    // says where to look.
+    let wrong_ca = yaml.replace(&file("ca.pem"), &file("client.pem"));
+    let (_dir2, pipeline2) = pipeline_file(&wrong_ca);
+    let out = landfall().args(["validate", "--connect"]).arg(&pipeline2).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a wrong CA must not validate");
+    assert!(err.contains("cannot connect to RabbitMQ at 127.0.0.1:5671/%2f") && err.contains("source.rabbitmq"), "{err}");
+}
