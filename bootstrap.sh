@@ -306,13 +306,15 @@ start_service() {
   [ -n "$(pid_of "$svc")" ] && return
   case $svc in
     rabbitmq)
-      ( rabbit_env; setsid nohup "$RABBIT_SBIN/rabbitmq-server" >"$LOGS/rabbitmq.log" 2>&1 & ) ;;
+      ( rabbit_env; setsid nohup "$RABBIT_SBIN/rabbitmq-server" >"$LOGS/rabbitmq.log" 2>&1 9>&- & ) ;;
     *)
       prepare "$svc"
       local cmd; cmd="$(service_cmd "$svc") $(java_main "$svc")"
       # Started from a subshell that exits at once, so the service is re-parented to init,
       # which reaps it when it dies (the caller of this script may never wait for it).
-      ( setsid nohup bash -c "exec $cmd" >"$LOGS/$svc.log" 2>&1 &
+      # `9>&-`: a service must not inherit the descriptor of `up`'s lock, or it would hold
+      # the lock for as long as it runs and every later `./bootstrap.sh up` would wait.
+      ( setsid nohup bash -c "exec $cmd" >"$LOGS/$svc.log" 2>&1 9>&- &
         echo $! >"$RUN/$svc.pid" ) ;;
   esac
 }
@@ -467,6 +469,8 @@ up() {
   if [ "$SYSTEMD" = 1 ]; then install_units; fi
   start_all
   status || die "some services are not healthy"
+  # Release the lock now: `test` execs cargo after `up`, which would hold it for the run.
+  exec 9>&-
   if [ "$SYSTEMD" = 1 ]; then install_daemon; fi
   summary
   say "lab ready in $((SECONDS - t0))s"
@@ -488,13 +492,28 @@ EOF
   systemctl enable kafka.service hdfs-namenode.service hdfs-datanode.service rabbitmq-server.service
 }
 
+# `cargo build --release`, saying what it does: a first build compiles ~300 crates (librdkafka
+# from C sources among them) and takes about 10 minutes on 2 cores, so a line every 20 s shows
+# the crate being compiled rather than a silent terminal.
+build_release() {
+  say "landfall: building (release; a first build takes about 10 minutes on 2 cores, later ones seconds; log: $LOGS/cargo.log)"
+  local pid
+  (cd "$ROOT" && PATH=$HOME/.cargo/bin:$PATH exec cargo build --release --locked) >"$LOGS/cargo.log" 2>&1 9>&- &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 20
+    kill -0 "$pid" 2>/dev/null || break
+    say "landfall: still building: $(grep -E '^ *(Compiling|Building)' "$LOGS/cargo.log" | tail -n 1 | sed 's/^ *//')"
+  done
+  wait "$pid" || die "cargo build failed; see $LOGS/cargo.log"
+  say "landfall: built target/release/landfall"
+}
+
 # The main job on a fresh machine: everything from an empty lab to a Spark query over landed data.
 demo() {
   local count=$1
   up
-  say "landfall: building (release)"
-  (cd "$ROOT" && cargo build --release --locked) >"$LOGS/cargo.log" 2>&1 \
-    || die "cargo build failed; see $LOGS/cargo.log"
+  build_release
   "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" create-topic clicks 4
   "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" produce clicks "$count"
   say "landfall: landing the clicks topic in hdfs://127.0.0.1:9000/landing/clicks"
@@ -509,9 +528,7 @@ install_daemon() {
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >"$LOGS/rustup.log" 2>&1 \
       || die "rustup failed; see $LOGS/rustup.log"
   fi
-  say "landfall: building (release)"
-  (cd "$ROOT" && PATH=$HOME/.cargo/bin:$PATH cargo build --release --locked) >"$LOGS/cargo.log" 2>&1 \
-    || die "cargo build failed; see $LOGS/cargo.log"
+  build_release
   systemctl enable --now landfall.service
   say "landfall.service running: journalctl -u landfall -f"
 }

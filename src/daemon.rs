@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{self, DaemonConfig, PipelineConfig, SourceConfig};
+use crate::config::{self, DaemonConfig, PipelineConfig};
 use crate::pipeline::{self, RunMode, RunOptions, RunSummary, Shutdown};
 
 /// Why the daemon could not do what was asked.
@@ -92,43 +92,8 @@ pub fn validate(settings: &DaemonConfig, pipelines: Vec<PathBuf>, connect: bool)
 /// Live checks: the broker answers for every topic; the table root is writable.
 async fn probe(cfg: &PipelineConfig) -> Vec<String> {
     let mut problems = Vec::new();
-    match &cfg.source {
-        SourceConfig::Kafka(k) => {
-            let topics = k.topics.clone();
-            let brokers = k.brokers.join(",");
-            let options = k.options.clone();
-            let checked = tokio::task::spawn_blocking(move || {
-                use rdkafka::consumer::{BaseConsumer, Consumer};
-                let mut client = rdkafka::ClientConfig::new();
-                for (key, value) in options.iter() {
-                    client.set(key, value);
-                }
-                let consumer: BaseConsumer = client
-                    .set("bootstrap.servers", &brokers)
-                    .create()
-                    .map_err(|e| format!("source.kafka: cannot create a client for {brokers}: {e}"))?;
-                for topic in &topics {
-                    let md = consumer
-                        .fetch_metadata(Some(topic), Duration::from_secs(10))
-                        .map_err(|e| format!("source.kafka.brokers: no metadata from {brokers} within 10 s ({e}); is the broker up?"))?;
-                    if !md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
-                        return Err(format!("source.kafka.topics: topic `{topic}` does not exist at {brokers}"));
-                    }
-                }
-                Ok(())
-            })
-            .await;
-            match checked {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => problems.push(e),
-                Err(e) => problems.push(format!("source.kafka: probe panicked: {e}")),
-            }
-        }
-        SourceConfig::RabbitMq(r) => {
-            if let Err(e) = crate::source::rabbitmq::probe(&cfg.name, r).await {
-                problems.push(format!("source.rabbitmq: {e}"));
-            }
-        }
+    if let Err(e) = pipeline::probe_source(cfg).await {
+        problems.push(e);
     }
     match pipeline::open_store(cfg) {
         Err(e) => problems.push(format!("sink: {e}")),

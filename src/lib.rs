@@ -28,6 +28,8 @@ pub mod parquet;
 pub mod partition;
 pub mod pipeline;
 pub mod quarantine;
+pub mod retry;
 pub mod schema;
+pub mod shutdown;
 pub mod sink;
 pub mod source;

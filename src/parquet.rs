@@ -26,7 +26,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 
 use crate::sink::{StoreError, StoreWriter};
 
-/// zstd level used when the pipeline sets none. Measured with `tools/bench-zstd` (1 M
+/// zstd level used when the pipeline sets none. Measured in session 1 with a throwaway tool (1 M
 /// synthetic click events, ~238 MB as JSON, one core, release build): level 1 gave 47.9 MB in
 /// 0.33 s, level 3 gave 48.6 MB in 0.45 s, level 6 48.8 MB in 0.76 s (snappy: 69.9 MB, 0.34 s).
 /// Higher levels buy nothing on dictionary-encoded, 1 MiB pages and cost CPU, which is what a

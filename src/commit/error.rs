@@ -1,7 +1,7 @@
 //! What can go wrong while committing or recovering one (topic, partition).
 
 use crate::commit::manifest::ManifestError;
-use crate::commit::retry::Retryable;
+use crate::retry::Retryable;
 use crate::sink::StoreError;
 
 /// Why a commit or a recovery did not complete.
@@ -112,9 +112,9 @@ impl Retryable for CommitError {
     }
 }
 
-impl From<crate::commit::retry::RetryError<CommitError>> for CommitError {
-    fn from(e: crate::commit::retry::RetryError<CommitError>) -> Self {
-        use crate::commit::retry::RetryError;
+impl From<crate::retry::RetryError<CommitError>> for CommitError {
+    fn from(e: crate::retry::RetryError<CommitError>) -> Self {
+        use crate::retry::RetryError;
         match e {
             RetryError::Failed(e) => e,
             RetryError::Stopped { op, last, .. } => CommitError::Stopped { op, last: Box::new(last) },

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commit::manifest::{Manifest, ManifestFile, MANIFEST_VERSION};
 use crate::commit::paths;
-use crate::commit::retry::with_backoff;
+use crate::retry::with_backoff;
 use crate::commit::{CommitError, RunContext};
 use crate::sink::{FileStore, StoreError};
 

@@ -22,10 +22,8 @@ mod manifest;
 mod orphans;
 mod paths;
 mod publish;
-mod retry;
 
-#[cfg(test)]
-pub(crate) mod testing;
+
 #[cfg(test)]
 mod tests;
 
@@ -40,7 +38,7 @@ pub use orphans::{clean_orphans, CleanReport};
 pub use paths::{
     commit_dir, escape_name, final_file_name, final_path, manifest_path, new_run_id, staged_path, staging_dir,
 };
-pub use retry::{with_backoff, Backoff, RetryError, Retryable};
+pub use crate::retry::{with_backoff, Backoff, RetryError, Retryable};
 
 /// Tuning of the commit protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]

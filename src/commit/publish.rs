@@ -7,7 +7,7 @@
 
 use crate::commit::log::CommitLog;
 use crate::commit::manifest::{Manifest, ManifestFile};
-use crate::commit::retry::with_backoff;
+use crate::retry::with_backoff;
 use crate::commit::CommitError;
 use crate::sink::StoreError;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::testing::{now_ms, Fault, MemStore, Verb};
+use crate::sink::memory::{now_ms, Fault, MemStore, Verb};
 use super::*;
 use crate::sink::FileStore;
 

@@ -6,7 +6,7 @@
 //! ([`ParsedRow::value`]); [`BatchBuilder::append`] copies it into Arrow columns.
 //!
 //! Why not arrow-json's `Decoder`: one bad record fails its whole batch and leaves the decoder
-//! unusable (see LAB-NOTES). Here every message succeeds or fails on its own, with a
+//! unusable afterwards (tried in session 1). Here every message succeeds or fails on its own, with a
 //! [`DecodeError`] whose `reason()` code the quarantine records, so a poison message never
 //! costs its neighbours.
 //!

@@ -34,10 +34,6 @@ impl DedupWindow {
         !self.ids.is_empty() && self.ids.contains(&hash(id))
     }
 
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
 }
 
 #[cfg(test)]
@@ -49,7 +45,6 @@ mod tests {
         let w = DedupWindow::from_ids(["order-1", "order-2"]);
         assert!(w.contains("order-1") && w.contains("order-2"));
         assert!(!w.contains("order-3"));
-        assert_eq!(w.len(), 2);
         assert!(!DedupWindow::default().contains("order-1"));
     }
 }

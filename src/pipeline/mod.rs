@@ -1,23 +1,33 @@
-//! One pipeline end to end: a consumer thread (poll → decode → partition → buffer → cut) and a
-//! writer task (Parquet → staged files → commit log → publish), joined by a bounded channel so a
-//! slow store holds back consumption instead of filling memory.
+//! One pipeline end to end: the [`driver`] on a blocking thread (poll → decode → partition →
+//! buffer → cut, for whichever [`Source`]) and the [`writer`] task (Parquet → staged files →
+//! commit log → publish), joined by a bounded channel so a slow store holds back consumption
+//! instead of filling memory.
 
-mod amqp;
-mod consume;
 mod dedup;
+pub mod driver;
 pub mod partitions;
+mod recovery;
 mod route;
+mod stream;
+mod summary;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+pub use crate::shutdown::Shutdown;
+pub use summary::RunSummary;
 
-pub use consume::RunSummary;
-
+use crate::commit::CommitConfig;
 use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
 use crate::sink::FileStore;
+use crate::source::kafka::KafkaSource;
+use crate::source::rabbitmq::{QueueSource, StreamSource};
+use crate::source::{Recovery, Source, SourceError};
 
 /// Why a pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -33,31 +43,8 @@ pub enum PipelineError {
 pub enum RunMode {
     /// Until shutdown is requested (the daemon).
     Forever,
-    /// Until every assigned partition reaches the end offset it had when assigned (backfill).
+    /// Until every assigned stream reaches the end it had when assigned (backfill).
     UntilCaughtUp,
-}
-
-/// Set once by the signal handler; loops check it, retry loops watch it.
-#[derive(Clone)]
-pub struct Shutdown(Arc<watch::Sender<bool>>);
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Shutdown(Arc::new(watch::channel(false).0))
-    }
-}
-
-impl Shutdown {
-    pub fn request(&self) {
-        self.0.send_replace(true);
-    }
-    pub fn requested(&self) -> bool {
-        *self.0.borrow()
-    }
-    /// For retry loops that give up when shutdown is requested.
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
-        self.0.subscribe()
-    }
 }
 
 /// Options that come from the command line and daemon settings rather than the pipeline file.
@@ -70,7 +57,7 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-/// Opens the table's store from the sink config.
+/// Opens the table's store from the sink config; returns it with the table's root path.
 pub fn open_store(cfg: &PipelineConfig) -> Result<(Arc<dyn FileStore>, String), String> {
     match &cfg.sink {
         SinkConfig::Hdfs(h) => {
@@ -85,10 +72,50 @@ pub fn open_store(cfg: &PipelineConfig) -> Result<(Arc<dyn FileStore>, String), 
     }
 }
 
+/// The connector registry: the one place that turns a source config into a [`Source`].
+pub fn build_source(
+    cfg: &PipelineConfig,
+    recovery: Recovery,
+    handle: tokio::runtime::Handle,
+    mode: RunMode,
+) -> Result<Box<dyn Source>, SourceError> {
+    Ok(match &cfg.source {
+        SourceConfig::Kafka(k) => Box::new(KafkaSource::build(&cfg.name, k, recovery)?),
+        SourceConfig::RabbitMq(r) if r.is_stream() => {
+            Box::new(StreamSource::build(&cfg.name, r, recovery, handle, mode == RunMode::UntilCaughtUp))
+        }
+        SourceConfig::RabbitMq(r) => Box::new(QueueSource::build(&cfg.name, r, recovery, handle)),
+    })
+}
+
+/// How the commit log of this pipeline's streams is kept: a queue keeps the manifests that
+/// cover its deduplication window.
+fn commit_config(cfg: &PipelineConfig) -> CommitConfig {
+    let keep_ids = match &cfg.source {
+        SourceConfig::RabbitMq(r) if !r.is_stream() => r.dedup_window,
+        _ => 0,
+    };
+    CommitConfig { keep_ids, ..CommitConfig::default() }
+}
+
+/// `validate --connect`: the source reaches its broker and finds what it reads.
+pub async fn probe_source(cfg: &PipelineConfig) -> Result<(), String> {
+    let cfg = cfg.clone();
+    let handle = tokio::runtime::Handle::current();
+    let probed = tokio::task::spawn_blocking(move || {
+        let mut source = build_source(&cfg, Arc::new(crate::source::NothingCommitted), handle, RunMode::Forever)?;
+        source.probe()
+    })
+    .await;
+    match probed {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the probe panicked: {e}")),
+    }
+}
+
 /// Runs one pipeline until shutdown (or until caught up), then publishes what is buffered.
 pub async fn run(cfg: PipelineConfig, opts: RunOptions, shutdown: Shutdown) -> Result<RunSummary, PipelineError> {
-    let name = cfg.name.clone();
-    let setup = |message: String| PipelineError::Setup { pipeline: name.clone(), message };
+    let setup = |message: String| PipelineError::Setup { pipeline: cfg.name.clone(), message };
     let (store, table_root) = open_store(&cfg).map_err(setup)?;
     // Staged files of crashed runs that no commit references are deleted once old enough
     // (the writer repeats this every ten minutes).
@@ -96,14 +123,61 @@ pub async fn run(cfg: PipelineConfig, opts: RunOptions, shutdown: Shutdown) -> R
         Ok(report) => tracing::debug!(pipeline = %cfg.name, ?report, "orphan cleanup done"),
         Err(e) => tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start"),
     }
+    let (source_cfg, mode) = (cfg.clone(), opts.mode);
+    let make = move |recovery, handle| build_source(&source_cfg, recovery, handle, mode);
+    drive(cfg, opts, shutdown, store, table_root, make).await
+}
+
+/// The pipeline around a source that `make` builds (on the driver's thread) from the recovery
+/// handle: writer, recovery and driver. Tests drive it with an in-memory store and a fake.
+pub(crate) async fn drive<F>(
+    cfg: PipelineConfig,
+    opts: RunOptions,
+    shutdown: Shutdown,
+    store: Arc<dyn FileStore>,
+    table_root: String,
+    make: F,
+) -> Result<RunSummary, PipelineError>
+where
+    F: FnOnce(Recovery, tokio::runtime::Handle) -> Result<Box<dyn Source>, SourceError> + Send + 'static,
+{
+    let name = cfg.name.clone();
+    let setup = |message: String| PipelineError::Setup { pipeline: name.clone(), message };
     let handle = tokio::runtime::Handle::current();
-    let pipeline = cfg.name.clone();
-    let consumer = match &cfg.source {
-        SourceConfig::Kafka(_) => consume::run,
-        SourceConfig::RabbitMq(_) => amqp::run,
+    let router = route::Router::new(&cfg).map_err(setup)?;
+    let run_id = crate::commit::new_run_id();
+    let commit = commit_config(&cfg);
+    let (tx, feedback, writer_task) =
+        writer::spawn(&cfg, store.clone(), &table_root, &run_id, commit.clone(), &shutdown, &handle).map_err(setup)?;
+    let recovery: Recovery = Arc::new(recovery::StoreRecovery {
+        store,
+        table_root,
+        run_id,
+        config: commit,
+        handle: handle.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let parts = driver::DriverParts {
+        pipeline: cfg.name.clone(),
+        router,
+        policy: partitions::RollPolicy::of(&cfg.roll),
+        limits: driver::Limits {
+            max_open_files: cfg.roll.max_open_files,
+            max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
+        },
+        opts,
+        shutdown,
+        handle: handle.clone(),
+        tx,
+        feedback,
     };
-    let joined = tokio::task::spawn_blocking(move || consumer(cfg, opts, shutdown, store, table_root, handle))
-        .await
-        .map_err(|e| PipelineError::Fatal { pipeline: pipeline.clone(), message: format!("consumer thread panicked: {e}") })?;
-    joined.map_err(|message| PipelineError::Fatal { pipeline, message })
+    let driven = tokio::task::spawn_blocking(move || {
+        let source = make(recovery, handle).map_err(|e| e.to_string())?;
+        driver::Driver::new(source, parts).run()
+    })
+    .await;
+    // The driver is gone, so is the writer's channel: the writer finishes its commits.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+    let fatal = |message: String| PipelineError::Fatal { pipeline: name.clone(), message };
+    driven.map_err(|e| fatal(format!("consumer thread panicked: {e}")))?.map_err(fatal)
 }

@@ -103,15 +103,20 @@ impl PartitionBuffer {
     }
 
     /// Appends `row` to the file at `path` (one map lookup): returns the chunk to ship if the
-    /// builder filled up, and whether the file (or the quarantine) reached a roll limit.
-    pub fn append(&mut self, path: &str, schema: &[FieldSpec], row: &crate::decode::ParsedRow, policy: &RollPolicy) -> (Option<RecordBatch>, bool) {
+    /// builder filled up, whether the file (or the quarantine) reached a roll limit, and
+    /// whether the row opened a new file.
+    pub fn append(&mut self, path: &str, schema: &[FieldSpec], row: &crate::decode::ParsedRow, policy: &RollPolicy) -> (Option<RecordBatch>, bool, bool) {
+        let mut opened = false;
         let f = match self.files.get_mut(path) {
             Some(f) => f,
-            None => self.files.entry(path.to_string()).or_insert_with(|| FileBuffer {
-                builder: BatchBuilder::new(schema),
-                rows_in_file: 0,
-                bytes_in_file: 0,
-            }),
+            None => {
+                opened = true;
+                self.files.entry(path.to_string()).or_insert_with(|| FileBuffer {
+                    builder: BatchBuilder::new(schema),
+                    rows_in_file: 0,
+                    bytes_in_file: 0,
+                })
+            }
         };
         f.builder.append(row);
         let chunk = if f.builder.len() >= CHUNK_ROWS || f.builder.estimated_bytes() >= CHUNK_BYTES {
@@ -123,7 +128,7 @@ impl PartitionBuffer {
         };
         let full = f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
             || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes;
-        (chunk, full || self.rejects_full(policy))
+        (chunk, full || self.rejects_full(policy), opened)
     }
 
     pub fn note_rejected(&mut self) {
@@ -217,7 +222,7 @@ mod tests {
     /// Appends a row; returns whether its file reached a roll limit.
     fn append(buf: &mut PartitionBuffer, parser: &mut RowParser, path: &str, offset: i64, now: Instant) -> bool {
         let row = parser.parse(format!(r#"{{"id":"r{offset}"}}"#).as_bytes()).unwrap();
-        let (_, roll) = buf.append(path, &schema(), row, &policy());
+        let (_, roll, _) = buf.append(path, &schema(), row, &policy());
         buf.consumed(offset, now);
         roll
     }

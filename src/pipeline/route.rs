@@ -12,7 +12,7 @@ use crate::decode::RowParser;
 use crate::partition::PartitionTemplate;
 use crate::quarantine::{SourcePosition, REJECTED_DIR};
 use crate::schema::FieldSpec;
-use crate::source::TopicPartition;
+use crate::source::StreamId;
 
 /// Decoder, partition template and scratch space of one pipeline.
 pub struct Router {
@@ -30,6 +30,8 @@ pub struct Routed {
     pub chunk: Option<(String, RecordBatch)>,
     /// The message's file (or the quarantine) reached a roll limit: cut the range.
     pub roll: bool,
+    /// The message opened a new file (the open-file cap is checked then).
+    pub opened: bool,
 }
 
 pub fn now_micros() -> i64 {
@@ -57,7 +59,7 @@ impl Router {
         let Some(payload) = payload else {
             buf.rejected.push(None, "empty_payload", "the message has no payload (tombstone?)", at, now_micros());
             buf.note_rejected();
-            return Routed { chunk: None, roll: buf.rejects_full(policy) };
+            return Routed { chunk: None, roll: buf.rejects_full(policy), opened: false };
         };
         // Arrival time only when the template uses it (a clock read per message otherwise).
         let ingest = if self.uses_ingest { now_micros() } else { 0 };
@@ -67,22 +69,22 @@ impl Router {
             Err(e) => {
                 buf.rejected.push(Some(payload), e.reason(), &e.to_string(), at, now_micros());
                 buf.note_rejected();
-                return Routed { chunk: None, roll: buf.rejects_full(policy) };
+                return Routed { chunk: None, roll: buf.rejects_full(policy), opened: false };
             }
         };
         if let Err(e) = self.template.render(row, ingest, self.tz, &mut self.path) {
             buf.rejected.push(Some(payload), e.reason(), &e.to_string(), at, now_micros());
             buf.note_rejected();
-            return Routed { chunk: None, roll: buf.rejects_full(policy) };
+            return Routed { chunk: None, roll: buf.rejects_full(policy), opened: false };
         }
-        let (chunk, roll) = buf.append(&self.path, &self.schema, row, policy);
-        Routed { chunk: chunk.map(|b| (self.path.clone(), b)), roll }
+        let (chunk, roll, opened) = buf.append(&self.path, &self.schema, row, policy);
+        Routed { chunk: chunk.map(|b| (self.path.clone(), b)), roll, opened }
     }
 }
 
 /// Sends the open range of `buf` to the writer as chunks and a commit (with the queue's
 /// `message_id`s, empty for offset sources). Returns whether a commit was sent.
-pub fn send_cut(tx: &mpsc::Sender<WriterMsg>, tp: &TopicPartition, buf: &mut PartitionBuffer, ids: Vec<String>) -> Result<bool, String> {
+pub fn send_cut(tx: &mpsc::Sender<WriterMsg>, stream: &StreamId, buf: &mut PartitionBuffer, ids: Vec<String>) -> Result<bool, String> {
     let send = |msg| tx.blocking_send(msg).map_err(|_| "the writer task stopped".to_string());
     let range_start = buf.next_expected;
     let epoch = buf.epoch;
@@ -91,11 +93,11 @@ pub fn send_cut(tx: &mpsc::Sender<WriterMsg>, tp: &TopicPartition, buf: &mut Par
     // when the first offsets were compaction gaps or transaction markers.
     let start = range_start.map_or(cut.start, |s| s.min(cut.start));
     for (dir, batch) in cut.chunks {
-        send(WriterMsg::Append { tp: tp.clone(), epoch, dir, batch })?;
+        send(WriterMsg::Append { stream: stream.clone(), epoch, dir, batch })?;
     }
     if let Some(batch) = cut.rejected {
-        send(WriterMsg::Append { tp: tp.clone(), epoch, dir: REJECTED_DIR.to_string(), batch })?;
+        send(WriterMsg::Append { stream: stream.clone(), epoch, dir: REJECTED_DIR.to_string(), batch })?;
     }
-    send(WriterMsg::Commit { tp: tp.clone(), epoch, start, end: cut.end, ids })?;
+    send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids })?;
     Ok(true)
 }

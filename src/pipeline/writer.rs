@@ -12,31 +12,31 @@ use tokio::sync::mpsc;
 use crate::commit::{self, CommitError, CommitLog, RunContext, StagedFile};
 use crate::parquet::StagedParquetFile;
 use crate::sink::FileStore;
-use crate::source::TopicPartition;
+use crate::source::StreamId;
 
 /// Work for the writer, in the order the consumer produced it.
 pub enum WriterMsg {
-    /// Rows for the file at `dir` (a Hive path, or the quarantine dir) of `tp`.
-    Append { tp: TopicPartition, epoch: u64, dir: String, batch: RecordBatch },
-    /// Close every file of `tp` and commit them as the offsets `start..=end`; queue sources
+    /// Rows for the file at `dir` (a Hive path, or the quarantine dir) of `stream`.
+    Append { stream: StreamId, epoch: u64, dir: String, batch: RecordBatch },
+    /// Close every file of `stream` and commit them as the offsets `start..=end`; queue sources
     /// also record the `message_id`s published (empty for offset sources).
-    Commit { tp: TopicPartition, epoch: u64, start: i64, end: i64, ids: Vec<String> },
-    /// `tp` was revoked or fenced: delete its staged files, forget it.
-    Drop { tp: TopicPartition },
+    Commit { stream: StreamId, epoch: u64, start: i64, end: i64, ids: Vec<String> },
+    /// `stream` was revoked or fenced: delete its staged files, forget it.
+    Drop { stream: StreamId },
 }
 
 /// What the writer tells the consumer thread.
 #[derive(Debug)]
 pub enum Feedback {
     /// Published: the table now holds every offset before `next`.
-    Committed { tp: TopicPartition, epoch: u64, next: i64, files: usize, rows: u64, rejected: u64, bytes: u64 },
-    /// A file of `tp` reached `roll.max_bytes`: cut a commit.
-    RollRequested { tp: TopicPartition, epoch: u64 },
+    Committed { stream: StreamId, epoch: u64, next: i64, files: usize, rows: u64, rejected: u64, bytes: u64 },
+    /// A file of `stream` reached `roll.max_bytes`: cut a commit.
+    RollRequested { stream: StreamId, epoch: u64 },
     /// The range could not be committed (fenced by another owner, or a staged file was lost
     /// to a store failure): drop the partition's state and resume from the commit log.
     /// `answers_commit` is true when this is the answer to a `Commit` (the consumer counts
     /// commits in flight), false when a write failed before the range was cut.
-    Rewind { tp: TopicPartition, epoch: u64, reason: String, answers_commit: bool },
+    Rewind { stream: StreamId, epoch: u64, reason: String, answers_commit: bool },
     /// Retrying cannot help (permissions, bad path): the pipeline stops.
     Fatal { message: String },
 }
@@ -82,13 +82,13 @@ pub struct Writer {
     pub max_buffered_bytes: usize,
     /// Published file suffix, e.g. `zstd.parquet`.
     pub ext: String,
-    pub feedback: std::sync::mpsc::Sender<Feedback>,
+    pub feedback: mpsc::UnboundedSender<Feedback>,
     /// The newest commit of each partition, running or done: the next commit of the
     /// partition waits for it and takes over its commit log. Each answers (its epoch, its log
     /// if it succeeded, whether it failed).
-    pub pending: HashMap<TopicPartition, PendingCommit>,
+    pub pending: HashMap<StreamId, PendingCommit>,
     /// Per partition, the commits allowed to run at once (two: one recording, one closing).
-    pub slots: HashMap<TopicPartition, Arc<tokio::sync::Semaphore>>,
+    pub slots: HashMap<StreamId, Arc<tokio::sync::Semaphore>>,
 }
 
 /// Starts the writer task of a pipeline: returns the channel to feed it, the feedback it
@@ -102,8 +102,8 @@ pub fn spawn(
     commit: crate::commit::CommitConfig,
     shutdown: &super::Shutdown,
     handle: &tokio::runtime::Handle,
-) -> Result<(mpsc::Sender<WriterMsg>, std::sync::mpsc::Receiver<Feedback>, tokio::task::JoinHandle<()>), String> {
-    let (feedback_tx, feedback_rx) = std::sync::mpsc::channel();
+) -> Result<(mpsc::Sender<WriterMsg>, mpsc::UnboundedReceiver<Feedback>, tokio::task::JoinHandle<()>), String> {
+    let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::channel::<WriterMsg>(64);
     let writer = Writer {
         store,
@@ -145,12 +145,12 @@ struct Committer {
 
 impl Writer {
     pub async fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
-        let mut parts: HashMap<TopicPartition, PartitionFiles> = HashMap::new();
+        let mut parts: HashMap<StreamId, PartitionFiles> = HashMap::new();
         // Per partition, the newest epoch that failed: its late appends and commits are void
         // (the consumer rewinds to a newer epoch, so a failed range can never be committed).
-        let mut dead: HashMap<TopicPartition, u64> = HashMap::new();
-        let is_dead = |dead: &HashMap<TopicPartition, u64>, tp: &TopicPartition, epoch: u64| {
-            dead.get(tp).is_some_and(|d| epoch <= *d)
+        let mut dead: HashMap<StreamId, u64> = HashMap::new();
+        let is_dead = |dead: &HashMap<StreamId, u64>, stream: &StreamId, epoch: u64| {
+            dead.get(stream).is_some_and(|d| epoch <= *d)
         };
         // Staged files of crashed or fenced runs are removed once older than the grace period,
         // at start-up (by the consumer) and every ten minutes while running.
@@ -171,30 +171,30 @@ impl Writer {
             };
             let Some(msg) = msg else { break };
             match msg {
-                WriterMsg::Append { tp, epoch, dir, batch } => {
-                    if is_dead(&dead, &tp, epoch) {
+                WriterMsg::Append { stream, epoch, dir, batch } => {
+                    if is_dead(&dead, &stream, epoch) {
                         continue;
                     }
-                    let state = parts.entry(tp.clone()).or_insert_with(|| PartitionFiles { epoch, files: HashMap::new() });
+                    let state = parts.entry(stream.clone()).or_insert_with(|| PartitionFiles { epoch, files: HashMap::new() });
                     if state.epoch != epoch {
                         // A newer epoch: whatever the old one staged will never be committed.
                         self.discard(std::mem::take(&mut state.files));
                         state.epoch = epoch;
                     }
-                    if let Err(e) = self.append(state, &tp, &dir, &batch).await {
-                        self.void(&mut parts, &mut dead, tp, epoch, e.is_transient(), e.to_string());
+                    if let Err(e) = self.append(state, &stream, &dir, &batch).await {
+                        self.void(&mut parts, &mut dead, stream, epoch, e.is_transient(), e.to_string());
                     }
                     self.enforce_budget(&mut parts, &mut dead).await;
                 }
-                WriterMsg::Commit { tp, epoch, start, end, ids } => {
+                WriterMsg::Commit { stream, epoch, start, end, ids } => {
                     // Every commit gets an answer: the consumer counts commits in flight.
-                    let taken = parts.remove(&tp);
-                    let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &tp, epoch);
+                    let taken = parts.remove(&stream);
+                    let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &stream, epoch);
                     let files = taken.map(|s| s.files).unwrap_or_default();
                     if !live {
                         self.discard(files);
                         let reason = "the range was voided by an earlier failure".to_string();
-                        let _ = self.feedback.send(Feedback::Rewind { tp, epoch, reason, answers_commit: true });
+                        let _ = self.feedback.send(Feedback::Rewind { stream, epoch, reason, answers_commit: true });
                         continue;
                     }
                     // Partitions commit concurrently. Within a partition, a commit closes its
@@ -203,24 +203,24 @@ impl Writer {
                     // At most two commits per partition at once: a slow store then fills the
                     // channel and holds the consumer back, instead of queueing commits (and
                     // staged files aging toward the grace period) without bound.
-                    let slots = self.slots.entry(tp.clone()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))).clone();
+                    let slots = self.slots.entry(stream.clone()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))).clone();
                     let Ok(slot) = slots.acquire_owned().await else { continue };
-                    let previous = self.pending.remove(&tp);
+                    let previous = self.pending.remove(&stream);
                     let committer = self.committer();
                     let feedback = self.feedback.clone();
-                    let task_tp = tp.clone();
+                    let task_stream = stream.clone();
                     let handle = tokio::spawn(async move {
-                        let (log, fb) = committer.commit(previous, &task_tp, epoch, (start, end), files, ids).await;
+                        let (log, fb) = committer.commit(previous, &task_stream, epoch, (start, end), files, ids).await;
                         drop(slot);
                         let failed = !matches!(fb, Feedback::Committed { .. });
                         let _ = feedback.send(fb);
                         (epoch, log, failed)
                     });
-                    self.pending.insert(tp, handle);
+                    self.pending.insert(stream, handle);
                 }
-                WriterMsg::Drop { tp } => {
-                    if let Some(state) = parts.remove(&tp) {
-                        dead.insert(tp, state.epoch);
+                WriterMsg::Drop { stream } => {
+                    if let Some(state) = parts.remove(&stream) {
+                        dead.insert(stream, state.epoch);
                         self.discard(state.files);
                     }
                 }
@@ -238,7 +238,7 @@ impl Writer {
         Committer { store: self.store.clone(), table_root: self.table_root.clone(), run: self.run.clone(), ext: self.ext.clone() }
     }
 
-    async fn append(&self, state: &mut PartitionFiles, tp: &TopicPartition, dir: &str, batch: &RecordBatch) -> Result<(), AppendError> {
+    async fn append(&self, state: &mut PartitionFiles, stream: &StreamId, dir: &str, batch: &RecordBatch) -> Result<(), AppendError> {
         if !state.files.contains_key(dir) {
             // A fresh name per attempt: a create that timed out may still have taken effect.
             let (staged, out) = commit::with_backoff("create a staged file", &self.run.config.backoff, &self.run.stop, || async {
@@ -254,7 +254,7 @@ impl Writer {
         file.writer.write(batch).await?;
         file.rows += batch.num_rows() as u64;
         if file.writer.estimated_file_bytes() >= self.max_bytes {
-            let _ = self.feedback.send(Feedback::RollRequested { tp: tp.clone(), epoch: state.epoch });
+            let _ = self.feedback.send(Feedback::RollRequested { stream: stream.clone(), epoch: state.epoch });
         }
         Ok(())
     }
@@ -266,15 +266,15 @@ impl Writer {
     /// column, each with page buffers and a zstd context) that its byte count does not show:
     /// with many small files open at once (800 on the 200-partition benchmark) that overhead
     /// is most of the memory, and counting it makes the budget close those row groups early.
-    async fn enforce_budget(&self, parts: &mut HashMap<TopicPartition, PartitionFiles>, dead: &mut HashMap<TopicPartition, u64>) {
+    async fn enforce_budget(&self, parts: &mut HashMap<StreamId, PartitionFiles>, dead: &mut HashMap<StreamId, u64>) {
         let mut total = 0usize;
-        let mut open: Vec<(usize, TopicPartition, String)> = Vec::new();
-        for (tp, state) in parts.iter() {
+        let mut open: Vec<(usize, StreamId, String)> = Vec::new();
+        for (stream, state) in parts.iter() {
             for (dir, file) in &state.files {
                 let bytes = file.writer.in_progress_bytes();
                 if file.writer.has_open_row_group() {
                     total += bytes + ROW_GROUP_OVERHEAD;
-                    open.push((bytes + ROW_GROUP_OVERHEAD, tp.clone(), dir.clone()));
+                    open.push((bytes + ROW_GROUP_OVERHEAD, stream.clone(), dir.clone()));
                 } else {
                     total += bytes;
                 }
@@ -286,37 +286,37 @@ impl Writer {
         // One pass, largest first: a flush frees the row group (its overhead and most of its
         // bytes); what stays is encoded bytes waiting to ship, which the next chunk ships.
         open.sort_unstable_by_key(|(size, _, _)| std::cmp::Reverse(*size));
-        for (size, tp, dir) in open {
+        for (size, stream, dir) in open {
             if total <= self.max_buffered_bytes {
                 return;
             }
-            let Some(state) = parts.get_mut(&tp) else { continue };
+            let Some(state) = parts.get_mut(&stream) else { continue };
             let epoch = state.epoch;
             let Some(file) = state.files.get_mut(&dir) else { continue };
             match file.writer.flush_row_group().await {
                 Ok(()) => total = total.saturating_sub(size).saturating_add(file.writer.in_progress_bytes()),
-                Err(e) => self.void(parts, dead, tp, epoch, e.is_transient(), e.to_string()),
+                Err(e) => self.void(parts, dead, stream, epoch, e.is_transient(), e.to_string()),
             }
         }
     }
 
-    /// A write of `tp` failed: its staged files go, its epoch is void (late chunks and commits
+    /// A write of `stream` failed: its staged files go, its epoch is void (late chunks and commits
     /// of it are ignored), and the consumer rewinds (transient) or the pipeline stops.
     fn void(
         &self,
-        parts: &mut HashMap<TopicPartition, PartitionFiles>,
-        dead: &mut HashMap<TopicPartition, u64>,
-        tp: TopicPartition,
+        parts: &mut HashMap<StreamId, PartitionFiles>,
+        dead: &mut HashMap<StreamId, u64>,
+        stream: StreamId,
         epoch: u64,
         transient: bool,
         reason: String,
     ) {
-        if let Some(state) = parts.remove(&tp) {
+        if let Some(state) = parts.remove(&stream) {
             self.discard(state.files);
         }
-        dead.insert(tp.clone(), epoch);
+        dead.insert(stream.clone(), epoch);
         let fb = if transient {
-            Feedback::Rewind { tp, epoch, reason, answers_commit: false }
+            Feedback::Rewind { stream, epoch, reason, answers_commit: false }
         } else {
             Feedback::Fatal { message: reason }
         };
@@ -345,20 +345,20 @@ impl Writer {
 }
 
 impl Committer {
-    /// Closes `files`, commits them as `start..=end` of `tp` and publishes them. Returns the
+    /// Closes `files`, commits them as `start..=end` of `stream` and publishes them. Returns the
     /// log (positioned after this commit) only on success, and the answer for the consumer.
     async fn commit(
         self,
         previous: Option<PendingCommit>,
-        tp: &TopicPartition,
+        stream: &StreamId,
         epoch: u64,
         (start, end): (i64, i64),
         files: HashMap<String, OpenFile>,
         ids: Vec<String>,
     ) -> (Option<CommitLog>, Feedback) {
-        let rewind = |reason: String| (None, Feedback::Rewind { tp: tp.clone(), epoch, reason, answers_commit: true });
+        let rewind = |reason: String| (None, Feedback::Rewind { stream: stream.clone(), epoch, reason, answers_commit: true });
         let source_meta = serde_json::json!({
-            "topic": tp.topic, "partition": tp.partition, "start_offset": start, "end_offset": end,
+            "topic": stream.name, "partition": stream.partition, "start_offset": start, "end_offset": end,
         })
         .to_string();
         let mut staged = Vec::with_capacity(files.len());
@@ -399,7 +399,7 @@ impl Committer {
             None => None,
             Some(p) => match p.await {
                 Ok(done) => Some(done),
-                Err(e) => return (None, Feedback::Fatal { message: format!("a commit of {tp} panicked: {e}") }),
+                Err(e) => return (None, Feedback::Fatal { message: format!("a commit of {stream} panicked: {e}") }),
             },
         };
         let failure = failure.or_else(|| {
@@ -415,7 +415,7 @@ impl Committer {
         let log = previous.and_then(|(done, log, _)| log.filter(|_| done == epoch));
         let mut log = match log {
             Some(log) => log,
-            None => match self.recovered_log(tp).await {
+            None => match self.recovered_log(stream).await {
                 Ok(log) => log,
                 Err(e) => return rewind(format!("cannot recover the commit log: {e}")),
             },
@@ -427,15 +427,15 @@ impl Committer {
             }
         }
         match log.commit_ids(start, end, staged, ids).await {
-            Ok(_) => (Some(log), Feedback::Committed { tp: tp.clone(), epoch, next: end + 1, files: count, rows, rejected, bytes }),
+            Ok(_) => (Some(log), Feedback::Committed { stream: stream.clone(), epoch, next: end + 1, files: count, rows, rejected, bytes }),
             Err(CommitError::Fenced { .. }) => rewind(format!("offsets {start}..={end} were committed by another owner (fenced)")),
             Err(e) if is_fatal(&e) => (None, Feedback::Fatal { message: e.to_string() }),
             Err(e) => rewind(e.to_string()),
         }
     }
 
-    async fn recovered_log(&self, tp: &TopicPartition) -> Result<CommitLog, CommitError> {
-        let mut log = CommitLog::new(self.store.clone(), &self.table_root, &tp.topic, tp.partition, self.run.clone())?;
+    async fn recovered_log(&self, stream: &StreamId) -> Result<CommitLog, CommitError> {
+        let mut log = CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, self.run.clone())?;
         log.recover().await?;
         // The consumer judges redeliveries; the writer needs the window only for pruning.
         drop(log.take_recovered_ids());

@@ -8,8 +8,8 @@
 //!
 //! Errors that may be ambiguous (a timeout or dropped connection during `create` or `rename`
 //! may hide a success at the NameNode) are reported as [`StoreError::Transient`]; callers
-//! re-read the state before deciding (see RELIABILITY-NOTES: "target exists with our content
-//! and the source is gone" means done). `rename` already performs that check itself.
+//! re-read the state before deciding ("target exists with our content and the source is gone"
+//! means done; `docs/exactly-once.md`). `rename` already performs that check itself.
 
 mod hdfs;
 mod local;
@@ -17,6 +17,8 @@ mod store;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+pub(crate) mod memory;
 #[cfg(test)]
 pub(crate) mod testing;
 

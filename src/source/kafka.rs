@@ -5,59 +5,48 @@
 //! Rebalances are handled in [`LandfallContext::rebalance`], which runs inside `poll` on the
 //! consumer thread: before a partition is assigned, the commit log is recovered (its last
 //! commit re-published if a crash interrupted it) and the partition is assigned at the offset
-//! after that commit. Revocations are queued as events for the pipeline to drop its state.
+//! after that commit. Assignments and revocations reach the driver as [`SourceEvent`]s.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
-use super::TopicPartition;
+use super::{Assignment, Delivery, Polled, Positions, Recovery, Source, SourceError, SourceEvent, StreamId, Verdict};
 use crate::config::{KafkaSourceConfig, StartPosition};
 
-/// Why the Kafka source could not be built or used.
-#[derive(Debug, thiserror::Error)]
-pub enum KafkaSourceError {
-    #[error("cannot create the Kafka consumer for brokers {brokers}: {source}; check source.kafka.options")]
-    Create { brokers: String, source: KafkaError },
-    #[error("cannot subscribe to topics {topics:?}: {source}")]
-    Subscribe { topics: Vec<String>, source: KafkaError },
-}
-
-/// Where a partition resumes: looked up (and the last commit re-published) before assignment.
-pub trait ResumePositions: Send + Sync {
-    /// The next offset to consume for `tp`, or `None` if nothing was ever committed.
-    /// Blocks until the store answers (retrying transient errors); runs on the consumer thread.
-    fn resume_position(&self, tp: &TopicPartition) -> Option<i64>;
-}
-
-/// What changed in the assignment during a `poll`.
-#[derive(Debug)]
-pub enum AssignmentEvent {
-    /// Assigned at `offset`, the position after the last commit (`None`: nothing committed
-    /// yet). `origin` is where consumption starts then: the high watermark for `start: latest`
-    /// (pinned, so a rewind before the first commit returns there, not to a later end),
-    /// `None` for `earliest` (the beginning). `end_at_start` is the high watermark when
-    /// assigned, for `--until-caught-up`.
-    Assigned { tp: TopicPartition, offset: Option<i64>, origin: Option<i64>, end_at_start: i64 },
-    Revoked { tp: TopicPartition },
-}
+/// Messages handed to the driver per [`Source::poll`]: enough to amortise the driver's checks
+/// between polls (feedback, timers), few enough to react within microseconds.
+const BATCH: usize = 64;
 
 /// The consumer context: logs through tracing, recovers positions on assignment.
 pub struct LandfallContext {
     pipeline: String,
     start: StartPosition,
-    positions: Arc<dyn ResumePositions>,
-    events: Mutex<Vec<AssignmentEvent>>,
+    recovery: Recovery,
+    events: Mutex<Vec<SourceEvent>>,
+    /// Set when `events` holds something: checked per poll without taking the lock.
+    has_events: AtomicBool,
+    /// Per assigned partition: the pinned origin and the end seen at assignment (the driver
+    /// gets both again after a rewind; `--until-caught-up` stops at that end).
+    bounds: Mutex<HashMap<StreamId, (Option<i64>, i64)>>,
     /// The last client error logged, to log each state change once.
     last_error: Mutex<Option<String>>,
     /// Set while errors are being reported; cleared (with a log line) when a message arrives.
-    failing: std::sync::atomic::AtomicBool,
+    failing: AtomicBool,
+}
+
+impl LandfallContext {
+    fn queue(&self, events: impl IntoIterator<Item = SourceEvent>) {
+        self.events.lock().expect("events lock").extend(events);
+        self.has_events.store(true, Ordering::Release);
+    }
 }
 
 impl ClientContext for LandfallContext {
@@ -86,8 +75,20 @@ impl ClientContext for LandfallContext {
         if last.as_deref() != Some(text.as_str()) {
             tracing::warn!(pipeline = %self.pipeline, error = %text, "Kafka: {reason}; retrying (is the broker up? check source.kafka.brokers)");
             *last = Some(text);
-            self.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.failing.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+fn stream_of(elem: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>) -> StreamId {
+    StreamId::new(elem.topic(), elem.partition())
+}
+
+fn kafka_offset(offset: Option<i64>, start: StartPosition) -> Offset {
+    match (offset, start) {
+        (Some(o), _) => Offset::Offset(o),
+        (None, StartPosition::Earliest) => Offset::Beginning,
+        (None, StartPosition::Latest) => Offset::End,
     }
 }
 
@@ -96,47 +97,45 @@ impl ConsumerContext for LandfallContext {
         let cooperative = matches!(consumer.rebalance_protocol(), rdkafka::consumer::RebalanceProtocol::Cooperative);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut events = Vec::new();
+                let mut assigned = Vec::new();
+                let mut list = TopicPartitionList::new();
                 for elem in tpl.elements() {
-                    let tp = TopicPartition { topic: elem.topic().to_string(), partition: elem.partition() };
-                    let offset = self.positions.resume_position(&tp);
-                    let high = consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(30)).map(|(_, high)| high);
-                    let origin = match (offset, self.start) {
+                    let stream = stream_of(&elem);
+                    // `None`: shutdown came during recovery; the partition is not taken.
+                    let Some(recovered) = self.recovery.recover(&stream) else { continue };
+                    let high = consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(30)).map(|(_, high)| high);
+                    let origin = match (recovered.next, self.start) {
                         (None, StartPosition::Latest) => high.as_ref().ok().copied(),
                         _ => None,
                     };
-                    events.push((tp, offset, origin, high.unwrap_or(i64::MAX)));
-                }
-                for (tp, offset, origin, _) in &events {
-                    let kafka_offset = match (offset.or(*origin), self.start) {
-                        (Some(o), _) => Offset::Offset(o),
-                        (None, StartPosition::Earliest) => Offset::Beginning,
-                        (None, StartPosition::Latest) => Offset::End,
-                    };
-                    if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, kafka_offset) {
-                        tracing::error!(pipeline = %self.pipeline, %tp, error = %e, "cannot set the resume offset");
+                    let offset = kafka_offset(recovered.next.or(origin), self.start);
+                    if let Err(e) = list.add_partition_offset(&stream.name, stream.partition, offset) {
+                        tracing::error!(pipeline = %self.pipeline, %stream, error = %e, "cannot set the resume offset");
+                        continue;
                     }
+                    let end = high.unwrap_or(i64::MAX);
+                    assigned.push(Assignment { stream, resume: recovered.next, origin, end, recent_ids: Vec::new() });
                 }
-                let result = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                let result = if cooperative { consumer.incremental_assign(&list) } else { consumer.assign(&list) };
                 if let Err(e) = result {
                     // Nothing assigned: no events, the group rebalances again.
                     tracing::error!(pipeline = %self.pipeline, error = %e, "Kafka assign failed; waiting for the next rebalance");
                     return;
                 }
-                let mut queue = self.events.lock().expect("events lock");
-                for (tp, offset, origin, end_at_start) in events {
-                    tracing::info!(pipeline = %self.pipeline, %tp, resume_offset = ?offset, ?origin, end_offset = end_at_start, "partition assigned");
-                    queue.push(AssignmentEvent::Assigned { tp, offset, origin, end_at_start });
+                let mut bounds = self.bounds.lock().expect("bounds lock");
+                for a in &assigned {
+                    tracing::info!(pipeline = %self.pipeline, stream = %a.stream, resume_offset = ?a.resume, origin = ?a.origin, end_offset = a.end, "partition assigned");
+                    bounds.insert(a.stream.clone(), (a.origin, a.end));
                 }
+                drop(bounds);
+                self.queue(assigned.into_iter().map(SourceEvent::Assigned));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let mut queue = self.events.lock().expect("events lock");
-                for elem in tpl.elements() {
-                    let tp = TopicPartition { topic: elem.topic().to_string(), partition: elem.partition() };
-                    tracing::info!(pipeline = %self.pipeline, %tp, "partition revoked");
-                    queue.push(AssignmentEvent::Revoked { tp });
+                let revoked: Vec<StreamId> = tpl.elements().iter().map(stream_of).collect();
+                for stream in &revoked {
+                    tracing::info!(pipeline = %self.pipeline, %stream, "partition revoked");
                 }
-                drop(queue);
+                self.queue(revoked.into_iter().map(SourceEvent::Revoked));
                 let result = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(e) = result {
                     tracing::error!(pipeline = %self.pipeline, error = %e, "Kafka unassign failed");
@@ -146,31 +145,31 @@ impl ConsumerContext for LandfallContext {
                 tracing::warn!(pipeline = %self.pipeline, error = ?other, "rebalance error; dropping the assignment");
                 let current = consumer.assignment();
                 let _ = consumer.unassign();
-                let mut queue = self.events.lock().expect("events lock");
                 if let Ok(current) = current {
-                    for elem in current.elements() {
-                        queue.push(AssignmentEvent::Revoked {
-                            tp: TopicPartition { topic: elem.topic().to_string(), partition: elem.partition() },
-                        });
-                    }
+                    self.queue(current.elements().iter().map(|e| SourceEvent::Revoked(stream_of(e))));
                 }
             }
         }
     }
 }
 
-/// The consumer plus the events its callbacks queued.
+/// A consumer-group member whose positions live in the commit log.
 pub struct KafkaSource {
-    pub consumer: BaseConsumer<LandfallContext>,
+    consumer: BaseConsumer<LandfallContext>,
+    topics: Vec<String>,
+    brokers: String,
+    start: StartPosition,
+    subscribed: bool,
+    /// Published positions not yet mirrored to the consumer group.
+    mirror: HashMap<StreamId, i64>,
+    /// The last consume error logged (one line per change).
+    consume_error: Option<String>,
 }
 
 impl KafkaSource {
-    /// Creates the consumer and subscribes; partitions arrive through rebalance callbacks.
-    pub fn build(
-        pipeline: &str,
-        cfg: &KafkaSourceConfig,
-        positions: Arc<dyn ResumePositions>,
-    ) -> Result<KafkaSource, KafkaSourceError> {
+    /// Creates the consumer; [`Source::connect`] subscribes, and partitions then arrive
+    /// through rebalance callbacks.
+    pub fn build(pipeline: &str, cfg: &KafkaSourceConfig, recovery: Recovery) -> Result<KafkaSource, SourceError> {
         let brokers = cfg.brokers.join(",");
         let mut client = ClientConfig::new();
         // librdkafka stops fetching a partition whose local queue is full and, by default,
@@ -196,66 +195,190 @@ impl KafkaSource {
         let context = LandfallContext {
             pipeline: pipeline.to_string(),
             start: cfg.start,
-            positions,
+            recovery,
             events: Mutex::new(Vec::new()),
+            has_events: AtomicBool::new(false),
+            bounds: Mutex::new(HashMap::new()),
             last_error: Mutex::new(None),
-            failing: std::sync::atomic::AtomicBool::new(false),
+            failing: AtomicBool::new(false),
         };
-        let consumer: BaseConsumer<LandfallContext> = client
-            .create_with_context(context)
-            .map_err(|source| KafkaSourceError::Create { brokers: brokers.clone(), source })?;
-        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|source| KafkaSourceError::Subscribe { topics: cfg.topics.clone(), source })?;
-        Ok(KafkaSource { consumer })
+        let consumer: BaseConsumer<LandfallContext> = client.create_with_context(context).map_err(|e| {
+            SourceError::Fatal(format!("cannot create the Kafka consumer for brokers {brokers}: {e}; check source.kafka.options"))
+        })?;
+        Ok(KafkaSource {
+            consumer,
+            topics: cfg.topics.clone(),
+            brokers,
+            start: cfg.start,
+            subscribed: false,
+            mirror: HashMap::new(),
+            consume_error: None,
+        })
     }
 
-    /// Call when a message arrived: logs the recovery once after client errors.
-    pub fn delivering(&self) {
+    /// Logs the recovery once after client errors.
+    fn delivering(&mut self) {
+        self.consume_error = None;
         let ctx = self.consumer.context();
-        if ctx.failing.load(std::sync::atomic::Ordering::Relaxed) && ctx.failing.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if ctx.failing.load(Ordering::Relaxed) && ctx.failing.swap(false, Ordering::Relaxed) {
             ctx.last_error.lock().expect("error lock").take();
             tracing::info!(pipeline = %ctx.pipeline, "Kafka is delivering again");
         }
     }
 
-    /// Assignment changes queued by the rebalance callback during the last `poll`.
-    pub fn take_events(&self) -> Vec<AssignmentEvent> {
-        std::mem::take(&mut *self.consumer.context().events.lock().expect("events lock"))
+    fn take_events(&self) -> Vec<SourceEvent> {
+        let ctx = self.consumer.context();
+        if !ctx.has_events.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *ctx.events.lock().expect("events lock"))
     }
 
-    /// Mirrors published positions to the group's committed offsets, for lag tools only.
-    pub fn mirror_offsets(&self, positions: &HashMap<TopicPartition, i64>, mode: rdkafka::consumer::CommitMode) {
-        if positions.is_empty() {
+    fn bounds(&self, stream: &StreamId) -> (Option<i64>, i64) {
+        self.consumer.context().bounds.lock().expect("bounds lock").get(stream).copied().unwrap_or((None, i64::MAX))
+    }
+}
+
+impl Source for KafkaSource {
+    fn positions(&self) -> Positions {
+        Positions::SourceOffsets
+    }
+
+    fn connect(&mut self) -> Result<(), SourceError> {
+        if self.subscribed {
+            return Ok(()); // librdkafka reconnects by itself
+        }
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|e| SourceError::Fatal(format!("cannot subscribe to topics {:?}: {e}", self.topics)))?;
+        self.subscribed = true;
+        Ok(())
+    }
+
+    fn poll(&mut self, timeout: Duration, on: &mut dyn FnMut(Polled<'_>) -> Verdict) -> Result<(), SourceError> {
+        let mut wait = timeout;
+        for _ in 0..BATCH {
+            let polled = self.consumer.poll(wait);
+            wait = Duration::ZERO;
+            // Rebalance callbacks ran inside that poll: their events come before its message.
+            for event in self.take_events() {
+                on(Polled::Event(event));
+            }
+            match polled {
+                None => return Ok(()),
+                Some(Ok(msg)) => {
+                    let delivery = Delivery {
+                        name: msg.topic(),
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        payload: msg.payload(),
+                        timestamp_ms: msg.timestamp().to_millis(),
+                        message_id: None,
+                        redelivered: false,
+                        token: 0,
+                    };
+                    on(Polled::Delivery(delivery));
+                    drop(msg);
+                    if self.consume_error.is_some() || self.consumer.context().failing.load(Ordering::Relaxed) {
+                        self.delivering();
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    on(Polled::Event(SourceEvent::ReachedEnd { partition }));
+                    return Ok(());
+                }
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    if self.consume_error.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(pipeline = %self.consumer.context().pipeline, error = %text, "Kafka consume error; retrying (check source.kafka.brokers and that the broker is up)");
+                        self.consume_error = Some(text);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn published(&mut self, stream: &StreamId, next: i64, _token: Option<u64>) -> Result<(), SourceError> {
+        self.mirror.insert(stream.clone(), next);
+        Ok(())
+    }
+
+    /// Copies published positions to the group's offsets, for lag tools (never read back).
+    fn flush(&mut self, last: bool) {
+        if self.mirror.is_empty() {
             return;
         }
         let mut tpl = TopicPartitionList::new();
-        for (tp, next) in positions {
-            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next));
+        for (stream, next) in self.mirror.drain() {
+            let _ = tpl.add_partition_offset(&stream.name, stream.partition, Offset::Offset(next));
         }
+        let mode = if last { CommitMode::Sync } else { CommitMode::Async };
         if let Err(e) = self.consumer.commit(&tpl, mode) {
             tracing::debug!(error = %e, "mirroring offsets to the consumer group failed; lag tools lag");
         }
     }
 
-    /// Stops or restarts fetching `tp` (backoff after repeated rewinds).
-    pub fn set_paused(&self, tp: &TopicPartition, paused: bool) {
+    fn rewind(&mut self, stream: &StreamId) -> Result<Assignment, SourceError> {
+        self.mirror.remove(stream);
+        let recovered = self.consumer.context().recovery.recover(stream).ok_or_else(|| SourceError::SessionLost("shutting down".into()))?;
+        let (origin, end) = self.bounds(stream);
+        let to = kafka_offset(recovered.next.or(origin), self.start);
+        // Without a seek the consumer would go on past the rewound range: stop and let the
+        // restart resume from the commit log.
+        self.consumer
+            .seek(&stream.name, stream.partition, to, Duration::from_secs(10))
+            .map_err(|e| SourceError::Fatal(format!("cannot seek {stream} after a rewind: {e}")))?;
+        Ok(Assignment { stream: stream.clone(), resume: recovered.next, origin, end, recent_ids: Vec::new() })
+    }
+
+    fn set_paused(&mut self, stream: &StreamId, paused: bool) {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&tp.topic, tp.partition);
+        tpl.add_partition(&stream.name, stream.partition);
         let result = if paused { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
         if let Err(e) = result {
-            tracing::debug!(%tp, paused, error = %e, "pause/resume failed");
+            tracing::debug!(%stream, paused, error = %e, "pause/resume failed");
         }
     }
 
-    /// Moves an assigned partition to `offset` (after a fence or a re-recovery).
-    pub fn seek(&self, tp: &TopicPartition, offset: Option<i64>, start: StartPosition) -> Result<(), KafkaError> {
-        let o = match (offset, start) {
-            (Some(o), _) => Offset::Offset(o),
-            (None, StartPosition::Earliest) => Offset::Beginning,
-            (None, StartPosition::Latest) => Offset::End,
-        };
-        self.consumer.seek(&tp.topic, tp.partition, o, Duration::from_secs(10))
+    /// Caught up once the consumer's position reaches the end the partition had when assigned
+    /// (looked up again if that lookup failed then).
+    fn caught_up(&mut self, stream: &StreamId, next: Option<i64>) -> bool {
+        let (origin, mut end) = self.bounds(stream);
+        let mut low = None;
+        if end == i64::MAX {
+            if let Ok((l, high)) = self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(5)) {
+                end = high;
+                low = Some(l);
+                self.consumer.context().bounds.lock().expect("bounds lock").insert(stream.clone(), (origin, high));
+            }
+        }
+        let position = self
+            .consumer
+            .position()
+            .ok()
+            .and_then(|p| p.find_partition(&stream.name, stream.partition).and_then(|e| e.offset().to_raw()))
+            .filter(|o| *o >= 0);
+        position.or(next).or(low).is_some_and(|p| p >= end)
+    }
+
+    /// The broker answers with metadata for every topic (no group is joined).
+    fn probe(&mut self) -> Result<(), SourceError> {
+        let brokers = &self.brokers;
+        for topic in &self.topics {
+            let md = self.consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| {
+                SourceError::Fatal(format!("source.kafka.brokers: no metadata from {brokers} within 10 s ({e}); is the broker up?"))
+            })?;
+            if !md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
+                return Err(SourceError::Fatal(format!("source.kafka.topics: topic `{topic}` does not exist at {brokers}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.flush(true);
     }
 }

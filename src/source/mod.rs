@@ -1,18 +1,203 @@
-//! Sources: where messages come from. Kafka today; RabbitMQ joins with the same shape
-//! (config struct, `build`, a runtime type that receives, reports positions and acknowledges).
+//! Sources: where messages come from, behind one seam, [`Source`], so that the pipeline driver
+//! (`pipeline/driver.rs`) exists once and every roll, memory and commit rule holds for every
+//! source by construction.
+//!
+//! Three implementations: [`kafka::KafkaSource`] (a consumer group), [`rabbitmq::QueueSource`]
+//! (a quorum or classic queue) and [`rabbitmq::StreamSource`] (a RabbitMQ stream). They differ
+//! in how positions are numbered ([`Positions`]):
+//!
+//! - **Source offsets** (Kafka, streams): the broker numbers its messages; Landfall's commit log
+//!   records the next offset and the source seeks there on assignment. Exactly once.
+//! - **Landing sequence** (queues): a queue has no positions, so the driver numbers what it lands,
+//!   continuing the commit log; a delivery is acknowledged only once its commit is published,
+//!   and a redelivered message whose `message_id` a recent commit recorded is dropped.
+//!
+//! `docs/adding-a-source.md` walks through adding a fourth.
 
 pub mod kafka;
 pub mod rabbitmq;
 
-/// A Kafka partition, the unit of ordering, resume positions and commits.
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One ordered lane of a source: the unit of positions, commits and of the commit log
+/// directory `_landfall/commits/<name>/<partition>/`. A Kafka topic partition; a RabbitMQ queue
+/// or stream is lane 0 of its name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    pub topic: String,
+pub struct StreamId {
+    /// Topic, queue or stream name.
+    pub name: String,
     pub partition: i32,
 }
 
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}[{}]", self.topic, self.partition)
+impl StreamId {
+    pub fn new(name: impl Into<String>, partition: i32) -> StreamId {
+        StreamId { name: name.into(), partition }
     }
 }
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.name, self.partition)
+    }
+}
+
+/// Who numbers the messages of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// The broker does (Kafka offsets, stream offsets): resume by seeking.
+    SourceOffsets,
+    /// Nobody does (queues): the driver numbers the messages it lands, continuing the commit
+    /// log, and judges redeliveries by `message_id` against the recent commits.
+    LandingSequence,
+}
+
+/// One message, borrowed from the client's buffer for as long as the driver looks at it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub name: &'a str,
+    pub partition: i32,
+    /// The broker's offset ([`Positions::SourceOffsets`]); ignored for a landing sequence.
+    pub offset: i64,
+    /// `None`: the message had no payload (a Kafka tombstone).
+    pub payload: Option<&'a [u8]>,
+    /// Broker or producer timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// AMQP `message_id`, the key of the deduplication window.
+    pub message_id: Option<&'a str>,
+    /// The broker delivered it before (AMQP `redelivered`).
+    pub redelivered: bool,
+    /// What [`Source::published`] acknowledges up to (an AMQP delivery tag); 0 where unused.
+    pub token: u64,
+}
+
+/// What the driver did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Buffered (or quarantined) for the next commit, or skipped as already published.
+    Taken,
+    /// A redelivery of a published message: the source acknowledges it alone, now.
+    Duplicate,
+}
+
+/// Where a stream resumes, found in the commit log when it is assigned.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub stream: StreamId,
+    /// The next position to land (`None`: nothing committed yet; a landing sequence always
+    /// has one).
+    pub resume: Option<i64>,
+    /// Where consumption starts while nothing is committed: `start: latest` pins the end seen
+    /// at assignment, so a rewind before the first commit returns there and not to a later end.
+    pub origin: Option<i64>,
+    /// The end of the stream when assigned (`i64::MAX`: unknown), for `--until-caught-up`.
+    pub end: i64,
+    /// Landing sequence: the `message_id`s of the newest commits (the deduplication window).
+    pub recent_ids: Vec<String>,
+}
+
+/// What a poll hands the driver besides messages.
+#[derive(Debug)]
+pub enum SourceEvent {
+    Assigned(Assignment),
+    /// Revoked: drop the stream's buffers; what is unpublished is consumed again by its next
+    /// owner.
+    Revoked(StreamId),
+    /// Partition number `partition` reached its end (librdkafka's EOF names no topic).
+    ReachedEnd { partition: i32 },
+}
+
+/// An item of a poll.
+#[derive(Debug)]
+pub enum Polled<'a> {
+    Delivery(Delivery<'a>),
+    Event(SourceEvent),
+}
+
+/// Why a source call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The session is gone (connection or channel lost, consumer cancelled): what was not
+    /// acknowledged comes back. The driver drops its buffers, waits for the commits in flight,
+    /// backs off and calls [`Source::connect`] again.
+    #[error("{0}")]
+    SessionLost(String),
+    /// Retrying cannot help: the pipeline stops with this message.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// The commit log's answer for one stream.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The next position after the newest commit (`None`: nothing committed).
+    pub next: Option<i64>,
+    /// Landing sequence: the recent commits' `message_id`s (empty for offset sources).
+    pub ids: Vec<String>,
+}
+
+/// Reads (and completes, after a crash) a stream's commit log. Blocks, retrying with backoff
+/// until the store answers; `None` only when shutdown is requested meanwhile.
+pub trait Recover: Send + Sync {
+    fn recover(&self, stream: &StreamId) -> Option<Recovered>;
+}
+
+/// A [`Recover`] for sources that only probe (`validate --connect`): nothing is committed.
+pub struct NothingCommitted;
+
+impl Recover for NothingCommitted {
+    fn recover(&self, _: &StreamId) -> Option<Recovered> {
+        Some(Recovered::default())
+    }
+}
+
+/// The seam between a broker client and the pipeline driver. Calls come from the driver's
+/// consumer thread (blocking; sources that are async inside use the runtime handle).
+pub trait Source {
+    /// Who numbers the messages.
+    fn positions(&self) -> Positions;
+
+    /// The most messages an open range may hold before it must be committed (a queue's
+    /// unacknowledged window), on top of the roll policy; `None`: the roll policy alone.
+    fn max_open_range(&self) -> Option<u64> {
+        None
+    }
+
+    /// Opens (or reopens after [`SourceError::SessionLost`]) the session; assignments arrive as
+    /// [`SourceEvent::Assigned`] from the next polls. The driver calls it only when no commit
+    /// of an earlier session is in flight, so recovery sees every published `message_id`.
+    fn connect(&mut self) -> Result<(), SourceError>;
+
+    /// Waits up to `timeout` for messages and hands each (and each event) to `on`, in order;
+    /// returns after a batch.
+    fn poll(&mut self, timeout: Duration, on: &mut dyn FnMut(Polled<'_>) -> Verdict) -> Result<(), SourceError>;
+
+    /// The table holds every position of `stream` before `next`. `token`: the last delivery of
+    /// the published range, for sources that acknowledge (`None`: that range came from an
+    /// older session, whose acknowledgements are void).
+    fn published(&mut self, stream: &StreamId, next: i64, token: Option<u64>) -> Result<(), SourceError>;
+
+    /// After a batch of [`published`](Self::published) calls; `last` at shutdown.
+    fn flush(&mut self, _last: bool) {}
+
+    /// A commit of `stream` failed: resume it from its commit log. Offset sources seek and
+    /// return where; others return [`SourceError::SessionLost`] (the broker redelivers).
+    fn rewind(&mut self, stream: &StreamId) -> Result<Assignment, SourceError>;
+
+    /// Stops or restarts fetching `stream` (backoff after repeated rewinds).
+    fn set_paused(&mut self, _stream: &StreamId, _paused: bool) {}
+
+    /// `--until-caught-up`: whether `stream` holds nothing at or after `next` (the next
+    /// position the driver would land). Asked after [`SourceEvent::ReachedEnd`] or when the
+    /// stream has been quiet for a moment.
+    fn caught_up(&mut self, stream: &StreamId, next: Option<i64>) -> bool;
+
+    /// `validate --connect`: reach the broker and check what the pipeline reads exists.
+    fn probe(&mut self) -> Result<(), SourceError>;
+
+    /// Ends the session (a queue's unacknowledged deliveries go back to the broker).
+    fn close(&mut self) {}
+}
+
+/// The handle every source gets for recovery.
+pub type Recovery = Arc<dyn Recover>;

@@ -1,9 +1,8 @@
-//! The RabbitMQ side of a pipeline: one connection and one channel per pipeline, the queue
-//! checked (or declared), `basic.qos` set to `prefetch` per consumer, and [`QUEUE_CONSUMERS`]
-//! consumers on a queue (one on a stream) whose deliveries are merged back into delivery-tag
-//! order. Acknowledgements
-//! are the pipeline's business ([`AmqpSession::ack_through`]): a queue's deliveries are
-//! acknowledged only once published.
+//! One RabbitMQ connection: one channel per pipeline, the queue checked (or declared),
+//! `basic.qos` set to `prefetch` per consumer, and [`QUEUE_CONSUMERS`] consumers on a queue (one
+//! on a stream) whose deliveries are merged back into delivery-tag order. Acknowledgements are
+//! the source's business ([`AmqpSession::ack_through`]): a queue's deliveries are acknowledged
+//! only once published.
 
 use std::time::Duration;
 

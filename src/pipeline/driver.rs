@@ -1,0 +1,664 @@
+//! The pipeline driver: the one consumer loop behind every [`Source`]. It owns routing (decode
+//! → Hive path or quarantine), the per-stream buffers, cuts, roll timers, the open-file cap,
+//! the consumer-side memory budget, the writer's feedback (publish → acknowledge, failure →
+//! rewind), session loss and reconnects, `--until-caught-up`, finishing within the shutdown
+//! deadline, and the run summary. A rule written here holds for every source.
+//!
+//! It runs on a blocking thread; the writer task runs on the runtime, joined by a bounded
+//! channel so that a slow store holds consumption back instead of filling memory.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::partitions::RollPolicy;
+use super::route::{send_cut, Router};
+use super::stream::{Flow, Lane, Stream};
+use super::summary::{print_progress, RunSummary};
+use super::writer::{Feedback, WriterMsg};
+use super::{RunMode, RunOptions};
+use crate::quarantine::SourcePosition;
+use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
+use crate::source::{Delivery, Polled, Positions, Source, SourceError, SourceEvent, StreamId, Verdict};
+
+/// How long a stream must be quiet before `--until-caught-up` asks the source whether it is at
+/// its end (a queue has no end to compare with).
+const IDLE: Duration = Duration::from_millis(500);
+
+/// Timers (rolls, backoff, progress, catch-up) are looked at this often.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A clock read costs as much as decoding a few fields: messages share one reading per
+/// `CLOCK_EVERY` (it only dates a range's first message and paces the tick).
+const CLOCK_EVERY: u32 = 64;
+
+/// After a failed commit a stream pauses 1 s, doubling to 60 s, so a store that keeps
+/// failing is not hammered.
+fn rewind_backoff() -> Backoff {
+    Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60), give_up_after: None }
+}
+
+/// A lost session is reopened after 1 s, doubling to 30 s.
+fn session_backoff() -> Backoff {
+    Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30), give_up_after: None }
+}
+
+/// Limits that hold across the streams of a pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `roll.max_open_files`.
+    pub max_open_files: usize,
+    /// `roll.max_buffered_bytes`: half of it may sit in consumer-side builders.
+    pub max_buffered_bytes: usize,
+}
+
+/// Why the loop stops consuming: the session is gone (reconnect) or the pipeline must stop.
+enum Stop {
+    Lost(String),
+    Fatal(String),
+}
+
+impl From<SourceError> for Stop {
+    fn from(e: SourceError) -> Stop {
+        match e {
+            SourceError::SessionLost(reason) => Stop::Lost(reason),
+            SourceError::Fatal(message) => Stop::Fatal(message),
+        }
+    }
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Stop {
+        Stop::Fatal(message)
+    }
+}
+
+/// One pipeline's consumer side.
+pub struct Driver {
+    source: Box<dyn Source>,
+    positions: Positions,
+    max_open_range: Option<u64>,
+    opts: RunOptions,
+    shutdown: Shutdown,
+    handle: Handle,
+    router: Router,
+    policy: RollPolicy,
+    limits: Limits,
+    /// Assigned streams (few: a linear scan beats hashing the name per message).
+    streams: Vec<Stream>,
+    /// Index of the stream of the previous delivery: the next one is usually the same.
+    last_index: usize,
+    next_epoch: u64,
+    /// Commits sent to the writer and not yet answered.
+    inflight: usize,
+    tx: mpsc::Sender<WriterMsg>,
+    feedback: mpsc::UnboundedReceiver<Feedback>,
+    summary: RunSummary,
+    /// Rewinds handled so far (a backfill fails if one happens while it finishes).
+    rewinds: u64,
+    /// Sessions lost in a row, for the reconnect backoff, and the last reason logged.
+    session_failures: u32,
+    session_error: Option<String>,
+    /// Streams paused by the driver: librdkafka keeps a pause across re-assignment, so a
+    /// stream revoked while paused is resumed when it comes back.
+    paused: HashSet<StreamId>,
+    /// Work for after the poll (the source is busy during it): streams to resume, partition
+    /// numbers that reached their end.
+    to_resume: Vec<StreamId>,
+    ended: Vec<i32>,
+    /// A failure inside the poll callback (the writer stopped).
+    failure: Option<String>,
+    now: Instant,
+    unclocked: u32,
+    /// Deliveries in the current poll.
+    delivered: usize,
+}
+
+/// What the driver needs besides the source.
+pub struct DriverParts {
+    pub pipeline: String,
+    pub router: Router,
+    pub policy: RollPolicy,
+    pub limits: Limits,
+    pub opts: RunOptions,
+    pub shutdown: Shutdown,
+    pub handle: Handle,
+    pub tx: mpsc::Sender<WriterMsg>,
+    pub feedback: mpsc::UnboundedReceiver<Feedback>,
+}
+
+impl Driver {
+    pub fn new(source: Box<dyn Source>, parts: DriverParts) -> Driver {
+        Driver {
+            positions: source.positions(),
+            max_open_range: source.max_open_range(),
+            source,
+            opts: parts.opts,
+            shutdown: parts.shutdown,
+            handle: parts.handle,
+            router: parts.router,
+            policy: parts.policy,
+            limits: parts.limits,
+            streams: Vec::new(),
+            last_index: 0,
+            next_epoch: 1,
+            inflight: 0,
+            tx: parts.tx,
+            feedback: parts.feedback,
+            summary: RunSummary { pipeline: parts.pipeline, ..Default::default() },
+            rewinds: 0,
+            session_failures: 0,
+            session_error: None,
+            paused: HashSet::new(),
+            to_resume: Vec::new(),
+            ended: Vec::new(),
+            failure: None,
+            now: Instant::now(),
+            unclocked: 0,
+            delivered: 0,
+        }
+    }
+
+    fn pipeline(&self) -> &str {
+        &self.summary.pipeline
+    }
+
+    /// Consumes until shutdown, until caught up, or a fatal error; then publishes what is
+    /// buffered within the deadline and returns what the run did.
+    /// The writer's channel closes when the driver is dropped: await the writer after this.
+    pub fn run(mut self) -> Result<RunSummary, String> {
+        let started = Instant::now();
+        let outcome = self.consume(started);
+        let result = self.finish(outcome, started);
+        self.summary.seconds = started.elapsed().as_secs_f64();
+        result.map(|()| std::mem::take(&mut self.summary))
+    }
+
+    fn consume(&mut self, started: Instant) -> Result<(), String> {
+        if let Err(e) = self.source.connect() {
+            self.on_stop(e.into())?;
+        }
+        let mut last_tick = Instant::now();
+        let mut last_progress = Instant::now();
+        let progress = self.opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        loop {
+            if self.shutdown.requested() {
+                return Ok(());
+            }
+            if let Err(stop) = self.drain_feedback() {
+                self.on_stop(stop)?;
+                continue;
+            }
+            if let Err(e) = self.poll() {
+                self.on_stop(e.into())?;
+                continue;
+            }
+            if let Some(message) = self.failure.take() {
+                return Err(message);
+            }
+            self.after_poll();
+            if self.delivered == 0 {
+                self.now = Instant::now();
+            }
+            let now = self.now;
+            if now.duration_since(last_tick) >= TICK {
+                last_tick = now;
+                self.periodic_rolls(now)?;
+                self.resume_due(now);
+                if progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
+                    last_progress = now;
+                    print_progress(&self.summary, started, self.remaining());
+                }
+                if self.opts.mode == RunMode::UntilCaughtUp && self.all_caught_up(now) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// A lost session reconnects; anything else ends the run.
+    fn on_stop(&mut self, stop: Stop) -> Result<(), String> {
+        match stop {
+            Stop::Fatal(message) => Err(message),
+            Stop::Lost(reason) => self.reconnect(reason),
+        }
+    }
+
+    /// Drops every stream, waits for the commits in flight (a queue's recovery must see their
+    /// `message_id`s), backs off and opens a new session; repeats while sessions fail.
+    fn reconnect(&mut self, mut reason: String) -> Result<(), String> {
+        loop {
+            if self.shutdown.requested() {
+                return Ok(());
+            }
+            self.session_failures += 1;
+            let delay = session_backoff().delay(self.session_failures);
+            if self.session_error.as_deref() != Some(reason.as_str()) {
+                tracing::warn!(pipeline = %self.pipeline(), %reason, retry_in_ms = delay.as_millis() as u64, "source session ended; reconnecting with backoff (what was not acknowledged is delivered again; published redeliveries are dropped)");
+                self.session_error = Some(reason.clone());
+            }
+            for stream in std::mem::take(&mut self.streams) {
+                let _ = self.tx.blocking_send(WriterMsg::Drop { stream: stream.id });
+            }
+            match self.wait_inflight(|d| d.shutdown.requested()) {
+                Ok(()) => {}
+                Err(Stop::Fatal(message)) => return Err(message),
+                Err(Stop::Lost(_)) => {} // acknowledgements of the lost session are void anyway
+            }
+            let shutdown = self.shutdown.clone();
+            if self.handle.block_on(shutdown.sleep(delay)) {
+                return Ok(());
+            }
+            match self.source.connect() {
+                Ok(()) => {
+                    tracing::info!(pipeline = %self.pipeline(), failures = self.session_failures, "source session restored; consuming again");
+                    self.session_failures = 0;
+                    self.session_error = None;
+                    return Ok(());
+                }
+                Err(SourceError::SessionLost(r)) => reason = r,
+                Err(SourceError::Fatal(message)) => return Err(message),
+            }
+        }
+    }
+
+    /// One poll: every delivery and event goes through [`Self::on_polled`]. The source is
+    /// lent out for the call (the callback needs the rest of the driver mutably), and
+    /// [`Detached`] stands in for it meanwhile.
+    fn poll(&mut self) -> Result<(), SourceError> {
+        self.delivered = 0;
+        let mut source = std::mem::replace(&mut self.source, Box::new(Detached));
+        let result = source.poll(TICK, &mut |polled| self.on_polled(polled));
+        self.source = source;
+        result
+    }
+
+    fn on_polled(&mut self, polled: Polled<'_>) -> Verdict {
+        match polled {
+            Polled::Delivery(d) => self.on_delivery(d),
+            Polled::Event(event) => {
+                self.on_event(event);
+                Verdict::Taken
+            }
+        }
+    }
+
+    fn index(&mut self, name: &str, partition: i32) -> Option<usize> {
+        let hit = self.streams.get(self.last_index).is_some_and(|s| s.id.partition == partition && s.id.name == name);
+        if !hit {
+            self.last_index = self.streams.iter().position(|s| s.id.partition == partition && s.id.name == name)?;
+        }
+        Some(self.last_index)
+    }
+
+    fn epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    fn on_event(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::Assigned(a) => {
+                let epoch = self.epoch();
+                let id = a.stream.clone();
+                let stream = Stream::new(a, epoch, self.positions, Instant::now());
+                match self.index(&id.name, id.partition) {
+                    Some(i) => self.streams[i] = stream,
+                    None => self.streams.push(stream),
+                }
+                if self.paused.remove(&id) {
+                    self.to_resume.push(id);
+                }
+            }
+            SourceEvent::Revoked(id) => {
+                if let Some(i) = self.index(&id.name, id.partition) {
+                    self.streams.swap_remove(i);
+                }
+                if self.tx.blocking_send(WriterMsg::Drop { stream: id }).is_err() {
+                    self.failure.get_or_insert_with(|| "the writer task stopped".into());
+                }
+            }
+            SourceEvent::ReachedEnd { partition } => self.ended.push(partition),
+        }
+    }
+
+    /// Numbers, decodes and buffers one delivery (the hot path: one lookup, no allocation
+    /// for an offset source).
+    fn on_delivery(&mut self, d: Delivery<'_>) -> Verdict {
+        self.delivered += 1;
+        self.unclocked += 1;
+        if self.unclocked >= CLOCK_EVERY {
+            self.unclocked = 0;
+            self.now = Instant::now();
+        }
+        let Some(i) = self.index(d.name, d.partition) else { return Verdict::Taken };
+        let now = self.now;
+        let s = &mut self.streams[i];
+        let position = match &mut s.lane {
+            Lane::Offsets => {
+                if s.buf.next_expected.is_some_and(|n| d.offset < n) {
+                    return Verdict::Taken; // already published: delivered again after a seek
+                }
+                d.offset
+            }
+            Lane::Sequence { next, window, last_token, .. } => {
+                if d.redelivered && d.message_id.is_some_and(|id| window.contains(id)) {
+                    self.summary.duplicates += 1;
+                    return Verdict::Duplicate;
+                }
+                let seq = *next;
+                *next += 1;
+                *last_token = d.token;
+                match d.message_id {
+                    Some(id) => s.buf.ids.push(id.to_string()),
+                    None => self.summary.without_message_id += 1,
+                }
+                seq
+            }
+        };
+        s.last_delivery = now;
+        self.summary.source_bytes += d.payload.map_or(0, <[u8]>::len) as u64;
+        let at = SourcePosition { topic: d.name, partition: d.partition, offset: position, timestamp_ms: d.timestamp_ms };
+        let routed = self.router.route(&mut s.buf, d.payload, &at, &self.policy);
+        s.buf.consumed(position, now);
+        if let Some((dir, batch)) = routed.chunk {
+            let msg = WriterMsg::Append { stream: s.id.clone(), epoch: s.buf.epoch, dir, batch };
+            if self.tx.blocking_send(msg).is_err() {
+                self.failure.get_or_insert_with(|| "the writer task stopped".into());
+            }
+        }
+        let cut = if routed.roll || self.max_open_range.is_some_and(|max| self.streams[i].buf.open_rows() >= max) {
+            self.cut(i)
+        } else if routed.opened {
+            self.cap_open_files()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = cut {
+            self.failure.get_or_insert(e);
+        }
+        Verdict::Taken
+    }
+
+    /// `roll.max_open_files`, checked whenever a row opens a file: past the cap, the stream
+    /// holding the most open files is committed, so no more than the cap are ever open.
+    fn cap_open_files(&mut self) -> Result<(), String> {
+        let open: usize = self.streams.iter().map(|s| s.buf.open_files()).sum();
+        if open <= self.limits.max_open_files {
+            return Ok(());
+        }
+        let Some(i) = (0..self.streams.len()).max_by_key(|&i| self.streams[i].buf.open_files()) else { return Ok(()) };
+        tracing::debug!(pipeline = %self.pipeline(), open_files = open, stream = %self.streams[i].id, "too many open files; committing the stream with the most");
+        self.cut(i)
+    }
+
+    fn after_poll(&mut self) {
+        for id in std::mem::take(&mut self.to_resume) {
+            self.source.set_paused(&id, false);
+        }
+        let ended = std::mem::take(&mut self.ended);
+        if self.opts.mode != RunMode::UntilCaughtUp {
+            return;
+        }
+        for partition in ended {
+            for s in self.streams.iter_mut().filter(|s| s.id.partition == partition && !s.buf.caught_up) {
+                s.buf.caught_up = self.source.caught_up(&s.id, s.next_position());
+            }
+        }
+    }
+
+    /// Sends the open range of stream `i` to the writer as a commit.
+    fn cut(&mut self, i: usize) -> Result<(), String> {
+        let s = &mut self.streams[i];
+        let ids = std::mem::take(&mut s.buf.ids);
+        let last = s.buf.last;
+        if send_cut(&self.tx, &s.id, &mut s.buf, ids)? {
+            self.inflight += 1;
+            if let (Lane::Sequence { cuts, last_token, .. }, Some(end)) = (&mut s.lane, last) {
+                cuts.push_back((end, *last_token));
+            }
+        }
+        Ok(())
+    }
+
+    /// Age and size rolls and the consumer side of the memory budget.
+    fn periodic_rolls(&mut self, now: Instant) -> Result<(), String> {
+        for i in 0..self.streams.len() {
+            if self.streams[i].buf.should_roll(&self.policy, now) {
+                self.cut(i)?;
+            }
+        }
+        let mut buffered: usize = self.streams.iter().map(|s| s.buf.buffered_bytes()).sum();
+        while buffered > self.limits.max_buffered_bytes / 2 {
+            let Some(i) = (0..self.streams.len()).max_by_key(|&i| self.streams[i].buf.buffered_bytes()) else { break };
+            let Some((dir, batch, size)) = self.streams[i].buf.ship_largest() else { break };
+            let (stream, epoch) = (self.streams[i].id.clone(), self.streams[i].buf.epoch);
+            self.tx.blocking_send(WriterMsg::Append { stream, epoch, dir, batch }).map_err(|_| "the writer task stopped".to_string())?;
+            buffered = buffered.saturating_sub(size.max(1));
+        }
+        Ok(())
+    }
+
+    /// Resumes streams whose rewind backoff has passed.
+    fn resume_due(&mut self, now: Instant) {
+        for s in &mut self.streams {
+            if let Flow::Rewound { paused_until, .. } = &mut s.flow {
+                if paused_until.is_some_and(|t| now >= t) {
+                    *paused_until = None;
+                    self.paused.remove(&s.id);
+                    self.source.set_paused(&s.id, false);
+                }
+            }
+        }
+    }
+
+    /// Every stream is at its end; a quiet stream is asked (at most once per tick).
+    fn all_caught_up(&mut self, now: Instant) -> bool {
+        for s in self.streams.iter_mut().filter(|s| !s.buf.caught_up) {
+            if now.duration_since(s.last_delivery) >= IDLE {
+                s.buf.caught_up = self.source.caught_up(&s.id, s.next_position());
+            }
+        }
+        !self.streams.is_empty() && self.streams.iter().all(|s| s.buf.caught_up)
+    }
+
+    /// Positions left to the known ends, for the progress line.
+    fn remaining(&self) -> Option<i64> {
+        let known: Vec<i64> = self
+            .streams
+            .iter()
+            .filter(|s| s.buf.end_at_start < i64::MAX)
+            .map(|s| (s.buf.end_at_start - s.next_position().unwrap_or(0)).max(0))
+            .collect();
+        (!known.is_empty()).then(|| known.iter().sum())
+    }
+
+    /// Handles the writer's answers that arrived.
+    fn drain_feedback(&mut self) -> Result<(), Stop> {
+        let mut any = false;
+        while let Ok(fb) = self.feedback.try_recv() {
+            any = true;
+            self.on_feedback(fb, false)?;
+        }
+        if any {
+            self.source.flush(false);
+        }
+        Ok(())
+    }
+
+    /// Waits for the commits in flight, handling their answers, until `give_up` says so.
+    fn wait_inflight(&mut self, give_up: impl Fn(&Driver) -> bool) -> Result<(), Stop> {
+        let mut result = Ok(());
+        while self.inflight > 0 && !give_up(self) {
+            let shutdown = self.shutdown.clone();
+            let answer = self.handle.block_on(async {
+                tokio::select! {
+                    fb = self.feedback.recv() => Some(fb),
+                    _ = tokio::time::sleep(TICK) => None,
+                    _ = shutdown.wait(), if !shutdown.requested() => None,
+                }
+            });
+            match answer {
+                None => {}
+                Some(None) => return Err(Stop::Fatal("the writer task stopped".into())),
+                Some(Some(fb)) => {
+                    if let Err(stop) = self.on_feedback(fb, true) {
+                        if matches!(stop, Stop::Fatal(_)) {
+                            return Err(stop);
+                        }
+                        result = Err(stop);
+                    }
+                    self.source.flush(false);
+                }
+            }
+        }
+        result
+    }
+
+    /// One answer of the writer. `finishing`: no more consuming, so a failed commit only drops
+    /// its stream (its messages are consumed again at the next start).
+    fn on_feedback(&mut self, fb: Feedback, finishing: bool) -> Result<(), Stop> {
+        match fb {
+            Feedback::Committed { stream, epoch, next, files, rows, rejected, bytes } => {
+                self.inflight = self.inflight.saturating_sub(1);
+                self.summary.files += files as u64;
+                self.summary.parquet_bytes += bytes;
+                self.summary.events += rows;
+                self.summary.rejected += rejected;
+                let Some(i) = self.index(&stream.name, stream.partition) else { return Ok(()) };
+                let s = &mut self.streams[i];
+                if let Flow::Rewound { failures, .. } = s.flow {
+                    tracing::info!(pipeline = %self.summary.pipeline, %stream, failures, "publishing again after rewinds");
+                    s.flow = Flow::Consuming;
+                }
+                let token = if s.buf.epoch == epoch { s.lane.take_published(next) } else { None };
+                self.source.published(&stream, next, token)?;
+            }
+            Feedback::RollRequested { stream, epoch } => {
+                if let Some(i) = self.index(&stream.name, stream.partition) {
+                    if self.streams[i].buf.epoch == epoch {
+                        self.streams[i].buf.roll_requested = true;
+                    }
+                }
+            }
+            Feedback::Rewind { stream, epoch, reason, answers_commit } => {
+                if answers_commit {
+                    self.inflight = self.inflight.saturating_sub(1);
+                }
+                let Some(i) = self.index(&stream.name, stream.partition) else { return Ok(()) };
+                if self.streams[i].buf.epoch != epoch {
+                    return Ok(()); // already rewound past that epoch
+                }
+                self.rewinds += 1;
+                self.tx.blocking_send(WriterMsg::Drop { stream: stream.clone() }).map_err(|_| "the writer task stopped".to_string())?;
+                if finishing || self.shutdown.requested() {
+                    tracing::warn!(pipeline = %self.pipeline(), %stream, %reason, "a commit failed while stopping; its messages are consumed again at the next start");
+                    self.streams.swap_remove(i);
+                    return Ok(());
+                }
+                self.rewind(i, reason)?;
+            }
+            Feedback::Fatal { message } => return Err(Stop::Fatal(message)),
+        }
+        Ok(())
+    }
+
+    /// Resumes stream `i` from its commit log after a failed commit, paused with backoff.
+    fn rewind(&mut self, i: usize, reason: String) -> Result<(), Stop> {
+        let id = self.streams[i].id.clone();
+        let failures = match &self.streams[i].flow {
+            Flow::Rewound { failures, .. } => failures + 1,
+            Flow::Consuming => 1,
+        };
+        let delay = rewind_backoff().delay(failures);
+        let logged = matches!(&self.streams[i].flow, Flow::Rewound { reason: r, .. } if *r == reason);
+        if !logged {
+            tracing::warn!(pipeline = %self.pipeline(), stream = %id, %reason, failures, retry_in_s = delay.as_secs_f32(), "rewinding the stream to its last published position");
+        }
+        let assignment = match self.source.rewind(&id) {
+            Ok(a) => a,
+            Err(SourceError::SessionLost(_)) => return Err(Stop::Lost(format!("publishing failed: {reason}"))),
+            Err(SourceError::Fatal(message)) => return Err(Stop::Fatal(message)),
+        };
+        let epoch = self.epoch();
+        let mut stream = Stream::new(assignment, epoch, self.positions, Instant::now());
+        stream.flow = Flow::Rewound { failures, paused_until: Some(Instant::now() + delay), reason };
+        self.streams[i] = stream;
+        self.source.set_paused(&id, true);
+        self.paused.insert(id);
+        Ok(())
+    }
+
+    /// Publishes what is buffered, waits for the writer (a backfill for every commit, the
+    /// daemon within the deadline), and closes the source.
+    fn finish(&mut self, outcome: Result<(), String>, started: Instant) -> Result<(), String> {
+        let deadline = Instant::now() + self.opts.shutdown_deadline;
+        let mut result = outcome;
+        if result.is_ok() {
+            for i in 0..self.streams.len() {
+                if let Err(e) = self.cut(i) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            let rewinds_before = self.rewinds;
+            let until_caught_up = self.opts.mode == RunMode::UntilCaughtUp;
+            // A backfill waits for every commit (its exit code says "landed"), unless asked to
+            // stop; the daemon has a deadline from its supervisor.
+            let waited = self.wait_inflight(|d| !(until_caught_up && !d.shutdown.requested()) && Instant::now() >= deadline);
+            let backfill = until_caught_up && !self.shutdown.requested();
+            match waited {
+                Err(Stop::Fatal(message)) => result = Err(message),
+                Err(Stop::Lost(reason)) if backfill => {
+                    result = Err(format!("a commit failed while finishing the backfill ({reason}); run again to land the rest (nothing is lost or doubled)"));
+                }
+                _ => {}
+            }
+            if self.inflight > 0 {
+                tracing::error!(pipeline = %self.pipeline(), commits = self.inflight, "shutdown deadline passed with commits unpublished; they are consumed again at the next start (no loss; offsets land once, queue redeliveries already published are dropped by message_id)");
+            }
+            if backfill && result.is_ok() && self.rewinds > rewinds_before {
+                result = Err("a commit failed while finishing the backfill; run again to land the rest (nothing is lost or doubled)".into());
+            }
+        }
+        if self.opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            print_progress(&self.summary, started, self.remaining());
+            eprintln!();
+        }
+        self.source.flush(true);
+        self.source.close();
+        result
+    }
+}
+
+/// Stands in for the source while the driver lends it to its own poll.
+struct Detached;
+
+impl Source for Detached {
+    fn positions(&self) -> Positions {
+        Positions::SourceOffsets
+    }
+    fn connect(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+    fn poll(&mut self, _: Duration, _: &mut dyn FnMut(Polled<'_>) -> Verdict) -> Result<(), SourceError> {
+        Ok(())
+    }
+    fn published(&mut self, _: &StreamId, _: i64, _: Option<u64>) -> Result<(), SourceError> {
+        Ok(())
+    }
+    fn rewind(&mut self, stream: &StreamId) -> Result<crate::source::Assignment, SourceError> {
+        Err(SourceError::Fatal(format!("{stream}: the source is detached")))
+    }
+    fn caught_up(&mut self, _: &StreamId, _: Option<i64>) -> bool {
+        false
+    }
+    fn probe(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+}

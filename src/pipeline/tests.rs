@@ -1,0 +1,222 @@
+//! The driver in-process: a fake [`Source`] of either position model, the real writer and
+//! commit log, and the fault-injecting in-memory store. Each test states one rule the driver
+//! must hold for every source.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::testing::{FakeLog, FakeSource, Script};
+use super::{drive, RunMode, RunOptions, RunSummary, Shutdown};
+use crate::config::PipelineConfig;
+use crate::sink::memory::{Fault, MemStore, Verb};
+use crate::source::{Positions, Source};
+
+const ROOT: &str = "/table";
+
+/// Source and roll settings for the test pipeline (either kind; the fake ignores the source).
+fn config(positions: Positions, roll: &str) -> PipelineConfig {
+    let source = match positions {
+        Positions::SourceOffsets => "kafka: { brokers: [\"127.0.0.1:9\"], topics: [t], group: g }".to_string(),
+        Positions::LandingSequence => "rabbitmq: { uri: \"amqp://u:p@127.0.0.1:9/%2f\", queue: t, prefetch: 60, dedup_window: 1000 }".to_string(),
+    };
+    let yaml = format!(
+        "name: fake\nsource:\n  {source}\ndecode:\n  json:\n    schema:\n      - {{ name: id, type: string, required: true }}\n      - {{ name: k, type: int32, required: true }}\npartition:\n  path: \"k={{k}}\"\nroll: {{ {roll} }}\nsink:\n  local:\n    path: /tmp/unused\n"
+    );
+    crate::config::parse_pipeline(&yaml, Path::new("fake.yaml"), &|_| None).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// `streams` lanes of `n` messages each, spread over `values` partition values.
+fn messages(streams: usize, n: usize, values: usize) -> Vec<Vec<(Vec<u8>, Option<String>)>> {
+    (0..streams)
+        .map(|p| {
+            (0..n)
+                .map(|i| {
+                    let id = format!("m-{p}-{i}");
+                    (format!(r#"{{"id":"{id}","k":{}}}"#, i % values).into_bytes(), Some(id))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+struct Run {
+    result: Result<RunSummary, super::PipelineError>,
+    log: Arc<Mutex<FakeLog>>,
+    store: MemStore,
+    took: Duration,
+}
+
+impl Run {
+    fn summary(&self) -> &RunSummary {
+        self.result.as_ref().unwrap_or_else(|e| panic!("the pipeline failed: {e}"))
+    }
+
+    /// Published data files (quarantine aside), by commit: (stream, start, end) → file count.
+    fn commits(&self) -> BTreeMap<(String, i64, i64), usize> {
+        let mut commits = BTreeMap::new();
+        for path in self.store.files_under(ROOT).into_keys() {
+            if path.contains("/_") {
+                continue;
+            }
+            let name = path.rsplit('/').next().unwrap();
+            let parts: Vec<&str> = name.trim_start_matches("part-").split('-').collect();
+            let (stream, start, end) = (format!("{}-{}", parts[0], parts[1]), parts[2].parse().unwrap(), parts[3].parse().unwrap());
+            *commits.entry((stream, start, end)).or_insert(0) += 1;
+        }
+        commits
+    }
+
+    /// Checks that each stream's commits tile `0..n` without gap or overlap.
+    fn assert_tiles(&self, streams: usize, n: i64) {
+        let commits = self.commits();
+        for p in 0..streams {
+            let ranges: Vec<(i64, i64)> = commits.keys().filter(|(s, _, _)| *s == format!("t-{p}")).map(|(_, a, b)| (*a, *b)).collect();
+            let mut next = 0;
+            for (start, end) in &ranges {
+                assert_eq!(*start, next, "stream {p}: ranges {ranges:?} must tile");
+                next = end + 1;
+            }
+            assert_eq!(next, n, "stream {p}: ranges {ranges:?} must reach {n}");
+        }
+    }
+}
+
+fn run(positions: Positions, roll: &str, fake: impl FnOnce(crate::source::Recovery) -> FakeSource + Send + 'static, prepare: impl FnOnce(&MemStore, &Shutdown)) -> Run {
+    run_mode(positions, roll, RunMode::UntilCaughtUp, fake, prepare)
+}
+
+fn run_mode(
+    positions: Positions,
+    roll: &str,
+    mode: RunMode,
+    fake: impl FnOnce(crate::source::Recovery) -> FakeSource + Send + 'static,
+    prepare: impl FnOnce(&MemStore, &Shutdown),
+) -> Run {
+    let store = MemStore::new();
+    let shutdown = Shutdown::default();
+    prepare(&store, &shutdown);
+    let cfg = config(positions, roll);
+    let opts = RunOptions { mode, shutdown_deadline: Duration::from_secs(10), progress: false };
+    let log: Arc<Mutex<Arc<Mutex<FakeLog>>>> = Arc::default();
+    let log_out = log.clone();
+    let make = move |recovery, _handle| {
+        let source = fake(recovery);
+        *log_out.lock().unwrap() = source.log.clone();
+        Ok(Box::new(source) as Box<dyn Source>)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let started = Instant::now();
+    let result = rt.block_on(drive(cfg, opts, shutdown, Arc::new(store.clone()), ROOT.to_string(), make));
+    let took = started.elapsed();
+    let log = log.lock().unwrap().clone();
+    Run { result, log, store, took }
+}
+
+#[test]
+fn offset_streams_land_every_message_once_and_report_what_was_published() {
+    let r = run(
+        Positions::SourceOffsets,
+        "max_rows: 50",
+        |rec| FakeSource::new(Positions::SourceOffsets, "t", messages(2, 300, 3), rec, Script::default()),
+        |_, _| {},
+    );
+    assert_eq!(r.summary().events, 600);
+    r.assert_tiles(2, 300);
+    let log = r.log.lock().unwrap();
+    for p in 0..2 {
+        let last = log.published.iter().filter(|(s, _, _)| s.partition == p).map(|(_, next, _)| *next).max();
+        assert_eq!(last, Some(300), "stream {p} reported published up to its end");
+    }
+}
+
+#[test]
+fn a_queue_is_acknowledged_only_after_publish() {
+    let r = run(
+        Positions::LandingSequence,
+        "max_rows: 40",
+        |rec| FakeSource::new(Positions::LandingSequence, "t", messages(1, 500, 3), rec, Script::default()),
+        |_, _| {},
+    );
+    assert_eq!(r.summary().events, 500);
+    r.assert_tiles(1, 500);
+    let log = r.log.lock().unwrap();
+    assert!(log.early_acks.is_empty(), "acknowledged before published: {:?}", log.early_acks);
+    assert!(log.published.iter().filter(|(_, _, t)| t.is_some()).count() >= 500 / 40, "a commit per 40 messages (the fake's window)");
+    assert_eq!(r.summary().duplicates, 0);
+}
+
+#[test]
+fn a_lost_acknowledgement_is_deduplicated_by_message_id_on_reconnect() {
+    let r = run(
+        Positions::LandingSequence,
+        "max_rows: 40",
+        |rec| FakeSource::new(Positions::LandingSequence, "t", messages(1, 500, 3), rec, Script { lose_first_ack: true, ..Script::default() }),
+        |_, _| {},
+    );
+    let s = r.summary();
+    assert_eq!(s.events, 500, "every message lands once");
+    r.assert_tiles(1, 500);
+    let log = r.log.lock().unwrap();
+    assert!(log.connects >= 2, "the session was reopened");
+    assert!(s.duplicates >= 40, "the first commit's 40 messages came back and were dropped: {s:?}");
+    assert_eq!(log.duplicates_acked, s.duplicates, "each dropped duplicate is acknowledged");
+    assert!(log.early_acks.is_empty(), "{:?}", log.early_acks);
+}
+
+#[test]
+fn a_failed_commit_rewinds_voids_its_epoch_and_lands_once() {
+    let r = run(
+        Positions::SourceOffsets,
+        "max_rows: 50",
+        |rec| FakeSource::new(Positions::SourceOffsets, "t", messages(2, 300, 3), rec, Script::default()),
+        // The second staged file's close fails: its commit cannot happen.
+        |store, _| store.fail_nth(Verb::Close, 2, Fault::Transient),
+    );
+    assert_eq!(r.store.armed(), 0, "the fault fired");
+    assert!(r.log.lock().unwrap().rewinds >= 1, "the failed commit rewound its stream");
+    assert_eq!(r.summary().events, 600);
+    r.assert_tiles(2, 300);
+    assert!(r.log.lock().unwrap().paused.is_empty(), "the rewound stream was resumed after its backoff");
+}
+
+#[test]
+fn the_open_file_cap_holds_for_every_position_model() {
+    for positions in [Positions::SourceOffsets, Positions::LandingSequence] {
+        let r = run(
+            positions,
+            "max_rows: 40, max_open_files: 4",
+            move |rec| FakeSource::new(positions, "t", messages(1, 400, 20), rec, Script::default()),
+            |_, _| {},
+        );
+        assert_eq!(r.summary().events, 400, "{positions:?}");
+        r.assert_tiles(1, 400);
+        let commits = r.commits();
+        let widest = commits.values().max().copied().unwrap_or(0);
+        assert!(widest <= 5, "{positions:?}: a commit held {widest} files with max_open_files 4: {commits:?}");
+        assert!(commits.len() >= 400 / 5, "{positions:?}: the cap cut {} commits", commits.len());
+    }
+}
+
+#[test]
+fn shutdown_publishes_what_is_buffered_within_the_deadline() {
+    let shutdown_at = Duration::from_millis(400);
+    let r = run_mode(
+        Positions::SourceOffsets,
+        "max_rows: 1000000, max_age: 10m",
+        RunMode::Forever,
+        |rec| FakeSource::new(Positions::SourceOffsets, "t", messages(1, 1000, 2), rec, Script { per_poll: 5, endless: true, ..Script::default() }),
+        move |_, shutdown| {
+            let shutdown = shutdown.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(shutdown_at);
+                shutdown.request();
+            });
+        },
+    );
+    let delivered = r.log.lock().unwrap().delivered;
+    assert!(delivered > 0);
+    assert_eq!(r.summary().events, delivered, "everything delivered before the stop was published by it");
+    assert!(r.took < Duration::from_secs(5), "stopped in {:?}", r.took);
+}

@@ -1,0 +1,343 @@
+//! The RabbitMQ sources, one per position model.
+//!
+//! **Queues** (classic, quorum; [`QueueSource`]) have no offsets: the driver numbers the
+//! messages it lands (a landing sequence continuing the commit log of `<queue>/0`). A delivery
+//! is acknowledged (`multiple=true`, up to the last delivery tag of a range) only after the
+//! commit holding it is published. Every session starts by reading the newest commits'
+//! `message_id`s back (the driver has waited for the commits in flight), and a redelivered
+//! message whose id is among them is acknowledged on its own and dropped, so a crash between
+//! publishing and acknowledging lands nothing twice. Messages without a `message_id` cannot be
+//! recognised: at-least-once.
+//!
+//! **Streams** ([`StreamSource`]) are read by offset (`x-stream-offset` from the commit log) and
+//! land exactly once like Kafka; acknowledgements only return credit to the broker.
+
+mod session;
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::runtime::Handle;
+
+pub use session::{describe, probe, stream_offset, AmqpError, AmqpSession, StreamStart, QUEUE_CONSUMERS};
+
+use super::{Assignment, Delivery, Polled, Positions, Recovery, Source, SourceError, SourceEvent, StreamId, Verdict};
+use crate::config::{RabbitMqSourceConfig, StartPosition};
+
+/// Deliveries handled per poll before the driver looks at feedback and timers again.
+const BATCH: usize = 512;
+
+impl From<AmqpError> for SourceError {
+    fn from(e: AmqpError) -> SourceError {
+        if e.is_transient() {
+            SourceError::SessionLost(e.to_string())
+        } else {
+            SourceError::Fatal(e.to_string())
+        }
+    }
+}
+
+/// What the queue and the stream source share: config, runtime handle, the live session.
+struct Link {
+    pipeline: String,
+    cfg: RabbitMqSourceConfig,
+    stream: StreamId,
+    recovery: Recovery,
+    handle: Handle,
+    session: Option<AmqpSession>,
+    /// The assignment of a new session, handed out by the next poll.
+    assigned: Option<Assignment>,
+}
+
+impl Link {
+    fn new(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle) -> Link {
+        Link {
+            pipeline: pipeline.to_string(),
+            cfg: cfg.clone(),
+            stream: StreamId::new(cfg.queue.clone(), 0),
+            recovery,
+            handle,
+            session: None,
+            assigned: None,
+        }
+    }
+
+    /// The commit log's answer, then a new session.
+    fn open(&mut self, start: impl FnOnce(Option<i64>) -> Option<StreamStart>) -> Result<super::Recovered, SourceError> {
+        self.close();
+        let recovered = self.recovery.recover(&self.stream).ok_or_else(|| SourceError::SessionLost("shutting down".into()))?;
+        let session = self.handle.block_on(AmqpSession::open(&self.pipeline, &self.cfg, start(recovered.next)))?;
+        tracing::info!(
+            pipeline = %self.pipeline, queue = %self.cfg.queue, uri = %describe(&self.cfg),
+            ready = session.ready_at_start, resume = ?recovered.next, dedup_ids = recovered.ids.len(), "consuming from RabbitMQ"
+        );
+        self.session = Some(session);
+        Ok(recovered)
+    }
+
+    fn session(&self) -> Result<&AmqpSession, SourceError> {
+        self.session.as_ref().ok_or_else(|| SourceError::SessionLost("not connected".into()))
+    }
+
+    /// Up to [`BATCH`] deliveries: waits up to `timeout` for the first, takes what is ready.
+    fn next_batch(&mut self, timeout: Duration) -> Result<Vec<lapin::message::Delivery>, SourceError> {
+        let Some(session) = self.session.as_mut() else { return Err(SourceError::SessionLost("not connected".into())) };
+        let batch = self.handle.block_on(async {
+            let mut batch = Vec::new();
+            match tokio::time::timeout(timeout, session.next()).await {
+                Err(_) => return Ok(batch),
+                Ok(None) => return Err("the consumer was cancelled by the broker (queue deleted?)".to_string()),
+                Ok(Some(d)) => batch.push(d?),
+            }
+            while batch.len() < BATCH {
+                match session.next().now_or_never() {
+                    Some(Some(Ok(d))) => batch.push(d),
+                    Some(Some(Err(e))) => return Err(e),
+                    Some(None) | None => break,
+                }
+            }
+            Ok(batch)
+        });
+        batch.map_err(SourceError::SessionLost)
+    }
+
+    /// Ends the session; what was not acknowledged goes back to the broker.
+    fn close(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.handle.block_on(session.close());
+        }
+    }
+
+    fn take_assigned(&mut self, on: &mut dyn FnMut(Polled<'_>) -> Verdict) {
+        if let Some(a) = self.assigned.take() {
+            on(Polled::Event(SourceEvent::Assigned(a)));
+        }
+    }
+
+    fn lost(&mut self) -> SourceError {
+        self.close();
+        SourceError::SessionLost("a commit failed; reconnecting so that the broker delivers its messages again".into())
+    }
+
+    fn probe(&self) -> Result<(), SourceError> {
+        self.handle.block_on(probe(&self.pipeline, &self.cfg)).map_err(|e| SourceError::Fatal(format!("source.rabbitmq: {e}")))
+    }
+}
+
+fn timestamp_ms(d: &lapin::message::Delivery) -> Option<i64> {
+    d.properties.timestamp().map(|t| (t as i64).saturating_mul(1000))
+}
+
+/// A quorum or classic queue: acknowledged after publish, redeliveries dropped by `message_id`.
+pub struct QueueSource {
+    link: Link,
+}
+
+impl QueueSource {
+    pub fn build(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle) -> QueueSource {
+        QueueSource { link: Link::new(pipeline, cfg, recovery, handle) }
+    }
+}
+
+impl Source for QueueSource {
+    fn positions(&self) -> Positions {
+        Positions::LandingSequence
+    }
+
+    /// A range is committed at a third of the unacknowledged window, so two commits can be in
+    /// flight while the last third keeps arriving.
+    fn max_open_range(&self) -> Option<u64> {
+        Some(self.link.cfg.commit_every())
+    }
+
+    fn connect(&mut self) -> Result<(), SourceError> {
+        let recovered = self.link.open(|_| None)?;
+        self.link.assigned = Some(Assignment {
+            stream: self.link.stream.clone(),
+            // Queues number their messages from where the log ends.
+            resume: Some(recovered.next.unwrap_or(0)),
+            origin: None,
+            end: i64::MAX,
+            recent_ids: recovered.ids,
+        });
+        Ok(())
+    }
+
+    fn poll(&mut self, timeout: Duration, on: &mut dyn FnMut(Polled<'_>) -> Verdict) -> Result<(), SourceError> {
+        self.link.take_assigned(on);
+        let batch = self.link.next_batch(timeout)?;
+        let session = self.link.session()?;
+        let mut duplicates = Vec::new();
+        for d in &batch {
+            let delivery = Delivery {
+                name: &self.link.cfg.queue,
+                partition: 0,
+                offset: 0,
+                payload: Some(&d.data),
+                timestamp_ms: timestamp_ms(d),
+                message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
+                redelivered: d.redelivered,
+                token: d.delivery_tag,
+            };
+            if on(Polled::Delivery(delivery)) == Verdict::Duplicate {
+                duplicates.push(d.delivery_tag);
+            }
+        }
+        // Published before its acknowledgement was lost: acknowledge each alone.
+        for tag in duplicates {
+            self.link.handle.block_on(session.ack_one(tag))?;
+        }
+        Ok(())
+    }
+
+    fn published(&mut self, _stream: &StreamId, _next: i64, token: Option<u64>) -> Result<(), SourceError> {
+        let Some(tag) = token else { return Ok(()) };
+        if crash_point("before_ack") {
+            tracing::error!(pipeline = %self.link.pipeline, "LF_TEST_CRASH_POINT=before_ack: aborting after a publish, before its acknowledgement");
+            std::process::abort();
+        }
+        let session = self.link.session()?;
+        Ok(self.link.handle.block_on(session.ack_through(tag))?)
+    }
+
+    fn rewind(&mut self, _stream: &StreamId) -> Result<Assignment, SourceError> {
+        Err(self.link.lost())
+    }
+
+    /// Nothing ready in the queue (asked only after the driver saw no delivery for a while,
+    /// so nothing waits in the client's prefetch buffer either).
+    fn caught_up(&mut self, _stream: &StreamId, _next: Option<i64>) -> bool {
+        let Ok(session) = self.link.session() else { return false };
+        matches!(self.link.handle.block_on(session.ready()), Ok(0))
+    }
+
+    fn probe(&mut self) -> Result<(), SourceError> {
+        self.link.probe()
+    }
+
+    fn close(&mut self) {
+        self.link.close();
+    }
+}
+
+/// A RabbitMQ stream, read by offset: exactly once like Kafka.
+pub struct StreamSource {
+    link: Link,
+    until_caught_up: bool,
+    /// Deliveries since the last credit acknowledgement, and the newest tag.
+    unacked: u64,
+    last_tag: u64,
+    /// `--until-caught-up`: the last offset when the session started (`None`: empty).
+    stream_end: Option<i64>,
+    /// The session started at the stream's end (`start: latest`, nothing landed yet).
+    started_at_end: bool,
+}
+
+impl StreamSource {
+    pub fn build(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle, until_caught_up: bool) -> StreamSource {
+        StreamSource {
+            link: Link::new(pipeline, cfg, recovery, handle),
+            until_caught_up,
+            unacked: 0,
+            last_tag: 0,
+            stream_end: None,
+            started_at_end: false,
+        }
+    }
+}
+
+impl Source for StreamSource {
+    fn positions(&self) -> Positions {
+        Positions::SourceOffsets
+    }
+
+    fn connect(&mut self) -> Result<(), SourceError> {
+        let latest = self.link.cfg.start == StartPosition::Latest;
+        let mut start = StreamStart::First;
+        let recovered = self.link.open(|next| {
+            start = match next {
+                Some(n) => StreamStart::Offset(n),
+                None if latest => StreamStart::Next,
+                None => StreamStart::First,
+            };
+            Some(start)
+        })?;
+        self.started_at_end = start == StreamStart::Next;
+        (self.unacked, self.last_tag) = (0, 0);
+        // AMQP reports no stream length: read the end from the stream's last chunk.
+        let end = if self.until_caught_up {
+            self.stream_end = self.link.handle.block_on(self.link.session()?.stream_end())?;
+            self.stream_end.map_or(0, |e| e + 1)
+        } else {
+            i64::MAX
+        };
+        self.link.assigned = Some(Assignment { stream: self.link.stream.clone(), resume: recovered.next, origin: None, end, recent_ids: Vec::new() });
+        Ok(())
+    }
+
+    fn poll(&mut self, timeout: Duration, on: &mut dyn FnMut(Polled<'_>) -> Verdict) -> Result<(), SourceError> {
+        self.link.take_assigned(on);
+        let batch = self.link.next_batch(timeout)?;
+        for d in &batch {
+            let Some(offset) = stream_offset(&d.properties) else {
+                return Err(SourceError::Fatal(format!(
+                    "queue `{}` delivered a message without an x-stream-offset header: it is not a stream; \
+                     set source.rabbitmq.queue_type to the queue's type (quorum or classic)",
+                    self.link.cfg.queue
+                )));
+            };
+            self.unacked += 1;
+            self.last_tag = d.delivery_tag;
+            let delivery = Delivery {
+                name: &self.link.cfg.queue,
+                partition: 0,
+                offset,
+                payload: Some(&d.data),
+                timestamp_ms: timestamp_ms(d),
+                message_id: None,
+                redelivered: false,
+                token: d.delivery_tag,
+            };
+            on(Polled::Delivery(delivery));
+        }
+        // Acknowledgements are credit only: returned in steps of a third of the prefetch.
+        if self.unacked >= self.link.cfg.commit_every() && self.last_tag > 0 {
+            self.unacked = 0;
+            let session = self.link.session()?;
+            self.link.handle.block_on(session.ack_through(self.last_tag))?;
+        }
+        Ok(())
+    }
+
+    fn published(&mut self, _stream: &StreamId, _next: i64, _token: Option<u64>) -> Result<(), SourceError> {
+        Ok(()) // the commit log is the position; nothing to tell the broker
+    }
+
+    fn rewind(&mut self, _stream: &StreamId) -> Result<Assignment, SourceError> {
+        Err(self.link.lost())
+    }
+
+    /// Done at the end the stream had when the session started, busy or not.
+    fn caught_up(&mut self, _stream: &StreamId, next: Option<i64>) -> bool {
+        let Some(end) = self.stream_end else { return true };
+        let position = next.map(|n| n - 1);
+        self.started_at_end && position.is_none() || position.is_some_and(|p| p >= end)
+    }
+
+    fn probe(&mut self) -> Result<(), SourceError> {
+        self.link.probe()
+    }
+
+    fn close(&mut self) {
+        self.link.close();
+    }
+}
+
+/// Fault injection for tests (not `LANDFALL_*`: those are daemon settings):
+/// `LF_TEST_CRASH_POINT=before_ack` aborts the process right after a commit is published and
+/// before its deliveries are acknowledged, the window the deduplication exists for. Read
+/// once; unset in production.
+fn crash_point(name: &str) -> bool {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    POINT.get_or_init(|| std::env::var("LF_TEST_CRASH_POINT").ok()).as_deref() == Some(name)
+}
