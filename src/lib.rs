@@ -31,3 +31,4 @@ pub mod quarantine;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod suggest;

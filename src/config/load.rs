@@ -394,30 +394,11 @@ fn list(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// ` (did you mean `group`?)` when a known name is within two edits of the typo.
+/// ` (did you mean `group`?)` when a known name is close to the typo ([`crate::suggest`]).
 fn suggest(typo: &str, names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|name| (edit_distance(typo, name), name))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, name)| format!(" (did you mean `{name}`?)"))
+    crate::suggest::closest(typo, names.iter().copied())
+        .map(|name| format!(" (did you mean `{name}`?)"))
         .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// The innermost key path at or before `line:column` (to name the key of a `${VAR}` problem).
@@ -566,7 +547,11 @@ mod tests {
             " (did you mean `compression`?)"
         );
         assert_eq!(suggest("zzz", &["brokers", "group"]), "");
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(
+            suggest("kafak", &["kafka", "rabbitmq"]),
+            " (did you mean `kafka`?)",
+            "a transposition is one edit"
+        );
     }
 
     #[test]
