@@ -190,6 +190,7 @@ pub struct DeclareConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindingConfig {
+    /// The exchange to bind the queue to; it must exist (Landfall does not declare it).
     pub exchange: String,
     /// Routing key (topic exchanges accept `#` and `*` patterns).
     #[serde(default)]
