@@ -43,9 +43,11 @@ fn pipeline_paths(settings: &DaemonConfig, given: Vec<PathBuf>) -> Vec<PathBuf> 
     }
 }
 
-/// Loads and checks pipelines, printing every problem; `None` if any.
-fn load_checked(paths: &[PathBuf]) -> Option<Vec<PipelineConfig>> {
-    let (loaded, errors) = config::load_pipelines(paths);
+/// Loads and checks pipelines, printing every problem; `None` if any. Each warning goes to
+/// `warn` (printed by `validate`, logged by `run`) and does not stop anything.
+fn load_checked(paths: &[PathBuf], warn: impl Fn(&config::ConfigWarning)) -> Option<Vec<PipelineConfig>> {
+    let config::Loaded { pipelines: loaded, errors, warnings } = config::load_pipelines(paths);
+    warnings.iter().for_each(warn);
     if !errors.is_empty() {
         eprintln!("{errors}");
         return None;
@@ -68,7 +70,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
 /// `landfall validate`: exit 0 only if every pipeline parses, checks and (with `connect`) probes.
 pub fn validate(settings: &DaemonConfig, pipelines: Vec<PathBuf>, connect: bool) -> Result<ExitCode, DaemonError> {
     let paths = pipeline_paths(settings, pipelines);
-    let Some(loaded) = load_checked(&paths) else { return Ok(ExitCode::FAILURE) };
+    let Some(loaded) = load_checked(&paths, |w| eprintln!("{w}")) else { return Ok(ExitCode::FAILURE) };
     let mut failed = false;
     if connect {
         init_logging(settings);
@@ -119,7 +121,11 @@ async fn probe(cfg: &PipelineConfig) -> Vec<String> {
 pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bool) -> Result<ExitCode, DaemonError> {
     init_logging(settings);
     let paths = pipeline_paths(settings, pipelines);
-    let Some(loaded) = load_checked(&paths) else { return Ok(ExitCode::FAILURE) };
+    let log = |w: &config::ConfigWarning| {
+        let w = &w.0;
+        tracing::warn!(file = %w.file.display(), line = w.line, key = %w.key_path, "{}", w.message);
+    };
+    let Some(loaded) = load_checked(&paths, log) else { return Ok(ExitCode::FAILURE) };
     let rt = runtime()?;
     let shutdown = Shutdown::default();
     let mode = if until_caught_up { RunMode::UntilCaughtUp } else { RunMode::Forever };

@@ -33,3 +33,4 @@ pub mod schema;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod suggest;

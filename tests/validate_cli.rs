@@ -137,22 +137,70 @@ fn rabbitmq_uri_without_credentials_is_refused_not_guest() {
     let line = line_of(&yaml, "uri:");
     assert!(err.contains(&format!("{path}:{line}:")), "{err}");
     assert!(err.contains("source.rabbitmq.uri") && err.contains("has no credentials") && err.contains("does not fall back to guest"), "{err}");
+    assert!(err.contains("write `amqp://USER:PASSWORD@host:5672/vhost`"), "the hint's placeholder is not redacted: {err}");
 }
 
 #[test]
 fn rabbitmq_prefetch_zero_and_a_max_age_past_the_ack_timeout_are_refused() {
     let yaml = rabbitmq_base()
-        .replace("prefetch: 20000", "prefetch: 0\n    ack_timeout: 90s");
+        .replace("prefetch: 20000", "prefetch: 0\n    ack_timeout: 60s");
     let (ok, err, path) = validate(&yaml);
     assert!(!ok);
     assert!(err.contains(&format!("{path}:{}:", line_of(&yaml, "prefetch: 0"))), "{err}");
     assert!(err.contains("source.rabbitmq.prefetch: prefetch must be between 1 and 65535, got 0"), "{err}");
-    assert!(err.contains("source.rabbitmq.ack_timeout: roll.max_age 60s could exceed the broker's delivery acknowledgement timeout (90s"), "{err}");
-    // A prefetch that caps commits below an explicit max_rows.
-    let yaml = rabbitmq_base().replace("prefetch: 20000", "prefetch: 1000").replace("max_rows: 1000000", "max_rows: 50000");
-    let (ok, err, _) = validate(&yaml);
-    assert!(!ok);
-    assert!(err.contains("prefetch 1000 is too small for roll.max_rows 50000"), "{err}");
+    assert!(err.contains("source.rabbitmq.ack_timeout: roll.max_age 60s is not shorter than the broker's delivery acknowledgement timeout (60s"), "{err}");
+}
+
+/// `landfall validate` with stdout and stderr.
+fn validate_output(yaml: &str) -> (bool, String, String, String) {
+    let (_dir, path) = pipeline_file(yaml);
+    let out = landfall().arg("validate").arg(&path).output().expect("run landfall validate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+#[test]
+fn rabbitmq_settings_that_work_but_surprise_are_warnings_not_errors() {
+    // A prefetch that caps commits (and so files) below an explicit max_rows: files simply hold
+    // fewer rows. It runs, with a warning that says how many.
+    let yaml = rabbitmq_base().replace("prefetch: 20000", "prefetch: 5000").replace("max_rows: 1000000", "max_rows: 4000");
+    let (ok, stdout, err, path) = validate_output(&yaml);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("ok: pipeline orders"), "{stdout}");
+    let line = line_of(&yaml, "prefetch: 5000");
+    assert!(err.contains(&format!("{path}:{line}:")), "{err}");
+    assert!(
+        err.contains("warning: source.rabbitmq.prefetch: files will hold at most 3333 rows, not roll.max_rows 4000")
+            && err.contains("raise prefetch to at least 6000"),
+        "{err}"
+    );
+    // roll.max_age over half the broker's ack timeout (but under it): a warning too.
+    let yaml = rabbitmq_base().replace("prefetch: 20000", "prefetch: 20000\n    ack_timeout: 90s");
+    let (ok, _, err, path) = validate_output(&yaml);
+    assert!(ok, "{err}");
+    assert!(err.contains(&format!("{path}:{}:", line_of(&yaml, "ack_timeout: 90s"))), "{err}");
+    assert!(err.contains("warning: source.rabbitmq.ack_timeout: roll.max_age 60s could exceed the broker's delivery acknowledgement timeout (90s"), "{err}");
+}
+
+#[test]
+fn run_logs_the_warnings_of_the_pipelines_it_loads() {
+    require_rabbitmq();
+    // The queue does not exist, so the run stops right after loading: the warning came first.
+    let queue = unique("no-such-queue");
+    let table = std::env::temp_dir().join(unique("landfall-warn"));
+    let sink = format!("  local:\n    path: {}\n", table.display());
+    let yaml = rabbitmq_pipeline_yaml("orders", &queue, "quorum", &sink, "60s")
+        .replace("prefetch: 20000", "prefetch: 5000")
+        .replace("max_rows: 1000000", "max_rows: 4000");
+    let (_dir, path) = pipeline_file(&yaml);
+    let out = landfall().args(["run", "--until-caught-up"]).arg(&path).output().unwrap();
+    let _ = std::fs::remove_dir_all(&table);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WARN") && err.contains("source.rabbitmq.prefetch") && err.contains("files will hold at most 3333 rows"), "{err}");
 }
 
 #[tokio::test]

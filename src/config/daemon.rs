@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 use super::units::HumanDuration;
 
-/// `LANDFALL_*` variables that belong to the command line, not to this file.
-pub const NON_CONFIG_ENV: &[&str] = &["LANDFALL_CONFIG"];
+/// `LANDFALL_*` variables that are not daemon settings: the command line's, the lab's
+/// (`LANDFALL_LAB`, exported by `eval "$(./bootstrap.sh env)"`) and the tests'.
+pub const NON_CONFIG_ENV: &[&str] = &["LANDFALL_CONFIG", "LANDFALL_LAB", "LANDFALL_TEST_HDFS_URL"];
 
 /// Settings of the daemon process, shared by all pipelines.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -195,6 +196,8 @@ mod tests {
                 ("LANDFALL_LOG_FORMAT", "json"),
                 ("LANDFALL_SHUTDOWN_DEADLINE", "45s"),
                 ("LANDFALL_CONFIG", "ignored.yaml"),
+                ("LANDFALL_LAB", "/work/.lab"),
+                ("LANDFALL_TEST_HDFS_URL", "hdfs://127.0.0.1:9000"),
                 ("OTHER", "x"),
             ]),
         )

@@ -74,6 +74,27 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// A setting that works but not the way it reads (e.g. files that will hold fewer rows than
+/// `roll.max_rows`): printed by `landfall validate`, logged when `run` loads the pipeline, never
+/// fatal. Displays as `file:line:column: warning: key.path: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning(pub ConfigError);
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = &self.0;
+        write!(f, "{}", w.file.display())?;
+        if w.line > 0 {
+            write!(f, ":{}:{}", w.line, w.column)?;
+        }
+        f.write_str(": warning: ")?;
+        if !w.key_path.is_empty() {
+            write!(f, "{}: ", w.key_path)?;
+        }
+        f.write_str(&w.message)
+    }
+}
+
 impl std::error::Error for ConfigError {}
 
 impl std::error::Error for ConfigErrors {}
@@ -112,5 +133,7 @@ mod tests {
             errors.to_string(),
             "pipelines/clicks.yaml:7:5: source.kafka.groupp: boom\npipelines/clicks.yaml: boom"
         );
+        let warning = ConfigWarning(error(7, "roll.max_rows"));
+        assert_eq!(warning.to_string(), "pipelines/clicks.yaml:7:5: warning: roll.max_rows: boom");
     }
 }

@@ -6,7 +6,8 @@
 //! 4. serde, repeatedly: each type error is reported, then the bad value is replaced by the
 //!    value at the same path in a shipped example (or removed) and serde runs again, so one
 //!    bad value does not hide the next;
-//! 5. semantic checks ([`super::validate`]) on every section that parsed cleanly.
+//! 5. semantic checks ([`super::validate`]) on every section that parsed cleanly; their
+//!    warnings are kept apart from the errors.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -14,9 +15,8 @@ use std::sync::OnceLock;
 
 use serde_norway::Value;
 
-use super::connectors::{SinkConfig, SourceConfig};
 use super::env::interpolate;
-use super::errors::{ConfigError, ConfigErrors};
+use super::errors::{ConfigError, ConfigErrors, ConfigWarning};
 use super::pipeline::PipelineConfig;
 use super::secret::Redactor;
 use super::shape::{shapes_of, Shape};
@@ -33,11 +33,13 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
 ];
 
 /// The result of parsing one file: the config if it could be built, the tree for locating
-/// later problems, and every problem found.
+/// later problems, every problem found, and the warnings about settings that work but
+/// surprise.
 pub(crate) struct Parsed {
     pub config: Option<PipelineConfig>,
     pub tree: Option<Node>,
     pub errors: ConfigErrors,
+    pub warnings: Vec<ConfigWarning>,
 }
 
 fn shapes() -> &'static BTreeMap<String, Shape> {
@@ -92,6 +94,7 @@ pub(crate) fn parse_pipeline_text(
                 config: None,
                 tree: None,
                 errors: report.finish(),
+                warnings: Vec::new(),
             };
         }
     };
@@ -114,6 +117,7 @@ pub(crate) fn parse_pipeline_text(
             config: None,
             tree: None,
             errors: report.finish(),
+            warnings: Vec::new(),
         };
     }
     let mut suppress = Suppress::default();
@@ -160,18 +164,20 @@ pub(crate) fn parse_pipeline_text(
     let mut value = tree.to_value(&mut Vec::new(), &is_enum);
     let config = deserialize_repairing(&mut value, &original, &suppress, &mut tainted, &mut report);
 
+    let mut warnings = Vec::new();
     let config = config.map(|mut config| {
-        if let SourceConfig::Kafka(kafka) = &mut config.source {
-            kafka.options.mark_secrets(&interpolated.redactor);
-        }
-        if let SinkConfig::Hdfs(hdfs) = &mut config.sink {
-            hdfs.options.mark_secrets(&interpolated.redactor);
-        }
+        config.source.mark_secrets(&interpolated.redactor);
+        config.sink.mark_secrets(&interpolated.redactor);
         let clean = |section: &str| !tainted.contains(section);
-        for issue in validate::check(&config, &clean, template) {
+        let findings = validate::check(&config, &clean, template);
+        for issue in findings.errors {
             if !suppress.covers(&issue.path, original.locate(&issue.path)) {
                 report.add(original.locate(&issue.path), &issue.path, &issue.message);
             }
+        }
+        for issue in findings.warnings {
+            let pos = original.locate(&issue.path);
+            warnings.push(ConfigWarning(report.error(pos, &issue.path, &issue.message)));
         }
         config
     });
@@ -179,6 +185,7 @@ pub(crate) fn parse_pipeline_text(
         config,
         tree: Some(original),
         errors: report.finish(),
+        warnings,
     }
 }
 
@@ -275,13 +282,19 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn add(&mut self, pos: Pos, path: &[Seg], message: &str) {
-        self.errors.push(ConfigError {
+        let error = self.error(pos, path, message);
+        self.errors.push(error);
+    }
+
+    /// A finding at `pos` in this file, with secrets redacted from its message.
+    fn error(&self, pos: Pos, path: &[Seg], message: &str) -> ConfigError {
+        ConfigError {
             file: self.file.to_path_buf(),
             line: pos.line,
             column: pos.column,
             key_path: path_string(path, false),
             message: self.redactor.redact(message),
-        });
+        }
     }
 
     fn finish(self) -> ConfigErrors {
@@ -394,30 +407,11 @@ fn list(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// ` (did you mean `group`?)` when a known name is within two edits of the typo.
+/// ` (did you mean `group`?)` when a known name is close to the typo ([`crate::suggest`]).
 fn suggest(typo: &str, names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|name| (edit_distance(typo, name), name))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, name)| format!(" (did you mean `{name}`?)"))
+    crate::suggest::closest(typo, names.iter().copied())
+        .map(|name| format!(" (did you mean `{name}`?)"))
         .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// The innermost key path at or before `line:column` (to name the key of a `${VAR}` problem).
@@ -566,7 +560,11 @@ mod tests {
             " (did you mean `compression`?)"
         );
         assert_eq!(suggest("zzz", &["brokers", "group"]), "");
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(
+            suggest("kafak", &["kafka", "rabbitmq"]),
+            " (did you mean `kafka`?)",
+            "a transposition is one edit"
+        );
     }
 
     #[test]

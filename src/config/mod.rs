@@ -7,15 +7,17 @@
 //! - **parse**: YAML syntax, unknown keys (with a "did you mean"), wrong types, missing keys,
 //!   bad enum values, missing `${VAR}`s ([`load`]);
 //! - **semantic**, pure: partition template against the schema, names, limits, codec levels,
-//!   time zone ([`validate`]);
+//!   time zone ([`validate`]); a setting that works but not the way it reads is a warning
+//!   ([`ConfigWarning`]), not an error;
 //! - a live probe (`--connect`) belongs to the connectors, not here.
 //!
-//! Module map: [`pipeline`] and [`connectors`] are the serde structs (their `///` comments are
-//! the user documentation), [`units`] sizes and durations, [`options`] pass-through client
-//! settings, [`secret`] redaction, [`env`] interpolation, [`yaml`] the position-aware tree,
-//! [`shape`] the key sets read from serde, [`daemon`] the daemon settings.
+//! Module map: [`pipeline`], [`source`] (one file per source) and [`sink`] are the serde
+//! structs (their `///` comments are the user documentation) with their checks, [`units`]
+//! sizes and durations, [`options`] pass-through client settings, [`secret`] redaction,
+//! [`env`] interpolation, [`yaml`] the position-aware tree, [`shape`] the key sets read from
+//! serde, [`daemon`] the daemon settings. Nothing here depends on the runtime (`source/`,
+//! `pipeline/` at the crate root): the runtime depends on this.
 
-pub mod connectors;
 pub mod daemon;
 pub mod env;
 pub mod errors;
@@ -24,37 +26,43 @@ pub mod options;
 pub mod pipeline;
 pub mod secret;
 mod shape;
+pub mod sink;
+pub mod source;
 pub mod units;
-pub mod rabbitmq;
 pub mod validate;
 mod yaml;
+
+/// The RabbitMQ source's settings, under the path the runtime has always used
+/// (`config::rabbitmq::RabbitMqSourceConfig`); they live in [`source::rabbitmq`].
+pub use source::rabbitmq;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use connectors::{
-    HdfsSinkConfig, KafkaSourceConfig, LocalSinkConfig, SinkConfig, SourceConfig, StartPosition,
-    MANAGED_KAFKA_OPTIONS,
-};
-pub use rabbitmq::{QueueType, RabbitMqSourceConfig};
 pub use daemon::{load_daemon_config, DaemonConfig, DaemonConfigError, LogFormat};
-pub use errors::{ConfigError, ConfigErrors};
+pub use errors::{ConfigError, ConfigErrors, ConfigWarning};
 pub use options::ClientOptions;
 pub use pipeline::{
     Compression, DecodeConfig, JsonDecodeConfig, ParquetConfig, PartitionConfig, PipelineConfig,
     RollConfig,
 };
 pub use secret::{is_secret_key, redact_uri, Redactor, Secret};
+pub use sink::{HdfsSinkConfig, LocalSinkConfig, SinkConfig};
+pub use source::{
+    KafkaSourceConfig, QueueType, RabbitMqSourceConfig, SourceConfig, StartPosition,
+    MANAGED_KAFKA_OPTIONS,
+};
 pub use units::{ByteSize, HumanDuration};
 
 /// Reads, interpolates, parses and checks one pipeline file. `Err` holds every problem found.
+/// Its warnings are dropped: use [`load_pipelines`] to see them.
 pub fn load_pipeline(path: &Path) -> Result<PipelineConfig, ConfigErrors> {
-    let (config, _) = load_one(path)?;
+    let (config, _) = load_one(path).0?;
     Ok(config)
 }
 
 /// Parses pipeline text as if read from `file` (used by tests and `validate -`), with
-/// `${VAR}`s looked up through `env`.
+/// `${VAR}`s looked up through `env`. Warnings are dropped: [`load_pipelines`] returns them.
 pub fn parse_pipeline(
     text: &str,
     file: &Path,
@@ -67,11 +75,24 @@ pub fn parse_pipeline(
     }
 }
 
+/// What [`load_pipelines`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The valid pipelines, with the file each came from.
+    pub pipelines: Vec<(PathBuf, PipelineConfig)>,
+    /// Every problem found; a file with one is not in `pipelines`.
+    pub errors: ConfigErrors,
+    /// Settings that work but not the way they read, in every file that parsed: print them
+    /// (`validate`) or log them (`run`); they do not stop a pipeline.
+    pub warnings: Vec<ConfigWarning>,
+}
+
 /// Loads many pipelines: each path is a file, or a directory whose `*.yaml`/`*.yml` files are
-/// read in name order. Returns the pipelines that are valid and every problem found, including
-/// a pipeline `name` used by two files (the second is rejected).
-pub fn load_pipelines(paths: &[PathBuf]) -> (Vec<(PathBuf, PipelineConfig)>, ConfigErrors) {
+/// read in name order. Returns the pipelines that are valid, every problem found (including a
+/// pipeline `name` used by two files: the second is rejected) and every warning.
+pub fn load_pipelines(paths: &[PathBuf]) -> Loaded {
     let mut errors = ConfigErrors::default();
+    let mut warnings = Vec::new();
     let mut files = Vec::new();
     for path in paths {
         match pipeline_files(path) {
@@ -82,7 +103,9 @@ pub fn load_pipelines(paths: &[PathBuf]) -> (Vec<(PathBuf, PipelineConfig)>, Con
     let mut loaded = Vec::new();
     let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
-        match load_one(&file) {
+        let (result, file_warnings) = load_one(&file);
+        warnings.extend(file_warnings);
+        match result {
             Ok((config, name_pos)) => {
                 if let Some(first) = names.get(&config.name) {
                     errors.push(ConfigError {
@@ -104,29 +127,35 @@ pub fn load_pipelines(paths: &[PathBuf]) -> (Vec<(PathBuf, PipelineConfig)>, Con
             Err(file_errors) => errors.extend(file_errors),
         }
     }
-    (loaded, errors)
+    Loaded { pipelines: loaded, errors, warnings }
 }
 
-/// The config and the position of its `name` value.
-fn load_one(path: &Path) -> Result<(PipelineConfig, yaml::Pos), ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            key_path: String::new(),
-            message: format!("cannot read pipeline file: {e}; check the path and permissions"),
-        }])
-    })?;
+/// The config and the position of its `name` value, and the file's warnings.
+#[allow(clippy::type_complexity)]
+fn load_one(path: &Path) -> (Result<(PipelineConfig, yaml::Pos), ConfigErrors>, Vec<ConfigWarning>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            let error = ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key_path: String::new(),
+                message: format!("cannot read pipeline file: {e}; check the path and permissions"),
+            };
+            return (Err(ConfigErrors(vec![error])), Vec::new());
+        }
+    };
     let env = |name: &str| std::env::var(name).ok();
     let parsed = load::parse_pipeline_text(&text, path, &env, validate::partition_template);
-    match (parsed.config, parsed.tree) {
+    let result = match (parsed.config, parsed.tree) {
         (Some(config), Some(tree)) if parsed.errors.is_empty() => {
             let pos = tree.locate(&[yaml::Seg::Key("name".into())]);
             Ok((config, pos))
         }
         _ => Err(parsed.errors),
-    }
+    };
+    (result, parsed.warnings)
 }
 
 fn pipeline_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {

@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::connectors::{SinkConfig, SourceConfig};
+use super::sink::SinkConfig;
+use super::source::SourceConfig;
 use super::units::{ByteSize, HumanDuration};
 use crate::schema::FieldSpec;
 
@@ -91,8 +92,9 @@ fn default_timezone() -> String {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollConfig {
-    /// Rows per file. With a RabbitMQ queue a commit holds at most half the `prefetch`
-    /// messages, so a value set above that is rejected (the default adapts silently).
+    /// Rows per file. With a RabbitMQ queue a commit holds at most a third of the
+    /// unacknowledged window (2 x `prefetch`), so files hold at most that many rows: a value
+    /// set above it is accepted with a warning (the default adapts silently).
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
     /// Approximate file size (encoded bytes plus buffered rows).

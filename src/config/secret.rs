@@ -67,21 +67,34 @@ pub fn is_secret_key(key: &str) -> bool {
 
 /// Hides the userinfo of a URI: `hdfs://alice:pw@nn:9000/x` → `hdfs://***@nn:9000/x`.
 /// The whole userinfo goes, since a bare token (`https://TOKEN@host`) is as secret as a
-/// password. Text that is not a URI with userinfo is returned unchanged.
+/// password. Text that is not a URI with userinfo is returned unchanged; text before the
+/// scheme (a quote or bracket in a message) is kept.
+///
+/// Whether there is userinfo is decided by the `url` crate, the parser lapin and hdfs-native
+/// use, so an `@` in a password (`u:p@ss@host`) or in a path (`host/team@eu`) is read as
+/// they read it. The userinfo then ends at the last `@` before the first `/`, `?` or `#`
+/// after `://` (the rule `url` applies), and only it is replaced, so the rest of the text is
+/// not re-encoded. A URI `url` cannot parse but that has an `@` (a raw `/` in a password, say)
+/// is hidden up to its last `@`: it cannot be told where its userinfo ends.
 pub fn redact_uri(uri: &str) -> Cow<'_, str> {
-    let Some(scheme_end) = uri.find("://") else {
+    let Some(separator) = uri.find("://") else {
         return Cow::Borrowed(uri);
     };
-    let authority_start = scheme_end + 3;
-    let authority_end = uri[authority_start..]
-        .find(['/', '?', '#'])
-        .map_or(uri.len(), |i| authority_start + i);
-    match uri[authority_start..authority_end].rfind('@') {
-        Some(at) => Cow::Owned(format!(
-            "{}{REDACTED}{}",
-            &uri[..authority_start],
-            &uri[authority_start + at..]
-        )),
+    let scheme_start = uri[..separator]
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .map_or(0, |i| i + 1);
+    let authority_start = separator + 3;
+    let rest = &uri[authority_start..];
+    let userinfo_end = match url::Url::parse(&uri[scheme_start..]) {
+        Ok(url) if url.username().is_empty() && url.password().is_none() => None,
+        Ok(_) => {
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            authority.rfind('@')
+        }
+        Err(_) => rest.rfind('@'),
+    };
+    match userinfo_end {
+        Some(at) => Cow::Owned(format!("{}{REDACTED}{}", &uri[..authority_start], &rest[at..])),
         None => Cow::Borrowed(uri),
     }
 }
@@ -117,8 +130,10 @@ impl Redactor {
                 out = out.replace(secret.as_str(), REDACTED);
             }
         }
+        // Landfall's own messages show the URI shape with this placeholder userinfo; it is
+        // the one userinfo that is not a secret.
         out.split(' ')
-            .map(|word| redact_uri(word).into_owned())
+            .map(|word| if word.contains("://USER:PASSWORD@") { word.to_string() } else { redact_uri(word).into_owned() })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -175,6 +190,18 @@ mod tests {
             "hdfs://nn:9000/landing"
         );
         assert_eq!(redact_uri("not a uri"), "not a uri");
+        // `@` in the password (raw or encoded) or in the path; an encoded `/`.
+        assert_eq!(redact_uri("amqp://u:p@ss@h:5672/%2f"), "amqp://***@h:5672/%2f");
+        assert_eq!(redact_uri("amqp://u:p%40ss@h/%2f"), "amqp://***@h/%2f");
+        assert_eq!(redact_uri("amqp://u:p%2Fss@h/v"), "amqp://***@h/v");
+        assert_eq!(redact_uri("amqp://h:5672/team@eu"), "amqp://h:5672/team@eu");
+        assert_eq!(redact_uri("amqp://u:p@h/team@eu"), "amqp://***@h/team@eu");
+        // A raw `/` in the password does not parse: everything up to the last `@` goes.
+        assert_eq!(redact_uri("amqp://u:pa/ss@h:5672/%2f"), "amqp://***@h:5672/%2f");
+        // Quoted in a message: the quotes stay, nothing is re-encoded.
+        assert_eq!(redact_uri("`amqp://u:pw@h/%2f`"), "`amqp://***@h/%2f`");
+        assert_eq!(redact_uri("`amqp://***@h/%2f`"), "`amqp://***@h/%2f`");
+        assert_eq!(redact_uri("\"hdfs://nn:9000/x\","), "\"hdfs://nn:9000/x\",");
     }
 
     #[test]
@@ -194,6 +221,11 @@ mod tests {
             "invalid type: string \"***\" at hdfs://***@nn/x, x"
         );
         assert!(redactor.contains_secret("pre-hunter2-post"));
+        assert_eq!(
+            redactor.redact("write `amqp://USER:PASSWORD@host:5672/vhost`"),
+            "write `amqp://USER:PASSWORD@host:5672/vhost`",
+            "the placeholder in Landfall's own hints stays readable"
+        );
         assert_eq!(format!("{redactor:?}"), "Redactor(1 secrets)");
     }
 }

@@ -427,7 +427,8 @@ fn load_pipelines_reads_directories_in_order_and_refuses_duplicate_names() {
     .unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a pipeline").unwrap();
     let missing = dir.path().join("missing.yaml");
-    let (loaded, errors) = load_pipelines(&[dir.path().to_path_buf(), missing.clone()]);
+    let Loaded { pipelines: loaded, errors, warnings } = load_pipelines(&[dir.path().to_path_buf(), missing.clone()]);
+    assert!(warnings.is_empty(), "{warnings:?}");
     let names: Vec<(PathBuf, &str)> = loaded
         .iter()
         .map(|(p, c)| (p.clone(), c.name.as_str()))
@@ -494,4 +495,34 @@ fn odd_shapes_get_readable_errors() {
             "p.yaml:15:9: decode.json.schema[1]: invalid type: string \"oops\", expected struct FieldSpec",
         ]
     );
+}
+
+/// The warnings for `text`, which must parse without errors.
+fn warnings(text: &str) -> Vec<String> {
+    let parsed = parse_pipeline_text(text, Path::new("p.yaml"), &env, validate::partition_template);
+    assert!(parsed.errors.is_empty(), "{}", parsed.errors);
+    parsed.warnings.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn settings_that_work_but_surprise_are_warnings_with_positions() {
+    let start = EXAMPLE.find("source:\n").unwrap();
+    let end = EXAMPLE.find("decode:").unwrap();
+    let source = "source:\n  rabbitmq:\n    uri: amqp://u:p@h:5672/%2f\n    queue: orders\n    prefetch: 5000\n";
+    let rabbit = format!("{}{source}{}", &EXAMPLE[..start], &EXAMPLE[end..]).replace("max_rows: 1000000", "max_rows: 4000");
+    let found = warnings(&rabbit);
+    let line = rabbit.lines().position(|l| l.contains("prefetch: 5000")).unwrap() + 1;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(&format!("p.yaml:{line}:15: warning: source.rabbitmq.prefetch: files will hold at most 3333 rows, not roll.max_rows 4000")),
+        "{}",
+        found[0]
+    );
+    // max_age between a quarter and a half of the staging grace period: a warning.
+    let slow = example_with("max_age: 60s", "max_age: 20m");
+    let line = slow.lines().position(|l| l.contains("max_age: 20m")).unwrap() + 1;
+    let found = warnings(&slow);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with(&format!("p.yaml:{line}:12: warning: roll.max_age: max_age 20m leaves little margin")), "{}", found[0]);
+    assert!(warnings(EXAMPLE).is_empty());
 }

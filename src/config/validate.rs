@@ -1,21 +1,50 @@
 //! Semantic checks on a parsed pipeline: rules the types cannot express (non-empty lists,
 //! names, the partition template against the schema, codec levels …). Pure: no I/O, so
 //! `landfall validate` runs anywhere; live probes (`--connect`) live elsewhere.
+//!
+//! Two kinds of finding: an **error** for a configuration that cannot work (the pipeline is
+//! refused), a **warning** for one that works but not the way it reads (files smaller than
+//! `roll.max_rows`, a thin margin before a timeout): it is printed by `validate`, logged by
+//! `run`, and the pipeline runs.
 
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use super::connectors::{SinkConfig, SourceConfig, MANAGED_KAFKA_OPTIONS};
 use super::pipeline::PipelineConfig;
-use super::yaml::Seg;
+use super::yaml::{path_string, Seg};
 use crate::partition::PartitionTemplate;
 use crate::schema::{FieldSpec, FieldType};
 
-/// A semantic problem at a key path; the loader turns the path into `line:column`.
+/// A semantic finding at a key path; the loader turns the path into `line:column`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
     pub path: Vec<Seg>,
     pub message: String,
+}
+
+/// What the checks found: errors (cannot work) and warnings (works, but surprises).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    pub errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+}
+
+impl Findings {
+    /// A setting that cannot work; say what to change.
+    pub fn error(&mut self, path: Vec<Seg>, message: String) {
+        self.errors.push(Issue { path, message });
+    }
+
+    /// A setting that works but not as it reads; say what will happen and how to silence it.
+    pub fn warn(&mut self, path: Vec<Seg>, message: String) {
+        self.warnings.push(Issue { path, message });
+    }
+
+    /// The key paths of the errors and of the warnings, e.g. `source.rabbitmq.prefetch`.
+    pub fn keys(&self) -> (Vec<String>, Vec<String>) {
+        let keys = |issues: &[Issue]| issues.iter().map(|i| path_string(&i.path, false)).collect();
+        (keys(&self.errors), keys(&self.warnings))
+    }
 }
 
 /// Which top-level sections parsed cleanly; checks that read a section with parse errors are
@@ -42,7 +71,8 @@ fn key(k: &str) -> Seg {
     Seg::Key(k.to_string())
 }
 
-fn at(path: &[&str]) -> Vec<Seg> {
+/// A key path from its keys: `at(&["roll", "max_rows"])`.
+pub fn at(path: &[&str]) -> Vec<Seg> {
     path.iter().map(|k| key(k)).collect()
 }
 
@@ -51,9 +81,9 @@ pub fn check(
     config: &PipelineConfig,
     clean: &dyn SectionFilter,
     template: TemplateParser,
-) -> Vec<Issue> {
-    let mut issues = Vec::new();
-    let mut issue = |path: Vec<Seg>, message: String| issues.push(Issue { path, message });
+) -> Findings {
+    let mut out = Findings::default();
+    let mut issue = |path: Vec<Seg>, message: String| out.error(path, message);
 
     if clean.clean("name") && !valid_name(&config.name) {
         issue(
@@ -64,19 +94,12 @@ pub fn check(
             ),
         );
     }
+    let mut source_findings = Findings::default();
     if clean.clean("source") {
-        match &config.source {
-            SourceConfig::Kafka(kafka) => check_kafka(kafka, &mut issue),
-            SourceConfig::RabbitMq(rabbit) => {
-                // The roll section's values if it parsed, else its defaults.
-                let default = PipelineConfig::default_roll();
-                let roll = if clean.clean("roll") { &config.roll } else { &default };
-                let checks = super::rabbitmq::check(rabbit, roll.max_age.get(), roll.max_rows, roll.max_rows == default.max_rows);
-                for (field, message) in checks {
-                    issue(at(&["source", "rabbitmq", field]), message);
-                }
-            }
-        }
+        // The roll section's values if it parsed, else its defaults.
+        let default = PipelineConfig::default_roll();
+        let roll = if clean.clean("roll") { &config.roll } else { &default };
+        super::source::check(&config.source, roll, roll.max_rows == default.max_rows, &mut source_findings);
     }
     if clean.clean("decode") {
         check_schema(config.schema(), &mut issue);
@@ -100,6 +123,7 @@ pub fn check(
             );
         }
     }
+    let mut grace_warning = None;
     if clean.clean("roll") {
         let roll = &config.roll;
         if roll.max_rows == 0 {
@@ -120,19 +144,32 @@ pub fn check(
                 "max_age must be greater than 0, e.g. `60s`".into(),
             );
         }
-        // A staged file stays open up to max_age; orphan cleanup treats staged files older
-        // than the grace period as abandoned, so max_age must stay well inside it.
-        let limit = crate::commit::default_grace() / 4;
-        if roll.max_age.get() > limit {
+        // A staged file stays open up to max_age, and the committer refuses staged files older
+        // than half the orphan grace period (orphan cleanup may delete them): past that no
+        // file could be committed. Past a quarter, a slow commit may hit the limit.
+        let grace = crate::commit::default_grace();
+        if roll.max_age.get() >= grace / 2 {
             issue(
                 at(&["roll", "max_age"]),
                 format!(
-                    "max_age must be at most {}s (a quarter of the {}s staging grace period), got {}",
-                    limit.as_secs(),
-                    crate::commit::default_grace().as_secs(),
-                    roll.max_age
+                    "max_age must be below {}s (half the {}s staging grace period: older staged files are refused at commit), \
+                     got {}; keep it at most {}s",
+                    (grace / 2).as_secs(),
+                    grace.as_secs(),
+                    roll.max_age,
+                    (grace / 4).as_secs()
                 ),
             );
+        } else if roll.max_age.get() > grace / 4 {
+            grace_warning = Some(format!(
+                "max_age {} leaves little margin: the committer refuses staged files older than {}s (half the {}s staging \
+                 grace period), so a commit delayed by more than {}s fails and its rows are consumed again; keep max_age at most {}s",
+                roll.max_age,
+                (grace / 2).as_secs(),
+                grace.as_secs(),
+                (grace / 2).saturating_sub(roll.max_age.get()).as_secs(),
+                (grace / 4).as_secs()
+            ));
         }
         if roll.max_buffered_bytes.bytes() < (1 << 20) {
             issue(
@@ -159,9 +196,14 @@ pub fn check(
         }
     }
     if clean.clean("sink") {
-        check_sink(&config.sink, &mut issue);
+        super::sink::check(&config.sink, &mut out);
     }
-    issues
+    if let Some(message) = grace_warning {
+        out.warn(at(&["roll", "max_age"]), message);
+    }
+    out.errors.extend(source_findings.errors);
+    out.warnings.extend(source_findings.warnings);
+    out
 }
 
 fn valid_name(name: &str) -> bool {
@@ -169,73 +211,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-}
-
-fn check_kafka(kafka: &super::connectors::KafkaSourceConfig, issue: &mut impl FnMut(Vec<Seg>, String)) {
-    let base = |rest: &[&str]| {
-        let mut path = at(&["source", "kafka"]);
-        path.extend(rest.iter().map(|k| key(k)));
-        path
-    };
-    if kafka.brokers.is_empty() {
-        issue(
-            base(&["brokers"]),
-            "brokers must list at least one `host:port`".into(),
-        );
-    }
-    for (i, broker) in kafka.brokers.iter().enumerate() {
-        if broker.trim().is_empty() || broker.contains([',', ' ']) {
-            let mut path = base(&["brokers"]);
-            path.push(Seg::Index(i));
-            issue(path, format!("broker `{broker}` must be one `host:port`; list several brokers as separate items"));
-        }
-    }
-    if kafka.topics.is_empty() {
-        issue(
-            base(&["topics"]),
-            "topics must list at least one topic".into(),
-        );
-    }
-    let mut seen = HashSet::new();
-    for (i, topic) in kafka.topics.iter().enumerate() {
-        let mut path = base(&["topics"]);
-        path.push(Seg::Index(i));
-        let valid = topic.starts_with('^')
-            || (!topic.is_empty()
-                && topic.len() <= 249
-                && topic
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')));
-        if !valid {
-            issue(
-                path,
-                format!("topic `{topic}` is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -; a regex starts with `^`)"),
-            );
-        } else if !seen.insert(topic) {
-            issue(path, format!("topic `{topic}` is listed twice"));
-        }
-    }
-    if kafka.group.trim().is_empty() {
-        issue(base(&["group"]), "group must not be empty".into());
-    }
-    let timeout = kafka.session_timeout.get();
-    if timeout.as_millis() < 1 || timeout.as_millis() > 3_600_000 {
-        issue(
-            base(&["session_timeout"]),
-            format!(
-                "session_timeout must be between 1ms and 1h (librdkafka's range), got {}",
-                kafka.session_timeout
-            ),
-        );
-    }
-    for option in kafka.options.keys() {
-        if let Some((_, why)) = MANAGED_KAFKA_OPTIONS.iter().find(|(k, _)| *k == option) {
-            issue(
-                base(&["options", option]),
-                format!("`{option}` is managed by Landfall ({why}); remove it"),
-            );
-        }
-    }
 }
 
 fn check_schema(schema: &[FieldSpec], issue: &mut impl FnMut(Vec<Seg>, String)) {
@@ -292,52 +267,6 @@ fn duplicate_struct_member(field_type: &FieldType) -> Option<&str> {
             })
         }
         _ => None,
-    }
-}
-
-fn check_sink(sink: &SinkConfig, issue: &mut impl FnMut(Vec<Seg>, String)) {
-    match sink {
-        SinkConfig::Hdfs(hdfs) => {
-            let host = ["hdfs://", "viewfs://"]
-                .iter()
-                .find_map(|scheme| hdfs.url.strip_prefix(scheme))
-                .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
-            match host {
-                None => issue(
-                    at(&["sink", "hdfs", "url"]),
-                    format!(
-                        "url `{}` must start with `hdfs://` or `viewfs://`",
-                        super::secret::redact_uri(&hdfs.url)
-                    ),
-                ),
-                Some("") => issue(
-                    at(&["sink", "hdfs", "url"]),
-                    "url needs a NameNode `host:port` or nameservice, e.g. `hdfs://127.0.0.1:9000`"
-                        .into(),
-                ),
-                Some(_) => {}
-            }
-            if !hdfs.path.starts_with('/') {
-                issue(
-                    at(&["sink", "hdfs", "path"]),
-                    format!("path `{}` must be absolute (start with `/`)", hdfs.path),
-                );
-            }
-            if hdfs.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
-                issue(
-                    at(&["sink", "hdfs", "user"]),
-                    "user must not be empty; remove the key to use the default".into(),
-                );
-            }
-        }
-        SinkConfig::Local(local) => {
-            if local.path.trim().is_empty() {
-                issue(
-                    at(&["sink", "local", "path"]),
-                    "path must not be empty".into(),
-                );
-            }
-        }
     }
 }
 

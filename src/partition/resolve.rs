@@ -37,34 +37,14 @@ pub(super) fn resolve<'s>(name: &str, schema: &'s [FieldSpec]) -> Result<(Vec<us
     Ok((path, current))
 }
 
-/// "; did you mean `x`?" for a near miss, else the list of available names.
+/// "; did you mean `x`?" for a near miss ([`crate::suggest`]), else the list of available names.
 fn suggestion(wanted: &str, names: &[&str]) -> String {
-    let best = names
-        .iter()
-        .map(|n| (edit_distance(&wanted.to_lowercase(), &n.to_lowercase()), *n))
-        .filter(|(d, _)| *d <= 2.max(wanted.len() / 4))
-        .min_by_key(|(d, _)| *d);
-    match best {
-        Some((_, name)) => format!("; did you mean `{name}`?"),
+    match crate::suggest::closest(wanted, names.iter().copied()) {
+        Some(name) => format!("; did you mean `{name}`?"),
         None if names.is_empty() => String::new(),
         None => {
             let shown: Vec<String> = names.iter().take(20).map(|n| format!("`{n}`")).collect();
             format!("; fields are {}", shown.join(", "))
         }
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }

@@ -153,3 +153,36 @@ conformance_suite!(hdfs, crate::sink::testing::hdfs_dir().await, [
     listing_an_absent_dir_is_empty,
     reading_a_missing_file_is_not_found,
 ]);
+
+/// HDFS only: `sink.hdfs.options` reach the hdfs-native client. A logical nameservice
+/// `hdfs://labns` means nothing to the client until the options map it onto the lab NameNode;
+/// with them a file lands (and is seen through the plain NameNode URL), without them nothing
+/// does. Fails under `CI=true` when the lab HDFS is down, like the suite above.
+#[tokio::test]
+async fn hdfs_options_reach_the_client() {
+    use std::time::Duration;
+    let Some(dir) = crate::sink::testing::hdfs_dir().await else { return };
+    let lab = url::Url::parse(&crate::sink::testing::hdfs_url()).expect("LANDFALL_TEST_HDFS_URL is a URL");
+    let address = format!("{}:{}", lab.host_str().expect("a host"), lab.port().unwrap_or(8020));
+    let options = [("dfs.ha.namenodes.labns", "nn1"), ("dfs.namenode.rpc-address.labns.nn1", address.as_str())];
+
+    let through_ns = crate::sink::hdfs_with_options("hdfs://labns", None, options)
+        .expect("build the client for hdfs://labns")
+        .with_timeout(Duration::from_secs(20));
+    let path = dir.path("via-nameservice/data.bin");
+    write_file(&through_ns, &path, &[b"landed through labns"]).await;
+    assert_eq!(dir.store.read(&path).await.unwrap(), Bytes::from_static(b"landed through labns"));
+
+    // The same nameservice without the options: no NameNode to talk to.
+    let other = dir.path("without-options/data.bin");
+    match crate::sink::hdfs("hdfs://labns", None) {
+        Err(e) => assert!(!e.is_transient(), "{e}"),
+        Ok(bare) => {
+            let bare = bare.with_timeout(Duration::from_secs(10));
+            let created = bare.create(&other).await;
+            assert!(created.is_err(), "hdfs://labns without options must not resolve");
+        }
+    }
+    assert!(dir.store.stat(&other).await.unwrap().is_none(), "nothing landed without the options");
+    dir.cleanup().await;
+}

@@ -53,7 +53,22 @@ impl HdfsStore {
     /// Builds the client; no connection is made until the first call. Call it inside the
     /// tokio runtime: hdfs-native spawns its I/O tasks on the current runtime.
     pub fn new(url: &str, user: Option<&str>) -> Result<HdfsStore, StoreError> {
+        HdfsStore::with_config(url, user, std::iter::empty())
+    }
+
+    /// [`HdfsStore::new`] with Hadoop client settings (a pipeline's `sink.hdfs.options`), which
+    /// override those read from `HADOOP_CONF_DIR`: e.g. `dfs.ha.namenodes.ns1` and
+    /// `dfs.namenode.rpc-address.ns1.nn1` make `hdfs://ns1` resolvable without any XML file.
+    pub fn with_config<'a>(
+        url: &str,
+        user: Option<&str>,
+        config: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<HdfsStore, StoreError> {
+        let config: Vec<(&str, &str)> = config.into_iter().collect();
         let mut builder = ClientBuilder::new().with_url(url);
+        if !config.is_empty() {
+            builder = builder.with_config(config);
+        }
         if let Some(user) = user {
             builder = builder.with_user(user);
         }
@@ -61,14 +76,15 @@ impl HdfsStore {
             op: "connect",
             path: url.to_string(),
             message: e.to_string(),
-            hint: "check sink.hdfs.url (hdfs://host:port) and the Hadoop config in HADOOP_CONF_DIR"
+            hint: "check sink.hdfs.url (hdfs://host:port or hdfs://nameservice), sink.hdfs.options and the Hadoop \
+                   config in HADOOP_CONF_DIR"
                 .to_string(),
         })?;
-        let probe_addr = url
-            .strip_prefix("hdfs://")
-            .map(|rest| rest.split('/').next().unwrap_or(rest))
-            .filter(|authority| authority.contains(':'))
-            .map(str::to_string);
+        // Read as hdfs-native reads it (the `url` crate): userinfo is not part of the address.
+        let probe_addr = url::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "hdfs")
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)));
         Ok(HdfsStore { client, url: url.trim_end_matches('/').to_string(), probe_addr, timeout: DEFAULT_TIMEOUT })
     }
 

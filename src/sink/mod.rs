@@ -36,6 +36,16 @@ pub fn hdfs(url: &str, user: Option<&str>) -> Result<HdfsStore, StoreError> {
     HdfsStore::new(url, user)
 }
 
+/// [`hdfs`] with Hadoop client settings (`sink.hdfs.options`, e.g.
+/// `config.options.iter()`) that override those from `HADOOP_CONF_DIR`.
+pub fn hdfs_with_options<'a>(
+    url: &str,
+    user: Option<&str>,
+    options: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<HdfsStore, StoreError> {
+    HdfsStore::with_config(url, user, options)
+}
+
 /// Builds a store from a location string, the form pipeline configs use:
 /// `hdfs://host:port` → [`HdfsStore`]; `file:///dir` or an absolute path `/dir` →
 /// [`LocalStore`] rooted at that directory. `user` only applies to HDFS.
