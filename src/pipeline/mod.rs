@@ -61,7 +61,7 @@ pub struct RunOptions {
 pub fn open_store(cfg: &PipelineConfig) -> Result<(Arc<dyn FileStore>, String), String> {
     match &cfg.sink {
         SinkConfig::Hdfs(h) => {
-            let store = crate::sink::hdfs(&h.url, h.user.as_deref()).map_err(|e| e.to_string())?;
+            let store = crate::sink::hdfs_with_options(&h.url, h.user.as_deref(), h.options.iter()).map_err(|e| e.to_string())?;
             Ok((Arc::new(store), h.path.clone()))
         }
         SinkConfig::Local(l) => {

@@ -11,7 +11,8 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
-use crate::config::rabbitmq::{AuthMechanism, RabbitMqSourceConfig};
+pub use crate::config::rabbitmq::QUEUE_CONSUMERS;
+use crate::config::rabbitmq::{amqp_endpoint as endpoint, AuthMechanism, RabbitMqSourceConfig};
 use crate::config::secret::redact_uri;
 
 /// Why talking to RabbitMQ failed, with what to check.
@@ -50,11 +51,6 @@ pub enum StreamStart {
     Next,
 }
 
-/// Consumers per queue session, on one channel. AMQP caps `prefetch` at 65535 per consumer,
-/// and a queue's deliveries stay unacknowledged until published (about a second per commit on
-/// HDFS): with one consumer the broker stops delivering while a commit is recorded. Two double
-/// the window. A stream delivers everything to every consumer, so it gets one.
-pub const QUEUE_CONSUMERS: usize = 2;
 
 /// A live connection with its consumers.
 pub struct AmqpSession {
@@ -72,12 +68,6 @@ pub struct AmqpSession {
     queue: String,
 }
 
-/// `host:port/vhost` of the URI, for messages (never the credentials).
-pub fn endpoint(uri: &str) -> String {
-    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    rest.split(['?', '#']).next().unwrap_or_default().to_string()
-}
 
 fn read(path: &Option<String>) -> Result<Option<Vec<u8>>, AmqpError> {
     path.as_ref()
@@ -367,12 +357,6 @@ pub fn describe(cfg: &RabbitMqSourceConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_endpoint_never_shows_credentials() {
-        assert_eq!(endpoint("amqp://u:secret@broker:5672/%2f?heartbeat=10"), "broker:5672/%2f");
-        assert_eq!(endpoint("amqps://broker"), "broker");
-    }
 
     #[test]
     fn external_auth_is_asked_for_in_the_uri() {
