@@ -1,24 +1,29 @@
-//! Landfall lands Kafka streams in a Hadoop data lake: it consumes messages, decodes JSON into
-//! Apache Arrow with a declared schema, writes Spark-correct Parquet and publishes the files
-//! atomically into Hive-style partitions on HDFS (or a local directory), exactly once.
+//! Landfall lands Kafka and RabbitMQ streams in a Hadoop data lake: it consumes messages,
+//! decodes JSON into Apache Arrow with a declared schema, writes Spark-correct Parquet and
+//! publishes the files atomically into Hive-style partitions on HDFS (or a local directory),
+//! exactly once (queues: acknowledged only after publish, redeliveries dropped by `message_id`).
 //!
 //! The module tree follows the data, one way:
 //!
 //! ```text
-//! source/ (kafka)  →  decode (JSON → Arrow rows, per message)  →  partition (Hive path)
-//!   →  pipeline/partitions (buffers per source partition, roll policy)
+//! source/ (kafka, rabbitmq: the Source seam)  →  decode (JSON → Arrow rows, per message)
+//!   →  partition (Hive path)  →  pipeline/driver (per-stream buffers, roll policy, caps)
 //!   →  parquet (Spark-correct writer)  →  sink/ (hdfs, local: the FileStore seam)
 //!   →  commit (manifest = commit point and fence, publish by rename)   ← recovery reads it
 //! ```
 //!
+//! - [`source`]: the [`source::Source`] trait and its three implementations (Kafka, RabbitMQ
+//!   queue, RabbitMQ stream); two position models, broker offsets and a landing sequence.
 //! - [`config`]: pipeline YAML and daemon settings, checked in three layers (parse, semantic,
 //!   live probe), every problem reported with `file:line:column` and its key path.
 //! - [`schema`]: the declared column types and their Arrow/Parquet mapping.
 //! - [`quarantine`]: where messages that cannot become rows go (`<table>/_rejected/`).
-//! - [`pipeline`] ties one pipeline together: a consumer thread and a writer task.
+//! - [`pipeline`] ties one pipeline together: the driver on a consumer thread, the writer task.
 //! - [`daemon`] runs many pipelines, handles signals and restarts failed pipelines.
+//! - [`retry`] and [`shutdown`]: the one backoff policy and the awaitable stop signal.
 //!
-//! `docs/exactly-once.md` explains the commit protocol and what happens at each crash point.
+//! `docs/exactly-once.md` explains the commit protocol and what happens at each crash point;
+//! `docs/rabbitmq.md` the queue guarantees; `docs/adding-a-source.md` the Source seam.
 
 pub mod commit;
 pub mod config;

@@ -1,5 +1,7 @@
-//! Exactly-once commits for offset-based sources (Kafka): which offsets of a
-//! (topic, partition) became which files, recorded atomically in the table itself.
+//! Exactly-once commits: which positions of a stream (a Kafka partition's offsets, a RabbitMQ
+//! stream's offsets, a queue's landing sequence) became which files, recorded atomically in the
+//! table itself. A queue's manifests also record the `message_id`s they published, the
+//! deduplication window ([`CommitConfig::keep_ids`]).
 //!
 //! The protocol (two-phase commit vocabulary; full analysis in `docs/exactly-once.md`):
 //!
@@ -10,9 +12,10 @@
 //!    That rename is the commit point and the fence between writers.
 //! 3. **Zombie check**: a newer manifest in the log means this writer is stale → `Fenced`.
 //! 4. **Publish**: rename each staged file to its deterministic name ([`final_file_name`]).
-//! 5. **Acknowledge**: the caller mirrors `end + 1` to the Kafka group (for lag tools only).
+//! 5. **Acknowledge**: the driver tells the source (`Source::published`): Kafka mirrors `end + 1`
+//!    to the group (for lag tools only), a queue acknowledges the range's deliveries.
 //!
-//! [`CommitLog::recover`] on assignment re-drives the newest manifest's publish and returns the
+//! [`CommitLog::recover`] on assignment (and before every queue session) re-drives the newest manifest's publish and returns the
 //! offset to seek to; [`clean_orphans`] deletes staged files no manifest references once they
 //! are older than the grace period. [`with_backoff`] retries transient store errors.
 

@@ -2,12 +2,11 @@
 //! variables (read through the `config` crate).
 //!
 //! Environment names: `LANDFALL_` followed by the key in upper case, e.g. `LANDFALL_LOG_LEVEL`,
-//! `LANDFALL_HTTP_LISTEN`, `LANDFALL_SHUTDOWN_DEADLINE`. Keys are flat and contain single
+//! `LANDFALL_SHUTDOWN_DEADLINE`. Keys are flat and contain single
 //! underscores, so the nesting separator is a double underscore (`__`), reserved for nested
 //! sections should they ever appear. A `LANDFALL_*` variable that matches no key is an error
 //! (a typo must not be ignored), except the ones listed in [`NON_CONFIG_ENV`].
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -29,9 +28,6 @@ pub struct DaemonConfig {
     /// `text` for people, `json` (one object per line) for log shippers.
     #[serde(default = "default_log_format")]
     pub log_format: LogFormat,
-    /// Address of the HTTP endpoint for metrics and health.
-    #[serde(default = "default_http_listen")]
-    pub http_listen: SocketAddr,
     /// Directory of pipeline files (`*.yaml`, `*.yml`); relative to the working directory.
     #[serde(default = "default_pipelines_dir")]
     pub pipelines_dir: PathBuf,
@@ -50,12 +46,6 @@ fn default_log_format() -> LogFormat {
     LogFormat::Text
 }
 
-/// Port 9464 is the one OpenTelemetry's Prometheus exporter uses by default; loopback so
-/// nothing is exposed unless asked for.
-fn default_http_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9464))
-}
-
 fn default_pipelines_dir() -> PathBuf {
     PathBuf::from("pipelines")
 }
@@ -71,7 +61,6 @@ impl Default for DaemonConfig {
         DaemonConfig {
             log_level: default_log_level(),
             log_format: default_log_format(),
-            http_listen: default_http_listen(),
             pipelines_dir: default_pipelines_dir(),
             shutdown_deadline: default_shutdown_deadline(),
         }
@@ -192,7 +181,6 @@ mod tests {
             Some(&shipped()),
             env(&[
                 ("LANDFALL_LOG_LEVEL", "debug,rdkafka=warn"),
-                ("LANDFALL_HTTP_LISTEN", "0.0.0.0:9000"),
                 ("LANDFALL_LOG_FORMAT", "json"),
                 ("LANDFALL_SHUTDOWN_DEADLINE", "45s"),
                 ("LANDFALL_CONFIG", "ignored.yaml"),
@@ -203,7 +191,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(loaded.log_level, "debug,rdkafka=warn");
-        assert_eq!(loaded.http_listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(loaded.log_format, LogFormat::Json);
         assert_eq!(loaded.shutdown_deadline.get(), Duration::from_secs(45));
         assert_eq!(loaded.pipelines_dir, PathBuf::from("pipelines"));
@@ -217,7 +204,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(loaded.pipelines_dir, PathBuf::from("/etc/landfall/p"));
-        assert_eq!(loaded.http_listen, default_http_listen());
     }
 
     #[test]
@@ -225,9 +211,9 @@ mod tests {
         let err =
             load_daemon_config_with_env(None, env(&[("LANDFALL_LOG_LEVL", "info")])).unwrap_err();
         assert!(err.to_string().contains("log_levl"), "{err}");
-        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_HTTP_LISTEN", "nowhere")]))
+        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_SHUTDOWN_DEADLINE", "soon")]))
             .unwrap_err();
-        assert!(err.to_string().contains("http_listen"), "{err}");
+        assert!(err.to_string().contains("shutdown_deadline"), "{err}");
         let err = load_daemon_config_with_env(None, env(&[("LANDFALL_LOG_LEVEL", "info,=[")]))
             .unwrap_err();
         assert!(
