@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, DaemonConfig, PipelineConfig};
@@ -43,9 +44,10 @@ fn pipeline_paths(settings: &DaemonConfig, given: Vec<PathBuf>) -> Vec<PathBuf> 
     }
 }
 
-/// Loads and checks pipelines, printing every problem; `None` if any. Each warning goes to
-/// `warn` (printed by `validate`, logged by `run`) and does not stop anything.
-fn load_checked(paths: &[PathBuf], warn: impl Fn(&config::ConfigWarning)) -> Option<Vec<PipelineConfig>> {
+/// Loads, checks and resolves pipelines ([`pipeline::Plan`]: parsed once, reused by every
+/// restart), printing every problem; `None` if any. Each warning goes to `warn` (printed by
+/// `validate`, logged by `run`) and does not stop anything.
+fn load_checked(paths: &[PathBuf], warn: impl Fn(&config::ConfigWarning)) -> Option<Vec<Arc<pipeline::Plan>>> {
     let config::Loaded { pipelines: loaded, errors, warnings } = config::load_pipelines(paths);
     warnings.iter().for_each(warn);
     if !errors.is_empty() {
@@ -56,7 +58,18 @@ fn load_checked(paths: &[PathBuf], warn: impl Fn(&config::ConfigWarning)) -> Opt
         eprintln!("no pipeline files found in {paths:?} (expected *.yaml or *.yml)");
         return None;
     }
-    Some(loaded.into_iter().map(|(_, cfg)| cfg).collect())
+    let mut plans = Vec::new();
+    for (path, cfg) in loaded {
+        let name = cfg.name.clone();
+        match pipeline::Plan::resolve(cfg) {
+            Ok(plan) => plans.push(Arc::new(plan)),
+            Err(e) => {
+                eprintln!("{}: pipeline {name}: {e}", path.display());
+                return None;
+            }
+        }
+    }
+    Some(plans)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
@@ -75,9 +88,9 @@ pub fn validate(settings: &DaemonConfig, pipelines: Vec<PathBuf>, connect: bool)
     if connect {
         init_logging(settings);
         let rt = runtime()?;
-        for cfg in &loaded {
-            for problem in rt.block_on(probe(cfg)) {
-                eprintln!("pipeline {}: {problem}", cfg.name);
+        for plan in &loaded {
+            for problem in rt.block_on(probe(&plan.cfg)) {
+                eprintln!("pipeline {}: {problem}", plan.cfg.name);
                 failed = true;
             }
         }
@@ -85,8 +98,8 @@ pub fn validate(settings: &DaemonConfig, pipelines: Vec<PathBuf>, connect: bool)
     if failed {
         return Ok(ExitCode::FAILURE);
     }
-    for cfg in &loaded {
-        println!("ok: pipeline {}", cfg.name);
+    for plan in &loaded {
+        println!("ok: pipeline {}", plan.cfg.name);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -125,7 +138,7 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
         let w = &w.0;
         tracing::warn!(file = %w.file.display(), line = w.line, key = %w.key_path, "{}", w.message);
     };
-    let Some(loaded) = load_checked(&paths, log) else { return Ok(ExitCode::FAILURE) };
+    let Some(plans) = load_checked(&paths, log) else { return Ok(ExitCode::FAILURE) };
     let rt = runtime()?;
     let shutdown = Shutdown::default();
     let mode = if until_caught_up { RunMode::UntilCaughtUp } else { RunMode::Forever };
@@ -134,8 +147,8 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
     let code = rt.block_on(async {
         tokio::spawn(watch_signals(shutdown.clone(), deadline));
         let mut tasks = Vec::new();
-        for cfg in loaded {
-            tasks.push(tokio::spawn(supervise(cfg, opts.clone(), shutdown.clone())));
+        for plan in plans {
+            tasks.push(tokio::spawn(supervise(plan, opts.clone(), shutdown.clone())));
         }
         let mut ok = true;
         for task in tasks {
@@ -161,28 +174,31 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
 
 /// Runs one pipeline; in daemon mode a failed pipeline is restarted after a pause, because the
 /// cause (permissions, a deleted topic) is often fixed by an operator without a restart.
-async fn supervise(cfg: PipelineConfig, opts: RunOptions, shutdown: Shutdown) -> Option<RunSummary> {
-    let name = cfg.name.clone();
-    let mut pause = Duration::from_secs(5);
+async fn supervise(plan: Arc<pipeline::Plan>, opts: RunOptions, shutdown: Shutdown) -> Option<RunSummary> {
+    let name = plan.cfg.name.clone();
+    // 5 s doubling to 5 minutes: an operator's fix is picked up soon, a lasting fault costs
+    // one attempt (and one error line) every few minutes.
+    let backoff = crate::retry::Backoff { initial: Duration::from_secs(5), max: Duration::from_secs(300), give_up_after: None };
+    let mut failures = 0;
     loop {
-        match pipeline::run(cfg.clone(), opts.clone(), shutdown.clone()).await {
+        let started = std::time::Instant::now();
+        match pipeline::run(plan.clone(), opts.clone(), shutdown.clone()).await {
             Ok(summary) => return Some(summary),
             Err(e) => {
                 tracing::error!(pipeline = %name, error = %e, "pipeline stopped");
                 if opts.mode == RunMode::UntilCaughtUp || shutdown.requested() {
                     return None;
                 }
-                tracing::info!(pipeline = %name, seconds = pause.as_secs(), "restarting the pipeline after a pause");
-                let step = Duration::from_millis(200);
-                let mut waited = Duration::ZERO;
-                while waited < pause && !shutdown.requested() {
-                    tokio::time::sleep(step).await;
-                    waited += step;
+                // A pipeline that ran for a while before failing starts its backoff over.
+                if started.elapsed() > Duration::from_secs(600) {
+                    failures = 0;
                 }
-                if shutdown.requested() {
+                failures += 1;
+                let pause = backoff.delay(failures);
+                tracing::info!(pipeline = %name, seconds = pause.as_secs(), "restarting the pipeline after a pause");
+                if shutdown.sleep(pause).await {
                     return None;
                 }
-                pause = (pause * 2).min(Duration::from_secs(300));
             }
         }
     }

@@ -237,7 +237,8 @@ impl Driver {
             self.session_failures += 1;
             let delay = session_backoff().delay(self.session_failures);
             if self.session_error.as_deref() != Some(reason.as_str()) {
-                tracing::warn!(pipeline = %self.pipeline(), %reason, retry_in_ms = delay.as_millis() as u64, "source session ended; reconnecting with backoff (what was not acknowledged is delivered again; published redeliveries are dropped)");
+                let kind = self.source.kind();
+                tracing::warn!(pipeline = %self.pipeline(), %reason, retry_in_ms = delay.as_millis() as u64, "{kind} session ended; reconnecting with backoff (what was not acknowledged is delivered again; published redeliveries are dropped)");
                 self.session_error = Some(reason.clone());
             }
             for stream in std::mem::take(&mut self.streams) {
@@ -254,7 +255,8 @@ impl Driver {
             }
             match self.source.connect() {
                 Ok(()) => {
-                    tracing::info!(pipeline = %self.pipeline(), failures = self.session_failures, "source session restored; consuming again");
+                    let kind = self.source.kind();
+                    tracing::info!(pipeline = %self.pipeline(), failures = self.session_failures, "{kind} session restored; consuming again");
                     self.session_failures = 0;
                     self.session_error = None;
                     return Ok(());
@@ -640,6 +642,9 @@ impl Driver {
 struct Detached;
 
 impl Source for Detached {
+    fn kind(&self) -> &'static str {
+        "detached"
+    }
     fn positions(&self) -> Positions {
         Positions::SourceOffsets
     }

@@ -6,6 +6,7 @@
 mod dedup;
 pub mod driver;
 pub mod partitions;
+mod plan;
 mod recovery;
 mod route;
 mod stream;
@@ -20,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::shutdown::Shutdown;
+pub use plan::Plan;
 pub use summary::RunSummary;
 
-use crate::commit::CommitConfig;
 use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
 use crate::sink::FileStore;
 use crate::source::kafka::KafkaSource;
@@ -88,16 +89,6 @@ pub fn build_source(
     })
 }
 
-/// How the commit log of this pipeline's streams is kept: a queue keeps the manifests that
-/// cover its deduplication window.
-fn commit_config(cfg: &PipelineConfig) -> CommitConfig {
-    let keep_ids = match &cfg.source {
-        SourceConfig::RabbitMq(r) if !r.is_stream() => r.dedup_window,
-        _ => 0,
-    };
-    CommitConfig { keep_ids, ..CommitConfig::default() }
-}
-
 /// `validate --connect`: the source reaches its broker and finds what it reads.
 pub async fn probe_source(cfg: &PipelineConfig) -> Result<(), String> {
     let cfg = cfg.clone();
@@ -114,24 +105,25 @@ pub async fn probe_source(cfg: &PipelineConfig) -> Result<(), String> {
 }
 
 /// Runs one pipeline until shutdown (or until caught up), then publishes what is buffered.
-pub async fn run(cfg: PipelineConfig, opts: RunOptions, shutdown: Shutdown) -> Result<RunSummary, PipelineError> {
+pub async fn run(plan: Arc<Plan>, opts: RunOptions, shutdown: Shutdown) -> Result<RunSummary, PipelineError> {
+    let cfg = &plan.cfg;
     let setup = |message: String| PipelineError::Setup { pipeline: cfg.name.clone(), message };
-    let (store, table_root) = open_store(&cfg).map_err(setup)?;
+    let (store, table_root) = open_store(cfg).map_err(setup)?;
     // Staged files of crashed runs that no commit references are deleted once old enough
     // (the writer repeats this every ten minutes).
     match crate::commit::clean_orphans(store.as_ref(), &table_root, crate::commit::default_grace()).await {
         Ok(report) => tracing::debug!(pipeline = %cfg.name, ?report, "orphan cleanup done"),
         Err(e) => tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start"),
     }
-    let (source_cfg, mode) = (cfg.clone(), opts.mode);
-    let make = move |recovery, handle| build_source(&source_cfg, recovery, handle, mode);
-    drive(cfg, opts, shutdown, store, table_root, make).await
+    let (source_plan, mode) = (plan.clone(), opts.mode);
+    let make = move |recovery, handle| build_source(&source_plan.cfg, recovery, handle, mode);
+    drive(plan, opts, shutdown, store, table_root, make).await
 }
 
 /// The pipeline around a source that `make` builds (on the driver's thread) from the recovery
 /// handle: writer, recovery and driver. Tests drive it with an in-memory store and a fake.
 pub(crate) async fn drive<F>(
-    cfg: PipelineConfig,
+    plan: Arc<Plan>,
     opts: RunOptions,
     shutdown: Shutdown,
     store: Arc<dyn FileStore>,
@@ -141,30 +133,23 @@ pub(crate) async fn drive<F>(
 where
     F: FnOnce(Recovery, tokio::runtime::Handle) -> Result<Box<dyn Source>, SourceError> + Send + 'static,
 {
-    let name = cfg.name.clone();
-    let setup = |message: String| PipelineError::Setup { pipeline: name.clone(), message };
+    let name = plan.cfg.name.clone();
     let handle = tokio::runtime::Handle::current();
-    let router = route::Router::new(&cfg).map_err(setup)?;
     let run_id = crate::commit::new_run_id();
-    let commit = commit_config(&cfg);
-    let (tx, feedback, writer_task) =
-        writer::spawn(&cfg, store.clone(), &table_root, &run_id, commit.clone(), &shutdown, &handle).map_err(setup)?;
+    let (tx, feedback, writer_task) = writer::spawn(&plan, store.clone(), &table_root, &run_id, &shutdown, &handle);
     let recovery: Recovery = Arc::new(recovery::StoreRecovery {
         store,
         table_root,
         run_id,
-        config: commit,
+        config: plan.commit.clone(),
         handle: handle.clone(),
         shutdown: shutdown.clone(),
     });
     let parts = driver::DriverParts {
-        pipeline: cfg.name.clone(),
-        router,
-        policy: partitions::RollPolicy::of(&cfg.roll),
-        limits: driver::Limits {
-            max_open_files: cfg.roll.max_open_files,
-            max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
-        },
+        pipeline: name.clone(),
+        router: route::Router::new(&plan),
+        policy: plan.policy,
+        limits: plan.limits,
         opts,
         shutdown,
         handle: handle.clone(),

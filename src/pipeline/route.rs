@@ -7,7 +7,6 @@ use tokio::sync::mpsc;
 
 use super::partitions::{PartitionBuffer, RollPolicy};
 use super::writer::WriterMsg;
-use crate::config::{DecodeConfig, PipelineConfig};
 use crate::decode::RowParser;
 use crate::partition::PartitionTemplate;
 use crate::quarantine::{SourcePosition, REJECTED_DIR};
@@ -39,18 +38,15 @@ pub fn now_micros() -> i64 {
 }
 
 impl Router {
-    pub fn new(cfg: &PipelineConfig) -> Result<Router, String> {
-        let schema = cfg.schema().to_vec();
-        let template = PartitionTemplate::parse(&cfg.partition.path, &schema).map_err(|p| p.join("; "))?;
-        let tz: chrono_tz::Tz = cfg
-            .partition
-            .timezone
-            .parse()
-            .map_err(|e| format!("partition.timezone {}: {e}", cfg.partition.timezone))?;
-        let DecodeConfig::Json(json) = &cfg.decode;
-        let parser = RowParser::new(&schema, json.strict);
-        let uses_ingest = template.uses_ingest_time();
-        Ok(Router { schema, parser, template, tz, uses_ingest, path: String::with_capacity(128) })
+    pub fn new(plan: &super::plan::Plan) -> Router {
+        Router {
+            schema: plan.schema.clone(),
+            parser: RowParser::new(&plan.schema, plan.strict),
+            template: plan.template.clone(),
+            tz: plan.tz,
+            uses_ingest: plan.template.uses_ingest_time(),
+            path: String::with_capacity(128),
+        }
     }
 
     /// Decodes `payload` (`None`: the message had none) into `buf`, or quarantines it with

@@ -89,6 +89,10 @@ impl FakeSource {
 }
 
 impl Source for FakeSource {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
     fn positions(&self) -> Positions {
         self.positions
     }

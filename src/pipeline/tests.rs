@@ -97,7 +97,7 @@ fn run_mode(
     let store = MemStore::new();
     let shutdown = Shutdown::default();
     prepare(&store, &shutdown);
-    let cfg = config(positions, roll);
+    let plan = Arc::new(super::Plan::resolve(config(positions, roll)).expect("a valid plan"));
     let opts = RunOptions { mode, shutdown_deadline: Duration::from_secs(10), progress: false };
     let log: Arc<Mutex<Arc<Mutex<FakeLog>>>> = Arc::default();
     let log_out = log.clone();
@@ -108,7 +108,7 @@ fn run_mode(
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let started = Instant::now();
-    let result = rt.block_on(drive(cfg, opts, shutdown, Arc::new(store.clone()), ROOT.to_string(), make));
+    let result = rt.block_on(drive(plan, opts, shutdown, Arc::new(store.clone()), ROOT.to_string(), make));
     let took = started.elapsed();
     let log = log.lock().unwrap().clone();
     Run { result, log, store, took }

@@ -95,35 +95,29 @@ pub struct Writer {
 /// answers with, and its handle.
 #[allow(clippy::type_complexity)]
 pub fn spawn(
-    cfg: &crate::config::PipelineConfig,
+    plan: &super::plan::Plan,
     store: Arc<dyn FileStore>,
     table_root: &str,
     run_id: &str,
-    commit: crate::commit::CommitConfig,
     shutdown: &super::Shutdown,
     handle: &tokio::runtime::Handle,
-) -> Result<(mpsc::Sender<WriterMsg>, mpsc::UnboundedReceiver<Feedback>, tokio::task::JoinHandle<()>), String> {
+) -> (mpsc::Sender<WriterMsg>, mpsc::UnboundedReceiver<Feedback>, tokio::task::JoinHandle<()>) {
     let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::channel::<WriterMsg>(64);
     let writer = Writer {
         store,
         table_root: table_root.to_string(),
-        run: RunContext { run_id: run_id.to_string(), config: commit, stop: shutdown.subscribe() },
-        props: crate::parquet::writer_properties(
-            cfg.parquet.codec()?,
-            cfg.parquet.row_group_rows,
-            vec![("landfall.pipeline".to_string(), cfg.name.clone())],
-        )
-        .map_err(|e| e.to_string())?,
-        max_bytes: cfg.roll.max_bytes.bytes(),
-        max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
-        ext: format!("{}.parquet", cfg.parquet.compression.name()),
+        run: RunContext { run_id: run_id.to_string(), config: plan.commit.clone(), stop: shutdown.subscribe() },
+        props: plan.parquet.clone(),
+        max_bytes: plan.policy.max_bytes,
+        max_buffered_bytes: plan.limits.max_buffered_bytes,
+        ext: plan.ext.clone(),
         feedback: feedback_tx,
         pending: HashMap::new(),
         slots: HashMap::new(),
     };
     let task = handle.spawn(writer.run(rx));
-    Ok((tx, feedback_rx, task))
+    (tx, feedback_rx, task)
 }
 
 /// Memory an open row group holds beyond its buffered bytes, for the budget. Measured: 800

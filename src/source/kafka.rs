@@ -240,6 +240,10 @@ impl KafkaSource {
 }
 
 impl Source for KafkaSource {
+    fn kind(&self) -> &'static str {
+        "Kafka"
+    }
+
     fn positions(&self) -> Positions {
         Positions::SourceOffsets
     }

@@ -154,6 +154,9 @@ impl Recover for NothingCommitted {
 /// The seam between a broker client and the pipeline driver. Calls come from the driver's
 /// consumer thread (blocking; sources that are async inside use the runtime handle).
 pub trait Source {
+    /// The broker's name for log lines ("Kafka", "RabbitMQ").
+    fn kind(&self) -> &'static str;
+
     /// Who numbers the messages.
     fn positions(&self) -> Positions;
 

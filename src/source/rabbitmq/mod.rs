@@ -140,6 +140,10 @@ impl QueueSource {
 }
 
 impl Source for QueueSource {
+    fn kind(&self) -> &'static str {
+        "RabbitMQ"
+    }
+
     fn positions(&self) -> Positions {
         Positions::LandingSequence
     }
@@ -247,6 +251,10 @@ impl StreamSource {
 }
 
 impl Source for StreamSource {
+    fn kind(&self) -> &'static str {
+        "RabbitMQ"
+    }
+
     fn positions(&self) -> Positions {
         Positions::SourceOffsets
     }
