@@ -1262,6 +1262,8 @@ fn differential_nesting_limit_matches_serde_json_reading() {
             format!(r#"{{"id":"x","ts":0,"matrix":{}}}"#, nest("", depth - 1)),
             format!(r#"{{"id":"x","ts":0,"tags":[{}]}}"#, nest("", depth.saturating_sub(2).max(1))),
             format!(r#"{{"n32":"bad","x":{},"id":"x","ts":0}}"#, nest("{}", depth - 2)),
+            // Not an object, nested `depth` levels: not_an_object within the limit.
+            nest("1", depth),
         ] {
             let Oracle::Json(s) = oracle(doc.as_bytes()) else {
                 panic!("serde_json refused {doc}")
