@@ -853,7 +853,7 @@ impl Gen {
             text.push_str(&f);
         }
         if offset_min == 0 && self.chance(0.7) {
-            text.push_str(*self.pick::<&str>(&["Z", "z"]));
+            text.push_str(self.pick::<&str>(&["Z", "z"]));
         } else {
             let sign = if offset_min < 0 || (offset_min == 0 && self.chance(0.5)) { '-' } else { '+' };
             let a = offset_min.abs();
@@ -1033,18 +1033,18 @@ impl Gen {
                 b.remove(at.min(b.len() - 1));
             }
             3 => {
-                let junk: &[u8] = *self.pick::<&[u8]>(&[
+                let junk: &[u8] = self.pick::<&[u8]>(&[
                     &b"\\x"[..], b"\\u12G4", b"\\ud800", b"\\udc00\\ud800", b"\\", b"\x01", b"\n",
                     b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf",
                 ]);
                 b.splice(at..at, junk.iter().copied());
             }
             4 => {
-                let junk: &[u8] = *self.pick::<&[u8]>(&[&b","[..], b"}", b"x", b"{}", b"\x00", b"//"]);
+                let junk: &[u8] = self.pick::<&[u8]>(&[&b","[..], b"}", b"x", b"{}", b"\x00", b"//"]);
                 b.extend_from_slice(junk);
             }
             _ => {
-                let junk: &[u8] = *self.pick::<&[u8]>(&[&b","[..], b":", b"\"", b"NaN", b"01", b"1.", b".5", b"+1", b"'a'", b"tru", b"nul"]);
+                let junk: &[u8] = self.pick::<&[u8]>(&[&b","[..], b":", b"\"", b"NaN", b"01", b"1.", b".5", b"+1", b"'a'", b"tru", b"nul"]);
                 b.splice(at..at, junk.iter().copied());
             }
         }
