@@ -24,14 +24,15 @@ struct Setup {
     pipeline: std::path::PathBuf,
 }
 
-async fn setup(name: &str, queue_type: &str, roll_max_age: &str) -> Setup {
+/// A fresh queue and table, and the clicks pipeline on them as `customise` adjusts it.
+async fn setup(name: &str, queue_type: &str, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) -> Setup {
     require_rabbitmq();
     require_hdfs();
     let queue = unique(name);
     declare_queue(&queue, queue_type).await;
     let table_path = format!("/landing-test/{queue}");
-    let yaml = rabbitmq_pipeline_yaml(&queue.replace('-', "_"), &queue, queue_type, &hdfs_sink(&table_path), roll_max_age);
-    let (dir, pipeline) = pipeline_file(&yaml);
+    let yaml = customise(PipelineYaml::rabbitmq(&queue.replace('-', "_"), &queue, queue_type).sink_hdfs(&table_path));
+    let (dir, pipeline) = yaml.file();
     Setup { table_url: format!("{HDFS_URL}{table_path}"), queue, _dir: dir, pipeline }
 }
 
@@ -75,7 +76,7 @@ async fn kill_rounds(pipeline: &std::path::Path, log: &std::path::Path, rounds: 
 async fn quorum_queue_kill_9_lands_every_order_once() {
     let _serial = SERIAL.lock().await;
     let n = 100_000;
-    let s = setup("rmq-kill", "quorum", "2s").await;
+    let s = setup("rmq-kill", "quorum", |p| p.roll_max_age("2s")).await;
     let producer = publish_slowly(s.queue.clone(), n, 40, Duration::from_millis(900));
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
@@ -97,10 +98,8 @@ async fn quorum_queue_kill_9_lands_every_order_once() {
 async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
     let _serial = SERIAL.lock().await;
     let n = 30_000;
-    let s = setup("rmq-dedup", "quorum", "60s").await;
     // Commits of 5,000 messages: the crash leaves every published message unacknowledged.
-    let yaml = std::fs::read_to_string(&s.pipeline).unwrap().replace("prefetch: 20000", "prefetch: 10000");
-    std::fs::write(&s.pipeline, yaml).unwrap();
+    let s = setup("rmq-dedup", "quorum", |p| p.roll_max_age("60s").prefetch(10_000)).await;
     publish_confirmed(&s.queue, messages(0..n, n)).await;
     let crashed = landfall()
         .args(["run", "--until-caught-up"])
@@ -128,7 +127,7 @@ async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
 async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
     let _serial = SERIAL.lock().await;
     let n = 60_000;
-    let s = setup("rmq-restart", "quorum", "2s").await;
+    let s = setup("rmq-restart", "quorum", |p| p.roll_max_age("2s")).await;
     publish_confirmed(&s.queue, messages(0..n / 2, n)).await;
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
@@ -165,7 +164,7 @@ async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
 async fn stream_kill_9_lands_exactly_by_offset() {
     let _serial = SERIAL.lock().await;
     let n = 100_000;
-    let s = setup("rmq-stream", "stream", "2s").await;
+    let s = setup("rmq-stream", "stream", |p| p.roll_max_age("2s")).await;
     let producer = publish_slowly(s.queue.clone(), n, 40, Duration::from_millis(900));
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
@@ -186,7 +185,7 @@ async fn stream_kill_9_lands_exactly_by_offset() {
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_are_quarantined_acknowledged_and_never_redelivered() {
     let _serial = SERIAL.lock().await;
-    let s = setup("rmq-poison", "quorum", "60s").await;
+    let s = setup("rmq-poison", "quorum", |p| p.roll_max_age("60s")).await;
     let n_good = 5_000u64;
     let mut msgs = messages(0..n_good, n_good);
     let bad: [(&str, Vec<u8>); 4] = [
@@ -228,16 +227,13 @@ async fn tls_with_a_custom_ca_and_a_client_certificate_logs_in_by_external_auth(
     let file = |name: &str| tls.join(name).display().to_string();
     let table_path = format!("/landing-test/{queue}");
     // No credentials in the URI: the client certificate (CN=landfall-client) is the login.
-    let yaml = rabbitmq_pipeline_yaml(&queue.replace('-', "_"), &queue, "quorum", &hdfs_sink(&table_path), "60s").replace(
-        &format!("uri: {AMQP_URI}"),
-        &format!(
-            "uri: amqps://127.0.0.1:5671/%2f\n    auth: external\n    tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}",
-            file("ca.pem"),
-            file("client.pem"),
-            file("client.key")
-        ),
-    );
-    let (_dir, pipeline) = pipeline_file(&yaml);
+    let tls_pipeline = |ca: &str| {
+        PipelineYaml::rabbitmq(&queue.replace('-', "_"), &queue, "quorum")
+            .rabbitmq_tls_external("amqps://127.0.0.1:5671/%2f", &file(ca), &file("client.pem"), &file("client.key"))
+            .sink_hdfs(&table_path)
+            .file()
+    };
+    let (_dir, pipeline) = tls_pipeline("ca.pem");
     let summary = run_until_caught_up(&pipeline);
     assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
     let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
@@ -247,8 +243,7 @@ async fn tls_with_a_custom_ca_and_a_client_certificate_logs_in_by_external_auth(
 
     // A broker certificate that does not chain to the configured CA is refused, and the error
     // says where to look.
-    let wrong_ca = yaml.replace(&file("ca.pem"), &file("client.pem"));
-    let (_dir2, pipeline2) = pipeline_file(&wrong_ca);
+    let (_dir2, pipeline2) = tls_pipeline("client.pem");
     let out = landfall().args(["validate", "--connect"]).arg(&pipeline2).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a wrong CA must not validate");
