@@ -24,6 +24,20 @@ async fn produce_events(topic: &str, n: u64) -> BTreeMap<i32, i64> {
     counts
 }
 
+/// The log without terminal colour codes (tracing colours its fields).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|d| d.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 struct Setup {
     topic: String,
     table_path: String,
@@ -32,21 +46,22 @@ struct Setup {
     pipeline: std::path::PathBuf,
 }
 
-async fn setup(name: &str, roll_max_age: &str) -> Setup {
+/// A fresh topic and table, and the clicks pipeline on them as `customise` adjusts it.
+async fn setup(name: &str, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) -> Setup {
     require_kafka();
     require_hdfs();
     let topic = unique(name);
     create_topic(&topic, PARTITIONS).await;
     let table_path = format!("/landing-test/{topic}");
-    let yaml = pipeline_yaml(&topic.replace('-', "_"), &topic, &hdfs_sink(&table_path), roll_max_age);
-    let (dir, pipeline) = pipeline_file(&yaml);
+    let yaml = customise(PipelineYaml::kafka(&topic.replace('-', "_"), &topic).sink_hdfs(&table_path));
+    let (dir, pipeline) = yaml.file();
     Setup { table_url: format!("{HDFS_URL}{table_path}"), topic, table_path, _dir: dir, pipeline }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lands_200k_events_exactly_with_spark_types_and_values() {
     let n = 200_000;
-    let s = setup("e2e", "60s").await;
+    let s = setup("e2e", |p| p.roll_max_age("60s")).await;
     let counts = produce_events(&s.topic, n).await;
     let summary = run_until_caught_up(&s.pipeline);
     assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
@@ -97,11 +112,9 @@ async fn lands_200k_events_exactly_with_spark_types_and_values() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let n = 300_000;
-    let s = setup("kill9", "2s").await;
     // A killed member leaves the group only when its session times out: keep that short so
     // each restarted instance gets partitions quickly and is killed mid-ingest.
-    let yaml = std::fs::read_to_string(&s.pipeline).unwrap().replace("    options: {}", "    options: {}\n    session_timeout: 6s");
-    std::fs::write(&s.pipeline, yaml).unwrap();
+    let s = setup("kill9", |p| p.roll_max_age("2s").session_timeout("6s")).await;
     // Events keep arriving while instances are killed, so every kill lands mid-ingest.
     let mut counts = BTreeMap::new();
     for i in 0..n {
@@ -151,23 +164,45 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_batch_publishes_and_exits_zero_within_the_deadline() {
     let n = 50_000;
-    let s = setup("sigterm", "10m").await;
+    // max_age 10m and files far below max_rows/max_bytes: nothing rolls while the daemon runs,
+    // so everything it consumed is still buffered when the signal arrives.
+    let s = setup("sigterm", |p| p.roll_max_age("10m")).await;
     let counts = produce_events(&s.topic, n).await;
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
     let mut child = spawn_daemon(&s.pipeline, &log);
-    std::thread::sleep(Duration::from_secs(6)); // consuming; max_age 10m so nothing published yet
+    // 50,000 events take well under a second to consume once the group has assigned the
+    // partitions (a few seconds at most on the lab).
+    std::thread::sleep(Duration::from_secs(6));
+    let before = published_ranges(&s.table_path).await;
+    assert!(before.is_empty(), "nothing may be published before SIGTERM (max_age 10m), found {before:?}");
     let t0 = Instant::now();
     signal(&child, SIGTERM);
     let status = child.wait().unwrap();
     let took = t0.elapsed();
-    let logtext = std::fs::read_to_string(&log).unwrap_or_default();
+    let logtext = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
     assert!(status.success(), "exit status {status}; log:\n{logtext}");
     assert!(took < Duration::from_secs(30), "stopped in {took:?}, deadline 30 s");
-    let _ = run_until_caught_up(&s.pipeline);
+
+    // Right after the exit, before any other run touches the table: what is there is what the
+    // SIGTERM'ed process published on its way out, and it is every event it had consumed.
+    let ranges = published_ranges(&s.table_path).await;
+    assert!(!ranges.is_empty(), "SIGTERM published nothing; log:\n{logtext}");
+    assert_tiles(&ranges, &counts);
     let v = spark_verify(&s.table_url, &[]);
-    assert_eq!(v["count"], n);
+    assert_eq!(v["count"], n, "the SIGTERM publish holds every consumed event; log:\n{logtext}");
     assert_eq!(v["distinct_ids"], n);
+    let published: u64 = logtext
+        .lines()
+        .filter(|l| l.contains("pipeline finished"))
+        .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("events=")))
+        .and_then(|e| e.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no `pipeline finished ... events=N` summary in the log:\n{logtext}"));
+    assert_eq!(published, n, "the process reports what it published");
+
+    // And nothing was left for the next run.
+    let summary = run_until_caught_up(&s.pipeline);
+    assert!(summary.contains("0 events (0 rejected)"), "a later run found more to land: {summary}");
     assert_tiles(&published_ranges(&s.table_path).await, &counts);
 }
 
@@ -178,26 +213,11 @@ async fn poison_mix_is_quarantined_with_reasons_and_good_rows_are_exact() {
     let topic = unique("poison");
     create_topic(&topic, PARTITIONS).await;
     let table_path = format!("/landing-test/{topic}");
-    let name = topic.replace('-', "_");
-    let yaml = format!(
-        r#"name: {name}
-source:
-  kafka: {{ brokers: ["{KAFKA}"], topics: ["{topic}"], group: {name}, start: earliest }}
-decode:
-  json:
-    schema:
-      - {{ name: id, type: string, required: true }}
-      - {{ name: user_id, type: int64 }}
-      - {{ name: country, type: string, required: true }}
-      - {{ name: ts, type: timestamp, required: true }}
-partition:
-  path: "country={{country}}/dt={{ts:%Y-%m-%d}}"
-roll: {{ max_rows: 1000000, max_bytes: 128MiB, max_age: 60s }}
-sink:
-{}"#,
-        hdfs_sink(&table_path)
-    );
-    let (_dir, pipeline) = pipeline_file(&yaml);
+    let (_dir, pipeline) = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
+        .schema(&[("id", "string", true), ("user_id", "int64", false), ("country", "string", true), ("ts", "timestamp", true)])
+        .partition("country={country}/dt={ts:%Y-%m-%d}")
+        .sink_hdfs(&table_path)
+        .file();
 
     let good = |i: u64| format!(r#"{{"id":"g-{i}","user_id":{i},"country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes();
     // (expected reason, payload) — each class ≥ 1 % of the stream.
@@ -255,10 +275,8 @@ sink:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn zombie_stopped_past_session_timeout_cannot_double_publish() {
-    let s = setup("zombie", "2s").await;
     // A short session timeout so the group evicts the stopped instance quickly.
-    let yaml = std::fs::read_to_string(&s.pipeline).unwrap().replace("    options: {}", "    options: {}\n    session_timeout: 6s");
-    std::fs::write(&s.pipeline, yaml).unwrap();
+    let s = setup("zombie", |p| p.roll_max_age("2s").session_timeout("6s")).await;
     let n = 200_000u64;
     let logdir = tempfile::tempdir().unwrap();
     let mut a = spawn_daemon(&s.pipeline, &logdir.path().join("a.log"));

@@ -24,14 +24,15 @@ struct Setup {
     pipeline: std::path::PathBuf,
 }
 
-async fn setup(name: &str, queue_type: &str, roll_max_age: &str) -> Setup {
+/// A fresh queue and table, and the clicks pipeline on them as `customise` adjusts it.
+async fn setup(name: &str, queue_type: &str, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) -> Setup {
     require_rabbitmq();
     require_hdfs();
     let queue = unique(name);
     declare_queue(&queue, queue_type).await;
     let table_path = format!("/landing-test/{queue}");
-    let yaml = rabbitmq_pipeline_yaml(&queue.replace('-', "_"), &queue, queue_type, &hdfs_sink(&table_path), roll_max_age);
-    let (dir, pipeline) = pipeline_file(&yaml);
+    let yaml = customise(PipelineYaml::rabbitmq(&queue.replace('-', "_"), &queue, queue_type).sink_hdfs(&table_path));
+    let (dir, pipeline) = yaml.file();
     Setup { table_url: format!("{HDFS_URL}{table_path}"), queue, _dir: dir, pipeline }
 }
 
@@ -75,7 +76,7 @@ async fn kill_rounds(pipeline: &std::path::Path, log: &std::path::Path, rounds: 
 async fn quorum_queue_kill_9_lands_every_order_once() {
     let _serial = SERIAL.lock().await;
     let n = 100_000;
-    let s = setup("rmq-kill", "quorum", "2s").await;
+    let s = setup("rmq-kill", "quorum", |p| p.roll_max_age("2s")).await;
     let producer = publish_slowly(s.queue.clone(), n, 40, Duration::from_millis(900));
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
@@ -97,10 +98,8 @@ async fn quorum_queue_kill_9_lands_every_order_once() {
 async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
     let _serial = SERIAL.lock().await;
     let n = 30_000;
-    let s = setup("rmq-dedup", "quorum", "60s").await;
     // Commits of 5,000 messages: the crash leaves every published message unacknowledged.
-    let yaml = std::fs::read_to_string(&s.pipeline).unwrap().replace("prefetch: 20000", "prefetch: 10000");
-    std::fs::write(&s.pipeline, yaml).unwrap();
+    let s = setup("rmq-dedup", "quorum", |p| p.roll_max_age("60s").prefetch(10_000)).await;
     publish_confirmed(&s.queue, messages(0..n, n)).await;
     let crashed = landfall()
         .args(["run", "--until-caught-up"])
@@ -128,7 +127,7 @@ async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
 async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
     let _serial = SERIAL.lock().await;
     let n = 60_000;
-    let s = setup("rmq-restart", "quorum", "2s").await;
+    let s = setup("rmq-restart", "quorum", |p| p.roll_max_age("2s")).await;
     publish_confirmed(&s.queue, messages(0..n / 2, n)).await;
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
@@ -165,7 +164,7 @@ async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
 async fn stream_kill_9_lands_exactly_by_offset() {
     let _serial = SERIAL.lock().await;
     let n = 100_000;
-    let s = setup("rmq-stream", "stream", "2s").await;
+    let s = setup("rmq-stream", "stream", |p| p.roll_max_age("2s")).await;
     let producer = publish_slowly(s.queue.clone(), n, 40, Duration::from_millis(900));
     let logdir = tempfile::tempdir().unwrap();
     let log = logdir.path().join("landfall.log");
@@ -186,7 +185,7 @@ async fn stream_kill_9_lands_exactly_by_offset() {
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_are_quarantined_acknowledged_and_never_redelivered() {
     let _serial = SERIAL.lock().await;
-    let s = setup("rmq-poison", "quorum", "60s").await;
+    let s = setup("rmq-poison", "quorum", |p| p.roll_max_age("60s")).await;
     let n_good = 5_000u64;
     let mut msgs = messages(0..n_good, n_good);
     let bad: [(&str, Vec<u8>); 4] = [
@@ -228,16 +227,13 @@ async fn tls_with_a_custom_ca_and_a_client_certificate_logs_in_by_external_auth(
     let file = |name: &str| tls.join(name).display().to_string();
     let table_path = format!("/landing-test/{queue}");
     // No credentials in the URI: the client certificate (CN=landfall-client) is the login.
-    let yaml = rabbitmq_pipeline_yaml(&queue.replace('-', "_"), &queue, "quorum", &hdfs_sink(&table_path), "60s").replace(
-        &format!("uri: {AMQP_URI}"),
-        &format!(
-            "uri: amqps://127.0.0.1:5671/%2f\n    auth: external\n    tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}",
-            file("ca.pem"),
-            file("client.pem"),
-            file("client.key")
-        ),
-    );
-    let (_dir, pipeline) = pipeline_file(&yaml);
+    let tls_pipeline = |ca: &str| {
+        PipelineYaml::rabbitmq(&queue.replace('-', "_"), &queue, "quorum")
+            .rabbitmq_tls_external("amqps://127.0.0.1:5671/%2f", &file(ca), &file("client.pem"), &file("client.key"))
+            .sink_hdfs(&table_path)
+            .file()
+    };
+    let (_dir, pipeline) = tls_pipeline("ca.pem");
     let summary = run_until_caught_up(&pipeline);
     assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
     let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
@@ -247,10 +243,185 @@ async fn tls_with_a_custom_ca_and_a_client_certificate_logs_in_by_external_auth(
 
     // A broker certificate that does not chain to the configured CA is refused, and the error
     // says where to look.
-    let wrong_ca = yaml.replace(&file("ca.pem"), &file("client.pem"));
-    let (_dir2, pipeline2) = pipeline_file(&wrong_ca);
+    let (_dir2, pipeline2) = tls_pipeline("client.pem");
     let out = landfall().args(["validate", "--connect"]).arg(&pipeline2).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a wrong CA must not validate");
     assert!(err.contains("cannot connect to RabbitMQ at 127.0.0.1:5671/%2f") && err.contains("source.rabbitmq"), "{err}");
+}
+
+// ---- roll.max_open_files and roll.max_buffered_bytes on a queue ---------------------------------
+
+/// `len` characters of hex that differ from row to row (no dictionary or codec shrinks them,
+/// so a row's Arrow size is its text size).
+fn noise(i: u64, len: usize) -> String {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b"0123456789abcdef"[(x & 15) as usize])
+        })
+        .collect()
+}
+
+/// An order of `shop`, with a `pad`-character tag.
+fn shop_event(i: u64, shop: u64, pad: usize) -> (Option<String>, Vec<u8>) {
+    let json = format!(r#"{{"id":"evt-{i:09}","ts":"2026-11-25T14:00:00Z","shop":"s{shop:02}","tags":["{}"]}}"#, noise(i, pad));
+    (Some(format!("evt-{i:09}")), json.into_bytes())
+}
+
+/// The shop pipeline: commits can only come from the caps under test (max_rows and max_bytes
+/// out of reach, max_age 10m, a prefetch whose half is above the message count).
+fn shop_pipeline(p: PipelineYaml, partition: &str) -> PipelineYaml {
+    p.schema(&[("id", "string", true), ("ts", "timestamp", true), ("shop", "string", true), ("tags", "list<string>", false)])
+        .partition(partition)
+        .prefetch(60_000)
+        .roll_max_rows(30_000)
+        .roll_max_bytes("1GiB")
+        .roll_max_age("10m")
+}
+
+/// Publishes the bursts over one connection, each confirmed, pausing `pause` after each, so the
+/// consumer sees them arrive one by one.
+fn publish_paced(queue: String, bursts: Vec<Vec<(Option<String>, Vec<u8>)>>, pause: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (conn, ch) = amqp_channel().await;
+        ch.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.expect("confirm.select");
+        for burst in bursts {
+            let mut confirms = Vec::new();
+            for (id, payload) in burst {
+                let mut props = lapin::BasicProperties::default().with_delivery_mode(2);
+                if let Some(id) = id {
+                    props = props.with_message_id(id.into());
+                }
+                let c = ch
+                    .basic_publish("".into(), queue.as_str().into(), lapin::options::BasicPublishOptions::default(), &payload, props)
+                    .await
+                    .expect("publish");
+                confirms.push(c);
+            }
+            for c in confirms {
+                assert!(matches!(c.await.expect("publisher confirm"), lapin::Confirmation::Ack(None)), "the broker confirms every message");
+            }
+            tokio::time::sleep(pause).await;
+        }
+        let _ = conn.close(200, "done".into()).await;
+    })
+}
+
+/// Waits until `queue` has had no ready message for three checks in a row (at most 60 s).
+async fn wait_drained(queue: &str) -> bool {
+    let mut empty = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        empty = if queue_ready(queue).await == 0 { empty + 1 } else { 0 };
+        if empty >= 3 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Runs the daemon while `bursts` arrive paced, waits until the queue is drained, then
+/// SIGTERMs it (which publishes what is open). Returns the log text.
+async fn land_paced(s: &Setup, bursts: Vec<Vec<(Option<String>, Vec<u8>)>>, pause: Duration) -> String {
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("landfall.log");
+    let mut child = spawn_daemon(&s.pipeline, &log);
+    publish_paced(s.queue.clone(), bursts, pause).await.unwrap();
+    let drained = wait_drained(&s.queue).await;
+    signal(&child, SIGTERM);
+    let status = child.wait().unwrap();
+    assert!(drained, "the daemon did not drain the queue (log tail:\n{})", tail(&log));
+    assert!(status.success(), "clean exit after SIGTERM (log tail:\n{})", tail(&log));
+    std::fs::read_to_string(&log).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quorum_queue_commits_are_capped_by_max_open_files() {
+    let _serial = SERIAL.lock().await;
+    const SHOPS: u64 = 40;
+    const PER_SHOP: u64 = 250;
+    const CAP: usize = 4;
+    let n = SHOPS * PER_SHOP;
+    let s = setup("rmq-openfiles", "quorum", |p| shop_pipeline(p, "shop={shop}").roll_max_open_files(CAP)).await;
+    // One shop after another, 300 ms apart: at least one of the driver's roll checks (every
+    // 100 ms) falls between two new partition values, so the bound below is exact whether the
+    // cap is checked per message or per tick (as the Kafka driver does).
+    let bursts: Vec<_> = (0..SHOPS).map(|shop| (shop * PER_SHOP..(shop + 1) * PER_SHOP).map(|i| shop_event(i, shop, 16)).collect()).collect();
+    let _log = land_paced(&s, bursts, Duration::from_millis(300)).await;
+
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+    // One directory per shop, each with every order of that shop (rows from the footers; the
+    // partition column is also a data column here, so Spark reports no partition counts).
+    let table_path = s.table_url.trim_start_matches(HDFS_URL).to_string();
+    let files = published_files(&table_path).await;
+    let mut per_shop: std::collections::BTreeMap<String, i64> = Default::default();
+    for f in &files {
+        let dir = f.rsplit('/').nth(1).unwrap().to_string();
+        *per_shop.entry(dir).or_default() += row_group_rows(f).await.iter().sum::<i64>();
+    }
+    assert_eq!(per_shop.len(), SHOPS as usize, "one directory per shop: {per_shop:?}");
+    assert!(per_shop.iter().all(|(d, c)| d.starts_with("shop=s") && *c == PER_SHOP as i64), "{per_shop:?}");
+
+    // Files published by one commit share its position range (in their names). Past the cap
+    // the partition is committed, so a commit holds the cap plus the one file that crossed it.
+    let mut commits: std::collections::BTreeMap<(i64, i64), Vec<String>> = Default::default();
+    for f in files {
+        commits.entry(file_range(&f)).or_default().push(f);
+    }
+    let (range, worst) = commits.iter().max_by_key(|(_, f)| f.len()).unwrap();
+    assert!(
+        worst.len() <= CAP + 1,
+        "commit of positions {range:?} published {} files at once; roll.max_open_files: {CAP} allows at most {} ({} commits for {SHOPS} shops)",
+        worst.len(),
+        CAP + 1,
+        commits.len()
+    );
+    // The commit log says the same for the manifests it still holds.
+    for m in commit_manifests(&table_path, &s.queue, 0).await {
+        let data = m["files"].as_array().unwrap().iter().filter(|f| !f["final"].as_str().unwrap().contains("/_rejected/")).count();
+        assert!(data <= CAP + 1, "manifest #{} lists {data} data files: {m}", m["seq"]);
+    }
+    assert_tiles(&published_ranges(&table_path).await, &[(0, n as i64)].into_iter().collect());
+    assert_eq!(queue_ready(&s.queue).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quorum_queue_row_groups_stay_within_the_memory_budget() {
+    let _serial = SERIAL.lock().await;
+    const ROWS: u64 = 3000;
+    const BURST: u64 = 50;
+    const PAD: usize = 4000;
+    let s = setup("rmq-membudget", "quorum", |p| shop_pipeline(p, "dt={ts:%Y-%m-%d}").compression("none").roll_max_buffered_bytes("1MiB")).await;
+    // 50 rows (~200 KB) every 150 ms into one file, for 9 s.
+    let bursts: Vec<_> = (0..ROWS / BURST).map(|b| (b * BURST..(b + 1) * BURST).map(|i| shop_event(i, i % 7, PAD)).collect()).collect();
+    let _log = land_paced(&s, bursts, Duration::from_millis(150)).await;
+
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], ROWS);
+    assert_eq!(v["distinct_ids"], ROWS);
+    // A row is ~4.1 KB of Arrow data. With roll.max_buffered_bytes 1MiB the consumer side
+    // ships a file's rows once it holds half the budget (512 KiB ≈ 125 rows, plus at most one
+    // 50-row burst between two checks), and the writer closes the row group once the open row
+    // groups pass the budget (1 MiB counting 256 KiB overhead: ≈ 187 rows) — so a row group
+    // holds at most ≈ 187 + 175 = 362 rows. Without the consumer-side half, rows are shipped
+    // in 4 MiB chunks (≈ 1000 rows) and every row group holds about 1000.
+    const LIMIT: i64 = 512;
+    let table_path = s.table_url.trim_start_matches(HDFS_URL).to_string();
+    let files = published_files(&table_path).await;
+    assert!(!files.is_empty());
+    let mut total = 0;
+    for f in &files {
+        let groups = row_group_rows(f).await;
+        total += groups.iter().sum::<i64>();
+        let worst = groups.iter().max().copied().unwrap_or(0);
+        assert!(worst <= LIMIT, "{f}: a row group of {worst} rows (~{} KiB) with a 1 MiB memory budget; row groups {groups:?}", worst * 4100 / 1024);
+    }
+    assert_eq!(total, ROWS as i64, "the footers count every row");
+    assert_eq!(queue_ready(&s.queue).await, 0);
 }

@@ -30,4 +30,6 @@ pub use parser::{RowParser, DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_BYTES};
 pub use row::{ParsedRow, PartitionValue};
 
 #[cfg(test)]
+mod differential_tests;
+#[cfg(test)]
 mod tests;

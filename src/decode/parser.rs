@@ -110,8 +110,9 @@ impl RowParser {
             max_depth: self.max_depth,
         };
         cursor.skip_ws();
+        // Depth 0 for the message itself, as `message` counts it: its members are at depth 1.
         cursor
-            .skip_value(1)
+            .skip_value(0)
             .and_then(|()| cursor.end_of_input())
             .err()
     }
@@ -153,8 +154,9 @@ impl<'a> Cursor<'a> {
                 self.close_object(plan, 0)
             }
             Some(first) => {
-                // Only call it "not an object" if it is otherwise valid JSON.
-                self.skip_value(1)?;
+                // Only call it "not an object" if it is otherwise valid JSON (nested within
+                // the same limit as an object message).
+                self.skip_value(0)?;
                 self.end_of_input()?;
                 let found = match first {
                     b'[' => "an array",

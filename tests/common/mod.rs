@@ -203,10 +203,225 @@ pub fn hdfs_sink(path: &str) -> String {
     format!("  hdfs:\n    url: {HDFS_URL}\n    path: {path}\n")
 }
 
+/// A typed builder for the pipeline YAML the tests run, so a test states what it changes
+/// (`.session_timeout("6s")`, `.roll_max_open_files(4)`) instead of string-replacing YAML.
+/// Defaults are the README's clicks pipeline: the schema of [`event`], hourly partitions in
+/// UTC, `max_rows: 1000000`, `max_bytes: 128MiB`, `max_age: 60s`, zstd. Every string is written
+/// as a JSON string, which YAML reads as a double-quoted scalar, so values need no escaping.
+///
+/// ```ignore
+/// let yaml = PipelineYaml::kafka("clicks_t", &topic).roll_max_age("2s").sink_hdfs(&path).build();
+/// ```
+#[derive(Debug, Clone)]
+pub struct PipelineYaml {
+    name: String,
+    source: SourceYaml,
+    schema: Vec<(String, String, bool)>,
+    partition: String,
+    timezone: String,
+    roll: Vec<(&'static str, String)>,
+    compression: String,
+    sink: Option<SinkYaml>,
+}
+
+#[derive(Debug, Clone)]
+enum SourceYaml {
+    Kafka { topic: String, group: String, session_timeout: Option<String> },
+    Rabbitmq { uri: String, queue: String, queue_type: String, prefetch: u32, tls: Option<RabbitTls> },
+}
+
+#[derive(Debug, Clone)]
+struct RabbitTls {
+    ca_file: String,
+    cert_file: String,
+    key_file: String,
+}
+
+#[derive(Debug, Clone)]
+enum SinkYaml {
+    Hdfs { url: String, path: String },
+}
+
+/// A YAML scalar for `s` (a JSON string is a YAML double-quoted scalar).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+impl PipelineYaml {
+    fn new(name: &str, source: SourceYaml) -> PipelineYaml {
+        let field = |n: &str, t: &str, required: bool| (n.to_string(), t.to_string(), required);
+        PipelineYaml {
+            name: name.to_string(),
+            source,
+            schema: vec![
+                field("id", "string", true),
+                field("user_id", "int64", false),
+                field("amount", "decimal(12,2)", false),
+                field("ts", "timestamp", true),
+                field("tags", "list<string>", false),
+                field("geo", "struct<lat: float64, lon: float64>", false),
+            ],
+            partition: "dt={ts:%Y-%m-%d}/hour={ts:%H}".to_string(),
+            timezone: "UTC".to_string(),
+            roll: vec![("max_rows", "1000000".into()), ("max_bytes", "128MiB".into()), ("max_age", "60s".into())],
+            compression: "zstd".to_string(),
+            sink: None,
+        }
+    }
+
+    /// A Kafka pipeline on `topic` of the lab broker, consumer group `name`, from the earliest offset.
+    pub fn kafka(name: &str, topic: &str) -> PipelineYaml {
+        PipelineYaml::new(name, SourceYaml::Kafka { topic: topic.to_string(), group: name.to_string(), session_timeout: None })
+    }
+
+    /// A RabbitMQ pipeline on `queue` (`quorum`, `classic` or `stream`) of the lab broker, prefetch 20000.
+    pub fn rabbitmq(name: &str, queue: &str, queue_type: &str) -> PipelineYaml {
+        PipelineYaml::new(
+            name,
+            SourceYaml::Rabbitmq {
+                uri: AMQP_URI.to_string(),
+                queue: queue.to_string(),
+                queue_type: queue_type.to_string(),
+                prefetch: 20_000,
+                tls: None,
+            },
+        )
+    }
+
+    /// Kafka: `session_timeout` (how soon the group evicts a stopped member).
+    pub fn session_timeout(mut self, timeout: &str) -> Self {
+        match &mut self.source {
+            SourceYaml::Kafka { session_timeout, .. } => *session_timeout = Some(timeout.to_string()),
+            SourceYaml::Rabbitmq { .. } => panic!("session_timeout is a Kafka setting"),
+        }
+        self
+    }
+
+    /// RabbitMQ: `prefetch` (a queue commit holds at most half of it).
+    pub fn prefetch(mut self, n: u32) -> Self {
+        match &mut self.source {
+            SourceYaml::Rabbitmq { prefetch, .. } => *prefetch = n,
+            SourceYaml::Kafka { .. } => panic!("prefetch is a RabbitMQ setting"),
+        }
+        self
+    }
+
+    /// RabbitMQ over TLS at `uri` with the given CA, logging in by client certificate
+    /// (`auth: external`).
+    pub fn rabbitmq_tls_external(mut self, uri: &str, ca_file: &str, cert_file: &str, key_file: &str) -> Self {
+        match &mut self.source {
+            SourceYaml::Rabbitmq { uri: u, tls, .. } => {
+                *u = uri.to_string();
+                *tls = Some(RabbitTls { ca_file: ca_file.into(), cert_file: cert_file.into(), key_file: key_file.into() });
+            }
+            SourceYaml::Kafka { .. } => panic!("TLS with EXTERNAL auth is a RabbitMQ setting here"),
+        }
+        self
+    }
+
+    /// Replaces the schema: `(name, type, required)` per column.
+    pub fn schema(mut self, fields: &[(&str, &str, bool)]) -> Self {
+        self.schema = fields.iter().map(|(n, t, r)| (n.to_string(), t.to_string(), *r)).collect();
+        self
+    }
+
+    /// `partition.path`, the Hive directory template.
+    pub fn partition(mut self, path: &str) -> Self {
+        self.partition = path.to_string();
+        self
+    }
+
+    fn roll(mut self, key: &'static str, value: String) -> Self {
+        match self.roll.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.roll.push((key, value)),
+        }
+        self
+    }
+
+    pub fn roll_max_rows(self, n: u64) -> Self {
+        self.roll("max_rows", n.to_string())
+    }
+    pub fn roll_max_bytes(self, size: &str) -> Self {
+        self.roll("max_bytes", size.to_string())
+    }
+    pub fn roll_max_age(self, age: &str) -> Self {
+        self.roll("max_age", age.to_string())
+    }
+    pub fn roll_max_open_files(self, n: usize) -> Self {
+        self.roll("max_open_files", n.to_string())
+    }
+    pub fn roll_max_buffered_bytes(self, size: &str) -> Self {
+        self.roll("max_buffered_bytes", size.to_string())
+    }
+
+    /// `parquet.compression` (`zstd`, `snappy`, `gzip`, `lz4`, `none`).
+    pub fn compression(mut self, codec: &str) -> Self {
+        self.compression = codec.to_string();
+        self
+    }
+
+    /// The table on the lab HDFS at `path`.
+    pub fn sink_hdfs(mut self, path: &str) -> Self {
+        self.sink = Some(SinkYaml::Hdfs { url: HDFS_URL.to_string(), path: path.to_string() });
+        self
+    }
+
+    /// The pipeline file's text.
+    pub fn build(&self) -> String {
+        use std::fmt::Write;
+        let mut y = String::new();
+        writeln!(y, "name: {}", q(&self.name)).unwrap();
+        y.push_str("source:\n");
+        match &self.source {
+            SourceYaml::Kafka { topic, group, session_timeout } => {
+                writeln!(y, "  kafka:\n    brokers: [{}]\n    topics: [{}]\n    group: {}\n    start: earliest", q(KAFKA), q(topic), q(group)).unwrap();
+                if let Some(t) = session_timeout {
+                    writeln!(y, "    session_timeout: {}", q(t)).unwrap();
+                }
+            }
+            SourceYaml::Rabbitmq { uri, queue, queue_type, prefetch, tls } => {
+                writeln!(y, "  rabbitmq:\n    uri: {}\n    queue: {}\n    queue_type: {}\n    prefetch: {prefetch}", q(uri), q(queue), q(queue_type)).unwrap();
+                if let Some(t) = tls {
+                    writeln!(
+                        y,
+                        "    auth: external\n    tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}",
+                        q(&t.ca_file),
+                        q(&t.cert_file),
+                        q(&t.key_file)
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        y.push_str("decode:\n  json:\n    schema:\n");
+        for (name, t, required) in &self.schema {
+            writeln!(y, "      - {{ name: {}, type: {}, required: {required} }}", q(name), q(t)).unwrap();
+        }
+        writeln!(y, "partition:\n  path: {}\n  timezone: {}", q(&self.partition), q(&self.timezone)).unwrap();
+        y.push_str("roll:\n");
+        for (key, value) in &self.roll {
+            writeln!(y, "  {key}: {value}").unwrap();
+        }
+        writeln!(y, "parquet:\n  compression: {}", q(&self.compression)).unwrap();
+        match self.sink.as_ref().expect("PipelineYaml needs a sink: call .sink_hdfs(path)") {
+            SinkYaml::Hdfs { url, path } => writeln!(y, "sink:\n  hdfs:\n    url: {}\n    path: {}", q(url), q(path)).unwrap(),
+        }
+        y
+    }
+
+    /// Writes the pipeline to a fresh temp dir: (dir guard, file path).
+    pub fn file(&self) -> (tempfile::TempDir, PathBuf) {
+        pipeline_file(&self.build())
+    }
+}
+
 /// A command running the built `landfall` binary with the repo's daemon settings.
 pub fn landfall() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
     cmd.current_dir(repo_root()).arg("--config").arg(repo_root().join("config/landfall.yaml"));
+    // LANDFALL_LAB is the harness's (see `lab_dir`); the daemon would read it as a setting.
+    cmd.env_remove("LANDFALL_LAB");
     cmd
 }
 
@@ -269,6 +484,15 @@ pub fn spark_verify(table_url: &str, ids: &[&str]) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// `list_status(d)`; a table root that does not exist yet (nothing landed) lists as empty.
+async fn list_or_empty(client: &hdfs_native::Client, d: &str, root: &str) -> Vec<hdfs_native::client::FileStatus> {
+    match client.list_status(d, false).await {
+        Ok(entries) => entries,
+        Err(hdfs_native::HdfsError::FileNotFound(_)) if d == root => Vec::new(),
+        Err(e) => panic!("list {d} on HDFS: {e}"),
+    }
+}
+
 /// Paths of every published data file under `dir` (recursive, skipping `_`/`.` names), via
 /// hdfs-native, and the offset ranges encoded in their names, per partition.
 pub async fn published_ranges(dir: &str) -> std::collections::BTreeMap<i32, Vec<(i64, i64)>> {
@@ -276,7 +500,7 @@ pub async fn published_ranges(dir: &str) -> std::collections::BTreeMap<i32, Vec<
     let mut ranges: std::collections::BTreeMap<i32, std::collections::BTreeSet<(i64, i64)>> = Default::default();
     let mut stack = vec![dir.to_string()];
     while let Some(d) = stack.pop() {
-        for st in client.list_status(&d, false).await.unwrap() {
+        for st in list_or_empty(&client, &d, dir).await {
             let name = st.path.rsplit('/').next().unwrap().to_string();
             if st.isdir {
                 if !name.starts_with('_') && !name.starts_with('.') || name == "_rejected" {
@@ -294,6 +518,63 @@ pub async fn published_ranges(dir: &str) -> std::collections::BTreeMap<i32, Vec<
         }
     }
     ranges.into_iter().map(|(p, s)| (p, s.into_iter().collect())).collect()
+}
+
+/// Every published data file under the table at `dir` (recursive, skipping `_`/`.` names,
+/// so neither the commit log nor the quarantine), as full paths.
+pub async fn published_files(dir: &str) -> Vec<String> {
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_string()];
+    while let Some(d) = stack.pop() {
+        for st in list_or_empty(&client, &d, dir).await {
+            let name = st.path.rsplit('/').next().unwrap();
+            if name.starts_with('_') || name.starts_with('.') {
+                continue;
+            }
+            if st.isdir {
+                stack.push(st.path.clone());
+            } else {
+                files.push(st.path.clone());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The (first, last) source position range in a published file's name
+/// (`part-<topic>-<partition>-<first>-<last>-<n>.<codec>.parquet`).
+pub fn file_range(path: &str) -> (i64, i64) {
+    let name = path.rsplit('/').next().unwrap();
+    let fields: Vec<&str> = name.rsplitn(4, '-').collect();
+    (fields[2].parse().unwrap(), fields[1].parse().unwrap())
+}
+
+/// The manifests of one source partition's commit log still present (old ones are pruned).
+pub async fn commit_manifests(table: &str, topic: &str, partition: i32) -> Vec<serde_json::Value> {
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let dir = format!("{table}/_landfall/commits/{topic}/{partition}");
+    let mut out = Vec::new();
+    for st in client.list_status(&dir, false).await.unwrap_or_default() {
+        if st.isdir || !st.path.ends_with(".json") {
+            continue;
+        }
+        let r = client.read(&st.path).await.unwrap();
+        let bytes = r.read_range(0, r.file_length()).await.unwrap();
+        out.push(serde_json::from_slice(&bytes).unwrap());
+    }
+    out
+}
+
+/// Rows of each row group of a Parquet file on the lab HDFS, read from its footer.
+pub async fn row_group_rows(path: &str) -> Vec<i64> {
+    use parquet::file::reader::FileReader;
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let r = client.read(path).await.unwrap();
+    let bytes = r.read_range(0, r.file_length()).await.unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(bytes).unwrap();
+    reader.metadata().row_groups().iter().map(|rg| rg.num_rows()).collect()
 }
 
 /// Asserts the ranges of each partition tile 0..count exactly: no gap, no overlap.
