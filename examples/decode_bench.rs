@@ -72,17 +72,11 @@ fn report(stage: &str, rows: usize, bytes: usize, seconds: f64) {
 }
 
 fn main() {
-    let rows: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse().expect("row count"))
-        .unwrap_or(1_000_000);
+    let rows: usize = std::env::args().nth(1).map(|s| s.parse().expect("row count")).unwrap_or(1_000_000);
     let schema = schema();
     let payloads = events(rows);
     let bytes: usize = payloads.iter().map(Vec::len).sum();
-    println!(
-        "{rows} events, {:.1} bytes on average",
-        bytes as f64 / rows as f64
-    );
+    println!("{rows} events, {:.1} bytes on average", bytes as f64 / rows as f64);
 
     let mut parser = RowParser::new(&schema, false);
     let t = Instant::now();
@@ -92,8 +86,7 @@ fn main() {
     report("parse", rows, bytes, t.elapsed().as_secs_f64());
 
     let template =
-        PartitionTemplate::parse("dt={ts:%Y-%m-%d}/hour={ts:%H}/country={country}", &schema)
-            .expect("valid template");
+        PartitionTemplate::parse("dt={ts:%Y-%m-%d}/hour={ts:%H}/country={country}", &schema).expect("valid template");
     let amsterdam: Tz = "Europe/Amsterdam".parse().expect("known zone");
     let mut path = String::new();
     for (name, tz) in [("UTC", Tz::UTC), ("Europe/Amsterdam", amsterdam)] {
@@ -104,32 +97,20 @@ fn main() {
             template.render(row, 0, tz, &mut path).expect("renderable");
             black_box(&path);
         }
-        report(
-            &format!("parse + render ({name})"),
-            rows,
-            bytes,
-            t.elapsed().as_secs_f64(),
-        );
+        report(&format!("parse + render ({name})"), rows, bytes, t.elapsed().as_secs_f64());
     }
 
     // For comparison: a sub-second format defeats the render cache (chrono on every row).
-    let uncached = PartitionTemplate::parse("t={ts:%Y%m%dT%H%M%S%.3f}/country={country}", &schema)
-        .expect("valid template");
+    let uncached =
+        PartitionTemplate::parse("t={ts:%Y%m%dT%H%M%S%.3f}/country={country}", &schema).expect("valid template");
     let t = Instant::now();
     for p in &payloads {
         let row = parser.parse(p).expect("valid event");
         path.clear();
-        uncached
-            .render(row, 0, amsterdam, &mut path)
-            .expect("renderable");
+        uncached.render(row, 0, amsterdam, &mut path).expect("renderable");
         black_box(&path);
     }
-    report(
-        "parse + render (uncacheable format)",
-        rows,
-        bytes,
-        t.elapsed().as_secs_f64(),
-    );
+    report("parse + render (uncacheable format)", rows, bytes, t.elapsed().as_secs_f64());
 
     let mut builder = BatchBuilder::new(&schema);
     let t = Instant::now();
@@ -137,9 +118,7 @@ fn main() {
     for p in &payloads {
         let row = parser.parse(p).expect("valid event");
         path.clear();
-        template
-            .render(row, 0, Tz::UTC, &mut path)
-            .expect("renderable");
+        template.render(row, 0, Tz::UTC, &mut path).expect("renderable");
         builder.append(row);
         if builder.len() == BATCH_ROWS {
             black_box(builder.finish());
@@ -147,11 +126,6 @@ fn main() {
         }
     }
     black_box(builder.finish());
-    report(
-        "parse + render + append + finish (UTC)",
-        rows,
-        bytes,
-        t.elapsed().as_secs_f64(),
-    );
+    report("parse + render + append + finish (UTC)", rows, bytes, t.elapsed().as_secs_f64());
     println!("({} batches of up to {BATCH_ROWS} rows)", batches + 1);
 }

@@ -166,7 +166,11 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
                 }
             }
         }
-        if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
     });
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(code)
@@ -178,7 +182,8 @@ async fn supervise(plan: Arc<pipeline::Plan>, opts: RunOptions, shutdown: Shutdo
     let name = plan.cfg.name.clone();
     // 5 s doubling to 5 minutes: an operator's fix is picked up soon, a lasting fault costs
     // one attempt (and one error line) every few minutes.
-    let backoff = crate::retry::Backoff { initial: Duration::from_secs(5), max: Duration::from_secs(300), give_up_after: None };
+    let backoff =
+        crate::retry::Backoff { initial: Duration::from_secs(5), max: Duration::from_secs(300), give_up_after: None };
     let mut failures = 0;
     loop {
         let started = std::time::Instant::now();
@@ -253,4 +258,3 @@ fn print_summary(s: &RunSummary) {
         s.events as f64 / s.seconds.max(0.001)
     );
 }
-

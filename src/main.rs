@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 
 use landfall::daemon;
 
-
 /// Lands Kafka and RabbitMQ streams as Spark-ready Parquet in Hive-style HDFS partitions, exactly once.
 #[derive(Parser)]
 #[command(version, about)]

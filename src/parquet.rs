@@ -155,8 +155,10 @@ impl StagedParquetFile {
         }
         let rows = batch.num_rows() as u64;
         let batch = batch.clone(); // Arc clones of the columns, no data copy
-        self.encode_and_ship(move |encoder, drained| encoder.write(&batch).and_then(|()| drain(encoder, drained, false)))
-            .await?;
+        self.encode_and_ship(move |encoder, drained| {
+            encoder.write(&batch).and_then(|()| drain(encoder, drained, false))
+        })
+        .await?;
         self.rows += rows;
         Ok(())
     }
@@ -231,15 +233,14 @@ impl StagedParquetFile {
     pub async fn finish(mut self, key_value_metadata: Vec<(String, String)>) -> Result<FileSummary, ParquetWriteError> {
         let mut encoder = self.take_encoder()?;
         let (encoder, outcome) = Self::blocking(&self.path, move || {
-                for (key, value) in key_value_metadata {
-                    encoder.append_key_value_metadata(KeyValue::new(key, value));
-                }
-                let outcome = encoder
-                    .finish()
-                    .and_then(|metadata| Ok((drain(&mut encoder, 0, true)?, metadata.num_row_groups())));
-                (encoder, outcome)
-            })
-            .await?;
+            for (key, value) in key_value_metadata {
+                encoder.append_key_value_metadata(KeyValue::new(key, value));
+            }
+            let outcome =
+                encoder.finish().and_then(|metadata| Ok((drain(&mut encoder, 0, true)?, metadata.num_row_groups())));
+            (encoder, outcome)
+        })
+        .await?;
         let (tail, row_groups) =
             outcome.map_err(|source| ParquetWriteError::Encode { path: self.path.clone(), source })?;
         let expected = encoder.bytes_written() as u64;
@@ -257,7 +258,10 @@ impl StagedParquetFile {
     /// Runs CPU-bound encoding on the blocking pool. Takes only the path (not `&self`): the
     /// file is `Send` but not `Sync`, so a `&self` held across the await would make callers'
     /// futures non-`Send`.
-    async fn blocking<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ParquetWriteError> {
+    async fn blocking<T: Send + 'static>(
+        path: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ParquetWriteError> {
         tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| ParquetWriteError::TaskFailed { path: path.to_string(), message: e.to_string() })
@@ -285,7 +289,11 @@ impl StagedParquetFile {
 /// `drained_row_groups`, when [`SHIP_CHUNK_BYTES`] have piled up, or when `force`d (footer).
 /// Taking them through `inner_mut` is safe: parquet tracks offsets in its own counter, and
 /// `sync` first empties its internal `BufWriter` into the buffer.
-fn drain(encoder: &mut ArrowWriter<Vec<u8>>, drained_row_groups: usize, force: bool) -> Result<Option<Vec<u8>>, ParquetError> {
+fn drain(
+    encoder: &mut ArrowWriter<Vec<u8>>,
+    drained_row_groups: usize,
+    force: bool,
+) -> Result<Option<Vec<u8>>, ParquetError> {
     let completed = encoder.flushed_row_groups().len() > drained_row_groups;
     if !(force || completed || encoder.inner().len() >= SHIP_CHUNK_BYTES) {
         return Ok(None);

@@ -43,17 +43,11 @@ const MAX_SEGMENT_BYTES: usize = 255;
 /// Why a row has no partition path; the row goes to quarantine with this reason.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PartitionError {
-    #[error(
-        "partition field `{field}` is null or missing; the row cannot be placed in a partition"
-    )]
+    #[error("partition field `{field}` is null or missing; the row cannot be placed in a partition")]
     Missing { field: String },
 
     #[error("partition field `{field}` has unsafe value {value:?}: {why}")]
-    UnsafeValue {
-        field: String,
-        value: String,
-        why: &'static str,
-    },
+    UnsafeValue { field: String, value: String, why: &'static str },
 
     #[error("partition path segment {segment:?} is unsafe: {why}")]
     UnsafeSegment { segment: String, why: &'static str },
@@ -64,9 +58,7 @@ impl PartitionError {
     pub fn reason(&self) -> &'static str {
         match self {
             PartitionError::Missing { .. } => "missing_partition_value",
-            PartitionError::UnsafeValue { .. } | PartitionError::UnsafeSegment { .. } => {
-                "unsafe_partition_value"
-            }
+            PartitionError::UnsafeValue { .. } | PartitionError::UnsafeSegment { .. } => "unsafe_partition_value",
         }
     }
 }
@@ -117,19 +109,13 @@ impl PartitionTemplate {
             literal.push_str(&rest[..i]);
             shape.push_str(&rest[..i]);
             if rest.as_bytes()[i] == b'}' {
-                problems.push(format!(
-                    "unmatched `}}` at position {} of `{text}`",
-                    offset + i + 1
-                ));
+                problems.push(format!("unmatched `}}` at position {} of `{text}`", offset + i + 1));
                 rest = &rest[i + 1..];
                 offset += i + 1;
                 continue;
             }
             let Some(len) = rest[i + 1..].find('}') else {
-                problems.push(format!(
-                    "unclosed `{{` at position {} of `{text}`",
-                    offset + i + 1
-                ));
+                problems.push(format!("unclosed `{{` at position {} of `{text}`", offset + i + 1));
                 rest = "";
                 break;
             };
@@ -139,9 +125,7 @@ impl PartitionTemplate {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
             if content.contains('{') {
-                problems.push(format!(
-                    "nested `{{` inside `{{{content}}}`; placeholders cannot nest"
-                ));
+                problems.push(format!("nested `{{` inside `{{{content}}}`; placeholders cannot nest"));
             } else if let Some(part) = placeholder(content, schema, &mut problems) {
                 parts.push(part);
             }
@@ -158,11 +142,7 @@ impl PartitionTemplate {
             return Err(problems);
         }
         let caches = Mutex::new(parts.iter().map(|_| TimeCache::default()).collect());
-        Ok(PartitionTemplate {
-            text: text.to_string(),
-            parts,
-            caches,
-        })
+        Ok(PartitionTemplate { text: text.to_string(), parts, caches })
     }
 
     /// The template as written.
@@ -174,32 +154,20 @@ impl PartitionTemplate {
     pub fn fields(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::Value { field, .. } | Part::Date { field, .. } => Some(field.as_str()),
-            Part::Time {
-                field,
-                path: Some(_),
-                ..
-            } => Some(field.as_str()),
+            Part::Time { field, path: Some(_), .. } => Some(field.as_str()),
             Part::Literal(_) | Part::Time { path: None, .. } => None,
         })
     }
 
     /// True when the template uses arrival time (`{_ingest:…}`).
     pub fn uses_ingest_time(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|p| matches!(p, Part::Time { path: None, .. }))
+        self.parts.iter().any(|p| matches!(p, Part::Time { path: None, .. }))
     }
 
     /// Appends the row's relative partition path (no leading or trailing `/`) to `out`.
     /// Timestamps are shown in `tz`; `ingest_micros` is the arrival time (UTC micros).
     /// On error `out` is left as it was.
-    pub fn render(
-        &self,
-        row: &ParsedRow,
-        ingest_micros: i64,
-        tz: Tz,
-        out: &mut String,
-    ) -> Result<(), PartitionError> {
+    pub fn render(&self, row: &ParsedRow, ingest_micros: i64, tz: Tz, out: &mut String) -> Result<(), PartitionError> {
         let start = out.len();
         let result = self.render_parts(row, ingest_micros, tz, out, start);
         if result.is_err() {
@@ -227,41 +195,21 @@ impl PartitionTemplate {
                 Part::Literal(text) => out.push_str(text),
                 Part::Value { field, path } => match row.value_at(path) {
                     Some(value) => push_value(value, field, out)?,
-                    None => {
-                        return Err(PartitionError::Missing {
-                            field: field.clone(),
-                        })
-                    }
+                    None => return Err(PartitionError::Missing { field: field.clone() }),
                 },
-                Part::Time {
-                    field,
-                    path,
-                    format,
-                } => {
+                Part::Time { field, path, format } => {
                     let micros = match path {
                         None => ingest_micros,
                         Some(path) => match row.value_at(path) {
                             Some(PartitionValue::TimestampMicros(t)) => t,
-                            _ => {
-                                return Err(PartitionError::Missing {
-                                    field: field.clone(),
-                                })
-                            }
+                            _ => return Err(PartitionError::Missing { field: field.clone() }),
                         },
                     };
                     format.render(micros, tz, cache, field, out)?;
                 }
-                Part::Date {
-                    field,
-                    path,
-                    format,
-                } => match row.value_at(path) {
+                Part::Date { field, path, format } => match row.value_at(path) {
                     Some(PartitionValue::Date(days)) => format.render(days, cache, field, out)?,
-                    _ => {
-                        return Err(PartitionError::Missing {
-                            field: field.clone(),
-                        })
-                    }
+                    _ => return Err(PartitionError::Missing { field: field.clone() }),
                 },
             }
         }
@@ -281,10 +229,7 @@ impl Clone for PartitionTemplate {
 
 impl fmt::Debug for PartitionTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PartitionTemplate")
-            .field("text", &self.text)
-            .field("parts", &self.parts)
-            .finish()
+        f.debug_struct("PartitionTemplate").field("text", &self.text).field("parts", &self.parts).finish()
     }
 }
 
@@ -308,48 +253,31 @@ fn placeholder(content: &str, schema: &[FieldSpec], problems: &mut Vec<String>) 
     }
     if name == INGEST_TIME {
         let Some(format) = format else {
-            problems.push(format!(
-                "`{{{INGEST_TIME}}}` needs a strftime format, e.g. `{{{INGEST_TIME}:%Y-%m-%d}}`"
-            ));
+            problems.push(format!("`{{{INGEST_TIME}}}` needs a strftime format, e.g. `{{{INGEST_TIME}:%Y-%m-%d}}`"));
             return None;
         };
-        let format = TimeFormat::compile(format)
-            .map_err(|why| problems.push(format!("`{{{content}}}`: {why}")))
-            .ok()?;
-        return Some(Part::Time {
-            field: INGEST_TIME.to_string(),
-            path: None,
-            format,
-        });
+        let format =
+            TimeFormat::compile(format).map_err(|why| problems.push(format!("`{{{content}}}`: {why}"))).ok()?;
+        return Some(Part::Time { field: INGEST_TIME.to_string(), path: None, format });
     }
-    let (path, field_type) = resolve(name, schema)
-        .map_err(|why| problems.push(why))
-        .ok()?;
+    let (path, field_type) = resolve(name, schema).map_err(|why| problems.push(why)).ok()?;
     let field = name.to_string();
     match (field_type, format) {
         (FieldType::Timestamp, Some(format)) => {
-            let format = TimeFormat::compile(format)
-                .map_err(|why| problems.push(format!("`{{{content}}}`: {why}")))
-                .ok()?;
-            Some(Part::Time {
-                field,
-                path: Some(path),
-                format,
-            })
+            let format =
+                TimeFormat::compile(format).map_err(|why| problems.push(format!("`{{{content}}}`: {why}"))).ok()?;
+            Some(Part::Time { field, path: Some(path), format })
         }
         (FieldType::Timestamp, None) => {
-            problems.push(format!("`{{{name}}}` is a timestamp and needs a strftime format, e.g. `{{{name}:%Y-%m-%d}}`"));
+            problems
+                .push(format!("`{{{name}}}` is a timestamp and needs a strftime format, e.g. `{{{name}:%Y-%m-%d}}`"));
             None
         }
         (FieldType::Date, Some(format)) => {
             let format = DateFormat::compile(format, name)
                 .map_err(|why| problems.push(format!("`{{{content}}}`: {why}")))
                 .ok()?;
-            Some(Part::Date {
-                field,
-                path,
-                format,
-            })
+            Some(Part::Date { field, path, format })
         }
         (FieldType::List(_) | FieldType::Struct(_), _) => {
             problems.push(format!(
@@ -375,16 +303,11 @@ fn check_shape(text: &str, shape: &str, parts: &[Part], problems: &mut Vec<Strin
         return;
     }
     if text.starts_with('/') {
-        problems.push(format!(
-            "`{text}` is absolute; partition templates are relative to the table root"
-        ));
+        problems.push(format!("`{text}` is absolute; partition templates are relative to the table root"));
     }
     for part in parts {
         if let Part::Literal(literal) = part {
-            if let Some(c) = literal
-                .chars()
-                .find(|&c| c != '/' && c != '=' && c.is_ascii() && needs_escape(c as u8))
-            {
+            if let Some(c) = literal.chars().find(|&c| c != '/' && c != '=' && c.is_ascii() && needs_escape(c as u8)) {
                 problems.push(format!(
                     "literal {c:?} in `{text}` would have to be escaped in a path; use letters, digits, `-`, `_`, `.` or `=`"
                 ));
@@ -395,14 +318,10 @@ fn check_shape(text: &str, shape: &str, parts: &[Part], problems: &mut Vec<Strin
     for (i, segment) in segments.iter().enumerate() {
         if segment.is_empty() {
             if !(i == 0 && text.starts_with('/')) {
-                problems.push(format!(
-                    "`{text}` has an empty path segment (`//` or a trailing `/`)"
-                ));
+                problems.push(format!("`{text}` has an empty path segment (`//` or a trailing `/`)"));
             }
         } else if *segment == "." || *segment == ".." {
-            problems.push(format!(
-                "`{text}` has a `{segment}` segment; partitions must stay under the table root"
-            ));
+            problems.push(format!("`{text}` has a `{segment}` segment; partitions must stay under the table root"));
         } else if segment.starts_with('.') || (segment.starts_with('_') && !segment.contains('=')) {
             problems.push(format!(
                 "segment `{segment}` of `{text}` starts with `{}`; Spark ignores such directories, so the data would be invisible",
@@ -421,19 +340,7 @@ fn needs_escape(b: u8) -> bool {
         || b == 0x7f
         || matches!(
             b,
-            b'"' | b'#'
-                | b'%'
-                | b'\''
-                | b'*'
-                | b'/'
-                | b':'
-                | b'='
-                | b'?'
-                | b'\\'
-                | b'{'
-                | b'['
-                | b']'
-                | b'^'
+            b'"' | b'#' | b'%' | b'\'' | b'*' | b'/' | b':' | b'=' | b'?' | b'\\' | b'{' | b'[' | b']' | b'^'
         )
 }
 
@@ -454,11 +361,7 @@ pub(crate) fn escape_into(value: &str, out: &mut String) {
     out.push_str(&value[run..]);
 }
 
-fn push_value(
-    value: PartitionValue<'_>,
-    field: &str,
-    out: &mut String,
-) -> Result<(), PartitionError> {
+fn push_value(value: PartitionValue<'_>, field: &str, out: &mut String) -> Result<(), PartitionError> {
     match value {
         PartitionValue::Str(s) => {
             let why = if s.is_empty() {
@@ -472,11 +375,7 @@ fn push_value(
             };
             if let Some(why) = why {
                 let value = s.chars().take(64).collect();
-                return Err(PartitionError::UnsafeValue {
-                    field: field.to_string(),
-                    value,
-                    why,
-                });
+                return Err(PartitionError::UnsafeValue { field: field.to_string(), value, why });
             }
             escape_into(s, out);
         }
@@ -486,9 +385,7 @@ fn push_value(
         PartitionValue::Decimal(v, scale) => push_decimal(v, scale, out),
         PartitionValue::Date(days) => time::push_iso_date(days, out),
         // Parse only admits timestamps with a format; kept total for safety.
-        PartitionValue::TimestampMicros(t) => {
-            write!(out, "{t}").expect("writing to a String cannot fail")
-        }
+        PartitionValue::TimestampMicros(t) => write!(out, "{t}").expect("writing to a String cannot fail"),
     }
     Ok(())
 }
@@ -509,14 +406,8 @@ fn push_decimal(v: i128, scale: i8, out: &mut String) {
         return;
     }
     let divisor = 10u128.pow(u32::from(scale.unsigned_abs()));
-    write!(
-        out,
-        "{}.{:0width$}",
-        magnitude / divisor,
-        magnitude % divisor,
-        width = scale as usize
-    )
-    .expect("writing to a String cannot fail");
+    write!(out, "{}.{:0width$}", magnitude / divisor, magnitude % divisor, width = scale as usize)
+        .expect("writing to a String cannot fail");
 }
 
 /// Last line of defence on the whole rendered path.

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::schema::UTC;
@@ -130,7 +132,13 @@ mod tests {
         let mut b = RejectBuilder::new();
         let at = SourcePosition { topic: "clicks", partition: 3, offset: 42, timestamp_ms: Some(1_000) };
         b.push(Some(b"\xff{"), "invalid_utf8", "payload is not UTF-8", &at, 7);
-        b.push(None, "empty_payload", "message has no payload", &SourcePosition { offset: 43, timestamp_ms: None, ..at }, 8);
+        b.push(
+            None,
+            "empty_payload",
+            "message has no payload",
+            &SourcePosition { offset: 43, timestamp_ms: None, ..at },
+            8,
+        );
         assert_eq!(b.len(), 2);
         let batch = b.finish();
         assert!(b.is_empty());

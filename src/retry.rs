@@ -190,7 +190,13 @@ mod tests {
         let out = with_backoff("op", &fast(), &rx, || {
             calls.set(calls.get() + 1);
             let n = calls.get();
-            async move { if n < 3 { Err(E(true)) } else { Ok(n) } }
+            async move {
+                if n < 3 {
+                    Err(E(true))
+                } else {
+                    Ok(n)
+                }
+            }
         })
         .await;
         assert_eq!(out.unwrap(), 3);

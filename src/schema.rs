@@ -36,7 +36,10 @@ pub enum FieldType {
     Float32,
     Float64,
     /// Exact decimal with `precision` digits, `scale` of them after the point (precision ≤ 38).
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     /// Calendar date (`YYYY-MM-DD`), Arrow Date32.
     Date,
     /// Instant with microsecond precision, stored as UTC.
@@ -58,14 +61,9 @@ impl FieldType {
             FieldType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
             FieldType::Date => DataType::Date32,
             FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
-            FieldType::List(item) => {
-                DataType::List(Arc::new(Field::new("element", item.to_arrow(), true)))
-            }
+            FieldType::List(item) => DataType::List(Arc::new(Field::new("element", item.to_arrow(), true))),
             FieldType::Struct(fields) => DataType::Struct(Fields::from(
-                fields
-                    .iter()
-                    .map(|(name, t)| Field::new(name, t.to_arrow(), true))
-                    .collect::<Vec<_>>(),
+                fields.iter().map(|(name, t)| Field::new(name, t.to_arrow(), true)).collect::<Vec<_>>(),
             )),
         }
     }
@@ -76,10 +74,7 @@ impl FieldType {
         let parsed = parser.parse_type()?;
         parser.skip_ws();
         if parser.pos != text.len() {
-            return Err(format!(
-                "unexpected `{}` after type in `{text}`",
-                &text[parser.pos..]
-            ));
+            return Err(format!("unexpected `{}` after type in `{text}`", &text[parser.pos..]));
         }
         Ok(parsed)
     }
@@ -87,12 +82,7 @@ impl FieldType {
 
 /// The Arrow schema of the table's data columns, in declaration order.
 pub fn arrow_schema(fields: &[FieldSpec]) -> Schema {
-    Schema::new(
-        fields
-            .iter()
-            .map(|f| Field::new(&f.name, f.field_type.to_arrow(), !f.required))
-            .collect::<Vec<_>>(),
-    )
+    Schema::new(fields.iter().map(|f| Field::new(&f.name, f.field_type.to_arrow(), !f.required)).collect::<Vec<_>>())
 }
 
 impl fmt::Display for FieldType {
@@ -134,7 +124,8 @@ struct TypeParser<'a> {
     pos: usize,
 }
 
-const TYPE_NAMES: &str = "string, bool, int32, int64, float32, float64, decimal(p,s), date, timestamp, list<T>, struct<name: T, …>";
+const TYPE_NAMES: &str =
+    "string, bool, int32, int64, float32, float64, decimal(p,s), date, timestamp, list<T>, struct<name: T, …>";
 
 impl TypeParser<'_> {
     fn skip_ws(&mut self) {
@@ -147,9 +138,7 @@ impl TypeParser<'_> {
         self.skip_ws();
         let start = self.pos;
         let rest = &self.text[start..];
-        let len = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
+        let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
         self.pos += len;
         &self.text[start..start + len]
     }
@@ -160,11 +149,7 @@ impl TypeParser<'_> {
             self.pos += 1;
             Ok(())
         } else {
-            Err(format!(
-                "expected `{token}` at position {} of `{}`",
-                self.pos + 1,
-                self.text
-            ))
+            Err(format!("expected `{token}` at position {} of `{}`", self.pos + 1, self.text))
         }
     }
 
@@ -197,9 +182,7 @@ impl TypeParser<'_> {
                 let scale = self.number()?;
                 self.expect(')')?;
                 if !(1..=38).contains(&precision) || scale > precision {
-                    return Err(format!(
-                        "decimal({precision},{scale}) needs 1 ≤ precision ≤ 38 and scale ≤ precision"
-                    ));
+                    return Err(format!("decimal({precision},{scale}) needs 1 ≤ precision ≤ 38 and scale ≤ precision"));
                 }
                 FieldType::Decimal { precision: precision as u8, scale: scale as i8 }
             }
@@ -241,7 +224,12 @@ mod tests {
 
     #[test]
     fn parses_nested_types_and_prints_them_back() {
-        for text in ["decimal(12,2)", "list<string>", "struct<lat: float64, lon: float64>", "list<struct<a: int64, b: list<date>>>"] {
+        for text in [
+            "decimal(12,2)",
+            "list<string>",
+            "struct<lat: float64, lon: float64>",
+            "list<struct<a: int64, b: list<date>>>",
+        ] {
             assert_eq!(FieldType::parse(text).unwrap().to_string(), text);
         }
     }
@@ -256,9 +244,6 @@ mod tests {
 
     #[test]
     fn timestamps_map_to_utc_micros() {
-        assert_eq!(
-            FieldType::Timestamp.to_arrow(),
-            DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
-        );
+        assert_eq!(FieldType::Timestamp.to_arrow(), DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())));
     }
 }

@@ -25,7 +25,8 @@ async fn survive(name: &str, fault: impl FnOnce()) {
     let topic = unique(name);
     create_topic(&topic, 4).await;
     let table_path = format!("/landing-test/{topic}");
-    let (_dir, pipeline) = PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("1s").sink_hdfs(&table_path).file();
+    let (_dir, pipeline) =
+        PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("1s").sink_hdfs(&table_path).file();
     let n = 150_000u64;
     let mut counts: BTreeMap<i32, i64> = BTreeMap::new();
     let msgs: Vec<(i32, Vec<u8>)> = (0..n)

@@ -156,7 +156,12 @@ async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let summary = run_until_caught_up(&s.pipeline);
     eprintln!("final run: {summary}");
     let v = spark_verify(&s.table_url, &[]);
-    assert_eq!(v["count"], n, "exact count after 6 kill -9 (log: {})", std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+    assert_eq!(
+        v["count"],
+        n,
+        "exact count after 6 kill -9 (log: {})",
+        std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
     assert_eq!(v["distinct_ids"], n);
     assert_tiles(&published_ranges(&s.table_path).await, &counts);
 }
@@ -214,22 +219,43 @@ async fn poison_mix_is_quarantined_with_reasons_and_good_rows_are_exact() {
     create_topic(&topic, PARTITIONS).await;
     let table_path = format!("/landing-test/{topic}");
     let (_dir, pipeline) = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
-        .schema(&[("id", "string", true), ("user_id", "int64", false), ("country", "string", true), ("ts", "timestamp", true)])
+        .schema(&[
+            ("id", "string", true),
+            ("user_id", "int64", false),
+            ("country", "string", true),
+            ("ts", "timestamp", true),
+        ])
         .partition("country={country}/dt={ts:%Y-%m-%d}")
         .sink_hdfs(&table_path)
         .file();
 
-    let good = |i: u64| format!(r#"{{"id":"g-{i}","user_id":{i},"country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes();
+    let good =
+        |i: u64| format!(r#"{{"id":"g-{i}","user_id":{i},"country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes();
     // (expected reason, payload) — each class ≥ 1 % of the stream.
     type MakeBad = Box<dyn Fn(u64) -> Vec<u8>>;
     let bad: Vec<(&str, MakeBad)> = vec![
         ("invalid_json", Box::new(|i| format!(r#"{{"id":"b-{i}","user_id":"#).into_bytes())),
-        ("invalid_utf8", Box::new(|i| { let mut v = format!(r#"{{"id":"b-{i}","country":""#).into_bytes(); v.extend_from_slice(b"\xff\xfe\"}"); v })),
-        ("wrong_type", Box::new(|i| format!(r#"{{"id":"b-{i}","user_id":"many","country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes())),
+        (
+            "invalid_utf8",
+            Box::new(|i| {
+                let mut v = format!(r#"{{"id":"b-{i}","country":""#).into_bytes();
+                v.extend_from_slice(b"\xff\xfe\"}");
+                v
+            }),
+        ),
+        (
+            "wrong_type",
+            Box::new(|i| {
+                format!(r#"{{"id":"b-{i}","user_id":"many","country":"NL","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes()
+            }),
+        ),
         ("null_required", Box::new(|_| br#"{"id":null,"country":"NL","ts":"2026-11-25T10:00:00Z"}"#.to_vec())),
         ("missing_required", Box::new(|i| format!(r#"{{"id":"b-{i}","country":"NL"}}"#).into_bytes())),
         ("bad_timestamp", Box::new(|i| format!(r#"{{"id":"b-{i}","country":"NL","ts":"yesterday"}}"#).into_bytes())),
-        ("unsafe_partition_value", Box::new(|i| format!(r#"{{"id":"b-{i}","country":"..","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes())),
+        (
+            "unsafe_partition_value",
+            Box::new(|i| format!(r#"{{"id":"b-{i}","country":"..","ts":"2026-11-25T10:00:00Z"}}"#).into_bytes()),
+        ),
     ];
     let n_good = 20_000u64;
     let per_class = 250u64; // 250 / ~21,750 ≈ 1.15 % each

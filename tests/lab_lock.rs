@@ -33,7 +33,11 @@ fn no_lab_service_holds_the_up_lock_and_a_second_up_returns_at_once() {
     let lock = lab_dir().join(".up.lock");
     let lock = lock.canonicalize().unwrap_or(lock);
     let holders = holders_of(&lock);
-    assert!(holders.is_empty(), "these processes hold {} open (inherited from `./bootstrap.sh up`): {holders:?}", lock.display());
+    assert!(
+        holders.is_empty(),
+        "these processes hold {} open (inherited from `./bootstrap.sh up`): {holders:?}",
+        lock.display()
+    );
 
     // With the lab up, `up` finds everything installed and healthy: seconds, not a lock wait.
     let started = Instant::now();

@@ -31,8 +31,7 @@ async fn kafka_topic_produce_and_consume() {
         .expect("Kafka admin request");
     assert!(created[0].is_ok(), "create topic: {:?}", created[0]);
 
-    let producer: FutureProducer =
-        ClientConfig::new().set("bootstrap.servers", KAFKA).create().unwrap();
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", KAFKA).create().unwrap();
     for i in 0..100 {
         let payload = format!("message-{i}");
         producer
@@ -67,14 +66,16 @@ async fn rabbitmq_publish_and_consume() {
     use lapin::{BasicProperties, Connection, ConnectionProperties};
 
     require_rabbitmq();
-    let conn = Connection::connect(AMQP_URI, ConnectionProperties::default())
-        .await
-        .expect("connect to RabbitMQ");
+    let conn = Connection::connect(AMQP_URI, ConnectionProperties::default()).await.expect("connect to RabbitMQ");
     let channel = conn.create_channel().await.unwrap();
     channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     let queue = unique("smoke");
     channel
-        .queue_declare(queue.as_str().into(), QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions { auto_delete: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     for i in 0..50 {
@@ -139,10 +140,8 @@ async fn hdfs_create_write_rename_list_delete() {
 #[tokio::test]
 async fn spark_reads_parquet_from_hdfs() {
     require_hdfs();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("n", DataType::Int64, false),
-    ]));
+    let schema =
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false), Field::new("n", DataType::Int64, false)]));
     let rows = 1234;
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -160,10 +159,8 @@ async fn spark_reads_parquet_from_hdfs() {
     let client = hdfs_client();
     let dir = format!("/landfall-test/{}", unique("spark"));
     let path = format!("{dir}/part-0.parquet");
-    let mut w = client
-        .create(&path, hdfs_native::WriteOptions { create_parent: true, ..Default::default() })
-        .await
-        .unwrap();
+    let mut w =
+        client.create(&path, hdfs_native::WriteOptions { create_parent: true, ..Default::default() }).await.unwrap();
     w.write_bytes(Bytes::from(buf)).await.unwrap();
     w.close().await.unwrap();
 

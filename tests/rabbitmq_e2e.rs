@@ -52,7 +52,12 @@ fn publish_slowly(queue: String, n: u64, chunks: u64, pause: Duration) -> tokio:
 
 /// Starts and kill -9s the daemon `rounds` times while `producer` runs; returns kills that
 /// landed while messages were still arriving.
-async fn kill_rounds(pipeline: &std::path::Path, log: &std::path::Path, rounds: u32, producer: &tokio::task::JoinHandle<()>) -> u32 {
+async fn kill_rounds(
+    pipeline: &std::path::Path,
+    log: &std::path::Path,
+    rounds: u32,
+    producer: &tokio::task::JoinHandle<()>,
+) -> u32 {
     let mut rng = 0x9E3779B97F4A7C15u64;
     let mut mid_ingest = 0;
     for round in 0..rounds {
@@ -108,13 +113,18 @@ async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&crashed.stderr);
-    assert!(stderr.contains("LF_TEST_CRASH_POINT=before_ack"), "the crash point aborts the process after a publish: {stderr}");
+    assert!(
+        stderr.contains("LF_TEST_CRASH_POINT=before_ack"),
+        "the crash point aborts the process after a publish: {stderr}"
+    );
     let published = spark_verify(&s.table_url, &[])["count"].as_u64().unwrap();
     assert!(published >= 5_000, "at least one commit was published before the crash: {published}");
     assert_eq!(queue_ready(&s.queue).await as u64, n, "nothing was acknowledged: all {n} are back in the queue");
     let summary = run_until_caught_up(&s.pipeline);
     assert!(
-        summary.contains(&format!("{published} redelivered duplicates dropped by message_id, 0 messages without message_id")),
+        summary.contains(&format!(
+            "{published} redelivered duplicates dropped by message_id, 0 messages without message_id"
+        )),
         "every published message came back redelivered and was dropped: {summary}"
     );
     let v = spark_verify(&s.table_url, &[]);
@@ -133,7 +143,8 @@ async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
     let log = logdir.path().join("landfall.log");
     let mut child = spawn_daemon(&s.pipeline, &log);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let restart = std::process::Command::new(repo_root().join("bootstrap.sh")).args(["restart", "rabbitmq"]).status().unwrap();
+    let restart =
+        std::process::Command::new(repo_root().join("bootstrap.sh")).args(["restart", "rabbitmq"]).status().unwrap();
     assert!(restart.success(), "./bootstrap.sh restart rabbitmq");
     publish_confirmed(&s.queue, messages(n / 2..n, n)).await;
     // The daemon reconnects by itself and drains the queue; SIGTERM then publishes the rest.
@@ -152,7 +163,11 @@ async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
     assert!(drained, "the daemon did not land everything after the restart (log tail:\n{})", tail(&log));
     assert!(status.success(), "clean exit after SIGTERM");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("RabbitMQ session ended; reconnecting"), "one clear line about the lost connection:\n{}", tail(&log));
+    assert!(
+        text.contains("RabbitMQ session ended; reconnecting"),
+        "one clear line about the lost connection:\n{}",
+        tail(&log)
+    );
     assert!(text.contains("RabbitMQ session restored"), "and one when it is back:\n{}", tail(&log));
     let v = spark_verify(&s.table_url, &[]);
     assert_eq!(v["count"], n);
@@ -247,7 +262,10 @@ async fn tls_with_a_custom_ca_and_a_client_certificate_logs_in_by_external_auth(
     let out = landfall().args(["validate", "--connect"]).arg(&pipeline2).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a wrong CA must not validate");
-    assert!(err.contains("cannot connect to RabbitMQ at 127.0.0.1:5671/%2f") && err.contains("source.rabbitmq"), "{err}");
+    assert!(
+        err.contains("cannot connect to RabbitMQ at 127.0.0.1:5671/%2f") && err.contains("source.rabbitmq"),
+        "{err}"
+    );
 }
 
 // ---- roll.max_open_files and roll.max_buffered_bytes on a queue ---------------------------------
@@ -268,24 +286,36 @@ fn noise(i: u64, len: usize) -> String {
 
 /// An order of `shop`, with a `pad`-character tag.
 fn shop_event(i: u64, shop: u64, pad: usize) -> (Option<String>, Vec<u8>) {
-    let json = format!(r#"{{"id":"evt-{i:09}","ts":"2026-11-25T14:00:00Z","shop":"s{shop:02}","tags":["{}"]}}"#, noise(i, pad));
+    let json = format!(
+        r#"{{"id":"evt-{i:09}","ts":"2026-11-25T14:00:00Z","shop":"s{shop:02}","tags":["{}"]}}"#,
+        noise(i, pad)
+    );
     (Some(format!("evt-{i:09}")), json.into_bytes())
 }
 
 /// The shop pipeline: commits can only come from the caps under test (max_rows and max_bytes
 /// out of reach, max_age 10m, a prefetch whose half is above the message count).
 fn shop_pipeline(p: PipelineYaml, partition: &str) -> PipelineYaml {
-    p.schema(&[("id", "string", true), ("ts", "timestamp", true), ("shop", "string", true), ("tags", "list<string>", false)])
-        .partition(partition)
-        .prefetch(60_000)
-        .roll_max_rows(30_000)
-        .roll_max_bytes("1GiB")
-        .roll_max_age("10m")
+    p.schema(&[
+        ("id", "string", true),
+        ("ts", "timestamp", true),
+        ("shop", "string", true),
+        ("tags", "list<string>", false),
+    ])
+    .partition(partition)
+    .prefetch(60_000)
+    .roll_max_rows(30_000)
+    .roll_max_bytes("1GiB")
+    .roll_max_age("10m")
 }
 
 /// Publishes the bursts over one connection, each confirmed, pausing `pause` after each, so the
 /// consumer sees them arrive one by one.
-fn publish_paced(queue: String, bursts: Vec<Vec<(Option<String>, Vec<u8>)>>, pause: Duration) -> tokio::task::JoinHandle<()> {
+fn publish_paced(
+    queue: String,
+    bursts: Vec<Vec<(Option<String>, Vec<u8>)>>,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let (conn, ch) = amqp_channel().await;
         ch.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.expect("confirm.select");
@@ -297,13 +327,22 @@ fn publish_paced(queue: String, bursts: Vec<Vec<(Option<String>, Vec<u8>)>>, pau
                     props = props.with_message_id(id.into());
                 }
                 let c = ch
-                    .basic_publish("".into(), queue.as_str().into(), lapin::options::BasicPublishOptions::default(), &payload, props)
+                    .basic_publish(
+                        "".into(),
+                        queue.as_str().into(),
+                        lapin::options::BasicPublishOptions::default(),
+                        &payload,
+                        props,
+                    )
                     .await
                     .expect("publish");
                 confirms.push(c);
             }
             for c in confirms {
-                assert!(matches!(c.await.expect("publisher confirm"), lapin::Confirmation::Ack(None)), "the broker confirms every message");
+                assert!(
+                    matches!(c.await.expect("publisher confirm"), lapin::Confirmation::Ack(None)),
+                    "the broker confirms every message"
+                );
             }
             tokio::time::sleep(pause).await;
         }
@@ -350,7 +389,9 @@ async fn quorum_queue_commits_are_capped_by_max_open_files() {
     // One shop after another, 300 ms apart: at least one of the driver's roll checks (every
     // 100 ms) falls between two new partition values, so the bound below is exact whether the
     // cap is checked per message or per tick (as the Kafka driver does).
-    let bursts: Vec<_> = (0..SHOPS).map(|shop| (shop * PER_SHOP..(shop + 1) * PER_SHOP).map(|i| shop_event(i, shop, 16)).collect()).collect();
+    let bursts: Vec<_> = (0..SHOPS)
+        .map(|shop| (shop * PER_SHOP..(shop + 1) * PER_SHOP).map(|i| shop_event(i, shop, 16)).collect())
+        .collect();
     let _log = land_paced(&s, bursts, Duration::from_millis(300)).await;
 
     let v = spark_verify(&s.table_url, &[]);
@@ -384,7 +425,12 @@ async fn quorum_queue_commits_are_capped_by_max_open_files() {
     );
     // The commit log says the same for the manifests it still holds.
     for m in commit_manifests(&table_path, &s.queue, 0).await {
-        let data = m["files"].as_array().unwrap().iter().filter(|f| !f["final"].as_str().unwrap().contains("/_rejected/")).count();
+        let data = m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| !f["final"].as_str().unwrap().contains("/_rejected/"))
+            .count();
         assert!(data <= CAP + 1, "manifest #{} lists {data} data files: {m}", m["seq"]);
     }
     assert_tiles(&published_ranges(&table_path).await, &[(0, n as i64)].into_iter().collect());
@@ -397,9 +443,13 @@ async fn quorum_queue_row_groups_stay_within_the_memory_budget() {
     const ROWS: u64 = 3000;
     const BURST: u64 = 50;
     const PAD: usize = 4000;
-    let s = setup("rmq-membudget", "quorum", |p| shop_pipeline(p, "dt={ts:%Y-%m-%d}").compression("none").roll_max_buffered_bytes("1MiB")).await;
+    let s = setup("rmq-membudget", "quorum", |p| {
+        shop_pipeline(p, "dt={ts:%Y-%m-%d}").compression("none").roll_max_buffered_bytes("1MiB")
+    })
+    .await;
     // 50 rows (~200 KB) every 150 ms into one file, for 9 s.
-    let bursts: Vec<_> = (0..ROWS / BURST).map(|b| (b * BURST..(b + 1) * BURST).map(|i| shop_event(i, i % 7, PAD)).collect()).collect();
+    let bursts: Vec<_> =
+        (0..ROWS / BURST).map(|b| (b * BURST..(b + 1) * BURST).map(|i| shop_event(i, i % 7, PAD)).collect()).collect();
     let _log = land_paced(&s, bursts, Duration::from_millis(150)).await;
 
     let v = spark_verify(&s.table_url, &[]);
@@ -420,7 +470,11 @@ async fn quorum_queue_row_groups_stay_within_the_memory_budget() {
         let groups = row_group_rows(f).await;
         total += groups.iter().sum::<i64>();
         let worst = groups.iter().max().copied().unwrap_or(0);
-        assert!(worst <= LIMIT, "{f}: a row group of {worst} rows (~{} KiB) with a 1 MiB memory budget; row groups {groups:?}", worst * 4100 / 1024);
+        assert!(
+            worst <= LIMIT,
+            "{f}: a row group of {worst} rows (~{} KiB) with a 1 MiB memory budget; row groups {groups:?}",
+            worst * 4100 / 1024
+        );
     }
     assert_eq!(total, ROWS as i64, "the footers count every row");
     assert_eq!(queue_ready(&s.queue).await, 0);

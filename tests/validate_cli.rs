@@ -8,11 +8,7 @@ use common::*;
 fn validate(yaml: &str) -> (bool, String, String) {
     let (_dir, path) = pipeline_file(yaml);
     let out = landfall().arg("validate").arg(&path).output().expect("run landfall validate");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        path.display().to_string(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), path.display().to_string())
 }
 
 fn base() -> String {
@@ -136,14 +132,21 @@ fn rabbitmq_uri_without_credentials_is_refused_not_guest() {
     assert!(!ok);
     let line = line_of(&yaml, "uri:");
     assert!(err.contains(&format!("{path}:{line}:")), "{err}");
-    assert!(err.contains("source.rabbitmq.uri") && err.contains("has no credentials") && err.contains("does not fall back to guest"), "{err}");
-    assert!(err.contains("write `amqp://USER:PASSWORD@host:5672/vhost`"), "the hint's placeholder is not redacted: {err}");
+    assert!(
+        err.contains("source.rabbitmq.uri")
+            && err.contains("has no credentials")
+            && err.contains("does not fall back to guest"),
+        "{err}"
+    );
+    assert!(
+        err.contains("write `amqp://USER:PASSWORD@host:5672/vhost`"),
+        "the hint's placeholder is not redacted: {err}"
+    );
 }
 
 #[test]
 fn rabbitmq_prefetch_zero_and_a_max_age_past_the_ack_timeout_are_refused() {
-    let yaml = rabbitmq_base()
-        .replace("prefetch: 20000", "prefetch: 0\n    ack_timeout: 60s");
+    let yaml = rabbitmq_base().replace("prefetch: 20000", "prefetch: 0\n    ack_timeout: 60s");
     let (ok, err, path) = validate(&yaml);
     assert!(!ok);
     assert!(err.contains(&format!("{path}:{}:", line_of(&yaml, "prefetch: 0"))), "{err}");
@@ -167,7 +170,8 @@ fn validate_output(yaml: &str) -> (bool, String, String, String) {
 fn rabbitmq_settings_that_work_but_surprise_are_warnings_not_errors() {
     // A prefetch that caps commits (and so files) below an explicit max_rows: files simply hold
     // fewer rows. It runs, with a warning that says how many.
-    let yaml = rabbitmq_base().replace("prefetch: 20000", "prefetch: 5000").replace("max_rows: 1000000", "max_rows: 4000");
+    let yaml =
+        rabbitmq_base().replace("prefetch: 20000", "prefetch: 5000").replace("max_rows: 1000000", "max_rows: 4000");
     let (ok, stdout, err, path) = validate_output(&yaml);
     assert!(ok, "{err}");
     assert!(stdout.contains("ok: pipeline orders"), "{stdout}");
@@ -200,7 +204,12 @@ fn run_logs_the_warnings_of_the_pipelines_it_loads() {
     let out = landfall().args(["run", "--until-caught-up"]).arg(&path).output().unwrap();
     let _ = std::fs::remove_dir_all(&table);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("WARN") && err.contains("source.rabbitmq.prefetch") && err.contains("files will hold at most 3333 rows"), "{err}");
+    assert!(
+        err.contains("WARN")
+            && err.contains("source.rabbitmq.prefetch")
+            && err.contains("files will hold at most 3333 rows"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

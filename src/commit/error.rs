@@ -118,9 +118,7 @@ impl From<crate::retry::RetryError<CommitError>> for CommitError {
         match e {
             RetryError::Failed(e) => e,
             RetryError::Stopped { op, last, .. } => CommitError::Stopped { op, last: Box::new(last) },
-            RetryError::GaveUp { op, attempts, last, .. } => {
-                CommitError::GaveUp { op, attempts, last: Box::new(last) }
-            }
+            RetryError::GaveUp { op, attempts, last, .. } => CommitError::GaveUp { op, attempts, last: Box::new(last) },
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commit::manifest::{Manifest, ManifestFile, MANIFEST_VERSION};
 use crate::commit::paths;
-use crate::retry::with_backoff;
 use crate::commit::{CommitError, RunContext};
+use crate::retry::with_backoff;
 use crate::sink::{FileStore, StoreError};
 
 /// A file the writer has closed under `_landfall/staging/` and wants committed.
@@ -79,7 +79,9 @@ impl CommitLog {
             )));
         }
         if run.config.keep == 0 {
-            return Err(CommitError::Invalid("keep must be at least 1 (the latest manifest is the resume point)".into()));
+            return Err(CommitError::Invalid(
+                "keep must be at least 1 (the latest manifest is the resume point)".into(),
+            ));
         }
         let dir = paths::commit_dir(&root, topic, partition);
         Ok(CommitLog {
@@ -126,10 +128,9 @@ impl CommitLog {
     /// table grows.
     pub async fn recover(&mut self) -> Result<Option<i64>, CommitError> {
         self.position = Position::Unknown;
-        let latest = with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || {
-            self.load_latest()
-        })
-        .await?;
+        let latest =
+            with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.load_latest())
+                .await?;
         let Some((seqs, manifest)) = latest else {
             self.position = Position::Empty;
             tracing::info!(topic = %self.topic, partition = self.partition, "commit log is empty");
@@ -268,7 +269,13 @@ impl CommitLog {
     /// Reads manifests older than `latest` (newest first) until they cover the window. The
     /// window counts messages, not ids: what must be covered is the last `keep_ids` messages
     /// (the unacknowledged range), whether or not they carried an id.
-    async fn load_window(&mut self, seqs: &[u64], latest: u64, latest_count: usize, latest_ids: Vec<String>) -> Result<(), CommitError> {
+    async fn load_window(
+        &mut self,
+        seqs: &[u64],
+        latest: u64,
+        latest_count: usize,
+        latest_ids: Vec<String>,
+    ) -> Result<(), CommitError> {
         let want = self.run.config.keep_ids;
         self.recent.clear();
         self.recent.push_front((latest, latest_count));
@@ -281,7 +288,9 @@ impl CommitLog {
                 break;
             }
             let path = paths::manifest_path(&self.dir, seq);
-            let bytes = with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.read_opt(&path)).await?;
+            let bytes =
+                with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.read_opt(&path))
+                    .await?;
             let Some(bytes) = bytes else { continue };
             let bad = |source| CommitError::BadManifest { path: path.clone(), source };
             let m = Manifest::parse(&bytes).map_err(bad)?;
@@ -347,7 +356,8 @@ impl CommitLog {
     /// manifest proves this writer stale: take ours back and report `Fenced`.
     /// Returns the sequence numbers listed, for pruning.
     async fn check_not_superseded(&self, m: &Manifest, slot: &str, bytes: &[u8]) -> Result<Vec<u64>, CommitError> {
-        let seqs = with_backoff("list the commit log", &self.run.config.backoff, &self.run.stop, || self.list_seqs()).await?;
+        let seqs =
+            with_backoff("list the commit log", &self.run.config.backoff, &self.run.stop, || self.list_seqs()).await?;
         let Some(newer) = seqs.iter().copied().filter(|s| *s > m.seq).max() else {
             return Ok(seqs);
         };
@@ -384,7 +394,11 @@ impl CommitLog {
     /// Sequence numbers present in the commit directory (other names are ignored).
     async fn list_seqs(&self) -> Result<Vec<u64>, CommitError> {
         let entries = self.store.list(&self.dir).await?;
-        Ok(entries.iter().filter(|e| !e.is_dir).filter_map(|e| paths::parse_manifest_name(paths::file_name(&e.path))).collect())
+        Ok(entries
+            .iter()
+            .filter(|e| !e.is_dir)
+            .filter_map(|e| paths::parse_manifest_name(paths::file_name(&e.path)))
+            .collect())
     }
 
     /// Lists the log and reads its newest manifest; `None` if the log is empty.

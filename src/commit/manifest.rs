@@ -90,8 +90,7 @@ impl Manifest {
 
     /// Parses and checks a manifest on its own (version, offsets, absolute paths).
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let head: VersionOnly =
-            serde_json::from_slice(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        let head: VersionOnly = serde_json::from_slice(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
         match head.version {
             None => return Err(ManifestError::Syntax("no \"version\" field".to_string())),
             Some(v) => match v.as_u64() {

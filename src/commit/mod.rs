@@ -26,7 +26,6 @@ mod orphans;
 mod paths;
 mod publish;
 
-
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use crate::retry::{with_backoff, Backoff, RetryError, Retryable};
 pub use error::CommitError;
 pub use log::{CommitLog, StagedFile};
 pub use manifest::{Manifest, ManifestError, ManifestFile, MANIFEST_VERSION};
@@ -41,7 +41,6 @@ pub use orphans::{clean_orphans, CleanReport};
 pub use paths::{
     commit_dir, escape_name, final_file_name, final_path, manifest_path, new_run_id, staged_path, staging_dir,
 };
-pub use crate::retry::{with_backoff, Backoff, RetryError, Retryable};
 
 /// Tuning of the commit protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]

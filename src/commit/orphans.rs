@@ -32,7 +32,11 @@ pub struct CleanReport {
 /// which this pass does not consider. A manifest that cannot be parsed aborts the pass
 /// (its references are unknown). One attempt, no retries: the caller runs this
 /// periodically (on assignment and, say, hourly) and logs a failure.
-pub async fn clean_orphans(store: &dyn FileStore, table_root: &str, grace: Duration) -> Result<CleanReport, CommitError> {
+pub async fn clean_orphans(
+    store: &dyn FileStore,
+    table_root: &str,
+    grace: Duration,
+) -> Result<CleanReport, CommitError> {
     let root = paths::table_root(table_root)?;
     let grace_ms = grace.as_millis() as u64;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);

@@ -7,8 +7,8 @@
 
 use crate::commit::log::CommitLog;
 use crate::commit::manifest::{Manifest, ManifestFile};
-use crate::retry::with_backoff;
 use crate::commit::CommitError;
+use crate::retry::with_backoff;
 use crate::sink::StoreError;
 
 impl CommitLog {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::sink::memory::{now_ms, Fault, MemStore, Verb};
 use super::*;
+use crate::sink::memory::{now_ms, Fault, MemStore, Verb};
 use crate::sink::FileStore;
 
 const ROOT: &str = "/t";
@@ -32,7 +32,11 @@ fn env() -> Env {
 impl Env {
     fn run(&self, run_id: &str) -> RunContext {
         let backoff = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(2), give_up_after: None };
-        RunContext { run_id: run_id.into(), config: CommitConfig { backoff, ..CommitConfig::default() }, stop: self.stop.clone() }
+        RunContext {
+            run_id: run_id.into(),
+            config: CommitConfig { backoff, ..CommitConfig::default() },
+            stop: self.stop.clone(),
+        }
     }
 
     fn log(&self, run_id: &str) -> CommitLog {
@@ -331,7 +335,10 @@ async fn manifests_of_an_unknown_version_stop_recovery() {
     let env = env();
     env.store.put(&slot(0), br#"{"version":2,"topic":"clicks"}"#);
     let err = env.log("run-1").recover().await.unwrap_err();
-    assert!(matches!(err, CommitError::BadManifest { source: ManifestError::UnknownVersion { found: 2, .. }, .. }), "{err}");
+    assert!(
+        matches!(err, CommitError::BadManifest { source: ManifestError::UnknownVersion { found: 2, .. }, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("unsupported manifest version 2"), "{err}");
 }
 

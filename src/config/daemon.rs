@@ -85,11 +85,7 @@ pub enum DaemonConfigError {
         source: config::ConfigError,
     },
     #[error("daemon config {}: {key}: {message}", path.display())]
-    Check {
-        path: PathBuf,
-        key: &'static str,
-        message: String,
-    },
+    Check { path: PathBuf, key: &'static str, message: String },
 }
 
 /// Loads `path` (if given; it must then exist) and applies `LANDFALL_*` overrides from the
@@ -105,33 +101,17 @@ pub fn load_daemon_config_with_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<DaemonConfig, DaemonConfigError> {
     let label = path.map_or_else(|| PathBuf::from("(defaults)"), Path::to_path_buf);
-    let env: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("LANDFALL_") && !NON_CONFIG_ENV.contains(&k.as_str()))
-        .collect();
+    let env: config::Map<String, String> =
+        env.into_iter().filter(|(k, _)| k.starts_with("LANDFALL_") && !NON_CONFIG_ENV.contains(&k.as_str())).collect();
     let mut builder = config::Config::builder();
     if let Some(path) = path {
-        builder = builder.add_source(
-            config::File::from(path)
-                .format(config::FileFormat::Yaml)
-                .required(true),
-        );
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Yaml).required(true));
     }
     builder = builder.add_source(
-        config::Environment::with_prefix("LANDFALL")
-            .prefix_separator("_")
-            .separator("__")
-            .source(Some(env)),
+        config::Environment::with_prefix("LANDFALL").prefix_separator("_").separator("__").source(Some(env)),
     );
-    let invalid = |source| DaemonConfigError::Invalid {
-        path: label.clone(),
-        source,
-    };
-    let daemon: DaemonConfig = builder
-        .build()
-        .map_err(invalid)?
-        .try_deserialize()
-        .map_err(invalid)?;
+    let invalid = |source| DaemonConfigError::Invalid { path: label.clone(), source };
+    let daemon: DaemonConfig = builder.build().map_err(invalid)?.try_deserialize().map_err(invalid)?;
 
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&daemon.log_level) {
         return Err(DaemonConfigError::Check {
@@ -159,10 +139,7 @@ mod tests {
     use std::time::Duration;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn shipped() -> PathBuf {
@@ -198,50 +175,25 @@ mod tests {
 
     #[test]
     fn defaults_apply_without_a_file() {
-        let loaded = load_daemon_config_with_env(
-            None,
-            env(&[("LANDFALL_PIPELINES_DIR", "/etc/landfall/p")]),
-        )
-        .unwrap();
+        let loaded = load_daemon_config_with_env(None, env(&[("LANDFALL_PIPELINES_DIR", "/etc/landfall/p")])).unwrap();
         assert_eq!(loaded.pipelines_dir, PathBuf::from("/etc/landfall/p"));
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let err =
-            load_daemon_config_with_env(None, env(&[("LANDFALL_LOG_LEVL", "info")])).unwrap_err();
+        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_LOG_LEVL", "info")])).unwrap_err();
         assert!(err.to_string().contains("log_levl"), "{err}");
-        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_SHUTDOWN_DEADLINE", "soon")]))
-            .unwrap_err();
+        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_SHUTDOWN_DEADLINE", "soon")])).unwrap_err();
         assert!(err.to_string().contains("shutdown_deadline"), "{err}");
-        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_LOG_LEVEL", "info,=[")]))
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DaemonConfigError::Check {
-                    key: "log_level",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_SHUTDOWN_DEADLINE", "30")]))
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("has no unit") || err.to_string().contains("with a unit"),
-            "{err}"
-        );
+        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_LOG_LEVEL", "info,=[")])).unwrap_err();
+        assert!(matches!(err, DaemonConfigError::Check { key: "log_level", .. }), "{err}");
+        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_SHUTDOWN_DEADLINE", "30")])).unwrap_err();
+        assert!(err.to_string().contains("has no unit") || err.to_string().contains("with a unit"), "{err}");
     }
 
     #[test]
     fn a_missing_file_is_an_error() {
-        let err =
-            load_daemon_config_with_env(Some(Path::new("/nonexistent/landfall.yaml")), env(&[]))
-                .unwrap_err();
-        assert!(
-            err.to_string().contains("/nonexistent/landfall.yaml"),
-            "{err}"
-        );
+        let err = load_daemon_config_with_env(Some(Path::new("/nonexistent/landfall.yaml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/landfall.yaml"), "{err}");
     }
 }

@@ -31,10 +31,7 @@ pub struct Interpolated {
 /// variable is reported with its line and column and replaced by nothing, so parsing can go on
 /// and report other problems too.
 pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Interpolated {
-    let mut out = Interpolated {
-        text: String::with_capacity(text.len()),
-        ..Default::default()
-    };
+    let mut out = Interpolated { text: String::with_capacity(text.len()), ..Default::default() };
     for (line_index, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_start().starts_with('#') || !line.contains('$') {
             out.text.push_str(line);
@@ -53,8 +50,7 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Inter
                     out.problems.push(EnvProblem {
                         line: line_index + 1,
                         column,
-                        message: "unterminated `${`: write `${NAME}`, or `$${` for a literal `${`"
-                            .into(),
+                        message: "unterminated `${`: write `${NAME}`, or `$${` for a literal `${`".into(),
                     });
                     out.text.push_str(after);
                     rest = "";
@@ -118,10 +114,7 @@ mod tests {
     #[test]
     fn substitutes_and_escapes() {
         let done = interpolate("group: ${GROUP}\ncost: $5 and $${NOT_A_VAR}\n", env);
-        assert_eq!(
-            done.text,
-            "group: landfall-clicks\ncost: $5 and ${NOT_A_VAR}\n"
-        );
+        assert_eq!(done.text, "group: landfall-clicks\ncost: $5 and ${NOT_A_VAR}\n");
         assert!(done.problems.is_empty());
     }
 
@@ -131,9 +124,7 @@ mod tests {
         assert_eq!(done.text, "a: 1\nb: x--landfall-clicks\n");
         assert_eq!(done.problems.len(), 1);
         assert_eq!((done.problems[0].line, done.problems[0].column), (2, 6));
-        assert!(done.problems[0]
-            .message
-            .contains("environment variable `NOPE` is not set"));
+        assert!(done.problems[0].message.contains("environment variable `NOPE` is not set"));
     }
 
     #[test]
@@ -147,9 +138,7 @@ mod tests {
     fn bad_references_are_reported() {
         let done = interpolate("a: ${1X}\nb: ${OPEN\n", env);
         assert_eq!(done.problems.len(), 2);
-        assert!(done.problems[0]
-            .message
-            .contains("not a valid variable reference"));
+        assert!(done.problems[0].message.contains("not a valid variable reference"));
         assert_eq!((done.problems[1].line, done.problems[1].column), (2, 4));
         assert!(done.problems[1].message.contains("unterminated"));
     }

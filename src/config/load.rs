@@ -26,10 +26,7 @@ use super::yaml::{self, path_string, Node, NodeKind, Pos, Seg};
 /// Shipped example pipelines; also the source of stand-in values for step 4.
 pub(crate) const EXAMPLES: &[(&str, &str)] = &[
     ("clicks.yaml", include_str!("examples/clicks.yaml")),
-    (
-        "orders_local.yaml",
-        include_str!("examples/orders_local.yaml"),
-    ),
+    ("orders_local.yaml", include_str!("examples/orders_local.yaml")),
 ];
 
 /// The result of parsing one file: the config if it could be built, the tree for locating
@@ -70,32 +67,16 @@ pub(crate) fn parse_pipeline_text(
     template: TemplateParser,
 ) -> Parsed {
     let interpolated = interpolate(text, env);
-    let mut report = Report {
-        file,
-        redactor: &interpolated.redactor,
-        errors: Vec::new(),
-    };
+    let mut report = Report { file, redactor: &interpolated.redactor, errors: Vec::new() };
 
     let (mut tree, yaml_problems) = match yaml::parse(&interpolated.text) {
         Ok(parsed) => parsed,
         Err(problem) => {
             for env_problem in &interpolated.problems {
-                report.add(
-                    Pos {
-                        line: env_problem.line,
-                        column: env_problem.column,
-                    },
-                    &[],
-                    &env_problem.message,
-                );
+                report.add(Pos { line: env_problem.line, column: env_problem.column }, &[], &env_problem.message);
             }
             report.add(problem.pos, &problem.path, &problem.message);
-            return Parsed {
-                config: None,
-                tree: None,
-                errors: report.finish(),
-                warnings: Vec::new(),
-            };
+            return Parsed { config: None, tree: None, errors: report.finish(), warnings: Vec::new() };
         }
     };
     if !matches!(tree.kind, NodeKind::Map(_)) {
@@ -108,17 +89,8 @@ pub(crate) fn parse_pipeline_text(
             Some(Shape::Struct(fields)) => list(fields),
             _ => String::new(),
         };
-        report.add(
-            tree.pos,
-            &[],
-            &format!("a pipeline file is a YAML mapping with the keys {keys}; found {found}"),
-        );
-        return Parsed {
-            config: None,
-            tree: None,
-            errors: report.finish(),
-            warnings: Vec::new(),
-        };
+        report.add(tree.pos, &[], &format!("a pipeline file is a YAML mapping with the keys {keys}; found {found}"));
+        return Parsed { config: None, tree: None, errors: report.finish(), warnings: Vec::new() };
     }
     let mut suppress = Suppress::default();
     let mut tainted: HashSet<String> = HashSet::new();
@@ -129,14 +101,7 @@ pub(crate) fn parse_pipeline_text(
         if !path.is_empty() {
             suppress.paths.push(path_string(&path, false));
         }
-        report.add(
-            Pos {
-                line: env_problem.line,
-                column: env_problem.column,
-            },
-            &path,
-            &env_problem.message,
-        );
+        report.add(Pos { line: env_problem.line, column: env_problem.column }, &path, &env_problem.message);
     }
     for problem in yaml_problems {
         report.add(problem.pos, &problem.path, &problem.message);
@@ -150,12 +115,7 @@ pub(crate) fn parse_pipeline_text(
     for path in &structural.broken_enums {
         taint(&mut tainted, path);
     }
-    suppress.paths.extend(
-        structural
-            .broken_enums
-            .iter()
-            .map(|p| path_string(p, false)),
-    );
+    suppress.paths.extend(structural.broken_enums.iter().map(|p| path_string(p, false)));
     let original = tree.clone();
     for path in &structural.remove {
         remove_node(&mut tree, path);
@@ -181,12 +141,7 @@ pub(crate) fn parse_pipeline_text(
         }
         config
     });
-    Parsed {
-        config,
-        tree: Some(original),
-        errors: report.finish(),
-        warnings,
-    }
+    Parsed { config, tree: Some(original), errors: report.finish(), warnings }
 }
 
 /// Step 4: serde until it succeeds, reporting and repairing one error per round.
@@ -266,11 +221,7 @@ struct Suppress {
 impl Suppress {
     fn covers(&self, path: &[Seg], pos: Pos) -> bool {
         let text = path_string(path, false);
-        self.lines.contains(&pos.line)
-            || self
-                .paths
-                .iter()
-                .any(|p| text == *p || text.starts_with(&format!("{p}.")))
+        self.lines.contains(&pos.line) || self.paths.iter().any(|p| text == *p || text.starts_with(&format!("{p}.")))
     }
 }
 
@@ -362,11 +313,7 @@ fn check_keys(node: &Node, path: &mut Vec<Seg>, out: &mut Structural) {
             }
             if known.len() != 1 {
                 if known.len() > 1 || entries.is_empty() {
-                    let found = if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        list(&known)
-                    };
+                    let found = if known.is_empty() { "none".to_string() } else { list(&known) };
                     out.problems.push((
                         node.pos,
                         path.clone(),
@@ -377,9 +324,7 @@ fn check_keys(node: &Node, path: &mut Vec<Seg>, out: &mut Structural) {
             }
         }
         (NodeKind::Scalar { text, .. }, Some(Shape::Enum(variants)))
-            if variants
-                .iter()
-                .any(|v| shapes().contains_key(&format!("{}.{v}", path_string(path, true)))) =>
+            if variants.iter().any(|v| shapes().contains_key(&format!("{}.{v}", path_string(path, true)))) =>
         {
             out.problems.push((
                 node.pos,
@@ -400,11 +345,7 @@ fn check_keys(node: &Node, path: &mut Vec<Seg>, out: &mut Structural) {
 }
 
 fn list(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// ` (did you mean `group`?)` when a known name is close to the typo ([`crate::suggest`]).
@@ -453,10 +394,7 @@ fn remove_node(tree: &mut Node, path: &[Seg]) {
     let mut node = tree;
     for seg in parent {
         let next = match (&mut node.kind, seg) {
-            (NodeKind::Map(entries), Seg::Key(k)) => entries
-                .iter_mut()
-                .find(|e| &e.key == k)
-                .map(|e| &mut e.value),
+            (NodeKind::Map(entries), Seg::Key(k)) => entries.iter_mut().find(|e| &e.key == k).map(|e| &mut e.value),
             (NodeKind::Seq(items), Seg::Index(i)) => items.get_mut(*i),
             _ => None,
         };
@@ -551,20 +489,10 @@ mod tests {
 
     #[test]
     fn suggestions_catch_small_typos_only() {
-        assert_eq!(
-            suggest("groupp", &["brokers", "group"]),
-            " (did you mean `group`?)"
-        );
-        assert_eq!(
-            suggest("compresion", &["compression"]),
-            " (did you mean `compression`?)"
-        );
+        assert_eq!(suggest("groupp", &["brokers", "group"]), " (did you mean `group`?)");
+        assert_eq!(suggest("compresion", &["compression"]), " (did you mean `compression`?)");
         assert_eq!(suggest("zzz", &["brokers", "group"]), "");
-        assert_eq!(
-            suggest("kafak", &["kafka", "rabbitmq"]),
-            " (did you mean `kafka`?)",
-            "a transposition is one edit"
-        );
+        assert_eq!(suggest("kafak", &["kafka", "rabbitmq"]), " (did you mean `kafka`?)", "a transposition is one edit");
     }
 
     #[test]
@@ -577,14 +505,7 @@ mod tests {
             Seg::Key("type".into()),
         ];
         assert_eq!(reference_value(&path), Some(Value::String("string".into())));
-        let local = [
-            Seg::Key("sink".into()),
-            Seg::Key("local".into()),
-            Seg::Key("path".into()),
-        ];
-        assert_eq!(
-            reference_value(&local),
-            Some(Value::String("./landing/orders".into()))
-        );
+        let local = [Seg::Key("sink".into()), Seg::Key("local".into()), Seg::Key("path".into())];
+        assert_eq!(reference_value(&local), Some(Value::String("./landing/orders".into())));
     }
 }

@@ -43,14 +43,12 @@ pub use daemon::{load_daemon_config, DaemonConfig, DaemonConfigError, LogFormat}
 pub use errors::{ConfigError, ConfigErrors, ConfigWarning};
 pub use options::ClientOptions;
 pub use pipeline::{
-    Compression, DecodeConfig, JsonDecodeConfig, ParquetConfig, PartitionConfig, PipelineConfig,
-    RollConfig,
+    Compression, DecodeConfig, JsonDecodeConfig, ParquetConfig, PartitionConfig, PipelineConfig, RollConfig,
 };
 pub use secret::{is_secret_key, redact_uri, Redactor, Secret};
 pub use sink::{HdfsSinkConfig, LocalSinkConfig, SinkConfig};
 pub use source::{
-    KafkaSourceConfig, QueueType, RabbitMqSourceConfig, SourceConfig, StartPosition,
-    MANAGED_KAFKA_OPTIONS,
+    KafkaSourceConfig, QueueType, RabbitMqSourceConfig, SourceConfig, StartPosition, MANAGED_KAFKA_OPTIONS,
 };
 pub use units::{ByteSize, HumanDuration};
 
@@ -166,26 +164,19 @@ fn pipeline_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         key_path: String::new(),
         message,
     };
-    let metadata = std::fs::metadata(path).map_err(|e| {
-        error(format!(
-            "cannot read pipeline path: {e}; check that it exists"
-        ))
-    })?;
+    let metadata =
+        std::fs::metadata(path).map_err(|e| error(format!("cannot read pipeline path: {e}; check that it exists")))?;
     if !metadata.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| error(format!("cannot list pipeline directory: {e}")))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(error(
-            "no *.yaml or *.yml pipeline files in this directory".into(),
-        ));
+        return Err(error("no *.yaml or *.yml pipeline files in this directory".into()));
     }
     Ok(files)
 }

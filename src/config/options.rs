@@ -28,15 +28,7 @@ impl ClientOptions {
         ClientOptions(
             pairs
                 .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        OptionValue {
-                            value: v.to_string(),
-                            secret: is_secret_key(k),
-                        },
-                    )
-                })
+                .map(|(k, v)| (k.to_string(), OptionValue { value: v.to_string(), secret: is_secret_key(k) }))
                 .collect(),
         )
     }
@@ -80,11 +72,7 @@ impl ClientOptions {
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(
-                self.0
-                    .iter()
-                    .map(|(k, v)| (k, if v.secret { REDACTED } else { v.value.as_str() })),
-            )
+            .entries(self.0.iter().map(|(k, v)| (k, if v.secret { REDACTED } else { v.value.as_str() })))
             .finish()
     }
 }
@@ -144,10 +132,7 @@ mod tests {
             "security.protocol: SASL_SSL\nsasl.password: hunter2\nenable.ssl.certificate.verification: false\nfetch.min.bytes: 1\n",
         )
         .unwrap();
-        assert_eq!(
-            options.get("enable.ssl.certificate.verification"),
-            Some("false")
-        );
+        assert_eq!(options.get("enable.ssl.certificate.verification"), Some("false"));
         assert_eq!(options.get("sasl.password"), Some("hunter2"));
         let printed = format!("{options:?}");
         assert_eq!(

@@ -226,13 +226,13 @@ impl ParquetConfig {
         let level = self.compression_level;
         let no_level = |name: &str, codec: C| match level {
             None => Ok(codec),
-            Some(l) => Err(format!(
-                "{name} takes no compression_level (got {l}); remove it"
-            )),
+            Some(l) => Err(format!("{name} takes no compression_level (got {l}); remove it")),
         };
         match self.compression {
             Compression::Zstd => match level {
-                None => Ok(C::ZSTD(ZstdLevel::try_new(crate::parquet::DEFAULT_ZSTD_LEVEL).expect("valid default level"))),
+                None => {
+                    Ok(C::ZSTD(ZstdLevel::try_new(crate::parquet::DEFAULT_ZSTD_LEVEL).expect("valid default level")))
+                }
                 Some(l) => ZstdLevel::try_new(l)
                     .map(C::ZSTD)
                     .map_err(|_| format!("zstd compression_level must be -131072..=22, got {l}")),

@@ -59,10 +59,7 @@ const SECRET_KEY_FRAGMENTS: &[&str] = &[
 /// Whether an option key (or an environment variable name) names a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase().replace('_', ".");
-    SECRET_KEY_FRAGMENTS
-        .iter()
-        .any(|fragment| key.contains(fragment))
-        || key.split('.').any(|part| part == "key")
+    SECRET_KEY_FRAGMENTS.iter().any(|fragment| key.contains(fragment)) || key.split('.').any(|part| part == "key")
 }
 
 /// Hides the userinfo of a URI: `hdfs://alice:pw@nn:9000/x` → `hdfs://***@nn:9000/x`.
@@ -133,7 +130,15 @@ impl Redactor {
         // Landfall's own messages show the URI shape with this placeholder userinfo; it is
         // the one userinfo that is not a secret.
         out.split(' ')
-            .map(|word| if word.contains("://USER:PASSWORD@") { word.to_string() } else { redact_uri(word).into_owned() })
+            .map(
+                |word| {
+                    if word.contains("://USER:PASSWORD@") {
+                        word.to_string()
+                    } else {
+                        redact_uri(word).into_owned()
+                    }
+                },
+            )
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -164,31 +169,16 @@ mod tests {
         ] {
             assert!(is_secret_key(key), "{key}");
         }
-        for key in [
-            "client.id",
-            "security.protocol",
-            "sasl.mechanism",
-            "sasl.username",
-            "BROKERS",
-        ] {
+        for key in ["client.id", "security.protocol", "sasl.mechanism", "sasl.username", "BROKERS"] {
             assert!(!is_secret_key(key), "{key}");
         }
     }
 
     #[test]
     fn uri_userinfo_is_hidden() {
-        assert_eq!(
-            redact_uri("hdfs://alice:pw@nn:9000/x"),
-            "hdfs://***@nn:9000/x"
-        );
-        assert_eq!(
-            redact_uri("https://TOKEN@host/p@th"),
-            "https://***@host/p@th"
-        );
-        assert_eq!(
-            redact_uri("hdfs://nn:9000/landing"),
-            "hdfs://nn:9000/landing"
-        );
+        assert_eq!(redact_uri("hdfs://alice:pw@nn:9000/x"), "hdfs://***@nn:9000/x");
+        assert_eq!(redact_uri("https://TOKEN@host/p@th"), "https://***@host/p@th");
+        assert_eq!(redact_uri("hdfs://nn:9000/landing"), "hdfs://nn:9000/landing");
         assert_eq!(redact_uri("not a uri"), "not a uri");
         // `@` in the password (raw or encoded) or in the path; an encoded `/`.
         assert_eq!(redact_uri("amqp://u:p@ss@h:5672/%2f"), "amqp://***@h:5672/%2f");

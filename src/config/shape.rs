@@ -12,9 +12,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde::de::{
-    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
-};
+use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde::Deserialize;
 
 /// What the config expects at one key path (list indices written as `[]`).
@@ -34,11 +32,7 @@ pub fn shapes_of<'de, T: Deserialize<'de>>() -> BTreeMap<String, Shape> {
     let state = RefCell::new(State::default());
     loop {
         let before = state.borrow().explored.len();
-        let done = T::deserialize(Probe {
-            path: String::new(),
-            state: &state,
-        })
-        .is_ok();
+        let done = T::deserialize(Probe { path: String::new(), state: &state }).is_ok();
         if done || state.borrow().explored.len() == before {
             break;
         }
@@ -86,10 +80,7 @@ fn explore<'de, S: DeserializeSeed<'de>>(
     seed: S,
 ) -> Result<S::Value, ProbeError> {
     let before = state.borrow().explored.len();
-    let result = seed.deserialize(Probe {
-        path: path.clone(),
-        state,
-    });
+    let result = seed.deserialize(Probe { path: path.clone(), state });
     if result.is_ok() || state.borrow().explored.len() == before {
         state.borrow_mut().explored.insert(path);
     }
@@ -161,32 +152,17 @@ impl<'de> Deserializer<'de> for Probe<'_> {
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
         visitor.visit_unit()
     }
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, ProbeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, ProbeError> {
         visitor.visit_unit()
     }
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, ProbeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, ProbeError> {
         visitor.visit_newtype_struct(self)
     }
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
         let path = format!("{}[]", self.path);
-        visitor.visit_seq(OneElement {
-            path: Some(path),
-            state: self.state,
-        })
+        visitor.visit_seq(OneElement { path: Some(path), state: self.state })
     }
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        _: usize,
-        visitor: V,
-    ) -> Result<V::Value, ProbeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, ProbeError> {
         self.deserialize_seq(visitor)
     }
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -198,16 +174,8 @@ impl<'de> Deserializer<'de> for Probe<'_> {
         self.deserialize_seq(visitor)
     }
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
-        self.state
-            .borrow_mut()
-            .shapes
-            .insert(self.path.clone(), Shape::OpenMap);
-        visitor.visit_map(Fields {
-            path: self.path,
-            fields: &[],
-            next: 0,
-            state: self.state,
-        })
+        self.state.borrow_mut().shapes.insert(self.path.clone(), Shape::OpenMap);
+        visitor.visit_map(Fields { path: self.path, fields: &[], next: 0, state: self.state })
     }
     fn deserialize_struct<V: Visitor<'de>>(
         self,
@@ -215,16 +183,8 @@ impl<'de> Deserializer<'de> for Probe<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, ProbeError> {
-        self.state
-            .borrow_mut()
-            .shapes
-            .insert(self.path.clone(), Shape::Struct(fields));
-        visitor.visit_map(Fields {
-            path: self.path,
-            fields,
-            next: 0,
-            state: self.state,
-        })
+        self.state.borrow_mut().shapes.insert(self.path.clone(), Shape::Struct(fields));
+        visitor.visit_map(Fields { path: self.path, fields, next: 0, state: self.state })
     }
     fn deserialize_enum<V: Visitor<'de>>(
         self,
@@ -232,28 +192,15 @@ impl<'de> Deserializer<'de> for Probe<'_> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, ProbeError> {
-        self.state
-            .borrow_mut()
-            .shapes
-            .insert(self.path.clone(), Shape::Enum(variants));
+        self.state.borrow_mut().shapes.insert(self.path.clone(), Shape::Enum(variants));
         let state = self.state.borrow();
-        let variant = variants
-            .iter()
-            .copied()
-            .find(|v| !state.explored.contains(&join(&self.path, v)))
-            .unwrap_or(variants[0]);
+        let variant =
+            variants.iter().copied().find(|v| !state.explored.contains(&join(&self.path, v))).unwrap_or(variants[0]);
         drop(state);
-        let result = visitor.visit_enum(Variant {
-            path: join(&self.path, variant),
-            variant,
-            state: self.state,
-        });
+        let result = visitor.visit_enum(Variant { path: join(&self.path, variant), variant, state: self.state });
         // Come back for the other variants: failing here keeps this path unexplored.
         let state = self.state.borrow();
-        if variants
-            .iter()
-            .any(|v| !state.explored.contains(&join(&self.path, v)))
-        {
+        if variants.iter().any(|v| !state.explored.contains(&join(&self.path, v))) {
             return Err(ProbeError(format!("{} has unexplored variants", self.path)));
         }
         result
@@ -277,31 +224,18 @@ struct Fields<'a> {
 impl<'de> MapAccess<'de> for Fields<'_> {
     type Error = ProbeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, ProbeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, ProbeError> {
         while let Some(field) = self.fields.get(self.next) {
-            if self
-                .state
-                .borrow()
-                .explored
-                .contains(&join(&self.path, field))
-            {
+            if self.state.borrow().explored.contains(&join(&self.path, field)) {
                 self.next += 1;
                 continue;
             }
-            return seed
-                .deserialize(de::value::BorrowedStrDeserializer::new(field))
-                .map(Some);
+            return seed.deserialize(de::value::BorrowedStrDeserializer::new(field)).map(Some);
         }
         Ok(None)
     }
 
-    fn next_value_seed<S: DeserializeSeed<'de>>(
-        &mut self,
-        seed: S,
-    ) -> Result<S::Value, ProbeError> {
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, ProbeError> {
         let path = join(&self.path, self.fields[self.next]);
         self.next += 1;
         explore(self.state, path, seed)
@@ -317,14 +251,9 @@ struct OneElement<'a> {
 impl<'de> SeqAccess<'de> for OneElement<'_> {
     type Error = ProbeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, ProbeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, ProbeError> {
         match self.path.take() {
-            Some(path) if !self.state.borrow().explored.contains(&path) => {
-                explore(self.state, path, seed).map(Some)
-            }
+            Some(path) if !self.state.borrow().explored.contains(&path) => explore(self.state, path, seed).map(Some),
             _ => Ok(None),
         }
     }
@@ -340,10 +269,7 @@ impl<'de, 'a> EnumAccess<'de> for Variant<'a> {
     type Error = ProbeError;
     type Variant = Variant<'a>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(
-        self,
-        seed: V,
-    ) -> Result<(V::Value, Variant<'a>), ProbeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Variant<'a>), ProbeError> {
         let value = seed.deserialize(de::value::BorrowedStrDeserializer::new(self.variant))?;
         Ok((value, self))
     }
@@ -356,33 +282,18 @@ impl<'de> VariantAccess<'de> for Variant<'_> {
         self.state.borrow_mut().explored.insert(self.path);
         Ok(())
     }
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
-        self,
-        seed: T,
-    ) -> Result<T::Value, ProbeError> {
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, ProbeError> {
         explore(self.state, self.path, seed)
     }
-    fn tuple_variant<V: Visitor<'de>>(
-        self,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, ProbeError> {
-        Probe {
-            path: self.path,
-            state: self.state,
-        }
-        .deserialize_tuple(len, visitor)
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, ProbeError> {
+        Probe { path: self.path, state: self.state }.deserialize_tuple(len, visitor)
     }
     fn struct_variant<V: Visitor<'de>>(
         self,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, ProbeError> {
-        Probe {
-            path: self.path,
-            state: self.state,
-        }
-        .deserialize_struct("", fields, visitor)
+        Probe { path: self.path, state: self.state }.deserialize_struct("", fields, visitor)
     }
 }
 
@@ -437,10 +348,7 @@ mod tests {
     fn explores_every_struct_enum_variant_and_list_element() {
         let shapes = shapes_of::<Top>();
         let expected: BTreeMap<String, Shape> = [
-            (
-                "",
-                Shape::Struct(&["name", "kind", "items", "extra", "mode"]),
-            ),
+            ("", Shape::Struct(&["name", "kind", "items", "extra", "mode"])),
             ("kind", Shape::Enum(&["alpha", "beta"])),
             ("kind.alpha", Shape::Struct(&["a", "type"])),
             ("kind.beta", Shape::Struct(&["b"])),

@@ -101,10 +101,16 @@ pub(crate) fn check(sink: &SinkConfig, out: &mut Findings) {
                 }
             }
             if !hdfs.path.starts_with('/') {
-                out.error(at(&["sink", "hdfs", "path"]), format!("path `{}` must be absolute (start with `/`)", hdfs.path));
+                out.error(
+                    at(&["sink", "hdfs", "path"]),
+                    format!("path `{}` must be absolute (start with `/`)", hdfs.path),
+                );
             }
             if hdfs.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
-                out.error(at(&["sink", "hdfs", "user"]), "user must not be empty; remove the key to use the default".into());
+                out.error(
+                    at(&["sink", "hdfs", "user"]),
+                    "user must not be empty; remove the key to use the default".into(),
+                );
             }
         }
         SinkConfig::Local(local) => {

@@ -24,11 +24,7 @@ fn parse(text: &str) -> Result<PipelineConfig, ConfigErrors> {
 
 /// The error lines for `text`, which must be invalid.
 fn errors(text: &str) -> Vec<String> {
-    parse(text)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    parse(text).unwrap_err().iter().map(ToString::to_string).collect()
 }
 
 /// The contract example with `from` replaced by `to` (which must occur exactly once).
@@ -53,10 +49,7 @@ fn the_contract_example_parses_and_validates() {
         config.schema()[5],
         FieldSpec {
             name: "geo".into(),
-            field_type: FieldType::Struct(vec![
-                ("lat".into(), FieldType::Float64),
-                ("lon".into(), FieldType::Float64)
-            ]),
+            field_type: FieldType::Struct(vec![("lat".into(), FieldType::Float64), ("lon".into(), FieldType::Float64)]),
             required: false,
         }
     );
@@ -74,15 +67,9 @@ fn the_contract_example_parses_and_validates() {
     );
     assert_eq!(
         config.parquet,
-        ParquetConfig {
-            compression: Compression::Zstd,
-            compression_level: None,
-            row_group_rows: 122_880
-        }
+        ParquetConfig { compression: Compression::Zstd, compression_level: None, row_group_rows: 122_880 }
     );
-    let SinkConfig::Hdfs(hdfs) = &config.sink else {
-        panic!("{:?}", config.sink)
-    };
+    let SinkConfig::Hdfs(hdfs) = &config.sink else { panic!("{:?}", config.sink) };
     assert_eq!(
         (hdfs.url.as_str(), hdfs.path.as_str(), hdfs.user.as_deref()),
         ("hdfs://127.0.0.1:9000", "/landing/clicks", None)
@@ -97,12 +84,7 @@ fn every_shipped_example_validates() {
         }
     }
     let orders = parse(EXAMPLES[1].1).unwrap();
-    assert_eq!(
-        orders.sink,
-        SinkConfig::Local(LocalSinkConfig {
-            path: "./landing/orders".into()
-        })
-    );
+    assert_eq!(orders.sink, SinkConfig::Local(LocalSinkConfig { path: "./landing/orders".into() }));
     assert_eq!(
         orders.parquet.codec().unwrap(),
         parquet::basic::Compression::GZIP(parquet::basic::GzipLevel::try_new(6).unwrap())
@@ -112,18 +94,7 @@ fn every_shipped_example_validates() {
 #[test]
 fn known_keys_are_read_from_the_serde_structs() {
     let shapes = shapes_of::<PipelineConfig>();
-    assert_eq!(
-        shapes[""],
-        Shape::Struct(&[
-            "name",
-            "source",
-            "decode",
-            "partition",
-            "roll",
-            "parquet",
-            "sink"
-        ])
-    );
+    assert_eq!(shapes[""], Shape::Struct(&["name", "source", "decode", "partition", "roll", "parquet", "sink"]));
     assert_eq!(shapes["source"], Shape::Enum(&["kafka", "rabbitmq"]));
     assert_eq!(
         shapes["source.rabbitmq"],
@@ -142,34 +113,15 @@ fn known_keys_are_read_from_the_serde_structs() {
     );
     assert_eq!(
         shapes["source.kafka"],
-        Shape::Struct(&[
-            "brokers",
-            "topics",
-            "group",
-            "start",
-            "session_timeout",
-            "options"
-        ])
+        Shape::Struct(&["brokers", "topics", "group", "start", "session_timeout", "options"])
     );
     assert_eq!(shapes["source.kafka.options"], Shape::OpenMap);
-    assert_eq!(
-        shapes["decode.json.schema[]"],
-        Shape::Struct(&["name", "type", "required"])
-    );
+    assert_eq!(shapes["decode.json.schema[]"], Shape::Struct(&["name", "type", "required"]));
     assert_eq!(shapes["sink"], Shape::Enum(&["hdfs", "local"]));
-    assert_eq!(
-        shapes["sink.hdfs"],
-        Shape::Struct(&["url", "path", "user", "options"])
-    );
+    assert_eq!(shapes["sink.hdfs"], Shape::Struct(&["url", "path", "user", "options"]));
     assert_eq!(shapes["sink.local"], Shape::Struct(&["path"]));
-    assert_eq!(
-        shapes["parquet.compression"],
-        Shape::Enum(&["zstd", "snappy", "gzip", "lz4", "none"])
-    );
-    assert_eq!(
-        shapes["source.kafka.start"],
-        Shape::Enum(&["earliest", "latest"])
-    );
+    assert_eq!(shapes["parquet.compression"], Shape::Enum(&["zstd", "snappy", "gzip", "lz4", "none"]));
+    assert_eq!(shapes["source.kafka.start"], Shape::Enum(&["earliest", "latest"]));
     assert_eq!(shapes["source.rabbitmq.declare"], Shape::Struct(&["bindings", "dead_letter_exchange"]));
     assert_eq!(shapes["source.rabbitmq.queue_type"], Shape::Enum(&["quorum", "classic", "stream"]));
     assert_eq!(shapes.len(), 23, "{shapes:#?}");
@@ -190,16 +142,12 @@ fn a_typo_key_is_reported_with_its_position_and_a_suggestion() {
 #[test]
 fn a_wrong_type_is_reported_at_the_value() {
     let text = example_with("  max_rows: 1000000", "  max_rows: lots");
-    assert_eq!(
-        errors(&text),
-        ["p.yaml:22:13: roll.max_rows: invalid type: string \"lots\", expected u64"]
-    );
+    assert_eq!(errors(&text), ["p.yaml:22:13: roll.max_rows: invalid type: string \"lots\", expected u64"]);
 }
 
 #[test]
 fn a_bad_enum_value_and_an_unknown_connector_are_reported() {
-    let text =
-        example_with("compression: zstd ", "compression: zstdd ").replace("  hdfs:\n", "  s3:\n");
+    let text = example_with("compression: zstd ", "compression: zstdd ").replace("  hdfs:\n", "  s3:\n");
     assert_eq!(
         errors(&text),
         [
@@ -212,15 +160,9 @@ fn a_bad_enum_value_and_an_unknown_connector_are_reported() {
 #[test]
 fn a_missing_required_key_is_reported_at_its_parent() {
     let text = example_with("name: clicks\n", "");
-    assert_eq!(
-        errors(&text),
-        ["p.yaml:1:1: name: missing required field `name`"]
-    );
+    assert_eq!(errors(&text), ["p.yaml:1:1: name: missing required field `name`"]);
     let text = example_with("    topics: [\"clicks\"]\n", "");
-    assert_eq!(
-        errors(&text),
-        ["p.yaml:3:3: source.kafka.topics: missing required field `topics`"]
-    );
+    assert_eq!(errors(&text), ["p.yaml:3:3: source.kafka.topics: missing required field `topics`"]);
 }
 
 #[test]
@@ -295,10 +237,7 @@ fn duplicate_schema_fields_and_duplicate_keys_are_reported() {
         "      - { name: tags,    type: \"list<string>\" }",
         "      - { name: user_id, type: \"list<string>\" }",
     )
-    .replace(
-        "  max_rows: 1000000\n",
-        "  max_rows: 1000000\n  max_rows: 5\n",
-    );
+    .replace("  max_rows: 1000000\n", "  max_rows: 1000000\n  max_rows: 5\n");
     assert_eq!(
         errors(&text),
         [
@@ -311,10 +250,7 @@ fn duplicate_schema_fields_and_duplicate_keys_are_reported() {
 #[test]
 fn a_yaml_syntax_error_stops_with_its_position() {
     let lines = errors("name: clicks\nsource: [kafka\nsink: x\n");
-    assert_eq!(
-        lines,
-        ["p.yaml:3:5: YAML syntax error: illegal placement of ':' indicator"]
-    );
+    assert_eq!(lines, ["p.yaml:3:5: YAML syntax error: illegal placement of ':' indicator"]);
 }
 
 #[test]
@@ -326,9 +262,7 @@ fn managed_and_secret_kafka_options() {
     let lines = errors(&text);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
-        lines[0].contains(
-            "source.kafka.options.enable.auto.commit: `enable.auto.commit` is managed by Landfall"
-        ),
+        lines[0].contains("source.kafka.options.enable.auto.commit: `enable.auto.commit` is managed by Landfall"),
         "{lines:?}"
     );
     assert!(lines[1].contains("source.kafka.options.isolation.level: `isolation.level` is managed by Landfall (Landfall reads `read_committed`"), "{lines:?}");
@@ -357,20 +291,14 @@ fn secrets_are_redacted_in_debug_output() {
 fn values_of_secret_env_vars_are_redacted_in_error_messages() {
     let text = example_with("  max_rows: 1000000", "  max_rows: ${KAFKA_PASSWORD}");
     let lines = errors(&text);
-    assert_eq!(
-        lines,
-        ["p.yaml:22:13: roll.max_rows: invalid type: string \"***\", expected u64"]
-    );
+    assert_eq!(lines, ["p.yaml:22:13: roll.max_rows: invalid type: string \"***\", expected u64"]);
 }
 
 #[test]
 fn partition_template_problems_are_reported_at_partition_path() {
     fn fake_template(text: &str, schema: &[FieldSpec]) -> Result<(), Vec<String>> {
         assert_eq!(schema.len(), 6);
-        Err(vec![
-            format!("`{text}`: field `nope` is not in the schema"),
-            "second problem".into(),
-        ])
+        Err(vec![format!("`{text}`: field `nope` is not in the schema"), "second problem".into()])
     }
     let parsed = parse_pipeline_text(EXAMPLE, Path::new("p.yaml"), &env, fake_template);
     let lines: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
@@ -385,10 +313,7 @@ fn partition_template_problems_are_reported_at_partition_path() {
     let broken = example_with("type: int64 }", "type: int65 }");
     let parsed = parse_pipeline_text(&broken, Path::new("p.yaml"), &env, fake_template);
     assert_eq!(parsed.errors.len(), 1, "{}", parsed.errors);
-    assert_eq!(
-        parsed.errors.iter().next().unwrap().key_path,
-        "decode.json.schema[1].type"
-    );
+    assert_eq!(parsed.errors.iter().next().unwrap().key_path, "decode.json.schema[1].type");
 }
 
 #[test]
@@ -396,10 +321,7 @@ fn partition_field_not_in_schema_is_reported() {
     let text = example_with("hour={ts:%H}", "hour={nope}");
     let lines = errors(&text);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(
-        lines[0].starts_with("p.yaml:19:9: partition.path: "),
-        "{lines:?}"
-    );
+    assert!(lines[0].starts_with("p.yaml:19:9: partition.path: "), "{lines:?}");
     assert!(lines[0].contains("nope"), "{lines:?}");
 }
 
@@ -408,10 +330,7 @@ fn strftime_on_a_non_timestamp_field_is_reported() {
     let text = example_with("hour={ts:%H}", "hour={user_id:%H}");
     let lines = errors(&text);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(
-        lines[0].starts_with("p.yaml:19:9: partition.path: "),
-        "{lines:?}"
-    );
+    assert!(lines[0].starts_with("p.yaml:19:9: partition.path: "), "{lines:?}");
     assert!(lines[0].contains("user_id"), "{lines:?}");
 }
 
@@ -420,32 +339,16 @@ fn load_pipelines_reads_directories_in_order_and_refuses_duplicate_names() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("b.yaml"), EXAMPLE).unwrap();
     std::fs::write(dir.path().join("a.yml"), EXAMPLE).unwrap();
-    std::fs::write(
-        dir.path().join("c.yaml"),
-        example_with("name: clicks", "name: clicks2"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("c.yaml"), example_with("name: clicks", "name: clicks2")).unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a pipeline").unwrap();
     let missing = dir.path().join("missing.yaml");
     let Loaded { pipelines: loaded, errors, warnings } = load_pipelines(&[dir.path().to_path_buf(), missing.clone()]);
     assert!(warnings.is_empty(), "{warnings:?}");
-    let names: Vec<(PathBuf, &str)> = loaded
-        .iter()
-        .map(|(p, c)| (p.clone(), c.name.as_str()))
-        .collect();
-    assert_eq!(
-        names,
-        [
-            (dir.path().join("a.yml"), "clicks"),
-            (dir.path().join("c.yaml"), "clicks2")
-        ]
-    );
+    let names: Vec<(PathBuf, &str)> = loaded.iter().map(|(p, c)| (p.clone(), c.name.as_str())).collect();
+    assert_eq!(names, [(dir.path().join("a.yml"), "clicks"), (dir.path().join("c.yaml"), "clicks2")]);
     let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(
-        lines[0].starts_with(&format!("{}: cannot read pipeline path", missing.display())),
-        "{lines:?}"
-    );
+    assert!(lines[0].starts_with(&format!("{}: cannot read pipeline path", missing.display())), "{lines:?}");
     assert_eq!(
         lines[1],
         format!(
@@ -454,10 +357,7 @@ fn load_pipelines_reads_directories_in_order_and_refuses_duplicate_names() {
             dir.path().join("a.yml").display()
         )
     );
-    assert_eq!(
-        load_pipeline(&dir.path().join("c.yaml")).unwrap().name,
-        "clicks2"
-    );
+    assert_eq!(load_pipeline(&dir.path().join("c.yaml")).unwrap().name, "clicks2");
 }
 
 #[test]
@@ -472,17 +372,11 @@ fn odd_shapes_get_readable_errors() {
         ["p.yaml:27:7: sink: expected a mapping with one of `hdfs`, `local` and its settings below it (e.g. `hdfs: { ... }`), found `local`"]
     );
     assert_eq!(
-        errors(&example_with(
-            sink,
-            "sink:\n  hdfs: {}\n  local: {path: x}\n"
-        )),
+        errors(&example_with(sink, "sink:\n  hdfs: {}\n  local: {path: x}\n")),
         ["p.yaml:28:3: sink: choose exactly one of `hdfs`, `local`, found `hdfs`, `local`"]
     );
     assert_eq!(
-        errors(&example_with(
-            "brokers: [\"127.0.0.1:9092\"]",
-            "brokers:\n      - 1\n      - [x]"
-        )),
+        errors(&example_with("brokers: [\"127.0.0.1:9092\"]", "brokers:\n      - 1\n      - [x]")),
         [
             "p.yaml:5:9: source.kafka.brokers[0]: invalid type: integer `1`, expected a string",
             "p.yaml:6:9: source.kafka.brokers[1]: invalid type: sequence, expected a string",
@@ -509,7 +403,8 @@ fn settings_that_work_but_surprise_are_warnings_with_positions() {
     let start = EXAMPLE.find("source:\n").unwrap();
     let end = EXAMPLE.find("decode:").unwrap();
     let source = "source:\n  rabbitmq:\n    uri: amqp://u:p@h:5672/%2f\n    queue: orders\n    prefetch: 5000\n";
-    let rabbit = format!("{}{source}{}", &EXAMPLE[..start], &EXAMPLE[end..]).replace("max_rows: 1000000", "max_rows: 4000");
+    let rabbit =
+        format!("{}{source}{}", &EXAMPLE[..start], &EXAMPLE[end..]).replace("max_rows: 1000000", "max_rows: 4000");
     let found = warnings(&rabbit);
     let line = rabbit.lines().position(|l| l.contains("prefetch: 5000")).unwrap() + 1;
     assert_eq!(found.len(), 1, "{found:?}");
@@ -523,6 +418,10 @@ fn settings_that_work_but_surprise_are_warnings_with_positions() {
     let line = slow.lines().position(|l| l.contains("max_age: 20m")).unwrap() + 1;
     let found = warnings(&slow);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].starts_with(&format!("p.yaml:{line}:12: warning: roll.max_age: max_age 20m leaves little margin")), "{}", found[0]);
+    assert!(
+        found[0].starts_with(&format!("p.yaml:{line}:12: warning: roll.max_age: max_age 20m leaves little margin")),
+        "{}",
+        found[0]
+    );
     assert!(warnings(EXAMPLE).is_empty());
 }

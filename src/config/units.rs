@@ -32,20 +32,12 @@ const SIZE_UNITS: &[(&str, u64)] = &[
     ("tib", 1 << 40),
 ];
 
-const DURATION_UNITS: &[(&str, u64)] = &[
-    ("ms", 1),
-    ("s", 1_000),
-    ("m", 60_000),
-    ("h", 3_600_000),
-    ("d", 86_400_000),
-];
+const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
 
 /// Splits `"128 MiB"` into `(128, "mib")`; the number must be a non-negative integer.
 fn split_number(text: &str) -> Option<(u64, String)> {
     let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit() && c != '_')
-        .unwrap_or(text.len());
+    let digits = text.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(text.len());
     if digits == 0 {
         return None;
     }
@@ -60,15 +52,7 @@ impl ByteSize {
             format!("invalid size `{text}`: expected an integer number of bytes or one with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. `128MiB`")
         };
         let (number, unit) = split_number(text).ok_or_else(bad)?;
-        let factor = if unit.is_empty() {
-            1
-        } else {
-            SIZE_UNITS
-                .iter()
-                .find(|(u, _)| *u == unit)
-                .ok_or_else(bad)?
-                .1
-        };
+        let factor = if unit.is_empty() { 1 } else { SIZE_UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(bad)?.1 };
         number
             .checked_mul(factor)
             .map(ByteSize)
@@ -85,14 +69,12 @@ impl HumanDuration {
     /// Parses `60s`, `5m`, `250ms`, `1h`; the error names the accepted units.
     pub fn parse(text: &str) -> Result<HumanDuration, String> {
         let bad = || {
-            format!("invalid duration `{text}`: expected an integer with a unit (ms, s, m, h, d), e.g. `60s` or `250ms`")
+            format!(
+                "invalid duration `{text}`: expected an integer with a unit (ms, s, m, h, d), e.g. `60s` or `250ms`"
+            )
         };
         let (number, unit) = split_number(text).ok_or_else(bad)?;
-        let factor = DURATION_UNITS
-            .iter()
-            .find(|(u, _)| *u == unit)
-            .ok_or_else(bad)?
-            .1;
+        let factor = DURATION_UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(bad)?.1;
         number
             .checked_mul(factor)
             .map(|ms| HumanDuration(Duration::from_millis(ms)))
@@ -119,12 +101,7 @@ impl fmt::Debug for ByteSize {
 impl fmt::Display for ByteSize {
     /// Prints the largest binary unit that divides the size exactly, so `128MiB` round-trips.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, factor) in [
-            ("TiB", 1u64 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ] {
+        for (unit, factor) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
             if self.0 >= factor && self.0 % factor == 0 {
                 return write!(f, "{}{unit}", self.0 / factor);
             }
@@ -143,12 +120,7 @@ impl fmt::Display for HumanDuration {
     /// Prints the largest unit that divides the duration exactly, so `5m` round-trips.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        for (unit, factor) in [
-            ("d", 86_400_000u128),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-        ] {
+        for (unit, factor) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
             if ms >= factor && ms % factor == 0 {
                 return write!(f, "{}{unit}", ms / factor);
             }
@@ -169,9 +141,7 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("size must not be negative, got {v}")))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom(format!("size must not be negative, got {v}")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 ByteSize::parse(v).map_err(E::custom)
@@ -190,14 +160,10 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 f.write_str("a duration such as `60s`, `5m` or `250ms`")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
-                Err(E::custom(format!(
-                    "duration `{v}` has no unit: write `{v}s` or `{v}ms`"
-                )))
+                Err(E::custom(format!("duration `{v}` has no unit: write `{v}s` or `{v}ms`")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-                Err(E::custom(format!(
-                    "duration `{v}` has no unit (and must not be negative)"
-                )))
+                Err(E::custom(format!("duration `{v}` has no unit (and must not be negative)")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
                 HumanDuration::parse(v).map_err(E::custom)
@@ -224,47 +190,26 @@ mod tests {
 
     #[test]
     fn sizes_reject_garbage_and_overflow() {
-        assert!(ByteSize::parse("12XB")
-            .unwrap_err()
-            .contains("invalid size `12XB`"));
+        assert!(ByteSize::parse("12XB").unwrap_err().contains("invalid size `12XB`"));
         assert!(ByteSize::parse("MiB").is_err());
         assert!(ByteSize::parse("1.5MiB").is_err());
         assert!(ByteSize::parse("-1").is_err());
-        assert!(ByteSize::parse("99999999999TiB")
-            .unwrap_err()
-            .contains("too large"));
+        assert!(ByteSize::parse("99999999999TiB").unwrap_err().contains("too large"));
     }
 
     #[test]
     fn durations_parse_each_unit() {
-        assert_eq!(
-            HumanDuration::parse("60s").unwrap().get(),
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            HumanDuration::parse("5m").unwrap().get(),
-            Duration::from_secs(300)
-        );
-        assert_eq!(
-            HumanDuration::parse("250ms").unwrap().get(),
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            HumanDuration::parse("2h").unwrap().get(),
-            Duration::from_secs(7200)
-        );
-        assert_eq!(
-            HumanDuration::parse("1d").unwrap().get(),
-            Duration::from_secs(86_400)
-        );
+        assert_eq!(HumanDuration::parse("60s").unwrap().get(), Duration::from_secs(60));
+        assert_eq!(HumanDuration::parse("5m").unwrap().get(), Duration::from_secs(300));
+        assert_eq!(HumanDuration::parse("250ms").unwrap().get(), Duration::from_millis(250));
+        assert_eq!(HumanDuration::parse("2h").unwrap().get(), Duration::from_secs(7200));
+        assert_eq!(HumanDuration::parse("1d").unwrap().get(), Duration::from_secs(86_400));
         assert_eq!(HumanDuration::parse("0s").unwrap().get(), Duration::ZERO);
     }
 
     #[test]
     fn durations_need_a_known_unit() {
-        assert!(HumanDuration::parse("60")
-            .unwrap_err()
-            .contains("expected an integer with a unit"));
+        assert!(HumanDuration::parse("60").unwrap_err().contains("expected an integer with a unit"));
         assert!(HumanDuration::parse("5 min").is_err());
         assert!(HumanDuration::parse("1.5s").is_err());
     }
@@ -274,10 +219,7 @@ mod tests {
         assert_eq!(ByteSize(128 << 20).to_string(), "128MiB");
         assert_eq!(ByteSize(1000).to_string(), "1000B");
         assert_eq!(HumanDuration::from_secs(300).to_string(), "5m");
-        assert_eq!(
-            HumanDuration(Duration::from_millis(1500)).to_string(),
-            "1500ms"
-        );
+        assert_eq!(HumanDuration(Duration::from_millis(1500)).to_string(), "1500ms");
     }
 
     #[test]
@@ -286,9 +228,7 @@ mod tests {
         assert_eq!(size, ByteSize(1 << 20));
         let size: ByteSize = serde_norway::from_str("128MiB").unwrap();
         assert_eq!(size, ByteSize(128 << 20));
-        let err = serde_norway::from_str::<HumanDuration>("60")
-            .unwrap_err()
-            .to_string();
+        let err = serde_norway::from_str::<HumanDuration>("60").unwrap_err().to_string();
         assert!(err.contains("duration `60` has no unit"), "{err}");
     }
 }

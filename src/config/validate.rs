@@ -77,11 +77,7 @@ pub fn at(path: &[&str]) -> Vec<Seg> {
 }
 
 /// Runs every check whose sections are clean.
-pub fn check(
-    config: &PipelineConfig,
-    clean: &dyn SectionFilter,
-    template: TemplateParser,
-) -> Findings {
+pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: TemplateParser) -> Findings {
     let mut out = Findings::default();
     let mut issue = |path: Vec<Seg>, message: String| out.error(path, message);
 
@@ -127,22 +123,13 @@ pub fn check(
     if clean.clean("roll") {
         let roll = &config.roll;
         if roll.max_rows == 0 {
-            issue(
-                at(&["roll", "max_rows"]),
-                "max_rows must be at least 1".into(),
-            );
+            issue(at(&["roll", "max_rows"]), "max_rows must be at least 1".into());
         }
         if roll.max_bytes.bytes() == 0 {
-            issue(
-                at(&["roll", "max_bytes"]),
-                "max_bytes must be greater than 0, e.g. `128MiB`".into(),
-            );
+            issue(at(&["roll", "max_bytes"]), "max_bytes must be greater than 0, e.g. `128MiB`".into());
         }
         if roll.max_age.get().is_zero() {
-            issue(
-                at(&["roll", "max_age"]),
-                "max_age must be greater than 0, e.g. `60s`".into(),
-            );
+            issue(at(&["roll", "max_age"]), "max_age must be greater than 0, e.g. `60s`".into());
         }
         // A staged file stays open up to max_age, and the committer refuses staged files older
         // than half the orphan grace period (orphan cleanup may delete them): past that no
@@ -178,10 +165,7 @@ pub fn check(
             );
         }
         if roll.max_open_files == 0 {
-            issue(
-                at(&["roll", "max_open_files"]),
-                "max_open_files must be at least 1".into(),
-            );
+            issue(at(&["roll", "max_open_files"]), "max_open_files must be at least 1".into());
         }
     }
     if clean.clean("parquet") {
@@ -189,10 +173,7 @@ pub fn check(
             issue(at(&["parquet", "compression_level"]), message);
         }
         if config.parquet.row_group_rows == 0 {
-            issue(
-                at(&["parquet", "row_group_rows"]),
-                "row_group_rows must be at least 1".into(),
-            );
+            issue(at(&["parquet", "row_group_rows"]), "row_group_rows must be at least 1".into());
         }
     }
     if clean.clean("sink") {
@@ -207,48 +188,28 @@ pub fn check(
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+    !name.is_empty() && name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
 fn check_schema(schema: &[FieldSpec], issue: &mut impl FnMut(Vec<Seg>, String)) {
-    let base = |i: usize, rest: &str| {
-        vec![
-            key("decode"),
-            key("json"),
-            key("schema"),
-            Seg::Index(i),
-            key(rest),
-        ]
-    };
+    let base = |i: usize, rest: &str| vec![key("decode"), key("json"), key("schema"), Seg::Index(i), key(rest)];
     if schema.is_empty() {
-        issue(
-            at(&["decode", "json", "schema"]),
-            "schema must declare at least one field".into(),
-        );
+        issue(at(&["decode", "json", "schema"]), "schema must declare at least one field".into());
     }
     let mut seen = HashSet::new();
     for (i, field) in schema.iter().enumerate() {
         if field.name.is_empty() {
             issue(base(i, "name"), "field name must not be empty".into());
         } else if field.name == "_ingest" {
-            issue(base(i, "name"), "`_ingest` is reserved for the arrival time in partition templates; rename the field".into());
-        } else if !seen.insert(field.name.as_str()) {
             issue(
                 base(i, "name"),
-                format!("field `{}` is declared twice", field.name),
+                "`_ingest` is reserved for the arrival time in partition templates; rename the field".into(),
             );
+        } else if !seen.insert(field.name.as_str()) {
+            issue(base(i, "name"), format!("field `{}` is declared twice", field.name));
         }
         if let Some(name) = duplicate_struct_member(&field.field_type) {
-            issue(
-                base(i, "type"),
-                format!(
-                    "struct member `{name}` is declared twice in `{}`",
-                    field.field_type
-                ),
-            );
+            issue(base(i, "type"), format!("struct member `{name}` is declared twice in `{}`", field.field_type));
         }
     }
 }

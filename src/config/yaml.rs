@@ -20,10 +20,7 @@ pub struct Pos {
 impl From<Marker> for Pos {
     fn from(mark: Marker) -> Pos {
         // yaml-rust2 counts lines from 1 and columns from 0.
-        Pos {
-            line: mark.line(),
-            column: mark.col() + 1,
-        }
+        Pos { line: mark.line(), column: mark.col() + 1 }
     }
 }
 
@@ -93,9 +90,7 @@ impl Node {
             return Some(self);
         };
         match (&self.kind, first) {
-            (NodeKind::Map(entries), Seg::Key(key)) => {
-                entries.iter().find(|e| &e.key == key)?.value.get(rest)
-            }
+            (NodeKind::Map(entries), Seg::Key(key)) => entries.iter().find(|e| &e.key == key)?.value.get(rest),
             (NodeKind::Seq(items), Seg::Index(i)) => items.get(*i)?.get(rest),
             _ => None,
         }
@@ -108,18 +103,11 @@ impl Node {
         if let Some(node) = self.get(path) {
             return node.pos;
         }
-        let Some(len) = (0..path.len())
-            .rev()
-            .find(|len| self.get(&path[..*len]).is_some())
-        else {
+        let Some(len) = (0..path.len()).rev().find(|len| self.get(&path[..*len]).is_some()) else {
             return self.pos;
         };
         if let (Some((Seg::Key(key), parent)), true) = (path[..len].split_last(), len > 0) {
-            if let Some(Node {
-                kind: NodeKind::Map(entries),
-                ..
-            }) = self.get(parent)
-            {
+            if let Some(Node { kind: NodeKind::Map(entries), .. }) = self.get(parent) {
                 if let Some(entry) = entries.iter().find(|e| &e.key == key) {
                     return entry.key_pos;
                 }
@@ -158,10 +146,7 @@ impl Node {
                 if entries.len() == 1 && is_enum(path) {
                     let (tag, value) = mapping.into_iter().next().expect("one entry");
                     let tag = tag.as_str().unwrap_or_default().to_string();
-                    return Value::Tagged(Box::new(TaggedValue {
-                        tag: Tag::new(tag),
-                        value,
-                    }));
+                    return Value::Tagged(Box::new(TaggedValue { tag: Tag::new(tag), value }));
                 }
                 Value::Mapping(mapping)
             }
@@ -196,31 +181,20 @@ pub fn parse(text: &str) -> Result<(Node, Vec<YamlProblem>), YamlProblem> {
         return Err(YamlProblem {
             pos: builder.documents[1].pos,
             path: Vec::new(),
-            message: "a pipeline file holds exactly one YAML document; remove the `---` separator or split the file".into(),
+            message: "a pipeline file holds exactly one YAML document; remove the `---` separator or split the file"
+                .into(),
         });
     }
     let root = builder.documents.pop().unwrap_or(Node {
         pos: Pos { line: 1, column: 1 },
-        kind: NodeKind::Scalar {
-            text: String::new(),
-            plain: true,
-        },
+        kind: NodeKind::Scalar { text: String::new(), plain: true },
     });
     Ok((root, builder.problems))
 }
 
 enum Frame {
-    Seq {
-        pos: Pos,
-        anchor: usize,
-        items: Vec<Node>,
-    },
-    Map {
-        pos: Pos,
-        anchor: usize,
-        entries: Vec<Entry>,
-        pending_key: Option<(Node, Pos)>,
-    },
+    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
+    Map { pos: Pos, anchor: usize, entries: Vec<Entry>, pending_key: Option<(Node, Pos)> },
 }
 
 #[derive(Default)]
@@ -238,17 +212,9 @@ impl Builder {
             .iter()
             .filter_map(|frame| match frame {
                 Frame::Seq { items, .. } => Some(Seg::Index(items.len())),
-                Frame::Map {
-                    pending_key:
-                        Some((
-                            Node {
-                                kind: NodeKind::Scalar { text, .. },
-                                ..
-                            },
-                            _,
-                        )),
-                    ..
-                } => Some(Seg::Key(text.clone())),
+                Frame::Map { pending_key: Some((Node { kind: NodeKind::Scalar { text, .. }, .. }, _)), .. } => {
+                    Some(Seg::Key(text.clone()))
+                }
                 Frame::Map { .. } => None,
             })
             .collect()
@@ -261,22 +227,12 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.documents.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                pending_key: pending @ None,
-                ..
-            }) => {
+            Some(Frame::Map { pending_key: pending @ None, .. }) => {
                 let pos = node.pos;
                 *pending = Some((node, pos));
             }
             Some(Frame::Map { .. }) => {
-                let Some(Frame::Map {
-                    entries,
-                    pending_key,
-                    ..
-                }) = self.stack.last_mut()
-                else {
-                    unreachable!()
-                };
+                let Some(Frame::Map { entries, pending_key, .. }) = self.stack.last_mut() else { unreachable!() };
                 let (key_node, key_pos) = pending_key.take().expect("key before value");
                 let key = match key_node.kind {
                     NodeKind::Scalar { text, .. } => text,
@@ -297,20 +253,12 @@ impl Builder {
                     self.problems.push(YamlProblem {
                         pos: key_pos,
                         path,
-                        message: format!(
-                            "duplicate key `{key}`; the first one is used, remove the other"
-                        ),
+                        message: format!("duplicate key `{key}`; the first one is used, remove the other"),
                     });
                     return;
                 }
-                let Some(Frame::Map { entries, .. }) = self.stack.last_mut() else {
-                    unreachable!()
-                };
-                entries.push(Entry {
-                    key,
-                    key_pos,
-                    value: node,
-                });
+                let Some(Frame::Map { entries, .. }) = self.stack.last_mut() else { unreachable!() };
+                entries.push(Entry { key, key_pos, value: node });
             }
         }
     }
@@ -322,67 +270,33 @@ impl MarkedEventReceiver for Builder {
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = style == TScalarStyle::Plain;
-                self.finish(
-                    Node {
-                        pos,
-                        kind: NodeKind::Scalar { text, plain },
-                    },
-                    anchor,
-                );
+                self.finish(Node { pos, kind: NodeKind::Scalar { text, plain } }, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                pos,
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                pos,
-                anchor,
-                entries: Vec::new(),
-                pending_key: None,
-            }),
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { pos, anchor, items: Vec::new() }),
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map { pos, anchor, entries: Vec::new(), pending_key: None })
+            }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq { pos, anchor, items }) => self.finish(
-                    Node {
-                        pos,
-                        kind: NodeKind::Seq(items),
-                    },
-                    anchor,
-                ),
-                Some(Frame::Map {
-                    pos,
-                    anchor,
-                    entries,
-                    ..
-                }) => {
+                Some(Frame::Seq { pos, anchor, items }) => {
+                    self.finish(Node { pos, kind: NodeKind::Seq(items) }, anchor)
+                }
+                Some(Frame::Map { pos, anchor, entries, .. }) => {
                     // yaml-rust2 marks a block mapping at its first `:`; its first key is
                     // where a reader looks.
                     let pos = entries.first().map_or(pos, |e| e.key_pos.min(pos));
-                    self.finish(
-                        Node {
-                            pos,
-                            kind: NodeKind::Map(entries),
-                        },
-                        anchor,
-                    )
+                    self.finish(Node { pos, kind: NodeKind::Map(entries) }, anchor)
                 }
                 None => {}
             },
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
-                    pos,
-                    kind: NodeKind::Scalar {
-                        text: String::new(),
-                        plain: true,
-                    },
-                });
+                let node = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or(Node { pos, kind: NodeKind::Scalar { text: String::new(), plain: true } });
                 self.finish(Node { pos, ..node }, 0);
             }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
         }
     }
 }
@@ -397,33 +311,14 @@ mod tests {
 
     #[test]
     fn positions_are_one_based_for_keys_and_values() {
-        let (root, problems) =
-            parse("name: clicks\nsource:\n  kafka:\n    brokers: [\"a:1\", b]\n").unwrap();
+        let (root, problems) = parse("name: clicks\nsource:\n  kafka:\n    brokers: [\"a:1\", b]\n").unwrap();
         assert!(problems.is_empty());
         let brokers = [key("source"), key("kafka"), key("brokers")];
-        let Some(Node {
-            kind: NodeKind::Map(entries),
-            ..
-        }) = root.get(&brokers[..2])
-        else {
-            panic!()
-        };
+        let Some(Node { kind: NodeKind::Map(entries), .. }) = root.get(&brokers[..2]) else { panic!() };
         assert_eq!(entries[0].key_pos, Pos { line: 4, column: 5 });
-        assert_eq!(
-            root.locate(&brokers),
-            Pos {
-                line: 4,
-                column: 14
-            }
-        );
+        assert_eq!(root.locate(&brokers), Pos { line: 4, column: 14 });
         let second = [key("source"), key("kafka"), key("brokers"), Seg::Index(1)];
-        assert_eq!(
-            root.locate(&second),
-            Pos {
-                line: 4,
-                column: 22
-            }
-        );
+        assert_eq!(root.locate(&second), Pos { line: 4, column: 22 });
         // A missing key is located at the key of the closest existing parent.
         let missing = [key("source"), key("kafka"), key("group")];
         assert_eq!(root.locate(&missing), Pos { line: 3, column: 3 });
@@ -437,42 +332,27 @@ mod tests {
         assert_eq!(problems[0].pos, Pos { line: 4, column: 3 });
         assert_eq!(path_string(&problems[0].path, false), "b.c");
         let c = root.get(&[key("b"), key("c")]).unwrap();
-        assert_eq!(
-            c.kind,
-            NodeKind::Scalar {
-                text: "2".into(),
-                plain: true
-            }
-        );
+        assert_eq!(c.kind, NodeKind::Scalar { text: "2".into(), plain: true });
     }
 
     #[test]
     fn syntax_errors_carry_a_position() {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
-        assert!(
-            err.message.starts_with("YAML syntax error"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.starts_with("YAML syntax error"), "{}", err.message);
         assert!(err.pos.line >= 2, "{:?}", err.pos);
     }
 
     #[test]
     fn values_resolve_like_serde_norway_and_enums_become_tags() {
-        let (root, _) = parse("n: 42\nq: \"42\"\nb: true\nnil:\nsink: {local: {path: x}}\nanchor: &a [1]\nalias: *a\n").unwrap();
+        let (root, _) =
+            parse("n: 42\nq: \"42\"\nb: true\nnil:\nsink: {local: {path: x}}\nanchor: &a [1]\nalias: *a\n").unwrap();
         let value = root.to_value(&mut Vec::new(), &|p| path_string(p, true) == "sink");
         let expected: Value = serde_norway::from_str(
             "n: 42\nq: \"42\"\nb: true\nnil: null\nsink: !local {path: x}\nanchor: [1]\nalias: [1]\n",
         )
         .unwrap();
         assert_eq!(value, expected);
-        assert_eq!(
-            path_string(&[key("a"), Seg::Index(3), key("b")], false),
-            "a[3].b"
-        );
-        assert_eq!(
-            path_string(&[key("a"), Seg::Index(3), key("b")], true),
-            "a[].b"
-        );
+        assert_eq!(path_string(&[key("a"), Seg::Index(3), key("b")], false), "a[3].b");
+        assert_eq!(path_string(&[key("a"), Seg::Index(3), key("b")], true), "a[].b");
     }
 }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
-    Int32Builder, Int64Builder, ListArray, NullBufferBuilder, RecordBatch, RecordBatchOptions,
-    StringBuilder, StructArray, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder,
+    Int64Builder, ListArray, NullBufferBuilder, RecordBatch, RecordBatchOptions, StringBuilder, StructArray,
+    TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, FieldRef, Fields, SchemaRef};
@@ -41,11 +41,7 @@ impl BatchBuilder {
 
     /// Appends one row; `row` must come from a [`RowParser`](super::RowParser) of the same schema.
     pub fn append(&mut self, row: &ParsedRow) {
-        debug_assert_eq!(
-            row.top_len,
-            self.columns.len(),
-            "row parsed with another schema"
-        );
+        debug_assert_eq!(row.top_len, self.columns.len(), "row parsed with another schema");
         for (column, slot) in self.columns.iter_mut().zip(&row.slots[..row.top_len]) {
             column.append(*slot, row);
         }
@@ -91,17 +87,8 @@ enum Column {
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
     String(StringBuilder),
-    List {
-        field: FieldRef,
-        offsets: Vec<i32>,
-        nulls: NullBufferBuilder,
-        items: Box<Column>,
-    },
-    Struct {
-        fields: Fields,
-        children: Vec<Column>,
-        nulls: NullBufferBuilder,
-    },
+    List { field: FieldRef, offsets: Vec<i32>, nulls: NullBufferBuilder, items: Box<Column> },
+    Struct { fields: Fields, children: Vec<Column>, nulls: NullBufferBuilder },
 }
 
 impl Column {
@@ -119,9 +106,7 @@ impl Column {
                     .expect("schema parser only admits precision 1..=38 and scale <= precision"),
             ),
             FieldType::Date => Column::Date(Date32Builder::new()),
-            FieldType::Timestamp => {
-                Column::Timestamp(TimestampMicrosecondBuilder::new().with_timezone(UTC))
-            }
+            FieldType::Timestamp => Column::Timestamp(TimestampMicrosecondBuilder::new().with_timezone(UTC)),
             FieldType::List(item) => {
                 let DataType::List(field) = t.to_arrow() else {
                     unreachable!("FieldType::List maps to DataType::List")
@@ -158,15 +143,7 @@ impl Column {
             (Column::Date(b), Slot::Date(v)) => b.append_value(v),
             (Column::Timestamp(b), Slot::Timestamp(v)) => b.append_value(v),
             (Column::String(b), Slot::Str { start, len }) => b.append_value(row.str_at(start, len)),
-            (
-                Column::List {
-                    offsets,
-                    nulls,
-                    items,
-                    ..
-                },
-                Slot::List { start, len },
-            ) => {
+            (Column::List { offsets, nulls, items, .. }, Slot::List { start, len }) => {
                 let start = start as usize;
                 for item in &row.slots[start..start + len as usize] {
                     items.append(*item, row);
@@ -175,12 +152,7 @@ impl Column {
                 offsets.push(last + len as i32);
                 nulls.append_non_null();
             }
-            (
-                Column::Struct {
-                    children, nulls, ..
-                },
-                Slot::Struct { start },
-            ) => {
+            (Column::Struct { children, nulls, .. }, Slot::Struct { start }) => {
                 let start = start as usize;
                 for (i, child) in children.iter_mut().enumerate() {
                     child.append(row.slots[start + i], row);
@@ -207,9 +179,7 @@ impl Column {
                 offsets.push(last);
                 nulls.append_null();
             }
-            Column::Struct {
-                children, nulls, ..
-            } => {
+            Column::Struct { children, nulls, .. } => {
                 children.iter_mut().for_each(Column::append_null);
                 nulls.append_null();
             }
@@ -227,12 +197,7 @@ impl Column {
             Column::Date(b) => Arc::new(b.finish()),
             Column::Timestamp(b) => Arc::new(b.finish()),
             Column::String(b) => Arc::new(b.finish()),
-            Column::List {
-                field,
-                offsets,
-                nulls,
-                items,
-            } => {
+            Column::List { field, offsets, nulls, items } => {
                 let offsets = std::mem::replace(offsets, vec![0]);
                 Arc::new(ListArray::new(
                     field.clone(),
@@ -241,11 +206,7 @@ impl Column {
                     nulls.finish(),
                 ))
             }
-            Column::Struct {
-                fields,
-                children,
-                nulls,
-            } => {
+            Column::Struct { fields, children, nulls } => {
                 let arrays = children.iter_mut().map(Column::finish).collect();
                 Arc::new(StructArray::new(fields.clone(), arrays, nulls.finish()))
             }

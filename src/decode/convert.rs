@@ -70,9 +70,7 @@ pub(crate) fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128
         let exp_start = pos;
         while pos < b.len() && b[pos].is_ascii_digit() {
             // Saturate: a billion-digit exponent is either zero or out of range anyway.
-            exponent = exponent
-                .saturating_mul(10)
-                .saturating_add(i64::from(b[pos] - b'0'));
+            exponent = exponent.saturating_mul(10).saturating_add(i64::from(b[pos] - b'0'));
             pos += 1;
         }
         if pos == exp_start {
@@ -94,15 +92,11 @@ pub(crate) fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128
         return Ok(0);
     }
     let significant = total - leading_zeros;
-    let mut shift = exponent
-        .saturating_sub(frac_digits.len() as i64)
-        .saturating_add(i64::from(scale));
+    let mut shift = exponent.saturating_sub(frac_digits.len() as i64).saturating_add(i64::from(scale));
     let mut keep = significant;
     if shift < 0 {
         let dropped = shift.unsigned_abs().min(significant as u64) as usize;
-        if shift.unsigned_abs() > significant as u64
-            || digits.clone().skip(total - dropped).any(|d| d != b'0')
-        {
+        if shift.unsigned_abs() > significant as u64 || digits.clone().skip(total - dropped).any(|d| d != b'0') {
             return Err(DecimalError::TooManyFractionDigits);
         }
         keep = significant - dropped;
@@ -198,8 +192,7 @@ pub(crate) fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
     if pos != b.len() {
         return Err(Malformed("unexpected text after the offset"));
     }
-    let seconds =
-        days * SECONDS_PER_DAY + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
+    let seconds = days * SECONDS_PER_DAY + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
     let total = seconds * MICROS_PER_SECOND + micros;
     if !(MIN_MICROS..=MAX_MICROS).contains(&total) {
         return Err(TimeError::OutOfRange);
@@ -209,10 +202,7 @@ pub(crate) fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
 
 /// Epoch milliseconds → microseconds, within the supported year range.
 pub(crate) fn epoch_millis_to_micros(millis: i64) -> Result<i64, TimeError> {
-    millis
-        .checked_mul(1000)
-        .filter(|m| (MIN_MICROS..=MAX_MICROS).contains(m))
-        .ok_or(TimeError::OutOfRange)
+    millis.checked_mul(1000).filter(|m| (MIN_MICROS..=MAX_MICROS).contains(m)).ok_or(TimeError::OutOfRange)
 }
 
 /// Parses exactly `YYYY-MM-DD` into days since 1970-01-01.
@@ -252,9 +242,7 @@ fn parse_date_prefix(b: &[u8]) -> Result<i64, TimeError> {
 #[inline]
 fn two_digits(b: &[u8], at: usize) -> Option<u32> {
     match (b.get(at), b.get(at + 1)) {
-        (Some(&h @ b'0'..=b'9'), Some(&l @ b'0'..=b'9')) => {
-            Some(u32::from(h - b'0') * 10 + u32::from(l - b'0'))
-        }
+        (Some(&h @ b'0'..=b'9'), Some(&l @ b'0'..=b'9')) => Some(u32::from(h - b'0') * 10 + u32::from(l - b'0')),
         _ => None,
     }
 }
@@ -295,10 +283,7 @@ mod tests {
 
     #[test]
     fn decimals_are_exact() {
-        assert_eq!(
-            parse_decimal("12.345678901234567890", 38, 18),
-            Ok(12_345_678_901_234_567_890)
-        );
+        assert_eq!(parse_decimal("12.345678901234567890", 38, 18), Ok(12_345_678_901_234_567_890));
         assert_eq!(parse_decimal("-12.34", 12, 2), Ok(-1234));
         assert_eq!(parse_decimal("12.3", 12, 2), Ok(1230));
         assert_eq!(parse_decimal("1.500", 5, 2), Ok(150));
@@ -315,27 +300,14 @@ mod tests {
 
     #[test]
     fn decimals_that_do_not_fit_are_refused() {
-        assert_eq!(
-            parse_decimal("1.234", 5, 2),
-            Err(DecimalError::TooManyFractionDigits)
-        );
-        assert_eq!(
-            parse_decimal("1e-9", 5, 2),
-            Err(DecimalError::TooManyFractionDigits)
-        );
+        assert_eq!(parse_decimal("1.234", 5, 2), Err(DecimalError::TooManyFractionDigits));
+        assert_eq!(parse_decimal("1e-9", 5, 2), Err(DecimalError::TooManyFractionDigits));
         assert_eq!(parse_decimal("1000", 5, 2), Err(DecimalError::Overflow));
         assert_eq!(parse_decimal("999.99", 5, 2), Ok(99999));
         assert_eq!(parse_decimal("1e40", 38, 0), Err(DecimalError::Overflow));
-        assert_eq!(
-            parse_decimal("100000000000000000000000000000000000000", 38, 0),
-            Err(DecimalError::Overflow)
-        );
+        assert_eq!(parse_decimal("100000000000000000000000000000000000000", 38, 0), Err(DecimalError::Overflow));
         for bad in ["", "-", "1.", ".5", "1e", "1e+", "+1", "1,5", "12a", " 1"] {
-            assert_eq!(
-                parse_decimal(bad, 10, 2),
-                Err(DecimalError::Malformed),
-                "{bad:?}"
-            );
+            assert_eq!(parse_decimal(bad, 10, 2), Err(DecimalError::Malformed), "{bad:?}");
         }
     }
 
@@ -346,10 +318,7 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-25T18:03:12+01:00"), Ok(utc));
         assert_eq!(parse_rfc3339("2026-11-25T12:33:12-04:30"), Ok(utc));
         assert_eq!(parse_rfc3339("2026-11-25t17:03:12.345z"), Ok(utc + 345_000));
-        assert_eq!(
-            parse_rfc3339("2026-11-25 17:03:12.123456789Z"),
-            Ok(utc + 123_456)
-        );
+        assert_eq!(parse_rfc3339("2026-11-25 17:03:12.123456789Z"), Ok(utc + 123_456));
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59.999999Z"), Ok(-1));
         assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), Ok(MIN_MICROS));
@@ -358,46 +327,16 @@ mod tests {
 
     #[test]
     fn bad_timestamps_say_why() {
-        assert_eq!(
-            parse_rfc3339("2026-11-25T17:03:12"),
-            Err(TimeError::Malformed("missing offset (`Z` or ±hh:mm)"))
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-25T17:03"),
-            Err(TimeError::Malformed("too short"))
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-25T17:03:12."),
-            Err(TimeError::Malformed("empty fraction of a second"))
-        );
-        assert_eq!(
-            parse_rfc3339("2026-02-30T17:03:12Z"),
-            Err(TimeError::Malformed("no such day in that month"))
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-25T24:00:00Z"),
-            Err(TimeError::Malformed("time of day out of range"))
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-25T17:03:12.Z"),
-            Err(TimeError::Malformed("empty fraction of a second"))
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-25T17:03:12+0100"),
-            Err(TimeError::Malformed("bad offset"))
-        );
-        assert_eq!(
-            parse_rfc3339("0000-12-31T23:00:00Z"),
-            Err(TimeError::OutOfRange)
-        );
-        assert_eq!(
-            parse_rfc3339("0001-01-01T00:30:00+01:00"),
-            Err(TimeError::OutOfRange)
-        );
-        assert_eq!(
-            parse_rfc3339("9999-12-31T23:30:00-01:00"),
-            Err(TimeError::OutOfRange)
-        );
+        assert_eq!(parse_rfc3339("2026-11-25T17:03:12"), Err(TimeError::Malformed("missing offset (`Z` or ±hh:mm)")));
+        assert_eq!(parse_rfc3339("2026-11-25T17:03"), Err(TimeError::Malformed("too short")));
+        assert_eq!(parse_rfc3339("2026-11-25T17:03:12."), Err(TimeError::Malformed("empty fraction of a second")));
+        assert_eq!(parse_rfc3339("2026-02-30T17:03:12Z"), Err(TimeError::Malformed("no such day in that month")));
+        assert_eq!(parse_rfc3339("2026-11-25T24:00:00Z"), Err(TimeError::Malformed("time of day out of range")));
+        assert_eq!(parse_rfc3339("2026-11-25T17:03:12.Z"), Err(TimeError::Malformed("empty fraction of a second")));
+        assert_eq!(parse_rfc3339("2026-11-25T17:03:12+0100"), Err(TimeError::Malformed("bad offset")));
+        assert_eq!(parse_rfc3339("0000-12-31T23:00:00Z"), Err(TimeError::OutOfRange));
+        assert_eq!(parse_rfc3339("0001-01-01T00:30:00+01:00"), Err(TimeError::OutOfRange));
+        assert_eq!(parse_rfc3339("9999-12-31T23:30:00-01:00"), Err(TimeError::OutOfRange));
     }
 
     #[test]
@@ -405,24 +344,12 @@ mod tests {
         assert_eq!(parse_date("1970-01-01"), Ok(0));
         assert_eq!(parse_date("2026-11-25"), Ok(20_782));
         assert_eq!(parse_date("2024-02-29"), Ok(19_782));
-        assert_eq!(
-            parse_date("2023-02-29"),
-            Err(TimeError::Malformed("no such day in that month"))
-        );
-        assert_eq!(
-            parse_date("2026-1-25"),
-            Err(TimeError::Malformed("expected exactly YYYY-MM-DD"))
-        );
+        assert_eq!(parse_date("2023-02-29"), Err(TimeError::Malformed("no such day in that month")));
+        assert_eq!(parse_date("2026-1-25"), Err(TimeError::Malformed("expected exactly YYYY-MM-DD")));
         assert_eq!(parse_date("0000-01-01"), Err(TimeError::OutOfRange));
-        assert_eq!(
-            epoch_millis_to_micros(1_795_626_192_345),
-            Ok(1_795_626_192_345_000)
-        );
+        assert_eq!(epoch_millis_to_micros(1_795_626_192_345), Ok(1_795_626_192_345_000));
         assert_eq!(epoch_millis_to_micros(i64::MAX), Err(TimeError::OutOfRange));
-        assert_eq!(
-            epoch_millis_to_micros(253_402_300_800_000),
-            Err(TimeError::OutOfRange)
-        );
+        assert_eq!(epoch_millis_to_micros(253_402_300_800_000), Err(TimeError::OutOfRange));
     }
 
     #[test]

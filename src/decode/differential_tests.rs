@@ -17,8 +17,7 @@ use std::fmt;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
-    TimestampMicrosecondType,
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
 };
 use chrono::{Datelike, Timelike};
 use rand::rngs::StdRng;
@@ -34,11 +33,7 @@ const MIN_MICROS: i64 = -62_135_596_800_000_000;
 const MAX_MICROS: i64 = 253_402_300_799_999_999;
 
 fn field(name: &str, t: &str, required: bool) -> FieldSpec {
-    FieldSpec {
-        name: name.into(),
-        field_type: FieldType::parse(t).unwrap(),
-        required,
-    }
+    FieldSpec { name: name.into(), field_type: FieldType::parse(t).unwrap(), required }
 }
 
 /// Every type of the schema language, nested ones included; more than 12 top-level fields, so
@@ -59,11 +54,7 @@ fn schema() -> Vec<FieldSpec> {
         field("tags", "list<string>", false),
         field("geo", "struct<lat: float64, lon: float64, name: string>", false),
         field("matrix", "list<list<int64>>", false),
-        field(
-            "events",
-            "list<struct<at: timestamp, amount: decimal(10,3), ok: bool>>",
-            false,
-        ),
+        field("events", "list<struct<at: timestamp, amount: decimal(10,3), ok: bool>>", false),
         field("naïve", "string", false),
     ]
 }
@@ -200,8 +191,7 @@ fn same_doc(j: &J, s: &S) -> bool {
         (J::Num(t), S::F(v)) => t.parse::<f64>().is_ok_and(|x| ulps64(x, *v) <= SERDE_ULPS),
         (J::Arr(a), S::Arr(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_doc(x, y)),
         (J::Obj(a), S::Obj(b)) => {
-            a.len() == b.len()
-                && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && same_doc(va, vb))
+            a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && same_doc(va, vb))
         }
         _ => false,
     }
@@ -280,7 +270,10 @@ fn same_value(expected: &TV, got: &TV) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 enum Expect {
     Row(Vec<TV>),
-    Reject { reason: &'static str, path: String },
+    Reject {
+        reason: &'static str,
+        path: String,
+    },
     /// Depends on the exact text of a number that only survived as an f64: not checked.
     Unknown,
 }
@@ -288,10 +281,7 @@ enum Expect {
 type R<T> = Result<T, Expect>;
 
 fn reject<T>(reason: &'static str) -> R<T> {
-    Err(Expect::Reject {
-        reason,
-        path: String::new(),
-    })
+    Err(Expect::Reject { reason, path: String::new() })
 }
 
 /// Prepends a path segment as the decoder does: `geo` + `lat`, `tags` + `[2]`.
@@ -305,10 +295,7 @@ fn within(e: Expect, segment: &str) -> Expect {
                 }
                 joined.push_str(&path);
             }
-            Expect::Reject {
-                reason,
-                path: joined,
-            }
+            Expect::Reject { reason, path: joined }
         }
         other => other,
     }
@@ -317,21 +304,13 @@ fn within(e: Expect, segment: &str) -> Expect {
 /// The documented decoding rules, applied to a document's tree.
 fn reference(schema: &[FieldSpec], strict: bool, doc: &J) -> Expect {
     if doc.depth() > DEFAULT_MAX_DEPTH {
-        return Expect::Reject {
-            reason: "too_deep",
-            path: String::new(),
-        };
+        return Expect::Reject { reason: "too_deep", path: String::new() };
     }
     let J::Obj(members) = doc else {
-        return Expect::Reject {
-            reason: "not_an_object",
-            path: String::new(),
-        };
+        return Expect::Reject { reason: "not_an_object", path: String::new() };
     };
-    let fields: Vec<(&str, &FieldType, bool)> = schema
-        .iter()
-        .map(|f| (f.name.as_str(), &f.field_type, f.required))
-        .collect();
+    let fields: Vec<(&str, &FieldType, bool)> =
+        schema.iter().map(|f| (f.name.as_str(), &f.field_type, f.required)).collect();
     match object(&fields, members, strict) {
         Ok(values) => Expect::Row(values),
         Err(e) => e,
@@ -344,19 +323,11 @@ fn object(fields: &[(&str, &FieldType, bool)], members: &[(String, J)], strict: 
         match fields.iter().position(|(name, _, _)| *name == key.as_str()) {
             Some(i) => {
                 if slots[i].is_some() {
-                    return Err(Expect::Reject {
-                        reason: "duplicate_field",
-                        path: key.clone(),
-                    });
+                    return Err(Expect::Reject { reason: "duplicate_field", path: key.clone() });
                 }
                 slots[i] = Some(typed(fields[i].1, value, strict).map_err(|e| within(e, key))?);
             }
-            None if strict => {
-                return Err(Expect::Reject {
-                    reason: "unknown_field",
-                    path: key.clone(),
-                })
-            }
+            None if strict => return Err(Expect::Reject { reason: "unknown_field", path: key.clone() }),
             None => {}
         }
     }
@@ -374,10 +345,7 @@ fn object(fields: &[(&str, &FieldType, bool)], members: &[(String, J)], strict: 
                 continue;
             }
         };
-        return Err(Expect::Reject {
-            reason,
-            path: name.to_string(),
-        });
+        return Err(Expect::Reject { reason, path: name.to_string() });
     }
     Ok(values)
 }
@@ -397,11 +365,8 @@ fn typed(t: &FieldType, v: &J, strict: bool) -> R<TV> {
                 Ok(v) => v,
                 Err(_) => return reject("out_of_range"), // more digits than i128
             };
-            let fits = if matches!(t, FieldType::Int32) {
-                i32::try_from(wide).is_ok()
-            } else {
-                i64::try_from(wide).is_ok()
-            };
+            let fits =
+                if matches!(t, FieldType::Int32) { i32::try_from(wide).is_ok() } else { i64::try_from(wide).is_ok() };
             if !fits {
                 return reject("out_of_range");
             }
@@ -452,9 +417,7 @@ fn typed(t: &FieldType, v: &J, strict: bool) -> R<TV> {
             }
             let millis: i128 = text.parse().unwrap_or(i128::MAX);
             match millis.checked_mul(1000) {
-                Some(m) if (i128::from(MIN_MICROS)..=i128::from(MAX_MICROS)).contains(&m) => {
-                    TV::Ts(m as i64)
-                }
+                Some(m) if (i128::from(MIN_MICROS)..=i128::from(MAX_MICROS)).contains(&m) => TV::Ts(m as i64),
                 _ => return reject("out_of_range"),
             }
         }
@@ -469,8 +432,7 @@ fn typed(t: &FieldType, v: &J, strict: bool) -> R<TV> {
             TV::List(values)
         }
         (FieldType::Struct(fields), J::Obj(members)) => {
-            let fields: Vec<(&str, &FieldType, bool)> =
-                fields.iter().map(|(n, t)| (n.as_str(), t, false)).collect();
+            let fields: Vec<(&str, &FieldType, bool)> = fields.iter().map(|(n, t)| (n.as_str(), t, false)).collect();
             TV::Struct(object(&fields, members, strict)?)
         }
         _ => return reject("wrong_type"),
@@ -590,10 +552,47 @@ struct Gen {
 }
 
 const CHAR_POOL: &[char] = &[
-    'a', 'b', 'z', 'A', 'Z', '0', '9', ' ', '"', '\\', '/', '\'', '{', '}', '[', ']', ':', ',',
-    '\n', '\r', '\t', '\u{0}', '\u{1}', '\u{8}', '\u{c}', '\u{1f}', '\u{7f}', 'é', 'ü', 'ß',
-    'ж', '中', '文', '\u{2028}', '\u{2029}', '\u{feff}', '\u{fffd}', '\u{ffff}', '😀',
-    '\u{10ffff}', '\u{1d11e}',
+    'a',
+    'b',
+    'z',
+    'A',
+    'Z',
+    '0',
+    '9',
+    ' ',
+    '"',
+    '\\',
+    '/',
+    '\'',
+    '{',
+    '}',
+    '[',
+    ']',
+    ':',
+    ',',
+    '\n',
+    '\r',
+    '\t',
+    '\u{0}',
+    '\u{1}',
+    '\u{8}',
+    '\u{c}',
+    '\u{1f}',
+    '\u{7f}',
+    'é',
+    'ü',
+    'ß',
+    'ж',
+    '中',
+    '文',
+    '\u{2028}',
+    '\u{2029}',
+    '\u{feff}',
+    '\u{fffd}',
+    '\u{ffff}',
+    '😀',
+    '\u{10ffff}',
+    '\u{1d11e}',
 ];
 
 impl Gen {
@@ -620,11 +619,7 @@ impl Gen {
             3 => J::Num(self.int_text(i64::MIN, i64::MAX)),
             4 | 5 => J::Str(self.string()),
             6 => J::Arr((0..self.rng.random_range(0..4)).map(|_| self.any(depth - 1)).collect()),
-            _ => J::Obj(
-                (0..self.rng.random_range(0..4))
-                    .map(|_| (self.string(), self.any(depth - 1)))
-                    .collect(),
-            ),
+            _ => J::Obj((0..self.rng.random_range(0..4)).map(|_| (self.string(), self.any(depth - 1))).collect()),
         }
     }
 
@@ -645,8 +640,15 @@ impl Gen {
         };
         if self.chance(self.wrong) {
             let wrong = [
-                "1.5", "1e3", "-0.0", "2147483648", "-2147483649", "9223372036854775808",
-                "-9223372036854775809", "18446744073709551616", "123456789012345678901234567890",
+                "1.5",
+                "1e3",
+                "-0.0",
+                "2147483648",
+                "-2147483649",
+                "9223372036854775808",
+                "-9223372036854775809",
+                "18446744073709551616",
+                "123456789012345678901234567890",
             ];
             let text = self.pick(&wrong).to_string();
             return match self.rng.random_range(0..4) {
@@ -667,9 +669,7 @@ impl Gen {
     /// A valid JSON number text, usually in f64 range.
     fn float_text(&mut self) -> String {
         let v: f64 = match self.rng.random_range(0..6) {
-            0 => *self.pick(&[
-                0.0, -0.0, 1.0, 0.1, 5e-324, f64::MIN_POSITIVE, f64::MAX, f64::MIN, 1e-7, 123456789.0,
-            ]),
+            0 => *self.pick(&[0.0, -0.0, 1.0, 0.1, 5e-324, f64::MIN_POSITIVE, f64::MAX, f64::MIN, 1e-7, 123456789.0]),
             1 => self.rng.random_range(-1e6..1e6),
             2 => self.rng.random_range(-100i32..100) as f64,
             _ => {
@@ -788,12 +788,28 @@ impl Gen {
             return match self.rng.random_range(0..3) {
                 0 => J::Num("20261125".into()),
                 _ => J::Str(
-                    self.pick(&["2026-02-30", "2023-02-29", "2026-04-31", "2026-13-01", "2026-00-10", "0000-01-01", "2026-1-05", "2026-11-25T00:00:00Z", "26-11-25", "2026/11/25", ""])
-                        .to_string(),
+                    self.pick(&[
+                        "2026-02-30",
+                        "2023-02-29",
+                        "2026-04-31",
+                        "2026-13-01",
+                        "2026-00-10",
+                        "0000-01-01",
+                        "2026-1-05",
+                        "2026-11-25T00:00:00Z",
+                        "26-11-25",
+                        "2026/11/25",
+                        "",
+                    ])
+                    .to_string(),
                 ),
             };
         }
-        let y = if self.chance(0.1) { *self.pick(&[1, 9999, 1970, 2000, 1900, 2024]) } else { self.rng.random_range(1..=9999) };
+        let y = if self.chance(0.1) {
+            *self.pick(&[1, 9999, 1970, 2000, 1900, 2024])
+        } else {
+            self.rng.random_range(1..=9999)
+        };
         let m = self.rng.random_range(1..=12);
         let last = (28..=31).rev().find(|&d| chrono::NaiveDate::from_ymd_opt(y, m, d).is_some()).unwrap();
         let d = if self.chance(0.2) { last } else { self.rng.random_range(1..=last) };
@@ -803,15 +819,36 @@ impl Gen {
     fn timestamp(&mut self) -> J {
         if self.chance(self.wrong) {
             return match self.rng.random_range(0..4) {
-                0 => J::Num(self.pick(&["1.5", "1e3", "253402300800000", "-62135596800001", "9223372036854775807", "99999999999999999999"]).to_string()),
+                0 => J::Num(
+                    self.pick(&[
+                        "1.5",
+                        "1e3",
+                        "253402300800000",
+                        "-62135596800001",
+                        "9223372036854775807",
+                        "99999999999999999999",
+                    ])
+                    .to_string(),
+                ),
                 1 => J::Bool(true),
                 _ => J::Str(
                     self.pick(&[
-                        "2026-11-25T17:03:12", "2026-11-25T17:03:60Z", "2026-11-25T17:03:12+24:00",
-                        "2026-11-25T17:03:12+0100", "2026-11-25T17:03:12.Z", "2026-11-25T24:00:00Z",
-                        "2026-02-30T00:00:00Z", "yesterday", "2026-11-25", "2026-11-25T17:03Z",
-                        "0000-12-31T23:00:00Z", "0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00",
-                        "2026-11-25T17:03:12Zjunk", "2026-11-25X17:03:12Z", " 2026-11-25T17:03:12Z",
+                        "2026-11-25T17:03:12",
+                        "2026-11-25T17:03:60Z",
+                        "2026-11-25T17:03:12+24:00",
+                        "2026-11-25T17:03:12+0100",
+                        "2026-11-25T17:03:12.Z",
+                        "2026-11-25T24:00:00Z",
+                        "2026-02-30T00:00:00Z",
+                        "yesterday",
+                        "2026-11-25",
+                        "2026-11-25T17:03Z",
+                        "0000-12-31T23:00:00Z",
+                        "0001-01-01T00:30:00+01:00",
+                        "9999-12-31T23:30:00-01:00",
+                        "2026-11-25T17:03:12Zjunk",
+                        "2026-11-25X17:03:12Z",
+                        " 2026-11-25T17:03:12Z",
                     ])
                     .to_string(),
                 ),
@@ -840,7 +877,12 @@ impl Gen {
         let sep = self.pick(&["T", "t", " "]);
         let mut text = format!(
             "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}",
-            dt.year(), dt.month(), dt.day(), dt.hour(), dt.minute(), dt.second()
+            dt.year(),
+            dt.month(),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
         );
         let digits = *self.pick(&[0, 0, 1, 3, 6, 6, 9, 12]);
         if digits > 0 {
@@ -922,10 +964,8 @@ impl Gen {
         if self.chance(0.01) {
             return self.any(2);
         }
-        let fields: Vec<(&str, &FieldType, bool)> = schema
-            .iter()
-            .map(|f| (f.name.as_str(), &f.field_type, f.required))
-            .collect();
+        let fields: Vec<(&str, &FieldType, bool)> =
+            schema.iter().map(|f| (f.name.as_str(), &f.field_type, f.required)).collect();
         self.object(&fields, 1)
     }
 
@@ -1034,8 +1074,17 @@ impl Gen {
             }
             3 => {
                 let junk: &[u8] = self.pick::<&[u8]>(&[
-                    &b"\\x"[..], b"\\u12G4", b"\\ud800", b"\\udc00\\ud800", b"\\", b"\x01", b"\n",
-                    b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf",
+                    &b"\\x"[..],
+                    b"\\u12G4",
+                    b"\\ud800",
+                    b"\\udc00\\ud800",
+                    b"\\",
+                    b"\x01",
+                    b"\n",
+                    b"\xc3",
+                    b"\xed\xa0\x80",
+                    b"\xf4\x90\x80\x80",
+                    b"\xc0\xaf",
                 ]);
                 b.splice(at..at, junk.iter().copied());
             }
@@ -1044,7 +1093,19 @@ impl Gen {
                 b.extend_from_slice(junk);
             }
             _ => {
-                let junk: &[u8] = self.pick::<&[u8]>(&[&b","[..], b":", b"\"", b"NaN", b"01", b"1.", b".5", b"+1", b"'a'", b"tru", b"nul"]);
+                let junk: &[u8] = self.pick::<&[u8]>(&[
+                    &b","[..],
+                    b":",
+                    b"\"",
+                    b"NaN",
+                    b"01",
+                    b"1.",
+                    b".5",
+                    b"+1",
+                    b"'a'",
+                    b"tru",
+                    b"nul",
+                ]);
                 b.splice(at..at, junk.iter().copied());
             }
         }
@@ -1140,8 +1201,7 @@ impl Run {
             assert_eq!(batch.num_rows(), pending.len());
             for (i, (bytes, expected)) in pending.iter().enumerate() {
                 let got = row_of(&batch, i);
-                let all_same = expected.len() == got.len()
-                    && expected.iter().zip(&got).all(|(e, g)| same_value(e, g));
+                let all_same = expected.len() == got.len() && expected.iter().zip(&got).all(|(e, g)| same_value(e, g));
                 if !all_same {
                     let diffs: Vec<String> = self
                         .schema
@@ -1164,20 +1224,14 @@ impl Run {
 }
 
 fn seed() -> u64 {
-    std::env::var("LANDFALL_DIFF_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x1a4d_fa11)
+    std::env::var("LANDFALL_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x1a4d_fa11)
 }
 
 #[test]
 fn differential_decoder_agrees_with_serde_json_on_generated_documents() {
     let seed = seed();
     let mut run = Run::new(seed);
-    let mut gen = Gen {
-        rng: StdRng::seed_from_u64(seed),
-        wrong: 0.0,
-    };
+    let mut gen = Gen { rng: StdRng::seed_from_u64(seed), wrong: 0.0 };
     let schema = run.schema.clone();
     for i in 0..12_000 {
         // A third of the documents are clean; the rest have a few wrong values.
@@ -1203,10 +1257,7 @@ fn differential_decoder_agrees_with_serde_json_on_generated_documents() {
             match oracle(&damaged) {
                 Oracle::NotJson(_) => run.check(
                     &damaged,
-                    |_| Expect::Reject {
-                        reason: "invalid_json",
-                        path: String::new(),
-                    },
+                    |_| Expect::Reject { reason: "invalid_json", path: String::new() },
                     "damaged, not JSON",
                 ),
                 Oracle::HugeNumber => run.count("unchecked (number beyond f64)"),
@@ -1265,9 +1316,7 @@ fn differential_nesting_limit_matches_serde_json_reading() {
             // Not an object, nested `depth` levels: not_an_object within the limit.
             nest("1", depth),
         ] {
-            let Oracle::Json(s) = oracle(doc.as_bytes()) else {
-                panic!("serde_json refused {doc}")
-            };
+            let Oracle::Json(s) = oracle(doc.as_bytes()) else { panic!("serde_json refused {doc}") };
             let tree = from_serde(s);
             run.check(doc.as_bytes(), |strict| reference(&schema, strict, &tree), "nested");
         }

@@ -22,27 +22,17 @@ pub enum DecodeError {
     #[error("invalid JSON at byte {offset}: {what}")]
     InvalidJson { offset: usize, what: &'static str },
 
-    #[error(
-        "payload is JSON but not an object (found {found}); each message must be one JSON object"
-    )]
+    #[error("payload is JSON but not an object (found {found}); each message must be one JSON object")]
     NotAnObject { found: String },
 
     #[error("JSON nested deeper than {limit} levels at `{path}`; absurd nesting is refused")]
     TooDeep { path: String, limit: usize },
 
     #[error("field `{path}`: expected {expected}, found {value}")]
-    WrongType {
-        path: String,
-        expected: String,
-        value: String,
-    },
+    WrongType { path: String, expected: String, value: String },
 
     #[error("field `{path}`: value {value} is out of range for {expected}")]
-    OutOfRange {
-        path: String,
-        expected: String,
-        value: String,
-    },
+    OutOfRange { path: String, expected: String, value: String },
 
     #[error("required field `{path}` is missing")]
     MissingRequired { path: String },
@@ -51,26 +41,13 @@ pub enum DecodeError {
     NullRequired { path: String },
 
     #[error("field `{path}`: {value} is not a timestamp ({why}); expected RFC 3339 with an offset, e.g. \"2026-11-25T17:03:12.345Z\", or integer epoch milliseconds")]
-    BadTimestamp {
-        path: String,
-        value: String,
-        why: &'static str,
-    },
+    BadTimestamp { path: String, value: String, why: &'static str },
 
     #[error("field `{path}`: {value} is not a date ({why}); expected \"YYYY-MM-DD\"")]
-    BadDate {
-        path: String,
-        value: String,
-        why: &'static str,
-    },
+    BadDate { path: String, value: String, why: &'static str },
 
     #[error("field `{path}`: {value} is not a valid {expected} ({why})")]
-    BadDecimal {
-        path: String,
-        expected: String,
-        value: String,
-        why: &'static str,
-    },
+    BadDecimal { path: String, expected: String, value: String, why: &'static str },
 
     #[error("unknown field `{path}` (strict mode); add it to the schema or turn strict off")]
     UnknownField { path: String },
@@ -173,12 +150,10 @@ mod tests {
 
     #[test]
     fn paths_are_built_from_the_inside_out() {
-        let e = DecodeError::MissingRequired {
-            path: String::new(),
-        }
-        .within(Segment::Field("lat"))
-        .within(Segment::Index(3))
-        .within(Segment::Field("points"));
+        let e = DecodeError::MissingRequired { path: String::new() }
+            .within(Segment::Field("lat"))
+            .within(Segment::Index(3))
+            .within(Segment::Field("points"));
         assert_eq!(e.path(), "points[3].lat");
         assert_eq!(e.to_string(), "required field `points[3].lat` is missing");
     }

@@ -32,10 +32,7 @@ impl Cursor<'_> {
     }
 
     pub(super) fn syntax(&self, what: &'static str) -> DecodeError {
-        DecodeError::InvalidJson {
-            offset: self.pos,
-            what,
-        }
+        DecodeError::InvalidJson { offset: self.pos, what }
     }
 
     pub(super) fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), DecodeError> {
@@ -69,20 +66,12 @@ impl Cursor<'_> {
                     p += 1;
                 }
             }
-            _ => {
-                return Err(DecodeError::InvalidJson {
-                    offset: p,
-                    what: "malformed number",
-                })
-            }
+            _ => return Err(DecodeError::InvalidJson { offset: p, what: "malformed number" }),
         }
         if b.get(p) == Some(&b'.') {
             p += 1;
             if !matches!(b.get(p), Some(b'0'..=b'9')) {
-                return Err(DecodeError::InvalidJson {
-                    offset: p,
-                    what: "malformed number",
-                });
+                return Err(DecodeError::InvalidJson { offset: p, what: "malformed number" });
             }
             while matches!(b.get(p), Some(b'0'..=b'9')) {
                 p += 1;
@@ -94,10 +83,7 @@ impl Cursor<'_> {
                 p += 1;
             }
             if !matches!(b.get(p), Some(b'0'..=b'9')) {
-                return Err(DecodeError::InvalidJson {
-                    offset: p,
-                    what: "malformed number",
-                });
+                return Err(DecodeError::InvalidJson { offset: p, what: "malformed number" });
             }
             while matches!(b.get(p), Some(b'0'..=b'9')) {
                 p += 1;
@@ -123,12 +109,7 @@ impl Cursor<'_> {
         let mut p = start;
         loop {
             match self.bytes.get(p) {
-                None => {
-                    return Err(DecodeError::InvalidJson {
-                        offset: p,
-                        what: "unterminated string",
-                    })
-                }
+                None => return Err(DecodeError::InvalidJson { offset: p, what: "unterminated string" }),
                 Some(&c) if STRING_SPECIAL[c as usize] => break,
                 Some(_) => p += 1,
             }
@@ -153,12 +134,7 @@ impl Cursor<'_> {
         let mut run = start;
         loop {
             match self.bytes.get(p) {
-                None => {
-                    return Err(DecodeError::InvalidJson {
-                        offset: p,
-                        what: "unterminated string",
-                    })
-                }
+                None => return Err(DecodeError::InvalidJson { offset: p, what: "unterminated string" }),
                 Some(b'"') => {
                     out.push_str(&self.input[run..p]);
                     self.pos = p + 1;
@@ -170,19 +146,12 @@ impl Cursor<'_> {
                     run = p;
                 }
                 Some(&c) if c < 0x20 => {
-                    return Err(DecodeError::InvalidJson {
-                        offset: p,
-                        what: "control character inside a string",
-                    })
+                    return Err(DecodeError::InvalidJson { offset: p, what: "control character inside a string" })
                 }
                 Some(_) => p += 1,
             }
         }
-        Ok(if to_text {
-            Str::Text(at as u32, (out.len() - at) as u32)
-        } else {
-            Str::Scratch
-        })
+        Ok(if to_text { Str::Text(at as u32, (out.len() - at) as u32) } else { Str::Scratch })
     }
 
     /// Validates and skips any JSON value (unknown keys, mistyped values).

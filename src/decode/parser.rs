@@ -68,14 +68,9 @@ impl RowParser {
     /// Decodes one message. The returned row is valid until the next call.
     pub fn parse(&mut self, payload: &[u8]) -> Result<&ParsedRow, DecodeError> {
         if payload.len() > self.max_bytes {
-            return Err(DecodeError::TooLarge {
-                size: payload.len(),
-                limit: self.max_bytes,
-            });
+            return Err(DecodeError::TooLarge { size: payload.len(), limit: self.max_bytes });
         }
-        let input = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
-            offset: e.valid_up_to(),
-        })?;
+        let input = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 { offset: e.valid_up_to() })?;
         self.row.reset(self.plan.len());
         self.stack.clear();
         let mut cursor = Cursor {
@@ -111,10 +106,7 @@ impl RowParser {
         };
         cursor.skip_ws();
         // Depth 0 for the message itself, as `message` counts it: its members are at depth 1.
-        cursor
-            .skip_value(0)
-            .and_then(|()| cursor.end_of_input())
-            .err()
+        cursor.skip_value(0).and_then(|()| cursor.end_of_input()).err()
     }
 }
 
@@ -165,9 +157,7 @@ impl<'a> Cursor<'a> {
                     b'n' => "null",
                     _ => "a number",
                 };
-                Err(DecodeError::NotAnObject {
-                    found: found.to_string(),
-                })
+                Err(DecodeError::NotAnObject { found: found.to_string() })
             }
         }
     }
@@ -183,12 +173,7 @@ impl<'a> Cursor<'a> {
     // ---- objects and lists -------------------------------------------------------------
 
     /// Reads the members of an object whose `{` was consumed into slots `base..base+n`.
-    fn object_body(
-        &mut self,
-        plan: &StructPlan,
-        base: usize,
-        depth: usize,
-    ) -> Result<(), DecodeError> {
+    fn object_body(&mut self, plan: &StructPlan, base: usize, depth: usize) -> Result<(), DecodeError> {
         let mut hint = 0;
         self.skip_ws();
         if self.peek() == Some(b'}') {
@@ -208,13 +193,9 @@ impl<'a> Cursor<'a> {
                         hint = i + 1;
                         let name = &plan.names[i];
                         if !matches!(self.row.slots[base + i], Slot::Missing) {
-                            return Err(DecodeError::DuplicateField {
-                                path: name.to_string(),
-                            });
+                            return Err(DecodeError::DuplicateField { path: name.to_string() });
                         }
-                        let value = self
-                            .value(&plan.kinds[i], depth)
-                            .map_err(|e| e.within(Segment::Field(name)))?;
+                        let value = self.value(&plan.kinds[i], depth).map_err(|e| e.within(Segment::Field(name)))?;
                         self.row.slots[base + i] = value;
                     }
                     None if self.strict => {
@@ -245,14 +226,10 @@ impl<'a> Cursor<'a> {
         for i in 0..plan.len() {
             match self.row.slots[base + i] {
                 Slot::Missing if plan.required[i] => {
-                    return Err(DecodeError::MissingRequired {
-                        path: plan.names[i].to_string(),
-                    })
+                    return Err(DecodeError::MissingRequired { path: plan.names[i].to_string() })
                 }
                 Slot::Null if plan.required[i] => {
-                    return Err(DecodeError::NullRequired {
-                        path: plan.names[i].to_string(),
-                    })
+                    return Err(DecodeError::NullRequired { path: plan.names[i].to_string() })
                 }
                 Slot::Missing => self.row.slots[base + i] = Slot::Null,
                 _ => {}
@@ -271,9 +248,7 @@ impl<'a> Cursor<'a> {
             self.pos += 1;
         } else {
             loop {
-                let value = self
-                    .value(item, depth + 1)
-                    .map_err(|e| e.within(Segment::Index(len)))?;
+                let value = self.value(item, depth + 1).map_err(|e| e.within(Segment::Index(len)))?;
                 self.stack.push(value);
                 len += 1;
                 self.skip_ws();
@@ -293,18 +268,12 @@ impl<'a> Cursor<'a> {
         let start = self.row.slots.len() as u32;
         self.row.slots.extend_from_slice(&self.stack[mark..]);
         self.stack.truncate(mark);
-        Ok(Slot::List {
-            start,
-            len: len as u32,
-        })
+        Ok(Slot::List { start, len: len as u32 })
     }
 
     pub(super) fn enter(&self, depth: usize) -> Result<(), DecodeError> {
         if depth >= self.max_depth {
-            return Err(DecodeError::TooDeep {
-                path: String::new(),
-                limit: self.max_depth,
-            });
+            return Err(DecodeError::TooDeep { path: String::new(), limit: self.max_depth });
         }
         Ok(())
     }
@@ -344,20 +313,14 @@ impl<'a> Cursor<'a> {
                 Ok(Slot::Int(v))
             }
             Kind::Float32 if is_number => {
-                let v: f32 = self
-                    .number_text()?
-                    .parse()
-                    .map_err(|_| self.syntax("malformed number"))?;
+                let v: f32 = self.number_text()?.parse().map_err(|_| self.syntax("malformed number"))?;
                 if !v.is_finite() {
                     return Err(self.out_of_range(kind, start));
                 }
                 Ok(Slot::Float32(v))
             }
             Kind::Float64 if is_number => {
-                let v: f64 = self
-                    .number_text()?
-                    .parse()
-                    .map_err(|_| self.syntax("malformed number"))?;
+                let v: f64 = self.number_text()?.parse().map_err(|_| self.syntax("malformed number"))?;
                 if !v.is_finite() {
                     return Err(self.out_of_range(kind, start));
                 }
@@ -383,16 +346,12 @@ impl<'a> Cursor<'a> {
             }
             Kind::Date if c == b'"' => {
                 let text = self.scalar_text(false)?;
-                convert::parse_date(text)
-                    .map(Slot::Date)
-                    .map_err(|e| match e {
-                        TimeError::OutOfRange => self.out_of_range(kind, start),
-                        TimeError::Malformed(why) => DecodeError::BadDate {
-                            path: String::new(),
-                            value: self.excerpt_from(start),
-                            why,
-                        },
-                    })
+                convert::parse_date(text).map(Slot::Date).map_err(|e| match e {
+                    TimeError::OutOfRange => self.out_of_range(kind, start),
+                    TimeError::Malformed(why) => {
+                        DecodeError::BadDate { path: String::new(), value: self.excerpt_from(start), why }
+                    }
+                })
             }
             Kind::Timestamp if c == b'"' || is_number => {
                 let result = if is_number {
@@ -400,20 +359,16 @@ impl<'a> Cursor<'a> {
                     match convert::parse_integer_text(text) {
                         Some(Ok(millis)) => convert::epoch_millis_to_micros(millis),
                         Some(Err(())) => Err(TimeError::OutOfRange),
-                        None => Err(TimeError::Malformed(
-                            "epoch milliseconds must be an integer",
-                        )),
+                        None => Err(TimeError::Malformed("epoch milliseconds must be an integer")),
                     }
                 } else {
                     convert::parse_rfc3339(self.scalar_text(false)?)
                 };
                 result.map(Slot::Timestamp).map_err(|e| match e {
                     TimeError::OutOfRange => self.out_of_range(kind, start),
-                    TimeError::Malformed(why) => DecodeError::BadTimestamp {
-                        path: String::new(),
-                        value: self.excerpt_from(start),
-                        why,
-                    },
+                    TimeError::Malformed(why) => {
+                        DecodeError::BadTimestamp { path: String::new(), value: self.excerpt_from(start), why }
+                    }
                 })
             }
             Kind::List(item) if c == b'[' => self.list(item, depth),
@@ -453,19 +408,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn wrong_type_at(&self, kind: &Kind, start: usize) -> DecodeError {
-        DecodeError::WrongType {
-            path: String::new(),
-            expected: kind.to_string(),
-            value: self.excerpt_from(start),
-        }
+        DecodeError::WrongType { path: String::new(), expected: kind.to_string(), value: self.excerpt_from(start) }
     }
 
     fn out_of_range(&self, kind: &Kind, start: usize) -> DecodeError {
-        DecodeError::OutOfRange {
-            path: String::new(),
-            expected: kind.to_string(),
-            value: self.excerpt_from(start),
-        }
+        DecodeError::OutOfRange { path: String::new(), expected: kind.to_string(), value: self.excerpt_from(start) }
     }
 
     /// The JSON text from `start` to the cursor, shortened for a message.

@@ -34,18 +34,13 @@ impl Kind {
             FieldType::Int64 => Kind::Int64,
             FieldType::Float32 => Kind::Float32,
             FieldType::Float64 => Kind::Float64,
-            FieldType::Decimal { precision, scale } => Kind::Decimal {
-                precision: *precision,
-                scale: *scale,
-            },
+            FieldType::Decimal { precision, scale } => Kind::Decimal { precision: *precision, scale: *scale },
             FieldType::Date => Kind::Date,
             FieldType::Timestamp => Kind::Timestamp,
             FieldType::List(item) => Kind::List(Box::new(Kind::from_type(item))),
-            FieldType::Struct(fields) => Kind::Struct(StructPlan::new(
-                fields
-                    .iter()
-                    .map(|(name, t)| (name.as_str(), Kind::from_type(t), false)),
-            )),
+            FieldType::Struct(fields) => {
+                Kind::Struct(StructPlan::new(fields.iter().map(|(name, t)| (name.as_str(), Kind::from_type(t), false))))
+            }
         }
     }
 }
@@ -81,20 +76,11 @@ pub(crate) struct StructPlan {
 
 impl StructPlan {
     pub(crate) fn top_level(schema: &[FieldSpec]) -> StructPlan {
-        StructPlan::new(
-            schema
-                .iter()
-                .map(|f| (f.name.as_str(), Kind::from_type(&f.field_type), f.required)),
-        )
+        StructPlan::new(schema.iter().map(|f| (f.name.as_str(), Kind::from_type(&f.field_type), f.required)))
     }
 
     fn new<'a>(fields: impl Iterator<Item = (&'a str, Kind, bool)>) -> StructPlan {
-        let mut plan = StructPlan {
-            names: Vec::new(),
-            kinds: Vec::new(),
-            required: Vec::new(),
-            index: None,
-        };
+        let mut plan = StructPlan { names: Vec::new(), kinds: Vec::new(), required: Vec::new(), index: None };
         for (name, kind, required) in fields {
             plan.names.push(name.into());
             plan.kinds.push(kind);

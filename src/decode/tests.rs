@@ -1,8 +1,8 @@
 //! End-to-end tests of the decode path: JSON bytes → RowParser → BatchBuilder → RecordBatch.
 
 use arrow::array::{
-    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int32Array, Int64Array, ListArray, StringArray, StructArray, TimestampMicrosecondArray,
+    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int32Array, Int64Array,
+    ListArray, StringArray, StructArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 
@@ -13,11 +13,7 @@ use crate::schema::{FieldSpec, FieldType};
 const TS: i64 = 1_795_626_192_000_000;
 
 fn field(name: &str, t: &str, required: bool) -> FieldSpec {
-    FieldSpec {
-        name: name.into(),
-        field_type: FieldType::parse(t).unwrap(),
-        required,
-    }
+    FieldSpec { name: name.into(), field_type: FieldType::parse(t).unwrap(), required }
 }
 
 fn event_schema() -> Vec<FieldSpec> {
@@ -39,10 +35,7 @@ fn event_schema() -> Vec<FieldSpec> {
 const EVENT: &str = r#"{"id":"evt-000001","user_id":123456,"amount":"12.34","ts":"2026-11-25T17:03:12.345Z","tags":["a","b"],"geo":{"lat":52.1,"lon":4.3},"country":"NL","ok":true,"score":0.42,"n":7,"day":"2026-11-25"}"#;
 
 fn decode_err(schema: &[FieldSpec], strict: bool, json: &[u8]) -> DecodeError {
-    RowParser::new(schema, strict)
-        .parse(json)
-        .map(|_| ())
-        .unwrap_err()
+    RowParser::new(schema, strict).parse(json).map(|_| ()).unwrap_err()
 }
 
 #[test]
@@ -54,38 +47,15 @@ fn decodes_every_type_of_the_reference_event() {
     let batch = builder.finish();
     assert_eq!(batch.num_rows(), 1);
     let col = |name: &str| batch.column_by_name(name).unwrap().clone();
-    assert_eq!(
-        col("id")
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap()
-            .value(0),
-        "evt-000001"
-    );
-    assert_eq!(
-        col("user_id")
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .value(0),
-        123_456
-    );
+    assert_eq!(col("id").as_any().downcast_ref::<StringArray>().unwrap().value(0), "evt-000001");
+    assert_eq!(col("user_id").as_any().downcast_ref::<Int64Array>().unwrap().value(0), 123_456);
     let amount = col("amount");
     let amount = amount.as_any().downcast_ref::<Decimal128Array>().unwrap();
-    assert_eq!(
-        (amount.value(0), amount.precision(), amount.scale()),
-        (1234, 12, 2)
-    );
+    assert_eq!((amount.value(0), amount.precision(), amount.scale()), (1234, 12, 2));
     let ts = col("ts");
-    let ts = ts
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .unwrap();
+    let ts = ts.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
     assert_eq!(ts.value(0), TS + 345_000);
-    assert_eq!(
-        ts.data_type(),
-        &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
-    );
+    assert_eq!(ts.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
     let tags = col("tags");
     let tags = tags.as_any().downcast_ref::<ListArray>().unwrap();
     let items = tags.value(0);
@@ -93,62 +63,15 @@ fn decodes_every_type_of_the_reference_event() {
     assert_eq!((items.value(0), items.value(1), items.len()), ("a", "b", 2));
     let geo = col("geo");
     let geo = geo.as_any().downcast_ref::<StructArray>().unwrap();
-    let lat = geo
-        .column_by_name("lat")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .unwrap()
-        .value(0);
-    let lon = geo
-        .column_by_name("lon")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .unwrap()
-        .value(0);
+    let lat = geo.column_by_name("lat").unwrap().as_any().downcast_ref::<Float64Array>().unwrap().value(0);
+    let lon = geo.column_by_name("lon").unwrap().as_any().downcast_ref::<Float64Array>().unwrap().value(0);
     assert_eq!((lat, lon), (52.1, 4.3));
-    assert_eq!(
-        col("country")
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap()
-            .value(0),
-        "NL"
-    );
-    assert!(col("ok")
-        .as_any()
-        .downcast_ref::<BooleanArray>()
-        .unwrap()
-        .value(0));
-    assert_eq!(
-        col("score")
-            .as_any()
-            .downcast_ref::<Float32Array>()
-            .unwrap()
-            .value(0),
-        0.42f32
-    );
-    assert_eq!(
-        col("n")
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .unwrap()
-            .value(0),
-        7
-    );
-    assert_eq!(
-        col("day")
-            .as_any()
-            .downcast_ref::<Date32Array>()
-            .unwrap()
-            .value(0),
-        20_782
-    );
-    assert_eq!(
-        batch.schema().as_ref(),
-        &crate::schema::arrow_schema(&schema)
-    );
+    assert_eq!(col("country").as_any().downcast_ref::<StringArray>().unwrap().value(0), "NL");
+    assert!(col("ok").as_any().downcast_ref::<BooleanArray>().unwrap().value(0));
+    assert_eq!(col("score").as_any().downcast_ref::<Float32Array>().unwrap().value(0), 0.42f32);
+    assert_eq!(col("n").as_any().downcast_ref::<Int32Array>().unwrap().value(0), 7);
+    assert_eq!(col("day").as_any().downcast_ref::<Date32Array>().unwrap().value(0), 20_782);
+    assert_eq!(batch.schema().as_ref(), &crate::schema::arrow_schema(&schema));
 }
 
 #[test]
@@ -160,10 +83,7 @@ fn partition_values_of_a_parsed_row() {
     assert_eq!(row.value(0), Some(PartitionValue::Str("evt-000001")));
     assert_eq!(row.value(1), Some(PartitionValue::Int(123_456)));
     assert_eq!(row.value(2), Some(PartitionValue::Decimal(1234, 2)));
-    assert_eq!(
-        row.value(3),
-        Some(PartitionValue::TimestampMicros(TS + 345_000))
-    );
+    assert_eq!(row.value(3), Some(PartitionValue::TimestampMicros(TS + 345_000)));
     assert_eq!(row.value(4), None, "lists are not partition values");
     assert_eq!(row.value(5), None, "structs are not partition values");
     assert_eq!(row.value_at(&[5, 1]), Some(PartitionValue::Float(4.3)));
@@ -174,10 +94,7 @@ fn partition_values_of_a_parsed_row() {
 
 #[test]
 fn decimals_are_exact_and_signed() {
-    let schema = vec![
-        field("d", "decimal(38,18)", false),
-        field("m", "decimal(10,2)", false),
-    ];
+    let schema = vec![field("d", "decimal(38,18)", false), field("m", "decimal(10,2)", false)];
     let mut parser = RowParser::new(&schema, false);
     let mut builder = BatchBuilder::new(&schema);
     for json in [
@@ -188,23 +105,12 @@ fn decimals_are_exact_and_signed() {
         builder.append(parser.parse(json.as_bytes()).unwrap());
     }
     let batch = builder.finish();
-    let d = batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<Decimal128Array>()
-        .unwrap();
-    let m = batch
-        .column(1)
-        .as_any()
-        .downcast_ref::<Decimal128Array>()
-        .unwrap();
+    let d = batch.column(0).as_any().downcast_ref::<Decimal128Array>().unwrap();
+    let m = batch.column(1).as_any().downcast_ref::<Decimal128Array>().unwrap();
     assert_eq!(d.value(0), 12_345_678_901_234_567_890);
     assert_eq!(d.value_as_string(0), "12.345678901234567890");
     assert_eq!(d.value(1), -1);
-    assert_eq!(
-        d.value(2),
-        99_999_999_999_999_999_999_999_999_999_999_999_999
-    );
+    assert_eq!(d.value(2), 99_999_999_999_999_999_999_999_999_999_999_999_999);
     assert_eq!((m.value(0), m.value(1), m.value(2)), (-1234, -5, 10_000));
 }
 
@@ -224,41 +130,26 @@ fn timestamps_accept_offsets_and_epoch_millis() {
         builder.append(parser.parse(json.as_bytes()).unwrap());
     }
     let batch = builder.finish();
-    let ts = batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .unwrap();
+    let ts = batch.column(0).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
     assert_eq!(ts.value(0), TS);
     assert_eq!(ts.value(1), TS);
     assert_eq!(ts.value(2), TS + 345_000);
     assert_eq!(ts.value(3), -1000);
-    assert_eq!(
-        (ts.is_null(4), ts.is_null(5), ts.null_count()),
-        (true, true, 2)
-    );
+    assert_eq!((ts.is_null(4), ts.is_null(5), ts.null_count()), (true, true, 2));
 }
 
 #[test]
 fn integers_accept_integer_strings_but_not_fractions() {
     let schema = vec![field("a", "int64", false), field("b", "int32", false)];
     let mut parser = RowParser::new(&schema, false);
-    let row = parser
-        .parse(br#"{"a":"-9223372036854775808","b":"2147483647"}"#)
-        .unwrap();
+    let row = parser.parse(br#"{"a":"-9223372036854775808","b":"2147483647"}"#).unwrap();
     assert_eq!(row.value(0), Some(PartitionValue::Int(i64::MIN)));
     assert_eq!(row.value(1), Some(PartitionValue::Int(i32::MAX as i64)));
     let e = decode_err(&schema, false, br#"{"a":1.5}"#);
     assert_eq!(e.reason(), "wrong_type");
     assert_eq!(e.to_string(), "field `a`: expected int64, found 1.5");
-    assert_eq!(
-        decode_err(&schema, false, br#"{"a":1e3}"#).reason(),
-        "wrong_type"
-    );
-    assert_eq!(
-        decode_err(&schema, false, br#"{"a":" 1"}"#).reason(),
-        "wrong_type"
-    );
+    assert_eq!(decode_err(&schema, false, br#"{"a":1e3}"#).reason(), "wrong_type");
+    assert_eq!(decode_err(&schema, false, br#"{"a":" 1"}"#).reason(), "wrong_type");
 }
 
 #[test]
@@ -279,90 +170,26 @@ fn every_error_class_has_its_reason_code() {
         (br#"{"id":5,"ts":"2026-11"#.to_vec(), "invalid_json", ""),
         (br#"[1,2]"#.to_vec(), "not_an_object", ""),
         (br#""just a string""#.to_vec(), "not_an_object", ""),
-        (
-            with(r#""user_id":"abc""#).into_bytes(),
-            "wrong_type",
-            "user_id",
-        ),
+        (with(r#""user_id":"abc""#).into_bytes(), "wrong_type", "user_id"),
         (with(r#""country":5"#).into_bytes(), "wrong_type", "country"),
-        (
-            with(r#""geo":{"lat":"north"}"#).into_bytes(),
-            "wrong_type",
-            "geo.lat",
-        ),
-        (
-            with(r#""tags":["a",{"b":1}]"#).into_bytes(),
-            "wrong_type",
-            "tags[1]",
-        ),
+        (with(r#""geo":{"lat":"north"}"#).into_bytes(), "wrong_type", "geo.lat"),
+        (with(r#""tags":["a",{"b":1}]"#).into_bytes(), "wrong_type", "tags[1]"),
         (with(r#""n":3000000000"#).into_bytes(), "out_of_range", "n"),
-        (
-            with(r#""user_id":9223372036854775808"#).into_bytes(),
-            "out_of_range",
-            "user_id",
-        ),
-        (
-            with(r#""geo":{"lat":1e400}"#).into_bytes(),
-            "out_of_range",
-            "geo.lat",
-        ),
-        (
-            with(r#""amount":"12345678901.00""#).into_bytes(),
-            "out_of_range",
-            "amount",
-        ),
-        (
-            br#"{"ts":"2026-11-25T17:03:12Z"}"#.to_vec(),
-            "missing_required",
-            "id",
-        ),
-        (
-            br#"{"id":null,"ts":"2026-11-25T17:03:12Z"}"#.to_vec(),
-            "null_required",
-            "id",
-        ),
-        (
-            br#"{"id":"x","ts":"yesterday"}"#.to_vec(),
-            "bad_timestamp",
-            "ts",
-        ),
-        (
-            br#"{"id":"x","ts":"2026-11-25T17:03:12"}"#.to_vec(),
-            "bad_timestamp",
-            "ts",
-        ),
+        (with(r#""user_id":9223372036854775808"#).into_bytes(), "out_of_range", "user_id"),
+        (with(r#""geo":{"lat":1e400}"#).into_bytes(), "out_of_range", "geo.lat"),
+        (with(r#""amount":"12345678901.00""#).into_bytes(), "out_of_range", "amount"),
+        (br#"{"ts":"2026-11-25T17:03:12Z"}"#.to_vec(), "missing_required", "id"),
+        (br#"{"id":null,"ts":"2026-11-25T17:03:12Z"}"#.to_vec(), "null_required", "id"),
+        (br#"{"id":"x","ts":"yesterday"}"#.to_vec(), "bad_timestamp", "ts"),
+        (br#"{"id":"x","ts":"2026-11-25T17:03:12"}"#.to_vec(), "bad_timestamp", "ts"),
         (br#"{"id":"x","ts":1.5}"#.to_vec(), "bad_timestamp", "ts"),
-        (
-            br#"{"id":"x","ts":"10000-01-01T00:00:00Z"}"#.to_vec(),
-            "bad_timestamp",
-            "ts",
-        ),
-        (
-            br#"{"id":"x","ts":253402300800000}"#.to_vec(),
-            "out_of_range",
-            "ts",
-        ),
-        (
-            with(r#""day":"2026-13-01""#).into_bytes(),
-            "bad_date",
-            "day",
-        ),
-        (
-            with(r#""amount":"12.345""#).into_bytes(),
-            "bad_decimal",
-            "amount",
-        ),
-        (
-            with(r#""amount":"12,34""#).into_bytes(),
-            "bad_decimal",
-            "amount",
-        ),
+        (br#"{"id":"x","ts":"10000-01-01T00:00:00Z"}"#.to_vec(), "bad_timestamp", "ts"),
+        (br#"{"id":"x","ts":253402300800000}"#.to_vec(), "out_of_range", "ts"),
+        (with(r#""day":"2026-13-01""#).into_bytes(), "bad_date", "day"),
+        (with(r#""amount":"12.345""#).into_bytes(), "bad_decimal", "amount"),
+        (with(r#""amount":"12,34""#).into_bytes(), "bad_decimal", "amount"),
         (with(r#""id":"y""#).into_bytes(), "duplicate_field", "id"),
-        (
-            with(r#""extra":[[[[[[[[[[1]]]]]]]]]]"#).into_bytes(),
-            "ok",
-            "",
-        ),
+        (with(r#""extra":[[[[[[[[[[1]]]]]]]]]]"#).into_bytes(), "ok", ""),
     ];
     for (json, reason, path) in cases {
         let result = RowParser::new(&schema, false).parse(&json).map(|_| ());
@@ -379,34 +206,20 @@ fn every_error_class_has_its_reason_code() {
 #[test]
 fn limits_and_strict_mode() {
     let schema = event_schema();
-    let deep = format!(
-        r#"{{"id":"x","ts":0,"extra":{}1{}}}"#,
-        "[".repeat(70),
-        "]".repeat(70)
-    );
+    let deep = format!(r#"{{"id":"x","ts":0,"extra":{}1{}}}"#, "[".repeat(70), "]".repeat(70));
     let e = decode_err(&schema, false, deep.as_bytes());
     assert_eq!(e.reason(), "too_deep");
     let mut small = RowParser::new(&schema, false).with_limits(16, 64);
     let e = small.parse(EVENT.as_bytes()).map(|_| ()).unwrap_err();
     assert_eq!(e.reason(), "too_large");
-    assert!(e.to_string().starts_with(&format!(
-        "payload is {} bytes, over the 16-byte limit",
-        EVENT.len()
-    )));
+    assert!(e.to_string().starts_with(&format!("payload is {} bytes, over the 16-byte limit", EVENT.len())));
 
     let unknown = br#"{"id":"x","ts":0,"extra":{"nested":[1,"two",null]},"geo":{"lat":1,"alt":2}}"#;
     let mut lenient = RowParser::new(&schema, false);
-    assert_eq!(
-        lenient.parse(unknown).unwrap().value_at(&[5, 0]),
-        Some(PartitionValue::Float(1.0))
-    );
+    assert_eq!(lenient.parse(unknown).unwrap().value_at(&[5, 0]), Some(PartitionValue::Float(1.0)));
     let e = decode_err(&schema, true, unknown);
     assert_eq!((e.reason(), e.path()), ("unknown_field", "extra"));
-    let e = decode_err(
-        &schema,
-        true,
-        br#"{"id":"x","ts":0,"geo":{"lat":1,"alt":2}}"#,
-    );
+    let e = decode_err(&schema, true, br#"{"id":"x","ts":0,"geo":{"lat":1,"alt":2}}"#);
     assert_eq!((e.reason(), e.path()), ("unknown_field", "geo.alt"));
     // Skipped values are still validated.
     let e = decode_err(&schema, false, br#"{"id":"x","ts":0,"extra":[1,}"#);
@@ -419,28 +232,16 @@ fn error_messages_name_the_field_and_the_value() {
     let long = "9".repeat(100);
     let json = format!(r#"{{"id":"x","ts":0,"country":{long}}}"#);
     let e = decode_err(&schema, false, json.as_bytes());
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "field `country`: expected string, found {}…",
-            "9".repeat(64)
-        )
-    );
+    assert_eq!(e.to_string(), format!("field `country`: expected string, found {}…", "9".repeat(64)));
     let e = decode_err(&schema, false, br#"{"id":"x","ts":"2026-11-25T17:03:12"}"#);
     assert_eq!(
         e.to_string(),
         "field `ts`: \"2026-11-25T17:03:12\" is not a timestamp (missing offset (`Z` or ±hh:mm)); expected RFC 3339 with an offset, e.g. \"2026-11-25T17:03:12.345Z\", or integer epoch milliseconds"
     );
     let e = decode_err(&schema, false, b"{\"id\":\"x\xff\"}");
-    assert_eq!(
-        e.to_string(),
-        "payload is not valid UTF-8 (first bad byte at offset 8); check the producer's encoding"
-    );
+    assert_eq!(e.to_string(), "payload is not valid UTF-8 (first bad byte at offset 8); check the producer's encoding");
     let e = decode_err(&schema, false, br#"{"id":"x" "ts":0}"#);
-    assert_eq!(
-        e.to_string(),
-        "invalid JSON at byte 10: expected `,` or `}` after a value"
-    );
+    assert_eq!(e.to_string(), "invalid JSON at byte 10: expected `,` or `}` after a value");
 }
 
 #[test]
@@ -472,20 +273,10 @@ fn a_bad_message_in_the_middle_leaves_its_neighbours_intact() {
     assert_eq!(tags.value_offsets(), &[0, 2, 3, 3]);
     assert!(tags.is_null(2));
     let flat = tags.values().as_string::<i32>();
-    assert_eq!(
-        (flat.value(0), flat.value(1), flat.value(2)),
-        ("x", "y", "z")
-    );
+    assert_eq!((flat.value(0), flat.value(1), flat.value(2)), ("x", "y", "z"));
     let geo = batch.column(5).as_struct();
-    assert_eq!(
-        (geo.is_null(0), geo.is_null(1), geo.is_null(2)),
-        (false, true, true)
-    );
-    let lat = geo
-        .column(0)
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .unwrap();
+    assert_eq!((geo.is_null(0), geo.is_null(1), geo.is_null(2)), (false, true, true));
+    let lat = geo.column(0).as_any().downcast_ref::<Float64Array>().unwrap();
     assert_eq!((lat.value(0), lat.len()), (1.0, 3));
     // The builder is reusable after finish.
     builder.append(parser.parse(payloads[4]).unwrap());
@@ -496,11 +287,7 @@ fn a_bad_message_in_the_middle_leaves_its_neighbours_intact() {
 
 #[test]
 fn nested_lists_and_structs_with_nulls() {
-    let schema = vec![field(
-        "points",
-        "list<struct<name: string, xs: list<int64>>>",
-        false,
-    )];
+    let schema = vec![field("points", "list<struct<name: string, xs: list<int64>>>", false)];
     let mut parser = RowParser::new(&schema, false);
     let mut builder = BatchBuilder::new(&schema);
     for json in [
@@ -518,33 +305,19 @@ fn nested_lists_and_structs_with_nulls() {
     assert_eq!(items.len(), 4);
     assert!(items.is_null(1));
     let names = items.column(0).as_string::<i32>();
-    assert_eq!(
-        (names.value(0), names.is_null(2), names.value(3)),
-        ("p", true, "q")
-    );
+    assert_eq!((names.value(0), names.is_null(2), names.value(3)), ("p", true, "q"));
     let xs = items.column(1).as_list::<i32>();
     assert_eq!(xs.value_offsets(), &[0, 2, 2, 2, 4]);
     let ints = xs.values().as_any().downcast_ref::<Int64Array>().unwrap();
-    assert_eq!(
-        (ints.value(0), ints.value(1), ints.is_null(2), ints.value(3)),
-        (1, 2, true, 3)
-    );
+    assert_eq!((ints.value(0), ints.value(1), ints.is_null(2), ints.value(3)), (1, 2, true, 3));
 }
 
 #[test]
 fn strings_are_unescaped_keys_too() {
-    let schema = vec![
-        field("s", "string", false),
-        field("k\u{e9}y", "string", false),
-    ];
+    let schema = vec![field("s", "string", false), field("k\u{e9}y", "string", false)];
     let mut parser = RowParser::new(&schema, true);
-    let row = parser
-        .parse(r#"{"s":"a\"b\\c\/d\n\u00e9\ud83d\ude00 \u2028","k\u00e9y":"plain ü"}"#.as_bytes())
-        .unwrap();
-    assert_eq!(
-        row.value(0),
-        Some(PartitionValue::Str("a\"b\\c/d\né😀 \u{2028}"))
-    );
+    let row = parser.parse(r#"{"s":"a\"b\\c\/d\n\u00e9\ud83d\ude00 \u2028","k\u00e9y":"plain ü"}"#.as_bytes()).unwrap();
+    assert_eq!(row.value(0), Some(PartitionValue::Str("a\"b\\c/d\né😀 \u{2028}")));
     assert_eq!(row.value(1), Some(PartitionValue::Str("plain ü")));
 }
 
@@ -552,16 +325,10 @@ fn strings_are_unescaped_keys_too() {
 fn whitespace_and_key_order_do_not_matter() {
     let schema = event_schema();
     let mut parser = RowParser::new(&schema, false);
-    let row = parser
-        .parse(b" \n{ \"n\" : 7 ,\t\"ts\":\"2026-11-25T17:03:12Z\" , \"id\" : \"x\" }\r\n")
-        .unwrap();
+    let row = parser.parse(b" \n{ \"n\" : 7 ,\t\"ts\":\"2026-11-25T17:03:12Z\" , \"id\" : \"x\" }\r\n").unwrap();
     assert_eq!(
         (row.value(0), row.value(9), row.value(1)),
-        (
-            Some(PartitionValue::Str("x")),
-            Some(PartitionValue::Int(7)),
-            None
-        )
+        (Some(PartitionValue::Str("x")), Some(PartitionValue::Int(7)), None)
     );
 }
 
@@ -576,14 +343,8 @@ fn mangled_payloads_never_panic_and_never_poison_the_parser() {
     for i in 0..original.len() {
         // Every truncation, and every position overwritten with bytes that matter to JSON.
         let truncated = &original[..i];
-        assert!(
-            parser.parse(truncated).is_err(),
-            "truncated at {i} accepted"
-        );
-        for b in [
-            b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'0', b'-', b'e', b'.', b'n', b' ',
-            0x01, 0xff,
-        ] {
+        assert!(parser.parse(truncated).is_err(), "truncated at {i} accepted");
+        for b in [b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'0', b'-', b'e', b'.', b'n', b' ', 0x01, 0xff] {
             payload.clear();
             payload.extend_from_slice(original);
             payload[i] = b;
@@ -597,8 +358,5 @@ fn mangled_payloads_never_panic_and_never_poison_the_parser() {
     builder.append(parser.parse(original).unwrap());
     let batch = builder.finish();
     assert_eq!(batch.num_rows(), accepted + 1);
-    assert!(
-        accepted > 0,
-        "some overwrites (e.g. inside string values) remain valid"
-    );
+    assert!(accepted > 0, "some overwrites (e.g. inside string values) remain valid");
 }

@@ -50,9 +50,9 @@ fn batch(schema: &SchemaRef, start: usize, n: usize) -> RecordBatch {
     let ts = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|&i| TS0 + i as i64 * 1_000_001))
         .with_timezone(crate::schema::UTC);
     let amount = Decimal128Array::from_iter(rows.iter().map(|&i| match i % 4 {
-        0 => Some(123_456),          // 1234.56
-        1 => Some(-1),               // -0.01
-        2 => Some(999_999_999_999),  // 9999999999.99, the largest decimal(12,2)
+        0 => Some(123_456),         // 1234.56
+        1 => Some(-1),              // -0.01
+        2 => Some(999_999_999_999), // 9999999999.99, the largest decimal(12,2)
         _ => None,
     }))
     .with_precision_and_scale(12, 2)
@@ -113,7 +113,13 @@ fn source_json() -> String {
 }
 
 /// Writes `batches` to `path` in `store` through a [`StagedParquetFile`].
-async fn write_file(store: &dyn FileStore, path: &str, schema: &SchemaRef, batches: &[RecordBatch], props: WriterProperties) -> FileSummary {
+async fn write_file(
+    store: &dyn FileStore,
+    path: &str,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    props: WriterProperties,
+) -> FileSummary {
     let sink = store.create(path).await.unwrap();
     let mut file = StagedParquetFile::new(path, sink, schema.clone(), props).unwrap();
     for b in batches {
@@ -158,8 +164,10 @@ async fn round_trip_all_types(t: &TestDir) {
     let ts = read.column(1).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
     assert_eq!(ts.value(0), TS0);
     let amount = read.column(2).as_any().downcast_ref::<Decimal128Array>().unwrap();
-    assert_eq!((amount.value_as_string(0), amount.value_as_string(1), amount.value_as_string(2)),
-        ("1234.56".to_string(), "-0.01".to_string(), "9999999999.99".to_string()));
+    assert_eq!(
+        (amount.value_as_string(0), amount.value_as_string(1), amount.value_as_string(2)),
+        ("1234.56".to_string(), "-0.01".to_string(), "9999999999.99".to_string())
+    );
     assert!(amount.is_null(3));
 
     check_spark_metadata(&metadata);
@@ -179,7 +187,8 @@ fn check_spark_metadata(metadata: &ParquetMetaData) {
     assert!(kv.contains(&("landfall.pipeline".to_string(), Some("clicks".to_string()))), "{kv:?}");
 
     let columns = file.schema_descr().columns();
-    let column = |path: &str| columns.iter().find(|c| c.path().string() == path).unwrap_or_else(|| panic!("no column {path}"));
+    let column =
+        |path: &str| columns.iter().find(|c| c.path().string() == path).unwrap_or_else(|| panic!("no column {path}"));
     let ts = column("ts");
     assert_eq!(ts.physical_type(), PhysicalType::INT64);
     assert_eq!(ts.logical_type_ref(), Some(&LogicalType::timestamp(true, TimeUnit::MICROS)));
@@ -212,7 +221,8 @@ fn check_spark_metadata(metadata: &ParquetMetaData) {
             assert!(chunk.column_index_offset().is_some(), "page index for {name}");
         }
     }
-    let n_stats = metadata.row_group(0).columns().iter().find(|c| c.column_path().string() == "n").unwrap().statistics().unwrap();
+    let n_stats =
+        metadata.row_group(0).columns().iter().find(|c| c.column_path().string() == "n").unwrap().statistics().unwrap();
     assert_eq!(n_stats.min_bytes_opt(), Some(&i32::MIN.to_le_bytes()[..]));
     assert_eq!(n_stats.max_bytes_opt(), Some(&i32::MAX.to_le_bytes()[..]));
 }
@@ -243,7 +253,12 @@ struct Recorder {
 impl StoreWriter for Recorder {
     async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
         if self.fail_writes {
-            return Err(StoreError::Transient { op: "write", path: "/x".into(), message: "down".into(), hint: "test".into() });
+            return Err(StoreError::Transient {
+                op: "write",
+                path: "/x".into(),
+                message: "down".into(),
+                hint: "test".into(),
+            });
         }
         self.chunks.lock().unwrap().push(data);
         Ok(())
@@ -300,7 +315,11 @@ async fn flushing_a_row_group_early_frees_its_memory_and_keeps_every_row() {
     assert!(before > 0 && file.has_open_row_group(), "rows are buffered in the open row group");
     file.flush_row_group().await.unwrap();
     assert!(!file.has_open_row_group(), "memory pressure closes the row group");
-    assert!(file.in_progress_bytes() < before / 2, "only its encoded bytes wait: {} of {before}", file.in_progress_bytes());
+    assert!(
+        file.in_progress_bytes() < before / 2,
+        "only its encoded bytes wait: {} of {before}",
+        file.in_progress_bytes()
+    );
     assert!(recorder.chunks.lock().unwrap().is_empty(), "small encoded row groups wait for the next chunk or finish");
     file.write(&batch(&schema, 10_000, 5_000)).await.unwrap();
     let summary = file.finish(vec![]).await.unwrap();

@@ -9,10 +9,7 @@ pub(super) fn resolve<'s>(name: &str, schema: &'s [FieldSpec]) -> Result<(Vec<us
     let first = components.next().unwrap_or_default();
     let names: Vec<&str> = schema.iter().map(|f| f.name.as_str()).collect();
     let Some(index) = names.iter().position(|n| *n == first) else {
-        return Err(format!(
-            "unknown field `{first}` in partition template{}",
-            suggestion(first, &names)
-        ));
+        return Err(format!("unknown field `{first}` in partition template{}", suggestion(first, &names)));
     };
     let mut path = vec![index];
     let mut current = &schema[index].field_type;

@@ -6,11 +6,7 @@ use crate::decode::RowParser;
 use crate::schema::{FieldSpec, FieldType};
 
 fn field(name: &str, t: &str) -> FieldSpec {
-    FieldSpec {
-        name: name.into(),
-        field_type: FieldType::parse(t).unwrap(),
-        required: false,
-    }
+    FieldSpec { name: name.into(), field_type: FieldType::parse(t).unwrap(), required: false }
 }
 
 fn schema() -> Vec<FieldSpec> {
@@ -27,9 +23,7 @@ fn schema() -> Vec<FieldSpec> {
 }
 
 fn micros(rfc3339: &str) -> i64 {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .unwrap()
-        .timestamp_micros()
+    DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_micros()
 }
 
 /// Renders `template` for the row decoded from `json`.
@@ -56,18 +50,9 @@ fn render(template: &str, json: &str) -> Result<String, PartitionError> {
 #[test]
 fn renders_hive_paths_from_event_time() {
     let json = r#"{"ts":"2026-11-25T17:03:12.345Z","country":"NL"}"#;
-    assert_eq!(
-        render("dt={ts:%Y-%m-%d}/hour={ts:%H}", json).unwrap(),
-        "dt=2026-11-25/hour=17"
-    );
-    assert_eq!(
-        render("country={country}/dt={ts:%Y%m%d}", json).unwrap(),
-        "country=NL/dt=20261125"
-    );
-    assert_eq!(
-        render("events/min={ts:%H%M}", json).unwrap(),
-        "events/min=1703"
-    );
+    assert_eq!(render("dt={ts:%Y-%m-%d}/hour={ts:%H}", json).unwrap(), "dt=2026-11-25/hour=17");
+    assert_eq!(render("country={country}/dt={ts:%Y%m%d}", json).unwrap(), "country=NL/dt=20261125");
+    assert_eq!(render("events/min={ts:%H%M}", json).unwrap(), "events/min=1703");
 }
 
 #[test]
@@ -76,46 +61,27 @@ fn timestamps_are_rendered_in_the_pipeline_timezone() {
     let template = "dt={ts:%Y-%m-%d}/hour={ts:%H}";
     // Winter (CET, +01:00).
     let winter = r#"{"ts":"2026-11-25T17:03:12Z"}"#;
-    assert_eq!(
-        render_with(template, winter, 0, amsterdam).unwrap(),
-        "dt=2026-11-25/hour=18"
-    );
+    assert_eq!(render_with(template, winter, 0, amsterdam).unwrap(), "dt=2026-11-25/hour=18");
     // Summer (CEST, +02:00) crosses midnight.
     let summer = r#"{"ts":"2026-07-01T22:30:00Z"}"#;
-    assert_eq!(
-        render_with(template, summer, 0, amsterdam).unwrap(),
-        "dt=2026-07-02/hour=00"
-    );
-    assert_eq!(
-        render_with(template, summer, 0, Tz::UTC).unwrap(),
-        "dt=2026-07-01/hour=22"
-    );
+    assert_eq!(render_with(template, summer, 0, amsterdam).unwrap(), "dt=2026-07-02/hour=00");
+    assert_eq!(render_with(template, summer, 0, Tz::UTC).unwrap(), "dt=2026-07-01/hour=22");
     // Offsets are escaped like any other `:`.
-    assert_eq!(
-        render_with("z={ts:%Z%:z}", winter, 0, amsterdam).unwrap(),
-        "z=CET+01%3A00"
-    );
+    assert_eq!(render_with("z={ts:%Z%:z}", winter, 0, amsterdam).unwrap(), "z=CET+01%3A00");
 }
 
 #[test]
 fn the_cache_never_changes_what_is_rendered() {
     // Sweep across DST switches in zones with whole, half-hour and 30-minute-DST offsets,
     // rendering with one (cached) template and comparing with chrono directly.
-    let zones = [
-        "Europe/Amsterdam",
-        "Asia/Kolkata",
-        "Australia/Lord_Howe",
-        "America/St_Johns",
-        "UTC",
-    ];
+    let zones = ["Europe/Amsterdam", "Asia/Kolkata", "Australia/Lord_Howe", "America/St_Johns", "UTC"];
     let formats = ["%Y-%m-%d-%H", "%H%M", "%d %Z", "%S"];
     let schema = schema();
     let mut parser = RowParser::new(&schema, false);
     for zone in zones {
         let tz: Tz = zone.parse().unwrap();
         for format in formats {
-            let template =
-                PartitionTemplate::parse(&format!("x={{ts:{format}}}"), &schema).unwrap();
+            let template = PartitionTemplate::parse(&format!("x={{ts:{format}}}"), &schema).unwrap();
             for (start, end) in [
                 ("2026-03-28T12:00:00Z", "2026-03-30T00:00:00Z"),
                 ("2026-10-03T12:00:00Z", "2026-10-05T00:00:00Z"),
@@ -125,9 +91,7 @@ fn the_cache_never_changes_what_is_rendered() {
                 let mut t = micros(start);
                 while t < micros(end) {
                     let millis = t / 1000;
-                    let row = parser
-                        .parse(format!(r#"{{"ts":{millis}}}"#).as_bytes())
-                        .unwrap();
+                    let row = parser.parse(format!(r#"{{"ts":{millis}}}"#).as_bytes()).unwrap();
                     let mut out = String::new();
                     template.render(row, 0, tz, &mut out).unwrap();
                     let expected = DateTime::<Utc>::from_timestamp_micros(t)
@@ -176,15 +140,7 @@ fn unsafe_values_are_refused_not_escaped() {
     ] {
         let json = serde_json::json!({ "country": value }).to_string();
         let e = render("c={country}", &json).unwrap_err();
-        assert_eq!(
-            e,
-            PartitionError::UnsafeValue {
-                field: "country".into(),
-                value: value.into(),
-                why
-            },
-            "{value:?}"
-        );
+        assert_eq!(e, PartitionError::UnsafeValue { field: "country".into(), value: value.into(), why }, "{value:?}");
         assert_eq!(e.reason(), "unsafe_partition_value");
     }
     // A bare `{country}` segment starting with `_` would be hidden from Spark.
@@ -196,10 +152,7 @@ fn unsafe_values_are_refused_not_escaped() {
             why: "starts with `_`; Spark would ignore the directory"
         }
     );
-    assert_eq!(
-        render("c={country}", r#"{"country":"_tmp"}"#).unwrap(),
-        "c=_tmp"
-    );
+    assert_eq!(render("c={country}", r#"{"country":"_tmp"}"#).unwrap(), "c=_tmp");
     let long = "x".repeat(300);
     let e = render("c={country}", &format!(r#"{{"country":"{long}"}}"#)).unwrap_err();
     assert_eq!(e.reason(), "unsafe_partition_value");
@@ -209,54 +162,30 @@ fn unsafe_values_are_refused_not_escaped() {
 fn null_or_missing_values_are_missing() {
     for json in [r#"{"country":null}"#, r#"{}"#] {
         let e = render("c={country}/dt={ts:%Y}", json).unwrap_err();
-        assert_eq!(
-            e,
-            PartitionError::Missing {
-                field: "country".into()
-            }
-        );
+        assert_eq!(e, PartitionError::Missing { field: "country".into() });
         assert_eq!(e.reason(), "missing_partition_value");
     }
     let e = render("dt={ts:%Y}", r#"{"country":"NL"}"#).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "partition field `ts` is null or missing; the row cannot be placed in a partition"
-    );
+    assert_eq!(e.to_string(), "partition field `ts` is null or missing; the row cannot be placed in a partition");
     let e = render("city={geo.city}", r#"{"geo":null}"#).unwrap_err();
-    assert_eq!(
-        e,
-        PartitionError::Missing {
-            field: "geo.city".into()
-        }
-    );
+    assert_eq!(e, PartitionError::Missing { field: "geo.city".into() });
 }
 
 #[test]
 fn scalar_types_render_exactly() {
-    let json =
-        r#"{"n":-42,"amount":"-0.05","ok":false,"day":"2026-11-25","geo":{"city":"Den Haag"}}"#;
+    let json = r#"{"n":-42,"amount":"-0.05","ok":false,"day":"2026-11-25","geo":{"city":"Den Haag"}}"#;
     assert_eq!(
-        render(
-            "n={n}/a={amount}/ok={ok}/d={day}/m={day:%Y%m}/c={geo.city}",
-            json
-        )
-        .unwrap(),
+        render("n={n}/a={amount}/ok={ok}/d={day}/m={day:%Y%m}/c={geo.city}", json).unwrap(),
         "n=-42/a=-0.05/ok=false/d=2026-11-25/m=202611/c=Den Haag"
     );
-    assert_eq!(
-        render("a={amount}", r#"{"amount":1234567.8}"#).unwrap(),
-        "a=1234567.80"
-    );
+    assert_eq!(render("a={amount}", r#"{"amount":1234567.8}"#).unwrap(), "a=1234567.80");
 }
 
 #[test]
 fn ingest_time_is_the_arrival_time() {
     let amsterdam: Tz = "Europe/Amsterdam".parse().unwrap();
     let ingest = micros("2026-11-25T23:30:00Z");
-    assert_eq!(
-        render_with("ingest={_ingest:%Y-%m-%d}", "{}", ingest, amsterdam).unwrap(),
-        "ingest=2026-11-26"
-    );
+    assert_eq!(render_with("ingest={_ingest:%Y-%m-%d}", "{}", ingest, amsterdam).unwrap(), "ingest=2026-11-26");
     let template = PartitionTemplate::parse("dt={_ingest:%Y}/c={country}", &schema()).unwrap();
     assert!(template.uses_ingest_time());
     assert_eq!(template.fields().collect::<Vec<_>>(), vec!["country"]);
@@ -290,26 +219,14 @@ fn template_problems_are_reported_together() {
 fn template_shape_problems() {
     let s = schema();
     let err = |t: &str| PartitionTemplate::parse(t, &s).unwrap_err();
-    assert_eq!(
-        err(""),
-        vec!["partition template is empty; use e.g. `dt={ts:%Y-%m-%d}`"]
-    );
+    assert_eq!(err(""), vec!["partition template is empty; use e.g. `dt={ts:%Y-%m-%d}`"]);
     assert_eq!(
         err("/dt={ts:%Y}"),
         vec!["`/dt={ts:%Y}` is absolute; partition templates are relative to the table root"]
     );
-    assert_eq!(
-        err("a//b={n}"),
-        vec!["`a//b={n}` has an empty path segment (`//` or a trailing `/`)"]
-    );
-    assert_eq!(
-        err("b={n}/"),
-        vec!["`b={n}/` has an empty path segment (`//` or a trailing `/`)"]
-    );
-    assert_eq!(
-        err("./b={n}"),
-        vec!["`./b={n}` has a `.` segment; partitions must stay under the table root"]
-    );
+    assert_eq!(err("a//b={n}"), vec!["`a//b={n}` has an empty path segment (`//` or a trailing `/`)"]);
+    assert_eq!(err("b={n}/"), vec!["`b={n}/` has an empty path segment (`//` or a trailing `/`)"]);
+    assert_eq!(err("./b={n}"), vec!["`./b={n}` has a `.` segment; partitions must stay under the table root"]);
     assert_eq!(
         err("_tmp/b={n}"),
         vec!["segment `_tmp` of `_tmp/b={n}` starts with `_`; Spark ignores such directories, so the data would be invisible"]
@@ -321,30 +238,15 @@ fn template_shape_problems() {
     assert_eq!(err("b={n"), vec!["unclosed `{` at position 3 of `b={n`"]);
     assert_eq!(err("b=n}"), vec!["unmatched `}` at position 4 of `b=n}`"]);
     assert_eq!(err("b={}"), vec!["empty field name in `{}`"]);
-    assert_eq!(
-        err("b={ts:}"),
-        vec!["`{ts:}`: empty strftime format after `:`"]
-    );
+    assert_eq!(err("b={ts:}"), vec!["`{ts:}`: empty strftime format after `:`"]);
     assert_eq!(
         err("b={ts:%Y/%m}"),
         vec!["`{ts:%Y/%m}`: format `%Y/%m` contains `/`; use one placeholder per path segment, e.g. `{ts:%Y}/{ts:%m}`"]
     );
-    assert_eq!(
-        err("b={_ingest}"),
-        vec!["`{_ingest}` needs a strftime format, e.g. `{_ingest:%Y-%m-%d}`"]
-    );
-    assert_eq!(
-        err("b={geo.altitude}"),
-        vec!["unknown field `altitude` in struct `geo`; fields are `city`, `lat`"]
-    );
-    assert_eq!(
-        err("b={Country}"),
-        vec!["unknown field `Country` in partition template; did you mean `country`?"]
-    );
-    assert!(
-        PartitionTemplate::parse("_dt={ts:%Y}/tables/b={n}", &s).is_ok(),
-        "`_` with `=` is visible to Spark"
-    );
+    assert_eq!(err("b={_ingest}"), vec!["`{_ingest}` needs a strftime format, e.g. `{_ingest:%Y-%m-%d}`"]);
+    assert_eq!(err("b={geo.altitude}"), vec!["unknown field `altitude` in struct `geo`; fields are `city`, `lat`"]);
+    assert_eq!(err("b={Country}"), vec!["unknown field `Country` in partition template; did you mean `country`?"]);
+    assert!(PartitionTemplate::parse("_dt={ts:%Y}/tables/b={n}", &s).is_ok(), "`_` with `=` is visible to Spark");
 }
 
 #[test]

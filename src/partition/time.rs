@@ -44,9 +44,7 @@ enum Resolution {
 /// What a single strftime item needs of the instant.
 fn resolution(item: &Item<'_>) -> Resolution {
     match item {
-        Item::Literal(_) | Item::OwnedLiteral(_) | Item::Space(_) | Item::OwnedSpace(_) => {
-            Resolution::Day
-        }
+        Item::Literal(_) | Item::OwnedLiteral(_) | Item::Space(_) | Item::OwnedSpace(_) => Resolution::Day,
         Item::Numeric(numeric, _) => match numeric {
             Numeric::Year
             | Numeric::YearDiv100
@@ -69,10 +67,9 @@ fn resolution(item: &Item<'_>) -> Resolution {
             _ => Resolution::SubSecond,
         },
         Item::Fixed(fixed) => match fixed {
-            Fixed::ShortMonthName
-            | Fixed::LongMonthName
-            | Fixed::ShortWeekdayName
-            | Fixed::LongWeekdayName => Resolution::Day,
+            Fixed::ShortMonthName | Fixed::LongMonthName | Fixed::ShortWeekdayName | Fixed::LongWeekdayName => {
+                Resolution::Day
+            }
             // Offsets and zone names change only at transitions, which the cache checks.
             Fixed::LowerAmPm
             | Fixed::UpperAmPm
@@ -108,13 +105,11 @@ fn compile(format: &str) -> Result<(Vec<Item<'static>>, Resolution), String> {
             || matches!(i, Item::OwnedLiteral(s) | Item::OwnedSpace(s) if s.contains('/'))
     };
     if items.iter().any(slash) {
-        return Err(format!("format `{format}` expands to text with `/` (like %D); spell out the fields, e.g. %m-%d-%y"));
+        return Err(format!(
+            "format `{format}` expands to text with `/` (like %D); spell out the fields, e.g. %m-%d-%y"
+        ));
     }
-    let finest = items
-        .iter()
-        .map(resolution)
-        .max()
-        .unwrap_or(Resolution::Day);
+    let finest = items.iter().map(resolution).max().unwrap_or(Resolution::Day);
     Ok((items, finest))
 }
 
@@ -156,12 +151,9 @@ impl TimeFormat {
             value: micros.to_string(),
             why: "timestamp cannot be formatted",
         };
-        let local = DateTime::from_timestamp_micros(micros)
-            .ok_or_else(unformattable)?
-            .with_timezone(&tz);
+        let local = DateTime::from_timestamp_micros(micros).ok_or_else(unformattable)?.with_timezone(&tz);
         cache.raw.clear();
-        write!(cache.raw, "{}", local.format_with_items(self.items.iter()))
-            .map_err(|_| unformattable())?;
+        write!(cache.raw, "{}", local.format_with_items(self.items.iter())).map_err(|_| unformattable())?;
         cache.text.clear();
         escape_into(&cache.raw, &mut cache.text);
         out.push_str(&cache.text);
@@ -180,9 +172,7 @@ impl TimeFormat {
 
 fn offset_at(tz: Tz, micros: i64) -> Option<i64> {
     let utc = DateTime::from_timestamp_micros(micros)?.naive_utc();
-    Some(i64::from(
-        tz.offset_from_utc_datetime(&utc).fix().local_minus_utc(),
-    ))
+    Some(i64::from(tz.offset_from_utc_datetime(&utc).fix().local_minus_utc()))
 }
 
 /// A compiled format for a date placeholder (no time-of-day or zone specifiers).
@@ -195,13 +185,9 @@ impl DateFormat {
     pub(crate) fn compile(format: &str, field: &str) -> Result<DateFormat, String> {
         let (items, finest) = compile(format)?;
         if finest > Resolution::Day
-            || items
-                .iter()
-                .any(|i| matches!(i, Item::Fixed(Fixed::LowerAmPm | Fixed::UpperAmPm)))
+            || items.iter().any(|i| matches!(i, Item::Fixed(Fixed::LowerAmPm | Fixed::UpperAmPm)))
         {
-            return Err(format!(
-                "format `{format}` uses time-of-day or timezone specifiers, but `{field}` is a date"
-            ));
+            return Err(format!("format `{format}` uses time-of-day or timezone specifiers, but `{field}` is a date"));
         }
         Ok(DateFormat { items })
     }
@@ -226,8 +212,7 @@ impl DateFormat {
         };
         let date = date_from_days(days).ok_or_else(unformattable)?;
         cache.raw.clear();
-        write!(cache.raw, "{}", date.format_with_items(self.items.iter()))
-            .map_err(|_| unformattable())?;
+        write!(cache.raw, "{}", date.format_with_items(self.items.iter())).map_err(|_| unformattable())?;
         cache.text.clear();
         escape_into(&cache.raw, &mut cache.text);
         out.push_str(&cache.text);

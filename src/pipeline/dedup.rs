@@ -33,7 +33,6 @@ impl DedupWindow {
     pub fn contains(&self, id: &str) -> bool {
         !self.ids.is_empty() && self.ids.contains(&hash(id))
     }
-
 }
 
 #[cfg(test)]

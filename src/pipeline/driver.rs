@@ -363,7 +363,8 @@ impl Driver {
         };
         s.last_delivery = now;
         self.summary.source_bytes += d.payload.map_or(0, <[u8]>::len) as u64;
-        let at = SourcePosition { topic: d.name, partition: d.partition, offset: position, timestamp_ms: d.timestamp_ms };
+        let at =
+            SourcePosition { topic: d.name, partition: d.partition, offset: position, timestamp_ms: d.timestamp_ms };
         let routed = self.router.route(&mut s.buf, d.payload, &at, &self.policy);
         s.buf.consumed(position, now);
         if let Some((dir, batch)) = routed.chunk {
@@ -438,7 +439,9 @@ impl Driver {
             let Some(i) = (0..self.streams.len()).max_by_key(|&i| self.streams[i].buf.buffered_bytes()) else { break };
             let Some((dir, batch, size)) = self.streams[i].buf.ship_largest() else { break };
             let (stream, epoch) = (self.streams[i].id.clone(), self.streams[i].buf.epoch);
-            self.tx.blocking_send(WriterMsg::Append { stream, epoch, dir, batch }).map_err(|_| "the writer task stopped".to_string())?;
+            self.tx
+                .blocking_send(WriterMsg::Append { stream, epoch, dir, batch })
+                .map_err(|_| "the writer task stopped".to_string())?;
             buffered = buffered.saturating_sub(size.max(1));
         }
         Ok(())
@@ -555,7 +558,9 @@ impl Driver {
                     return Ok(()); // already rewound past that epoch
                 }
                 self.rewinds += 1;
-                self.tx.blocking_send(WriterMsg::Drop { stream: stream.clone() }).map_err(|_| "the writer task stopped".to_string())?;
+                self.tx
+                    .blocking_send(WriterMsg::Drop { stream: stream.clone() })
+                    .map_err(|_| "the writer task stopped".to_string())?;
                 if finishing || self.shutdown.requested() {
                     tracing::warn!(pipeline = %self.pipeline(), %stream, %reason, "a commit failed while stopping; its messages are consumed again at the next start");
                     self.streams.swap_remove(i);
@@ -612,7 +617,8 @@ impl Driver {
             let until_caught_up = self.opts.mode == RunMode::UntilCaughtUp;
             // A backfill waits for every commit (its exit code says "landed"), unless asked to
             // stop; the daemon has a deadline from its supervisor.
-            let waited = self.wait_inflight(|d| !(until_caught_up && !d.shutdown.requested()) && Instant::now() >= deadline);
+            let waited =
+                self.wait_inflight(|d| (!until_caught_up || d.shutdown.requested()) && Instant::now() >= deadline);
             let backfill = until_caught_up && !self.shutdown.requested();
             match waited {
                 Err(Stop::Fatal(message)) => result = Err(message),

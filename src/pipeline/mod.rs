@@ -62,7 +62,8 @@ pub struct RunOptions {
 pub fn open_store(cfg: &PipelineConfig) -> Result<(Arc<dyn FileStore>, String), String> {
     match &cfg.sink {
         SinkConfig::Hdfs(h) => {
-            let store = crate::sink::hdfs_with_options(&h.url, h.user.as_deref(), h.options.iter()).map_err(|e| e.to_string())?;
+            let store = crate::sink::hdfs_with_options(&h.url, h.user.as_deref(), h.options.iter())
+                .map_err(|e| e.to_string())?;
             Ok((Arc::new(store), h.path.clone()))
         }
         SinkConfig::Local(l) => {
@@ -113,7 +114,9 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, shutdown: Shutdown) -> Resul
     // (the writer repeats this every ten minutes).
     match crate::commit::clean_orphans(store.as_ref(), &table_root, crate::commit::default_grace()).await {
         Ok(report) => tracing::debug!(pipeline = %cfg.name, ?report, "orphan cleanup done"),
-        Err(e) => tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start"),
+        Err(e) => {
+            tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start")
+        }
     }
     let (source_plan, mode) = (plan.clone(), opts.mode);
     let make = move |recovery, handle| build_source(&source_plan.cfg, recovery, handle, mode);

@@ -105,7 +105,13 @@ impl PartitionBuffer {
     /// Appends `row` to the file at `path` (one map lookup): returns the chunk to ship if the
     /// builder filled up, whether the file (or the quarantine) reached a roll limit, and
     /// whether the row opened a new file.
-    pub fn append(&mut self, path: &str, schema: &[FieldSpec], row: &crate::decode::ParsedRow, policy: &RollPolicy) -> (Option<RecordBatch>, bool, bool) {
+    pub fn append(
+        &mut self,
+        path: &str,
+        schema: &[FieldSpec],
+        row: &crate::decode::ParsedRow,
+        policy: &RollPolicy,
+    ) -> (Option<RecordBatch>, bool, bool) {
         let mut opened = false;
         let f = match self.files.get_mut(path) {
             Some(f) => f,

@@ -33,9 +33,13 @@ impl Plan {
     /// them already, so an error here names a bug in that check.
     pub fn resolve(cfg: PipelineConfig) -> Result<Plan, String> {
         let schema = cfg.schema().to_vec();
-        let template = PartitionTemplate::parse(&cfg.partition.path, &schema).map_err(|p| format!("partition.path: {}", p.join("; ")))?;
-        let tz: chrono_tz::Tz =
-            cfg.partition.timezone.parse().map_err(|e| format!("partition.timezone {}: {e}", cfg.partition.timezone))?;
+        let template = PartitionTemplate::parse(&cfg.partition.path, &schema)
+            .map_err(|p| format!("partition.path: {}", p.join("; ")))?;
+        let tz: chrono_tz::Tz = cfg
+            .partition
+            .timezone
+            .parse()
+            .map_err(|e| format!("partition.timezone {}: {e}", cfg.partition.timezone))?;
         let DecodeConfig::Json(json) = &cfg.decode;
         let keep_ids = match &cfg.source {
             SourceConfig::RabbitMq(r) if !r.is_stream() => r.dedup_window,

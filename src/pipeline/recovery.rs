@@ -46,11 +46,14 @@ fn backoff() -> Backoff {
 
 impl Recover for StoreRecovery {
     fn recover(&self, stream: &StreamId) -> Option<Recovered> {
-        let run = RunContext { run_id: self.run_id.clone(), config: self.config.clone(), stop: self.shutdown.subscribe() };
+        let run =
+            RunContext { run_id: self.run_id.clone(), config: self.config.clone(), stop: self.shutdown.subscribe() };
         let op = format!("read the commit log of {stream}");
         let backoff = backoff();
         let read = with_backoff(&op, &backoff, &run.stop, || async {
-            let mut log = CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, run.clone()).map_err(Always)?;
+            let mut log =
+                CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, run.clone())
+                    .map_err(Always)?;
             let next = log.recover().await.map_err(Always)?;
             Ok::<_, Always>((next, log.take_recovered_ids()))
         });

@@ -51,7 +51,13 @@ impl Router {
 
     /// Decodes `payload` (`None`: the message had none) into `buf`, or quarantines it with
     /// the reason and `at`. Does not mark the position consumed: the caller does, after.
-    pub fn route(&mut self, buf: &mut PartitionBuffer, payload: Option<&[u8]>, at: &SourcePosition, policy: &RollPolicy) -> Routed {
+    pub fn route(
+        &mut self,
+        buf: &mut PartitionBuffer,
+        payload: Option<&[u8]>,
+        at: &SourcePosition,
+        policy: &RollPolicy,
+    ) -> Routed {
         let Some(payload) = payload else {
             buf.rejected.push(None, "empty_payload", "the message has no payload (tombstone?)", at, now_micros());
             buf.note_rejected();
@@ -80,7 +86,12 @@ impl Router {
 
 /// Sends the open range of `buf` to the writer as chunks and a commit (with the queue's
 /// `message_id`s, empty for offset sources). Returns whether a commit was sent.
-pub fn send_cut(tx: &mpsc::Sender<WriterMsg>, stream: &StreamId, buf: &mut PartitionBuffer, ids: Vec<String>) -> Result<bool, String> {
+pub fn send_cut(
+    tx: &mpsc::Sender<WriterMsg>,
+    stream: &StreamId,
+    buf: &mut PartitionBuffer,
+    ids: Vec<String>,
+) -> Result<bool, String> {
     let send = |msg| tx.blocking_send(msg).map_err(|_| "the writer task stopped".to_string());
     let range_start = buf.next_expected;
     let epoch = buf.epoch;

@@ -49,7 +49,11 @@ pub enum Flow {
     Consuming,
     /// Commits failed `failures` times in a row: paused until `paused_until` (`None`: fetching
     /// again, waiting for a commit to succeed); `reason` is the last failure, logged once.
-    Rewound { failures: u32, paused_until: Option<Instant>, reason: String },
+    Rewound {
+        failures: u32,
+        paused_until: Option<Instant>,
+        reason: String,
+    },
 }
 
 /// One assigned stream.
@@ -95,7 +99,13 @@ mod tests {
 
     #[test]
     fn a_publish_acknowledges_up_to_the_last_range_it_covers() {
-        let a = Assignment { stream: StreamId::new("q", 0), resume: Some(0), origin: None, end: i64::MAX, recent_ids: vec![] };
+        let a = Assignment {
+            stream: StreamId::new("q", 0),
+            resume: Some(0),
+            origin: None,
+            end: i64::MAX,
+            recent_ids: vec![],
+        };
         let mut s = Stream::new(a, 1, Positions::LandingSequence, Instant::now());
         let Lane::Sequence { cuts, .. } = &mut s.lane else { panic!("a queue numbers its messages") };
         cuts.extend([(9, 10), (19, 25), (29, 31)]);

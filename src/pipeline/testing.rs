@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::source::{Assignment, Delivery, Polled, Positions, Recovery, Source, SourceError, SourceEvent, StreamId, Verdict};
+use crate::source::{
+    Assignment, Delivery, Polled, Positions, Recovery, Source, SourceError, SourceEvent, StreamId, Verdict,
+};
 
 /// What the fake saw, shared with the test.
 #[derive(Debug, Default)]
@@ -66,7 +68,13 @@ pub struct FakeSource {
 
 impl FakeSource {
     /// Streams named `name` with partitions `0..messages.len()`, each with its messages.
-    pub fn new(positions: Positions, name: &str, messages: Vec<Vec<(Vec<u8>, Option<String>)>>, recovery: Recovery, script: Script) -> FakeSource {
+    pub fn new(
+        positions: Positions,
+        name: &str,
+        messages: Vec<Vec<(Vec<u8>, Option<String>)>>,
+        recovery: Recovery,
+        script: Script,
+    ) -> FakeSource {
         let streams = messages
             .into_iter()
             .enumerate()
@@ -119,7 +127,13 @@ impl Source for FakeSource {
                     (Some(recovered.next.unwrap_or(0)), i64::MAX)
                 }
             };
-            self.events.push(SourceEvent::Assigned(Assignment { stream: id, resume, origin: None, end, recent_ids: recovered.ids }));
+            self.events.push(SourceEvent::Assigned(Assignment {
+                stream: id,
+                resume,
+                origin: None,
+                end,
+                recent_ids: recovered.ids,
+            }));
         }
         Ok(())
     }
@@ -167,7 +181,11 @@ impl Source for FakeSource {
                 n += 1;
                 delivered += 1;
             }
-            if s.cursor >= s.messages.len() && !s.ended && self.positions == Positions::SourceOffsets && !self.script.endless {
+            if s.cursor >= s.messages.len()
+                && !s.ended
+                && self.positions == Positions::SourceOffsets
+                && !self.script.endless
+            {
                 s.ended = true;
                 ended.push(s.id.partition);
             }
@@ -212,7 +230,13 @@ impl Source for FakeSource {
         let s = self.streams.iter_mut().find(|s| s.id == *stream).expect("a known stream");
         s.cursor = recovered.next.unwrap_or(0) as usize;
         s.ended = false;
-        Ok(Assignment { stream: stream.clone(), resume: recovered.next, origin: None, end: s.messages.len() as i64, recent_ids: Vec::new() })
+        Ok(Assignment {
+            stream: stream.clone(),
+            resume: recovered.next,
+            origin: None,
+            end: s.messages.len() as i64,
+            recent_ids: Vec::new(),
+        })
     }
 
     fn set_paused(&mut self, stream: &StreamId, paused: bool) {

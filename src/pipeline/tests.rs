@@ -19,7 +19,9 @@ const ROOT: &str = "/table";
 fn config(positions: Positions, roll: &str) -> PipelineConfig {
     let source = match positions {
         Positions::SourceOffsets => "kafka: { brokers: [\"127.0.0.1:9\"], topics: [t], group: g }".to_string(),
-        Positions::LandingSequence => "rabbitmq: { uri: \"amqp://u:p@127.0.0.1:9/%2f\", queue: t, prefetch: 60, dedup_window: 1000 }".to_string(),
+        Positions::LandingSequence => {
+            "rabbitmq: { uri: \"amqp://u:p@127.0.0.1:9/%2f\", queue: t, prefetch: 60, dedup_window: 1000 }".to_string()
+        }
     };
     let yaml = format!(
         "name: fake\nsource:\n  {source}\ndecode:\n  json:\n    schema:\n      - {{ name: id, type: string, required: true }}\n      - {{ name: k, type: int32, required: true }}\npartition:\n  path: \"k={{k}}\"\nroll: {{ {roll} }}\nsink:\n  local:\n    path: /tmp/unused\n"
@@ -62,7 +64,8 @@ impl Run {
             }
             let name = path.rsplit('/').next().unwrap();
             let parts: Vec<&str> = name.trim_start_matches("part-").split('-').collect();
-            let (stream, start, end) = (format!("{}-{}", parts[0], parts[1]), parts[2].parse().unwrap(), parts[3].parse().unwrap());
+            let (stream, start, end) =
+                (format!("{}-{}", parts[0], parts[1]), parts[2].parse().unwrap(), parts[3].parse().unwrap());
             *commits.entry((stream, start, end)).or_insert(0) += 1;
         }
         commits
@@ -72,7 +75,8 @@ impl Run {
     fn assert_tiles(&self, streams: usize, n: i64) {
         let commits = self.commits();
         for p in 0..streams {
-            let ranges: Vec<(i64, i64)> = commits.keys().filter(|(s, _, _)| *s == format!("t-{p}")).map(|(_, a, b)| (*a, *b)).collect();
+            let ranges: Vec<(i64, i64)> =
+                commits.keys().filter(|(s, _, _)| *s == format!("t-{p}")).map(|(_, a, b)| (*a, *b)).collect();
             let mut next = 0;
             for (start, end) in &ranges {
                 assert_eq!(*start, next, "stream {p}: ranges {ranges:?} must tile");
@@ -83,7 +87,12 @@ impl Run {
     }
 }
 
-fn run(positions: Positions, roll: &str, fake: impl FnOnce(crate::source::Recovery) -> FakeSource + Send + 'static, prepare: impl FnOnce(&MemStore, &Shutdown)) -> Run {
+fn run(
+    positions: Positions,
+    roll: &str,
+    fake: impl FnOnce(crate::source::Recovery) -> FakeSource + Send + 'static,
+    prepare: impl FnOnce(&MemStore, &Shutdown),
+) -> Run {
     run_mode(positions, roll, RunMode::UntilCaughtUp, fake, prepare)
 }
 
@@ -143,7 +152,10 @@ fn a_queue_is_acknowledged_only_after_publish() {
     r.assert_tiles(1, 500);
     let log = r.log.lock().unwrap();
     assert!(log.early_acks.is_empty(), "acknowledged before published: {:?}", log.early_acks);
-    assert!(log.published.iter().filter(|(_, _, t)| t.is_some()).count() >= 500 / 40, "a commit per 40 messages (the fake's window)");
+    assert!(
+        log.published.iter().filter(|(_, _, t)| t.is_some()).count() >= 500 / 40,
+        "a commit per 40 messages (the fake's window)"
+    );
     assert_eq!(r.summary().duplicates, 0);
 }
 
@@ -152,7 +164,15 @@ fn a_lost_acknowledgement_is_deduplicated_by_message_id_on_reconnect() {
     let r = run(
         Positions::LandingSequence,
         "max_rows: 40",
-        |rec| FakeSource::new(Positions::LandingSequence, "t", messages(1, 500, 3), rec, Script { lose_first_ack: true, ..Script::default() }),
+        |rec| {
+            FakeSource::new(
+                Positions::LandingSequence,
+                "t",
+                messages(1, 500, 3),
+                rec,
+                Script { lose_first_ack: true, ..Script::default() },
+            )
+        },
         |_, _| {},
     );
     let s = r.summary();
@@ -206,7 +226,15 @@ fn shutdown_publishes_what_is_buffered_within_the_deadline() {
         Positions::SourceOffsets,
         "max_rows: 1000000, max_age: 10m",
         RunMode::Forever,
-        |rec| FakeSource::new(Positions::SourceOffsets, "t", messages(1, 1000, 2), rec, Script { per_poll: 5, endless: true, ..Script::default() }),
+        |rec| {
+            FakeSource::new(
+                Positions::SourceOffsets,
+                "t",
+                messages(1, 1000, 2),
+                rec,
+                Script { per_poll: 5, endless: true, ..Script::default() },
+            )
+        },
         move |_, shutdown| {
             let shutdown = shutdown.clone();
             std::thread::spawn(move || {

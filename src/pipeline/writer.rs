@@ -169,7 +169,8 @@ impl Writer {
                     if is_dead(&dead, &stream, epoch) {
                         continue;
                     }
-                    let state = parts.entry(stream.clone()).or_insert_with(|| PartitionFiles { epoch, files: HashMap::new() });
+                    let state =
+                        parts.entry(stream.clone()).or_insert_with(|| PartitionFiles { epoch, files: HashMap::new() });
                     if state.epoch != epoch {
                         // A newer epoch: whatever the old one staged will never be committed.
                         self.discard(std::mem::take(&mut state.files));
@@ -197,7 +198,11 @@ impl Writer {
                     // At most two commits per partition at once: a slow store then fills the
                     // channel and holds the consumer back, instead of queueing commits (and
                     // staged files aging toward the grace period) without bound.
-                    let slots = self.slots.entry(stream.clone()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2))).clone();
+                    let slots = self
+                        .slots
+                        .entry(stream.clone())
+                        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2)))
+                        .clone();
                     let Ok(slot) = slots.acquire_owned().await else { continue };
                     let previous = self.pending.remove(&stream);
                     let committer = self.committer();
@@ -229,18 +234,30 @@ impl Writer {
     }
 
     fn committer(&self) -> Committer {
-        Committer { store: self.store.clone(), table_root: self.table_root.clone(), run: self.run.clone(), ext: self.ext.clone() }
+        Committer {
+            store: self.store.clone(),
+            table_root: self.table_root.clone(),
+            run: self.run.clone(),
+            ext: self.ext.clone(),
+        }
     }
 
-    async fn append(&self, state: &mut PartitionFiles, stream: &StreamId, dir: &str, batch: &RecordBatch) -> Result<(), AppendError> {
+    async fn append(
+        &self,
+        state: &mut PartitionFiles,
+        stream: &StreamId,
+        dir: &str,
+        batch: &RecordBatch,
+    ) -> Result<(), AppendError> {
         if !state.files.contains_key(dir) {
             // A fresh name per attempt: a create that timed out may still have taken effect.
-            let (staged, out) = commit::with_backoff("create a staged file", &self.run.config.backoff, &self.run.stop, || async {
-                let staged = commit::staged_path(&self.table_root, &self.run.run_id);
-                self.store.create(&staged).await.map(|out| (staged, out))
-            })
-            .await
-            .map_err(|e| AppendError::Store(e.into_last()))?;
+            let (staged, out) =
+                commit::with_backoff("create a staged file", &self.run.config.backoff, &self.run.stop, || async {
+                    let staged = commit::staged_path(&self.table_root, &self.run.run_id);
+                    self.store.create(&staged).await.map(|out| (staged, out))
+                })
+                .await
+                .map_err(|e| AppendError::Store(e.into_last()))?;
             let writer = StagedParquetFile::new(&staged, out, batch.schema(), self.props.clone())?;
             state.files.insert(dir.to_string(), OpenFile { staged, writer, rows: 0 });
         }
@@ -350,7 +367,8 @@ impl Committer {
         files: HashMap<String, OpenFile>,
         ids: Vec<String>,
     ) -> (Option<CommitLog>, Feedback) {
-        let rewind = |reason: String| (None, Feedback::Rewind { stream: stream.clone(), epoch, reason, answers_commit: true });
+        let rewind =
+            |reason: String| (None, Feedback::Rewind { stream: stream.clone(), epoch, reason, answers_commit: true });
         let source_meta = serde_json::json!({
             "topic": stream.name, "partition": stream.partition, "start_offset": start, "end_offset": end,
         })
@@ -397,7 +415,8 @@ impl Committer {
             },
         };
         let failure = failure.or_else(|| {
-            matches!(previous, Some((done, _, true)) if done == epoch).then(|| "the range was voided by an earlier failure".to_string())
+            matches!(previous, Some((done, _, true)) if done == epoch)
+                .then(|| "the range was voided by an earlier failure".to_string())
         });
         if let Some(reason) = failure {
             for file in &staged {
@@ -421,21 +440,34 @@ impl Committer {
             }
         }
         match log.commit_ids(start, end, staged, ids).await {
-            Ok(_) => (Some(log), Feedback::Committed { stream: stream.clone(), epoch, next: end + 1, files: count, rows, rejected, bytes }),
-            Err(CommitError::Fenced { .. }) => rewind(format!("offsets {start}..={end} were committed by another owner (fenced)")),
+            Ok(_) => (
+                Some(log),
+                Feedback::Committed {
+                    stream: stream.clone(),
+                    epoch,
+                    next: end + 1,
+                    files: count,
+                    rows,
+                    rejected,
+                    bytes,
+                },
+            ),
+            Err(CommitError::Fenced { .. }) => {
+                rewind(format!("offsets {start}..={end} were committed by another owner (fenced)"))
+            }
             Err(e) if is_fatal(&e) => (None, Feedback::Fatal { message: e.to_string() }),
             Err(e) => rewind(e.to_string()),
         }
     }
 
     async fn recovered_log(&self, stream: &StreamId) -> Result<CommitLog, CommitError> {
-        let mut log = CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, self.run.clone())?;
+        let mut log =
+            CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, self.run.clone())?;
         log.recover().await?;
         // The consumer judges redeliveries; the writer needs the window only for pruning.
         drop(log.take_recovered_ids());
         Ok(log)
     }
-
 }
 
 /// Errors an operator must fix; everything else rewinds and retries from the commit log.

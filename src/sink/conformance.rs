@@ -134,25 +134,33 @@ macro_rules! conformance_suite {
     };
 }
 
-conformance_suite!(local, Some(crate::sink::testing::local_dir()), [
-    create_write_close_read,
-    empty_file_reads_back_empty,
-    create_on_existing_is_already_exists,
-    rename_publishes_without_overwriting,
-    stat_list_delete_mkdirs,
-    listing_an_absent_dir_is_empty,
-    reading_a_missing_file_is_not_found,
-]);
+conformance_suite!(
+    local,
+    Some(crate::sink::testing::local_dir()),
+    [
+        create_write_close_read,
+        empty_file_reads_back_empty,
+        create_on_existing_is_already_exists,
+        rename_publishes_without_overwriting,
+        stat_list_delete_mkdirs,
+        listing_an_absent_dir_is_empty,
+        reading_a_missing_file_is_not_found,
+    ]
+);
 
-conformance_suite!(hdfs, crate::sink::testing::hdfs_dir().await, [
-    create_write_close_read,
-    empty_file_reads_back_empty,
-    create_on_existing_is_already_exists,
-    rename_publishes_without_overwriting,
-    stat_list_delete_mkdirs,
-    listing_an_absent_dir_is_empty,
-    reading_a_missing_file_is_not_found,
-]);
+conformance_suite!(
+    hdfs,
+    crate::sink::testing::hdfs_dir().await,
+    [
+        create_write_close_read,
+        empty_file_reads_back_empty,
+        create_on_existing_is_already_exists,
+        rename_publishes_without_overwriting,
+        stat_list_delete_mkdirs,
+        listing_an_absent_dir_is_empty,
+        reading_a_missing_file_is_not_found,
+    ]
+);
 
 /// HDFS only: `sink.hdfs.options` reach the hdfs-native client. A logical nameservice
 /// `hdfs://labns` means nothing to the client until the options map it onto the lab NameNode;

@@ -95,7 +95,13 @@ impl HdfsStore {
     }
 
     fn ctx(&self, op: &'static str, path: &str) -> Ctx {
-        Ctx { op, path: path.to_string(), url: self.url.clone(), probe_addr: self.probe_addr.clone(), timeout: self.timeout }
+        Ctx {
+            op,
+            path: path.to_string(),
+            url: self.url.clone(),
+            probe_addr: self.probe_addr.clone(),
+            timeout: self.timeout,
+        }
     }
 
     async fn rename_once(&self, src: &str, dst: &str) -> Result<(), StoreError> {
@@ -146,7 +152,10 @@ impl Ctx {
         let hint = if down {
             format!("the NameNode at {} does not accept connections; is it up? `./bootstrap.sh status`", self.url)
         } else {
-            format!("is the NameNode at {} up and out of safe mode, and are DataNodes up? `./bootstrap.sh status`", self.url)
+            format!(
+                "is the NameNode at {} up and out of safe mode, and are DataNodes up? `./bootstrap.sh status`",
+                self.url
+            )
         };
         StoreError::Transient { op: self.op, path: self.path.clone(), message, hint }
     }
@@ -158,7 +167,9 @@ fn classify(op: &'static str, path: &str, url: &str, err: HdfsError) -> StoreErr
     let fatal = |hint: String| StoreError::Fatal { op, path: path.to_string(), message: err.to_string(), hint };
     let namenode_hint = || match op {
         // Data moves between us and DataNodes; either end may be the one that went away.
-        "write" | "close" | "read" => format!("are the NameNode at {url} and the DataNodes up? `./bootstrap.sh status`"),
+        "write" | "close" | "read" => {
+            format!("are the NameNode at {url} and the DataNodes up? `./bootstrap.sh status`")
+        }
         _ => format!("is the NameNode at {url} up? `./bootstrap.sh status`"),
     };
     let datanode_hint = || {
@@ -185,20 +196,22 @@ fn classify(op: &'static str, path: &str, url: &str, err: HdfsError) -> StoreErr
                     "the NameNode at {url} is in safe mode (normal for a while after a restart); \
                      wait for it to leave: `hdfs dfsadmin -safemode wait`"
                 )),
-                "RetriableException" | "StandbyException" | "ObserverRetryOnActiveException"
+                "RetriableException"
+                | "StandbyException"
+                | "ObserverRetryOnActiveException"
                 | "NotReplicatedYetException" => transient(namenode_hint()),
-                "SaslException" | "GSSException" | "SecretManager$InvalidToken" | "InvalidToken" => fatal(
-                    "authentication failed: check the Kerberos ticket (`klist`) or delegation token".to_string(),
-                ),
+                "SaslException" | "GSSException" | "SecretManager$InvalidToken" | "InvalidToken" => {
+                    fatal("authentication failed: check the Kerberos ticket (`klist`) or delegation token".to_string())
+                }
                 "NSQuotaExceededException" | "DSQuotaExceededException" | "QuotaExceededException" => {
                     fatal(format!("a quota on a parent of {path} is exhausted: `hdfs dfs -count -q`"))
                 }
                 "ParentNotDirectoryException" | "PathIsNotDirectoryException" => {
                     fatal(format!("a parent of {path} is a file, not a directory"))
                 }
-                _ if lower.contains("safe mode") => transient(format!(
-                    "the NameNode at {url} is in safe mode; wait: `hdfs dfsadmin -safemode wait`"
-                )),
+                _ if lower.contains("safe mode") => {
+                    transient(format!("the NameNode at {url} is in safe mode; wait: `hdfs dfsadmin -safemode wait`"))
+                }
                 _ if lower.contains("block locations")
                     || lower.contains("datanode(s) running")
                     || lower.contains("minreplication") =>
@@ -211,9 +224,9 @@ fn classify(op: &'static str, path: &str, url: &str, err: HdfsError) -> StoreErr
             }
         }
         HdfsError::IOError(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => transient(format!(
-                "the NameNode at {url} refuses connections; is it up? `./bootstrap.sh status`"
-            )),
+            std::io::ErrorKind::ConnectionRefused => {
+                transient(format!("the NameNode at {url} refuses connections; is it up? `./bootstrap.sh status`"))
+            }
             _ => transient(namenode_hint()),
         },
         HdfsError::DataTransferError(_) | HdfsError::BlocksNotFound(_) | HdfsError::ChecksumError => {
@@ -354,12 +367,25 @@ mod tests {
 
     #[test]
     fn classifies_namenode_exceptions() {
-        let e = classify("create", "/a", URL, rpc("org.apache.hadoop.hdfs.server.namenode.SafeModeException", "Name node is in safe mode."));
+        let e = classify(
+            "create",
+            "/a",
+            URL,
+            rpc("org.apache.hadoop.hdfs.server.namenode.SafeModeException", "Name node is in safe mode."),
+        );
         assert!(e.is_transient());
         assert!(e.to_string().contains("safe mode"), "{e}");
 
-        let e = classify("create", "/a", URL, rpc("org.apache.hadoop.security.AccessControlException", "Permission denied: user=x"));
-        assert!(matches!(&e, StoreError::Fatal { hint, .. } if hint == "check sink.hdfs.user / permissions on /a"), "{e}");
+        let e = classify(
+            "create",
+            "/a",
+            URL,
+            rpc("org.apache.hadoop.security.AccessControlException", "Permission denied: user=x"),
+        );
+        assert!(
+            matches!(&e, StoreError::Fatal { hint, .. } if hint == "check sink.hdfs.user / permissions on /a"),
+            "{e}"
+        );
 
         assert!(matches!(
             classify("stat", "/a", URL, rpc("java.io.FileNotFoundException", "File does not exist: /a")),
@@ -369,9 +395,20 @@ mod tests {
             classify("rename", "/a", URL, rpc("org.apache.hadoop.fs.FileAlreadyExistsException", "exists")),
             StoreError::AlreadyExists { path } if path == "/a"
         ));
-        assert!(matches!(classify("create", "/a", URL, HdfsError::AlreadyExists("/a".into())), StoreError::AlreadyExists { .. }));
+        assert!(matches!(
+            classify("create", "/a", URL, HdfsError::AlreadyExists("/a".into())),
+            StoreError::AlreadyExists { .. }
+        ));
 
-        let e = classify("close", "/a", URL, rpc("java.io.IOException", "File /a could only be written to 0 of the 1 minReplication nodes. There are 0 datanode(s) running"));
+        let e = classify(
+            "close",
+            "/a",
+            URL,
+            rpc(
+                "java.io.IOException",
+                "File /a could only be written to 0 of the 1 minReplication nodes. There are 0 datanode(s) running",
+            ),
+        );
         assert!(e.is_transient());
         assert!(e.to_string().contains("DataNodes up"), "{e}");
         assert!(classify("read", "/a", URL, rpc("java.io.IOException", "Could not get block locations")).is_transient());
@@ -381,7 +418,10 @@ mod tests {
     #[test]
     fn classifies_connection_errors_as_transient_with_a_namenode_hint() {
         let e = classify("stat", "/a", URL, io(std::io::ErrorKind::ConnectionRefused));
-        assert!(matches!(&e, StoreError::Transient { hint, .. } if hint.contains("hdfs://127.0.0.1:9000") && hint.contains("./bootstrap.sh status")), "{e}");
+        assert!(
+            matches!(&e, StoreError::Transient { hint, .. } if hint.contains("hdfs://127.0.0.1:9000") && hint.contains("./bootstrap.sh status")),
+            "{e}"
+        );
         assert!(classify("stat", "/a", URL, io(std::io::ErrorKind::ConnectionReset)).is_transient());
         assert!(classify("write", "/a", URL, HdfsError::DataTransferError("pipeline".into())).is_transient());
         assert!(classify("read", "/a", URL, HdfsError::BlocksNotFound("/a".into())).is_transient());

@@ -90,14 +90,14 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&Path) -> io::Result<T> + Send + 'static,
 ) -> Result<T, StoreError> {
     let path = path.to_string();
-    tokio::task::spawn_blocking(move || f(&local).map_err(|e| classify(op, &path, &local, e)))
-        .await
-        .map_err(|join| StoreError::Fatal {
+    tokio::task::spawn_blocking(move || f(&local).map_err(|e| classify(op, &path, &local, e))).await.map_err(
+        |join| StoreError::Fatal {
             op,
             path: String::new(),
             message: join.to_string(),
             hint: "a filesystem task panicked; this is a bug".to_string(),
-        })?
+        },
+    )?
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -105,12 +105,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn to_status(path: String, meta: &fs::Metadata) -> FileStatus {
-    let modified_ms = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let modified_ms =
+        meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64).unwrap_or(0);
     FileStatus { path, is_dir: meta.is_dir(), len: if meta.is_dir() { 0 } else { meta.len() }, modified_ms }
 }
 

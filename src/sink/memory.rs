@@ -88,8 +88,8 @@ impl Inner {
     fn hit(&mut self, verb: Verb, paths: &[&str]) -> Option<Fault> {
         self.calls.push((verb, paths.join(" -> ")));
         let idx = self.armed.iter_mut().position(|a| {
-            let matches = a.verb == verb
-                && a.filter.as_ref().is_none_or(|f| paths.iter().any(|p| p.contains(f.as_str())));
+            let matches =
+                a.verb == verb && a.filter.as_ref().is_none_or(|f| paths.iter().any(|p| p.contains(f.as_str())));
             if matches {
                 a.remaining -= 1;
             }
@@ -178,12 +178,7 @@ impl MemStore {
 
     /// All files (path → content) whose path starts with `prefix`.
     pub(crate) fn files_under(&self, prefix: &str) -> BTreeMap<String, Vec<u8>> {
-        self.lock()
-            .files
-            .iter()
-            .filter(|(p, _)| p.starts_with(prefix))
-            .map(|(p, f)| (p.clone(), f.0.clone()))
-            .collect()
+        self.lock().files.iter().filter(|(p, _)| p.starts_with(prefix)).map(|(p, f)| (p.clone(), f.0.clone())).collect()
     }
 }
 
@@ -292,7 +287,12 @@ impl FileStore for MemStore {
             return Err(err(f, "stat", path));
         }
         if let Some((data, m)) = inner.files.get(path) {
-            return Ok(Some(FileStatus { path: path.to_string(), is_dir: false, len: data.len() as u64, modified_ms: *m }));
+            return Ok(Some(FileStatus {
+                path: path.to_string(),
+                is_dir: false,
+                len: data.len() as u64,
+                modified_ms: *m,
+            }));
         }
         Ok(inner.dirs.get(path).map(|m| FileStatus { path: path.to_string(), is_dir: true, len: 0, modified_ms: *m }))
     }
@@ -308,13 +308,12 @@ impl FileStore for MemStore {
             .filter(|(p, _)| parent(p) == Some(dir))
             .map(|(p, (d, m))| FileStatus { path: p.clone(), is_dir: false, len: d.len() as u64, modified_ms: *m })
             .collect();
-        out.extend(
-            inner
-                .dirs
-                .iter()
-                .filter(|(p, _)| parent(p) == Some(dir))
-                .map(|(p, m)| FileStatus { path: p.clone(), is_dir: true, len: 0, modified_ms: *m }),
-        );
+        out.extend(inner.dirs.iter().filter(|(p, _)| parent(p) == Some(dir)).map(|(p, m)| FileStatus {
+            path: p.clone(),
+            is_dir: true,
+            len: 0,
+            modified_ms: *m,
+        }));
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }

@@ -103,7 +103,9 @@ impl ConsumerContext for LandfallContext {
                     let stream = stream_of(&elem);
                     // `None`: shutdown came during recovery; the partition is not taken.
                     let Some(recovered) = self.recovery.recover(&stream) else { continue };
-                    let high = consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(30)).map(|(_, high)| high);
+                    let high = consumer
+                        .fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(30))
+                        .map(|(_, high)| high);
                     let origin = match (recovered.next, self.start) {
                         (None, StartPosition::Latest) => high.as_ref().ok().copied(),
                         _ => None,
@@ -203,7 +205,9 @@ impl KafkaSource {
             failing: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<LandfallContext> = client.create_with_context(context).map_err(|e| {
-            SourceError::Fatal(format!("cannot create the Kafka consumer for brokers {brokers}: {e}; check source.kafka.options"))
+            SourceError::Fatal(format!(
+                "cannot create the Kafka consumer for brokers {brokers}: {e}; check source.kafka.options"
+            ))
         })?;
         Ok(KafkaSource {
             consumer,
@@ -327,7 +331,12 @@ impl Source for KafkaSource {
 
     fn rewind(&mut self, stream: &StreamId) -> Result<Assignment, SourceError> {
         self.mirror.remove(stream);
-        let recovered = self.consumer.context().recovery.recover(stream).ok_or_else(|| SourceError::SessionLost("shutting down".into()))?;
+        let recovered = self
+            .consumer
+            .context()
+            .recovery
+            .recover(stream)
+            .ok_or_else(|| SourceError::SessionLost("shutting down".into()))?;
         let (origin, end) = self.bounds(stream);
         let to = kafka_offset(recovered.next.or(origin), self.start);
         // Without a seek the consumer would go on past the rewound range: stop and let the
@@ -353,7 +362,9 @@ impl Source for KafkaSource {
         let (origin, mut end) = self.bounds(stream);
         let mut low = None;
         if end == i64::MAX {
-            if let Ok((l, high)) = self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(5)) {
+            if let Ok((l, high)) =
+                self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(5))
+            {
                 end = high;
                 low = Some(l);
                 self.consumer.context().bounds.lock().expect("bounds lock").insert(stream.clone(), (origin, high));
@@ -373,10 +384,14 @@ impl Source for KafkaSource {
         let brokers = &self.brokers;
         for topic in &self.topics {
             let md = self.consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| {
-                SourceError::Fatal(format!("source.kafka.brokers: no metadata from {brokers} within 10 s ({e}); is the broker up?"))
+                SourceError::Fatal(format!(
+                    "source.kafka.brokers: no metadata from {brokers} within 10 s ({e}); is the broker up?"
+                ))
             })?;
             if !md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
-                return Err(SourceError::Fatal(format!("source.kafka.topics: topic `{topic}` does not exist at {brokers}")));
+                return Err(SourceError::Fatal(format!(
+                    "source.kafka.topics: topic `{topic}` does not exist at {brokers}"
+                )));
             }
         }
         Ok(())

@@ -104,7 +104,9 @@ pub enum SourceEvent {
     /// owner.
     Revoked(StreamId),
     /// Partition number `partition` reached its end (librdkafka's EOF names no topic).
-    ReachedEnd { partition: i32 },
+    ReachedEnd {
+        partition: i32,
+    },
 }
 
 /// An item of a poll.

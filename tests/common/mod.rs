@@ -51,11 +51,7 @@ pub fn lab_dir() -> PathBuf {
 /// and returns its stdout. Panics with Spark's stderr when the script fails.
 pub fn run_spark(script: &str, args: &[&str]) -> String {
     let python = lab_dir().join("bin/lab-python");
-    assert!(
-        python.exists(),
-        "Spark is not installed at {}: run `./bootstrap.sh` first",
-        python.display()
-    );
+    assert!(python.exists(), "Spark is not installed at {}: run `./bootstrap.sh` first", python.display());
     let out = Command::new(&python)
         .arg(repo_root().join("tests/spark").join(script))
         .args(args)
@@ -111,7 +107,10 @@ pub async fn produce(topic: &str, messages: impl IntoIterator<Item = (i32, Vec<u
                 }
                 Err((e, _)) => {
                     assert!(
-                        matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                        matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        ),
                         "produce to {topic}: {e}"
                     );
                     if let Some(r) = pending.next().await {
@@ -139,7 +138,11 @@ pub fn event(i: u64, n: u64) -> String {
     let ts = chrono::DateTime::from_timestamp(secs, (ts_micros.rem_euclid(1_000_000) * 1000) as u32).unwrap();
     // Alternate between RFC 3339 with an offset and epoch milliseconds.
     let ts_json = if i % 2 == 0 {
-        format!("\"{}\"", ts.with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap()).to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
+        format!(
+            "\"{}\"",
+            ts.with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap())
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+        )
     } else {
         (ts_micros / 1000).to_string()
     };
@@ -271,7 +274,10 @@ impl PipelineYaml {
 
     /// A Kafka pipeline on `topic` of the lab broker, consumer group `name`, from the earliest offset.
     pub fn kafka(name: &str, topic: &str) -> PipelineYaml {
-        PipelineYaml::new(name, SourceYaml::Kafka { topic: topic.to_string(), group: name.to_string(), session_timeout: None })
+        PipelineYaml::new(
+            name,
+            SourceYaml::Kafka { topic: topic.to_string(), group: name.to_string(), session_timeout: None },
+        )
     }
 
     /// A RabbitMQ pipeline on `queue` (`quorum`, `classic` or `stream`) of the lab broker, prefetch 20000.
@@ -312,7 +318,8 @@ impl PipelineYaml {
         match &mut self.source {
             SourceYaml::Rabbitmq { uri: u, tls, .. } => {
                 *u = uri.to_string();
-                *tls = Some(RabbitTls { ca_file: ca_file.into(), cert_file: cert_file.into(), key_file: key_file.into() });
+                *tls =
+                    Some(RabbitTls { ca_file: ca_file.into(), cert_file: cert_file.into(), key_file: key_file.into() });
             }
             SourceYaml::Kafka { .. } => panic!("TLS with EXTERNAL auth is a RabbitMQ setting here"),
         }
@@ -375,13 +382,27 @@ impl PipelineYaml {
         y.push_str("source:\n");
         match &self.source {
             SourceYaml::Kafka { topic, group, session_timeout } => {
-                writeln!(y, "  kafka:\n    brokers: [{}]\n    topics: [{}]\n    group: {}\n    start: earliest", q(KAFKA), q(topic), q(group)).unwrap();
+                writeln!(
+                    y,
+                    "  kafka:\n    brokers: [{}]\n    topics: [{}]\n    group: {}\n    start: earliest",
+                    q(KAFKA),
+                    q(topic),
+                    q(group)
+                )
+                .unwrap();
                 if let Some(t) = session_timeout {
                     writeln!(y, "    session_timeout: {}", q(t)).unwrap();
                 }
             }
             SourceYaml::Rabbitmq { uri, queue, queue_type, prefetch, tls } => {
-                writeln!(y, "  rabbitmq:\n    uri: {}\n    queue: {}\n    queue_type: {}\n    prefetch: {prefetch}", q(uri), q(queue), q(queue_type)).unwrap();
+                writeln!(
+                    y,
+                    "  rabbitmq:\n    uri: {}\n    queue: {}\n    queue_type: {}\n    prefetch: {prefetch}",
+                    q(uri),
+                    q(queue),
+                    q(queue_type)
+                )
+                .unwrap();
                 if let Some(t) = tls {
                     writeln!(
                         y,
@@ -405,7 +426,9 @@ impl PipelineYaml {
         }
         writeln!(y, "parquet:\n  compression: {}", q(&self.compression)).unwrap();
         match self.sink.as_ref().expect("PipelineYaml needs a sink: call .sink_hdfs(path)") {
-            SinkYaml::Hdfs { url, path } => writeln!(y, "sink:\n  hdfs:\n    url: {}\n    path: {}", q(url), q(path)).unwrap(),
+            SinkYaml::Hdfs { url, path } => {
+                writeln!(y, "sink:\n  hdfs:\n    url: {}\n    path: {}", q(url), q(path)).unwrap()
+            }
         }
         y
     }
@@ -480,7 +503,10 @@ pub fn spark_verify(table_url: &str, ids: &[&str]) -> serde_json::Value {
     let mut args = vec![table_url];
     args.extend_from_slice(ids);
     let out = run_spark("verify_table.py", &args);
-    let line = out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT in Spark output:\n{out}"));
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT in Spark output:\n{out}"));
     serde_json::from_str(line).unwrap()
 }
 
@@ -578,12 +604,18 @@ pub async fn row_group_rows(path: &str) -> Vec<i64> {
 }
 
 /// Asserts the ranges of each partition tile 0..count exactly: no gap, no overlap.
-pub fn assert_tiles(ranges: &std::collections::BTreeMap<i32, Vec<(i64, i64)>>, counts: &std::collections::BTreeMap<i32, i64>) {
+pub fn assert_tiles(
+    ranges: &std::collections::BTreeMap<i32, Vec<(i64, i64)>>,
+    counts: &std::collections::BTreeMap<i32, i64>,
+) {
     for (p, count) in counts {
         let r = ranges.get(p).unwrap_or_else(|| panic!("no files for partition {p}"));
         let mut next = 0;
         for (start, end) in r {
-            assert_eq!(*start, next, "partition {p}: range {start}..={end} does not start at {next} (gap or overlap); ranges {r:?}");
+            assert_eq!(
+                *start, next,
+                "partition {p}: range {start}..={end} does not start at {next} (gap or overlap); ranges {r:?}"
+            );
             next = end + 1;
         }
         assert_eq!(next, *count, "partition {p}: ranges end at {next}, expected {count}; ranges {r:?}");
@@ -595,7 +627,9 @@ pub fn assert_tiles(ranges: &std::collections::BTreeMap<i32, Vec<(i64, i64)>>, c
 /// A connection and channel to the lab broker (fails the test if it is down).
 pub async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
     require_rabbitmq();
-    let conn = lapin::Connection::connect(AMQP_URI, lapin::ConnectionProperties::default()).await.expect("connect to RabbitMQ");
+    let conn = lapin::Connection::connect(AMQP_URI, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect to RabbitMQ");
     let ch = conn.create_channel().await.expect("open a channel");
     (conn, ch)
 }
@@ -629,7 +663,10 @@ pub async fn publish_confirmed(queue: &str, messages: impl IntoIterator<Item = (
     let mut pending = futures::stream::FuturesUnordered::new();
     let mut n = 0;
     let check = |c: Result<lapin::Confirmation, lapin::Error>| {
-        assert!(matches!(c.expect("publisher confirm"), lapin::Confirmation::Ack(None)), "the broker confirms every message");
+        assert!(
+            matches!(c.expect("publisher confirm"), lapin::Confirmation::Ack(None)),
+            "the broker confirms every message"
+        );
     };
     for (id, payload) in messages {
         let mut props = lapin::BasicProperties::default().with_delivery_mode(2);

@@ -41,13 +41,7 @@ pub struct EventGen {
 impl EventGen {
     /// `shard = true` replaces the `region` string with an int `shard` in 0..200.
     pub fn new(seed: u64, total: u64, shard: bool) -> EventGen {
-        EventGen {
-            rng: StdRng::seed_from_u64(seed),
-            next: 0,
-            total,
-            shard,
-            buf: String::with_capacity(512),
-        }
+        EventGen { rng: StdRng::seed_from_u64(seed), next: 0, total, shard, buf: String::with_capacity(512) }
     }
 
     /// The next event's `(event_id offset in buf, JSON)`, or `None` after `total` events.
@@ -79,12 +73,7 @@ impl EventGen {
         let cents: u32 = r.random_range(0..10_000_000);
         let micros = i as i64 * SPAN_MICROS / self.total.max(1) as i64 + r.random_range(0..1_000_000);
         let (country, region) = COUNTRIES[r.random_range(0..COUNTRIES.len())];
-        let _ = write!(
-            b,
-            "\",\"user_id\":{user_id},\"amount\":{}.{:02},\"ts\":\"",
-            cents / 100,
-            cents % 100
-        );
+        let _ = write!(b, "\",\"user_id\":{user_id},\"amount\":{}.{:02},\"ts\":\"", cents / 100, cents % 100);
         write_rfc3339_micros(b, BASE_EPOCH_SECS * 1_000_000 + micros);
         let _ = write!(b, "\",\"country\":\"{country}\",");
         if self.shard {
@@ -121,13 +110,7 @@ pub fn write_rfc3339_micros(out: &mut String, micros: i64) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    );
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z", sod / 3600, sod % 3600 / 60, sod % 60);
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).

@@ -55,18 +55,9 @@ pub const MANAGED_KAFKA_OPTIONS: &[(&str, &str)] = &[
     ("group.id", "set by `group`"),
     ("session.timeout.ms", "set by `session_timeout`"),
     ("auto.offset.reset", "set by `start`"),
-    (
-        "enable.auto.commit",
-        "Landfall commits offsets only after a file is published",
-    ),
-    (
-        "enable.auto.offset.store",
-        "Landfall stores offsets only after a file is published",
-    ),
-    (
-        "isolation.level",
-        "Landfall reads `read_committed` (librdkafka's default) so aborted transactions never land",
-    ),
+    ("enable.auto.commit", "Landfall commits offsets only after a file is published"),
+    ("enable.auto.offset.store", "Landfall stores offsets only after a file is published"),
+    ("isolation.level", "Landfall reads `read_committed` (librdkafka's default) so aborted transactions never land"),
 ];
 
 /// Offline problems of a Kafka source, at key paths below `source.kafka`.
@@ -96,9 +87,7 @@ pub(crate) fn check(kafka: &KafkaSourceConfig, out: &mut Findings) {
         let valid = topic.starts_with('^')
             || (!topic.is_empty()
                 && topic.len() <= 249
-                && topic
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')));
+                && topic.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')));
         if !valid {
             out.error(
                 item("topics", i),
@@ -115,10 +104,7 @@ pub(crate) fn check(kafka: &KafkaSourceConfig, out: &mut Findings) {
     if timeout.as_millis() < 1 || timeout.as_millis() > 3_600_000 {
         out.error(
             path(&["session_timeout"]),
-            format!(
-                "session_timeout must be between 1ms and 1h (librdkafka's range), got {}",
-                kafka.session_timeout
-            ),
+            format!("session_timeout must be between 1ms and 1h (librdkafka's range), got {}", kafka.session_timeout),
         );
     }
     for option in kafka.options.keys() {

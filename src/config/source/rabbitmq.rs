@@ -264,7 +264,10 @@ pub(crate) fn check(cfg: &RabbitMqSourceConfig, roll: &RollConfig, max_rows_is_d
     }
     if cfg.auth == AuthMechanism::External {
         if !tls {
-            out.error(path("auth"), "auth: external needs an `amqps://` uri (the client certificate is the credential)".into());
+            out.error(
+                path("auth"),
+                "auth: external needs an `amqps://` uri (the client certificate is the credential)".into(),
+            );
         }
         if cfg.tls.as_ref().is_none_or(|t| t.cert_file.is_none() || t.key_file.is_none()) {
             out.error(path("auth"), "auth: external needs `tls.cert_file` and `tls.key_file`".into());
@@ -378,7 +381,8 @@ mod tests {
         let mut out = Findings::default();
         check(c, &roll(max_age_s, max_rows), default_rows, &mut out);
         let (errors, warnings) = out.keys();
-        let short = |keys: Vec<String>| keys.iter().map(|k| k.trim_start_matches("source.rabbitmq.").to_string()).collect();
+        let short =
+            |keys: Vec<String>| keys.iter().map(|k| k.trim_start_matches("source.rabbitmq.").to_string()).collect();
         (short(errors), short(warnings))
     }
 
@@ -420,7 +424,9 @@ mod tests {
         assert_eq!((c.prefetch, c.queue_type, c.dedup_window), (65535, QueueType::Quorum, 200_000));
         assert_eq!((c.window(), c.commit_every()), (131_070, 43_690));
         assert_eq!(keys(&c, 60, 1_000_000, true), (vec![], vec![]));
-        for uri in ["amqp://u:p@ss@h:5672/%2f", "amqp://u:p%40ss@h/%2f", "amqp://u:p%2Fss@h/%2f", "amqp://u:p@h/team@eu"] {
+        for uri in
+            ["amqp://u:p@ss@h:5672/%2f", "amqp://u:p%40ss@h/%2f", "amqp://u:p%2Fss@h/%2f", "amqp://u:p@h/team@eu"]
+        {
             let c = cfg(&format!("uri: \"{uri}\"\nqueue: q\n"));
             assert_eq!(keys(&c, 60, 1, true), (vec![], vec![]), "{uri}");
         }
@@ -431,7 +437,8 @@ mod tests {
         assert_eq!(errors(&cfg("uri: amqp://h/%2f\nqueue: q\n"), 60, 1, true), ["uri"]);
         assert_eq!(errors(&cfg("uri: amqp://u:p@h\nqueue: q\nprefetch: 0\n"), 60, 1, true), ["prefetch"]);
         assert_eq!(errors(&cfg("uri: amqp://u:p@h\nqueue: q\nack_timeout: 10m\n"), 600, 1, true), ["ack_timeout"]);
-        assert!(errors(&cfg("uri: amqp://u:p@h\nqueue: q\nack_timeout: 10m\nqueue_type: stream\n"), 600, 1, true).is_empty());
+        assert!(errors(&cfg("uri: amqp://u:p@h\nqueue: q\nack_timeout: 10m\nqueue_type: stream\n"), 600, 1, true)
+            .is_empty());
         assert_eq!(errors(&cfg("uri: amqp://u:p@h\nqueue: q\ndedup_window: 10\n"), 60, 1, true), ["dedup_window"]);
         assert_eq!(errors(&cfg("uri: amqp://u:p@h\nqueue: amq.x\n"), 60, 1, true), ["queue"]);
         assert_eq!(errors(&cfg("uri: http://u:p@h\nqueue: q\n"), 60, 1, true), ["uri"]);
@@ -439,7 +446,8 @@ mod tests {
             errors(&cfg("uri: amqp://h\nqueue: q\nauth: external\ntls: {ca_file: ca.pem}\n"), 60, 1, true),
             ["auth", "auth", "tls"]
         );
-        let external = "uri: amqps://h\nqueue: q\nauth: external\ntls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem}\n";
+        let external =
+            "uri: amqps://h\nqueue: q\nauth: external\ntls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem}\n";
         assert_eq!(keys(&cfg(external), 60, 1, true), (vec![], vec![]));
     }
 

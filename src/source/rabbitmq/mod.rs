@@ -63,9 +63,13 @@ impl Link {
     }
 
     /// The commit log's answer, then a new session.
-    fn open(&mut self, start: impl FnOnce(Option<i64>) -> Option<StreamStart>) -> Result<super::Recovered, SourceError> {
+    fn open(
+        &mut self,
+        start: impl FnOnce(Option<i64>) -> Option<StreamStart>,
+    ) -> Result<super::Recovered, SourceError> {
         self.close();
-        let recovered = self.recovery.recover(&self.stream).ok_or_else(|| SourceError::SessionLost("shutting down".into()))?;
+        let recovered =
+            self.recovery.recover(&self.stream).ok_or_else(|| SourceError::SessionLost("shutting down".into()))?;
         let session = self.handle.block_on(AmqpSession::open(&self.pipeline, &self.cfg, start(recovered.next)))?;
         tracing::info!(
             pipeline = %self.pipeline, queue = %self.cfg.queue, uri = %describe(&self.cfg),
@@ -120,7 +124,9 @@ impl Link {
     }
 
     fn probe(&self) -> Result<(), SourceError> {
-        self.handle.block_on(probe(&self.pipeline, &self.cfg)).map_err(|e| SourceError::Fatal(format!("source.rabbitmq: {e}")))
+        self.handle
+            .block_on(probe(&self.pipeline, &self.cfg))
+            .map_err(|e| SourceError::Fatal(format!("source.rabbitmq: {e}")))
     }
 }
 
@@ -238,7 +244,13 @@ pub struct StreamSource {
 }
 
 impl StreamSource {
-    pub fn build(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle, until_caught_up: bool) -> StreamSource {
+    pub fn build(
+        pipeline: &str,
+        cfg: &RabbitMqSourceConfig,
+        recovery: Recovery,
+        handle: Handle,
+        until_caught_up: bool,
+    ) -> StreamSource {
         StreamSource {
             link: Link::new(pipeline, cfg, recovery, handle),
             until_caught_up,
@@ -279,7 +291,13 @@ impl Source for StreamSource {
         } else {
             i64::MAX
         };
-        self.link.assigned = Some(Assignment { stream: self.link.stream.clone(), resume: recovered.next, origin: None, end, recent_ids: Vec::new() });
+        self.link.assigned = Some(Assignment {
+            stream: self.link.stream.clone(),
+            resume: recovered.next,
+            origin: None,
+            end,
+            recent_ids: Vec::new(),
+        });
         Ok(())
     }
 

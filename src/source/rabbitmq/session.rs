@@ -51,7 +51,6 @@ pub enum StreamStart {
     Next,
 }
 
-
 /// A live connection with its consumers.
 pub struct AmqpSession {
     connection: Connection,
@@ -67,7 +66,6 @@ pub struct AmqpSession {
     endpoint: String,
     queue: String,
 }
-
 
 fn read(path: &Option<String>) -> Result<Option<Vec<u8>>, AmqpError> {
     path.as_ref()
@@ -126,9 +124,15 @@ fn classify(endpoint: &str, queue: &str, what: &'static str, e: lapin::Error) ->
 impl AmqpSession {
     /// Connects, checks (or declares) the queue, sets the prefetch and starts consuming; a
     /// stream from `stream_start`. Gives up on one attempt after 15 s.
-    pub async fn open(pipeline: &str, cfg: &RabbitMqSourceConfig, stream_start: Option<StreamStart>) -> Result<AmqpSession, AmqpError> {
+    pub async fn open(
+        pipeline: &str,
+        cfg: &RabbitMqSourceConfig,
+        stream_start: Option<StreamStart>,
+    ) -> Result<AmqpSession, AmqpError> {
         let endpoint = endpoint(&cfg.uri);
-        let opened = tokio::time::timeout(Duration::from_secs(15), Self::open_inner(pipeline, cfg, stream_start, &endpoint)).await;
+        let opened =
+            tokio::time::timeout(Duration::from_secs(15), Self::open_inner(pipeline, cfg, stream_start, &endpoint))
+                .await;
         opened.unwrap_or_else(|_| {
             Err(AmqpError::Connect { endpoint: endpoint.clone(), message: "no answer within 15 s".into() })
         })
@@ -143,14 +147,16 @@ impl AmqpSession {
         let queue = cfg.queue.as_str();
         let tls = tls_config(cfg)?;
         let props = ConnectionProperties::default().with_connection_name(format!("landfall {pipeline}").into());
-        let runtime = lapin::runtime::default_runtime()
-            .map_err(|e| AmqpError::Connect { endpoint: endpoint.to_string(), message: format!("no async runtime: {e}") })?;
-        let connection = Connection::connect_with_config(&uri_with_auth(cfg), props, tls, runtime).await.map_err(|e| {
-            match classify(endpoint, queue, "connect", e) {
+        let runtime = lapin::runtime::default_runtime().map_err(|e| AmqpError::Connect {
+            endpoint: endpoint.to_string(),
+            message: format!("no async runtime: {e}"),
+        })?;
+        let connection = Connection::connect_with_config(&uri_with_auth(cfg), props, tls, runtime).await.map_err(
+            |e| match classify(endpoint, queue, "connect", e) {
                 AmqpError::Channel { endpoint, message, .. } => AmqpError::Connect { endpoint, message },
                 other => other,
-            }
-        })?;
+            },
+        )?;
         let channel = connection.create_channel().await.map_err(|e| classify(endpoint, queue, "open a channel", e))?;
         let ready_at_start = Self::ensure_queue(&connection, &channel, cfg, endpoint).await?;
         channel
@@ -170,7 +176,12 @@ impl AmqpSession {
         let mut consumers = Vec::with_capacity(count);
         for n in 0..count {
             let consumer = channel
-                .basic_consume(queue.into(), format!("landfall-{pipeline}-{n}").into(), BasicConsumeOptions::default(), args.clone())
+                .basic_consume(
+                    queue.into(),
+                    format!("landfall-{pipeline}-{n}").into(),
+                    BasicConsumeOptions::default(),
+                    args.clone(),
+                )
                 .await
                 .map_err(|e| classify(endpoint, queue, "start consuming", e))?;
             consumers.push(consumer);
@@ -190,7 +201,12 @@ impl AmqpSession {
     /// Declares the queue (with its bindings) when `declare:` is set, else checks that it
     /// exists. A passive check that fails closes its channel, so it gets a channel of its own.
     /// Returns the messages ready in it.
-    async fn ensure_queue(connection: &Connection, channel: &Channel, cfg: &RabbitMqSourceConfig, endpoint: &str) -> Result<u32, AmqpError> {
+    async fn ensure_queue(
+        connection: &Connection,
+        channel: &Channel,
+        cfg: &RabbitMqSourceConfig,
+        endpoint: &str,
+    ) -> Result<u32, AmqpError> {
         let queue = cfg.queue.as_str();
         let Some(declare) = &cfg.declare else {
             return queue_depth(connection, endpoint, queue).await;
@@ -207,7 +223,13 @@ impl AmqpSession {
             .map_err(|e| classify(endpoint, queue, "declare the queue", e))?;
         for b in &declare.bindings {
             channel
-                .queue_bind(queue.into(), b.exchange.as_str().into(), b.routing_key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    queue.into(),
+                    b.exchange.as_str().into(),
+                    b.routing_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(|e| classify(endpoint, queue, "bind the queue", e))?;
         }
@@ -277,7 +299,9 @@ impl AmqpSession {
         use futures::StreamExt;
         let what = "find the end of the stream";
         let ch = self.connection.create_channel().await.map_err(|e| classify(&self.endpoint, &self.queue, what, e))?;
-        ch.basic_qos(1000, BasicQosOptions { global: false }).await.map_err(|e| classify(&self.endpoint, &self.queue, what, e))?;
+        ch.basic_qos(1000, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| classify(&self.endpoint, &self.queue, what, e))?;
         let mut args = FieldTable::default();
         args.insert("x-stream-offset".into(), AMQPValue::LongString(LongString::from("last")));
         let options = BasicConsumeOptions { no_ack: false, ..BasicConsumeOptions::default() };
@@ -290,7 +314,9 @@ impl AmqpSession {
         // A stream written to without pause would keep the probe busy: stop after 10 s.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let mut wait = Duration::from_secs(5);
-        while let Ok(Ok(Some(Ok(d)))) = tokio::time::timeout_at(deadline, tokio::time::timeout(wait, probe.next())).await {
+        while let Ok(Ok(Some(Ok(d)))) =
+            tokio::time::timeout_at(deadline, tokio::time::timeout(wait, probe.next())).await
+        {
             end = end.max(stream_offset(&d.properties));
             let _ = ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true }).await;
             wait = Duration::from_millis(300);
@@ -301,7 +327,8 @@ impl AmqpSession {
 
     /// Closes the connection; unacknowledged deliveries go back to the queue.
     pub async fn close(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.connection.close(200, "landfall stopping".into())).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), self.connection.close(200, "landfall stopping".into())).await;
     }
 }
 
@@ -320,22 +347,25 @@ pub async fn probe(pipeline: &str, cfg: &RabbitMqSourceConfig) -> Result<(), Amq
     let endpoint = endpoint(&cfg.uri);
     let run = async {
         let tls = tls_config(cfg)?;
-        let props = ConnectionProperties::default().with_connection_name(format!("landfall validate {pipeline}").into());
-        let runtime = lapin::runtime::default_runtime()
-            .map_err(|e| AmqpError::Connect { endpoint: endpoint.clone(), message: format!("no async runtime: {e}") })?;
-        let connection = Connection::connect_with_config(&uri_with_auth(cfg), props, tls, runtime).await.map_err(|e| {
-            match classify(&endpoint, &cfg.queue, "connect", e) {
+        let props =
+            ConnectionProperties::default().with_connection_name(format!("landfall validate {pipeline}").into());
+        let runtime = lapin::runtime::default_runtime().map_err(|e| AmqpError::Connect {
+            endpoint: endpoint.clone(),
+            message: format!("no async runtime: {e}"),
+        })?;
+        let connection = Connection::connect_with_config(&uri_with_auth(cfg), props, tls, runtime).await.map_err(
+            |e| match classify(&endpoint, &cfg.queue, "connect", e) {
                 AmqpError::Channel { endpoint, message, .. } => AmqpError::Connect { endpoint, message },
                 other => other,
-            }
-        })?;
+            },
+        )?;
         let checked = if cfg.declare.is_some() { Ok(0) } else { queue_depth(&connection, &endpoint, &cfg.queue).await };
         let _ = connection.close(200, "validated".into()).await;
         checked.map(|_| ())
     };
-    tokio::time::timeout(Duration::from_secs(15), run)
-        .await
-        .unwrap_or_else(|_| Err(AmqpError::Connect { endpoint: endpoint.clone(), message: "no answer within 15 s".into() }))
+    tokio::time::timeout(Duration::from_secs(15), run).await.unwrap_or_else(|_| {
+        Err(AmqpError::Connect { endpoint: endpoint.clone(), message: "no answer within 15 s".into() })
+    })
 }
 
 /// The `x-stream-offset` header RabbitMQ puts on every message it delivers from a stream.
@@ -360,7 +390,8 @@ mod tests {
 
     #[test]
     fn external_auth_is_asked_for_in_the_uri() {
-        let mut cfg: RabbitMqSourceConfig = serde_norway::from_str("uri: amqps://h:5671/%2f\nqueue: q\nauth: external\n").unwrap();
+        let mut cfg: RabbitMqSourceConfig =
+            serde_norway::from_str("uri: amqps://h:5671/%2f\nqueue: q\nauth: external\n").unwrap();
         assert_eq!(uri_with_auth(&cfg), "amqps://h:5671/%2f?auth_mechanism=external");
         cfg.uri = "amqps://h/%2f?heartbeat=5".into();
         assert_eq!(uri_with_auth(&cfg), "amqps://h/%2f?heartbeat=5&auth_mechanism=external");

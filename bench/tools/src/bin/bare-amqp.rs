@@ -83,9 +83,6 @@ async fn main() -> Result<()> {
     let _ = conn.close(200, "done".into()).await;
     let secs = last_at.duration_since(t0).as_secs_f64();
     println!("bare-amqp: {count} messages, {bytes} bytes in {secs:.2}s (to the last delivery)");
-    println!(
-        "RESULT {}",
-        serde_json::json!({ "count": count, "bytes": bytes, "secs": secs })
-    );
+    println!("RESULT {}", serde_json::json!({ "count": count, "bytes": bytes, "secs": secs }));
     Ok(())
 }

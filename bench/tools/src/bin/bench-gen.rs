@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
+use landfall_bench_tools::EventGen;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use landfall_bench_tools::EventGen;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -67,10 +67,8 @@ impl ProducerContext for Counting {
 }
 
 async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .context("creating Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating Kafka admin client")?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in admin.create_topics([&new], &opts).await? {
@@ -132,9 +130,7 @@ async fn publish_queue(args: &Args, conn: &Connection, queue: &str) -> Result<u6
     let mut bytes = 0u64;
     while let Some((id, json)) = gen.next_event() {
         bytes += json.len() as u64;
-        let props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_message_id(json[id].into());
+        let props = BasicProperties::default().with_delivery_mode(2).with_message_id(json[id].into());
         let confirm = ch
             .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), json.as_bytes(), props)
             .await

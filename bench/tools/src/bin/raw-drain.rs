@@ -70,9 +70,6 @@ fn main() -> Result<()> {
     }
     let secs = t0.elapsed().as_secs_f64();
     println!("raw-drain: {count} messages, {bytes} bytes in {secs:.2}s");
-    println!(
-        "RESULT {}",
-        serde_json::json!({ "count": count, "bytes": bytes, "secs": secs })
-    );
+    println!("RESULT {}", serde_json::json!({ "count": count, "bytes": bytes, "secs": secs }));
     Ok(())
 }
