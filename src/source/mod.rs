@@ -1,5 +1,5 @@
 //! Sources: where messages come from, behind one seam, [`Source`], so that the pipeline driver
-//! (`pipeline/driver.rs`) exists once and every roll, memory and commit rule holds for every
+//! (`pipeline/driver/`) exists once and every roll, memory and commit rule holds for every
 //! source by construction.
 //!
 //! Three implementations: [`kafka::KafkaSource`] (a consumer group), [`rabbitmq::QueueSource`]

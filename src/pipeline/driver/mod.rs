@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+mod feedback;
+
 use super::partitions::RollPolicy;
 use super::route::{send_cut, Router};
 use super::stream::{Flow, Lane, Stream};
@@ -479,124 +481,6 @@ impl Driver {
             .map(|s| (s.buf.end_at_start - s.next_position().unwrap_or(0)).max(0))
             .collect();
         (!known.is_empty()).then(|| known.iter().sum())
-    }
-
-    /// Handles the writer's answers that arrived.
-    fn drain_feedback(&mut self) -> Result<(), Stop> {
-        let mut any = false;
-        while let Ok(fb) = self.feedback.try_recv() {
-            any = true;
-            self.on_feedback(fb, false)?;
-        }
-        if any {
-            self.source.flush(false);
-        }
-        Ok(())
-    }
-
-    /// Waits for the commits in flight, handling their answers, until `give_up` says so.
-    fn wait_inflight(&mut self, give_up: impl Fn(&Driver) -> bool) -> Result<(), Stop> {
-        let mut result = Ok(());
-        while self.inflight > 0 && !give_up(self) {
-            let shutdown = self.shutdown.clone();
-            let answer = self.handle.block_on(async {
-                tokio::select! {
-                    fb = self.feedback.recv() => Some(fb),
-                    _ = tokio::time::sleep(TICK) => None,
-                    _ = shutdown.wait(), if !shutdown.requested() => None,
-                }
-            });
-            match answer {
-                None => {}
-                Some(None) => return Err(Stop::Fatal("the writer task stopped".into())),
-                Some(Some(fb)) => {
-                    if let Err(stop) = self.on_feedback(fb, true) {
-                        if matches!(stop, Stop::Fatal(_)) {
-                            return Err(stop);
-                        }
-                        result = Err(stop);
-                    }
-                    self.source.flush(false);
-                }
-            }
-        }
-        result
-    }
-
-    /// One answer of the writer. `finishing`: no more consuming, so a failed commit only drops
-    /// its stream (its messages are consumed again at the next start).
-    fn on_feedback(&mut self, fb: Feedback, finishing: bool) -> Result<(), Stop> {
-        match fb {
-            Feedback::Committed { stream, epoch, next, files, rows, rejected, bytes } => {
-                self.inflight = self.inflight.saturating_sub(1);
-                self.summary.files += files as u64;
-                self.summary.parquet_bytes += bytes;
-                self.summary.events += rows;
-                self.summary.rejected += rejected;
-                let Some(i) = self.index(&stream.name, stream.partition) else { return Ok(()) };
-                let s = &mut self.streams[i];
-                if let Flow::Rewound { failures, .. } = s.flow {
-                    tracing::info!(pipeline = %self.summary.pipeline, %stream, failures, "publishing again after rewinds");
-                    s.flow = Flow::Consuming;
-                }
-                let token = if s.buf.epoch == epoch { s.lane.take_published(next) } else { None };
-                self.source.published(&stream, next, token)?;
-            }
-            Feedback::RollRequested { stream, epoch } => {
-                if let Some(i) = self.index(&stream.name, stream.partition) {
-                    if self.streams[i].buf.epoch == epoch {
-                        self.streams[i].buf.roll_requested = true;
-                    }
-                }
-            }
-            Feedback::Rewind { stream, epoch, reason, answers_commit } => {
-                if answers_commit {
-                    self.inflight = self.inflight.saturating_sub(1);
-                }
-                let Some(i) = self.index(&stream.name, stream.partition) else { return Ok(()) };
-                if self.streams[i].buf.epoch != epoch {
-                    return Ok(()); // already rewound past that epoch
-                }
-                self.rewinds += 1;
-                self.tx
-                    .blocking_send(WriterMsg::Drop { stream: stream.clone() })
-                    .map_err(|_| "the writer task stopped".to_string())?;
-                if finishing || self.shutdown.requested() {
-                    tracing::warn!(pipeline = %self.pipeline(), %stream, %reason, "a commit failed while stopping; its messages are consumed again at the next start");
-                    self.streams.swap_remove(i);
-                    return Ok(());
-                }
-                self.rewind(i, reason)?;
-            }
-            Feedback::Fatal { message } => return Err(Stop::Fatal(message)),
-        }
-        Ok(())
-    }
-
-    /// Resumes stream `i` from its commit log after a failed commit, paused with backoff.
-    fn rewind(&mut self, i: usize, reason: String) -> Result<(), Stop> {
-        let id = self.streams[i].id.clone();
-        let failures = match &self.streams[i].flow {
-            Flow::Rewound { failures, .. } => failures + 1,
-            Flow::Consuming => 1,
-        };
-        let delay = rewind_backoff().delay(failures);
-        let logged = matches!(&self.streams[i].flow, Flow::Rewound { reason: r, .. } if *r == reason);
-        if !logged {
-            tracing::warn!(pipeline = %self.pipeline(), stream = %id, %reason, failures, retry_in_s = delay.as_secs_f32(), "rewinding the stream to its last published position");
-        }
-        let assignment = match self.source.rewind(&id) {
-            Ok(a) => a,
-            Err(SourceError::SessionLost(_)) => return Err(Stop::Lost(format!("publishing failed: {reason}"))),
-            Err(SourceError::Fatal(message)) => return Err(Stop::Fatal(message)),
-        };
-        let epoch = self.epoch();
-        let mut stream = Stream::new(assignment, epoch, self.positions, Instant::now());
-        stream.flow = Flow::Rewound { failures, paused_until: Some(Instant::now() + delay), reason };
-        self.streams[i] = stream;
-        self.source.set_paused(&id, true);
-        self.paused.insert(id);
-        Ok(())
     }
 
     /// Publishes what is buffered, waits for the writer (a backfill for every commit, the
