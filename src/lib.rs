@@ -27,6 +27,7 @@
 
 pub mod commit;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod decode;
 pub mod parquet;

@@ -11,9 +11,10 @@
 //!   which Spark and Hive unescape back: `a/b` becomes `a%2Fb`, `k=v` becomes `k%3Dv`, so a
 //!   value can never add a path segment;
 //! - refused (`unsafe_partition_value`, the message goes to quarantine) when it is empty, starts
-//!   with `.` (covers `.` and `..`), contains a control character (U+0000–U+001F, U+007F), or
-//!   would make a path segment that Spark hides (leading `_` without `=`) or HDFS refuses
-//!   (over 255 bytes);
+//!   with `.` (covers `.` and `..`), contains a control character (C0, DEL and C1: every
+//!   `char::is_control`, NUL included), or would make a path segment that Spark hides (leading
+//!   `_` without `=`) or HDFS refuses (over 255 bytes). The publish step checks paths with
+//!   [`segment_problem`], the same rule, so a routed row can never fail at commit time;
 //! - refused (`missing_partition_value`) when null or missing. Hive would write
 //!   `__HIVE_DEFAULT_PARTITION__`; we quarantine instead, so no bogus directory appears.
 //!
@@ -368,7 +369,7 @@ fn push_value(value: PartitionValue<'_>, field: &str, out: &mut String) -> Resul
                 Some("empty")
             } else if s.starts_with('.') {
                 Some("starts with `.` (hidden or `..` directory)")
-            } else if s.chars().any(|c| c.is_ascii_control()) {
+            } else if s.chars().any(char::is_control) {
                 Some("contains a control character")
             } else {
                 None
@@ -410,13 +411,30 @@ fn push_decimal(v: i128, scale: i8, out: &mut String) {
         .expect("writing to a String cannot fail");
 }
 
-/// Last line of defence on the whole rendered path.
+/// Why `segment` cannot be a path component of a published file, or `None` if it can: empty,
+/// `.` or `..`, a control character, or longer than HDFS' component limit. The publish step
+/// (`commit::paths`) applies this rule; routing applies it and more (see
+/// [`check_rendered_segments`]), so whatever routing accepts, publishing accepts.
+pub(crate) fn segment_problem(segment: &str) -> Option<&'static str> {
+    if segment.is_empty() {
+        Some("empty")
+    } else if segment == "." || segment == ".." {
+        Some("`.` or `..` would leave the directory")
+    } else if segment.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else if segment.len() > MAX_SEGMENT_BYTES {
+        Some("longer than 255 bytes, HDFS' limit for a path component")
+    } else {
+        None
+    }
+}
+
+/// Last line of defence on the whole rendered path: what publishing refuses, plus what Spark
+/// would hide.
 fn check_rendered_segments(path: &str) -> Result<(), PartitionError> {
     for segment in path.split('/') {
-        let why = if segment.is_empty() {
-            "empty"
-        } else if segment.len() > MAX_SEGMENT_BYTES {
-            "longer than 255 bytes, HDFS' limit for a path component"
+        let why = if let Some(why) = segment_problem(segment) {
+            why
         } else if segment.starts_with('.') {
             "starts with `.`"
         } else if segment.starts_with('_') && !segment.contains('=') {

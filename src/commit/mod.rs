@@ -23,7 +23,7 @@ mod error;
 mod log;
 mod manifest;
 mod orphans;
-mod paths;
+pub(crate) mod paths;
 mod publish;
 
 #[cfg(test)]

@@ -165,11 +165,13 @@ pub fn check_run_id(run_id: &str) -> Result<(), CommitError> {
     }
 }
 
+/// The publish-time rule, shared with routing ([`crate::partition::segment_problem`]), so a
+/// value routing accepted can never make a commit fail.
 fn check_segments(rel: &str, what: &str) -> Result<(), CommitError> {
     for seg in rel.split('/') {
-        if seg.is_empty() || seg == "." || seg == ".." || seg.chars().any(char::is_control) {
+        if let Some(why) = crate::partition::segment_problem(seg) {
             return Err(CommitError::Invalid(format!(
-                "{what} {rel:?} has an empty, '.', '..' or control-character path segment"
+                "{what} {rel:?} has a path segment {seg:?} that is unsafe: {why}"
             )));
         }
     }

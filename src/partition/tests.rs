@@ -137,6 +137,8 @@ fn unsafe_values_are_refused_not_escaped() {
         ("a\nb", "contains a control character"),
         ("a\u{0}b", "contains a control character"),
         ("del\u{7f}", "contains a control character"),
+        ("next\u{85}line", "contains a control character"),
+        ("csi\u{9b}", "contains a control character"),
     ] {
         let json = serde_json::json!({ "country": value }).to_string();
         let e = render("c={country}", &json).unwrap_err();
@@ -156,6 +158,28 @@ fn unsafe_values_are_refused_not_escaped() {
     let long = "x".repeat(300);
     let e = render("c={country}", &format!(r#"{{"country":"{long}"}}"#)).unwrap_err();
     assert_eq!(e.reason(), "unsafe_partition_value");
+}
+
+/// Routing and publishing share one rule: any value routing accepts makes a path that the
+/// commit step accepts (a value that failed only at publish would crash-loop the pipeline).
+#[test]
+fn whatever_routing_accepts_publishing_accepts() {
+    let mut values: Vec<String> = (0u32..0x250).filter_map(char::from_u32).map(|c| format!("a{c}b")).collect();
+    values.extend((0u32..0x250).filter_map(char::from_u32).map(|c| c.to_string()));
+    values.extend(
+        ["", " ", "  x  ", "..", "../..", "=", "%", "%2F", "_x", ".x", "\u{2028}", "日本語", "é".repeat(120).as_str()]
+            .map(String::from),
+    );
+    values.push("x".repeat(300));
+    for template in ["c={country}", "{country}", "c={country}/d={country}"] {
+        for value in &values {
+            let json = serde_json::json!({ "country": value }).to_string();
+            if let Ok(path) = render(template, &json) {
+                crate::commit::paths::final_path("/t", &path, "part-0.parquet")
+                    .unwrap_or_else(|e| panic!("{value:?} routed to {path:?} but publishing refuses it: {e}"));
+            }
+        }
+    }
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! atomic and must never overwrite, which `std::fs::rename` cannot promise (it replaces an
 //! existing target). Files are therefore published with `hard_link(src, dst)` — which fails
 //! atomically with `EEXIST` when `dst` exists — followed by removing `src`. A crash between the
-//! two leaves both names on one inode: "dst exists with our content", which recovery already
-//! treats as done (and deletes the leftover staging name). Directories cannot be hard-linked;
+//! two leaves both names on one inode; a later rename of the same pair sees that, removes the
+//! staged name and succeeds, so re-driving a publish after such a crash completes it. Directories cannot be hard-linked;
 //! they are renamed after an existence check, which is not a fence (Landfall only publishes
 //! files).
 //!
@@ -100,6 +100,15 @@ async fn blocking<T: Send + 'static>(
     )?
 }
 
+/// True when `a` and `b` are names of one inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
@@ -139,7 +148,16 @@ impl FileStore for LocalStore {
                 }
                 fs::rename(local_src, &local_dst)?;
             } else {
-                fs::hard_link(local_src, &local_dst)?;
+                match fs::hard_link(local_src, &local_dst) {
+                    Ok(()) if !dst_for_error.contains("/_landfall/") => {
+                        crate::crash::point("local_publish_linked", "between the link and the unlink of a publish")
+                    }
+                    Ok(()) => {}
+                    // A crash between link and unlink left both names on one inode: the
+                    // publish happened; finish it. Any other file at `dst` is a real conflict.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && same_file(local_src, &local_dst) => {}
+                    Err(e) => return Err(e),
+                }
                 fs::remove_file(local_src)?;
             }
             sync_dir(&dst_parent)?;
@@ -277,5 +295,25 @@ mod tests {
         assert!(matches!(&err, StoreError::Fatal { hint, .. } if hint.contains("/srv/lake/a")), "{err}");
         let err = classify("write", "/a", Path::new("/srv/lake/a"), io::Error::from(io::ErrorKind::StorageFull));
         assert!(err.is_transient(), "{err}");
+    }
+
+    /// A crash between the link and the unlink of a publish leaves both names on one inode;
+    /// renaming the pair again completes the publish, while a different file at the
+    /// destination still refuses.
+    #[tokio::test]
+    async fn a_publish_interrupted_after_the_link_completes_when_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        fs::create_dir_all(dir.path().join("t/dt=1")).unwrap();
+        fs::write(dir.path().join("t/staged"), b"rows").unwrap();
+        fs::hard_link(dir.path().join("t/staged"), dir.path().join("t/dt=1/part")).unwrap();
+        store.rename("/t/staged", "/t/dt=1/part").await.unwrap();
+        assert!(!dir.path().join("t/staged").exists());
+        assert_eq!(fs::read(dir.path().join("t/dt=1/part")).unwrap(), b"rows");
+
+        fs::write(dir.path().join("t/other"), b"rows").unwrap();
+        let err = store.rename("/t/other", "/t/dt=1/part").await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+        assert!(dir.path().join("t/other").exists());
     }
 }

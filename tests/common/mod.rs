@@ -243,6 +243,7 @@ struct RabbitTls {
 #[derive(Debug, Clone)]
 enum SinkYaml {
     Hdfs { url: String, path: String },
+    Local { path: String },
 }
 
 /// A YAML scalar for `s` (a JSON string is a YAML double-quoted scalar).
@@ -374,6 +375,12 @@ impl PipelineYaml {
         self
     }
 
+    /// The table in a local directory (`sink.local`).
+    pub fn sink_local(mut self, path: &std::path::Path) -> Self {
+        self.sink = Some(SinkYaml::Local { path: path.display().to_string() });
+        self
+    }
+
     /// The pipeline file's text.
     pub fn build(&self) -> String {
         use std::fmt::Write;
@@ -429,6 +436,7 @@ impl PipelineYaml {
             SinkYaml::Hdfs { url, path } => {
                 writeln!(y, "sink:\n  hdfs:\n    url: {}\n    path: {}", q(url), q(path)).unwrap()
             }
+            SinkYaml::Local { path } => writeln!(y, "sink:\n  local:\n    path: {}", q(path)).unwrap(),
         }
         y
     }

@@ -28,9 +28,11 @@ df = spark.read.parquet(table)
 out["count"] = df.count()
 out["distinct_ids"] = df.select("id").distinct().count()
 out["types"] = {f.name: f.dataType.simpleString() for f in df.schema.fields}
-# Partition columns are the ones that come from directory names, not from the files.
-file_cols = set(spark.read.parquet(df.inputFiles()[0]).columns)
-part_cols = [c for c in df.columns if c not in file_cols]
+# Partition columns are the ones named by `name=value` directories under the table (a
+# column may be in the files too; Spark then shows the directory's value).
+first = df.inputFiles()[0][len(table.rstrip("/")) :].strip("/").split("/")[:-1]
+dir_cols = {seg.split("=", 1)[0] for seg in first if "=" in seg}
+part_cols = [c for c in df.columns if c in dir_cols]
 if part_cols:
     rows = df.groupBy(*part_cols).count().collect()
     out["partitions"] = {"/".join(f"{c}={r[c]}" for c in part_cols): r["count"] for r in rows}

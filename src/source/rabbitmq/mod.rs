@@ -202,10 +202,7 @@ impl Source for QueueSource {
 
     fn published(&mut self, _stream: &StreamId, _next: i64, token: Option<u64>) -> Result<(), SourceError> {
         let Some(tag) = token else { return Ok(()) };
-        if crash_point("before_ack") {
-            tracing::error!(pipeline = %self.link.pipeline, "LF_TEST_CRASH_POINT=before_ack: aborting after a publish, before its acknowledgement");
-            std::process::abort();
-        }
+        crate::crash::point("before_ack", "after a publish, before its acknowledgement");
         let session = self.link.session()?;
         Ok(self.link.handle.block_on(session.ack_through(tag))?)
     }
@@ -357,13 +354,4 @@ impl Source for StreamSource {
     fn close(&mut self) {
         self.link.close();
     }
-}
-
-/// Fault injection for tests (not `LANDFALL_*`: those are daemon settings):
-/// `LF_TEST_CRASH_POINT=before_ack` aborts the process right after a commit is published and
-/// before its deliveries are acknowledged, the window the deduplication exists for. Read
-/// once; unset in production.
-fn crash_point(name: &str) -> bool {
-    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    POINT.get_or_init(|| std::env::var("LF_TEST_CRASH_POINT").ok()).as_deref() == Some(name)
 }
