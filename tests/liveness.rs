@@ -162,3 +162,145 @@ async fn a_local_publish_interrupted_between_link_and_unlink_completes_on_restar
         assert_eq!(std::fs::metadata(&file).unwrap().nlink(), 1, "{} still has two names", file.display());
     }
 }
+
+/// Deletes `topic` and creates it again with `partitions` partitions (deletion is
+/// asynchronous: creation is retried until the broker accepts it).
+async fn recreate_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", KAFKA).create().unwrap();
+    let deleted = admin.delete_topics(&[topic], &AdminOptions::new()).await.expect("Kafka admin request");
+    assert!(deleted[0].is_ok(), "delete topic {topic}: {:?}", deleted[0]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let res = admin.create_topics(&[new], &AdminOptions::new()).await.expect("Kafka admin request");
+        if res[0].is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "recreate topic {topic}: {:?}", res[0]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The commit log says "resume at 1000" but the topic was deleted and recreated and now ends
+/// at 500: resuming would skip the new topic's first 1000 offsets as already landed. It used
+/// to do exactly that and exit 0 with "0 events"; the partition must stop, naming the
+/// committed position, what the topic holds and the remedy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_committed_position_past_the_end_of_a_recreated_topic_is_not_skipped_silently() {
+    require_kafka();
+    require_hdfs();
+    let topic = unique("recreated");
+    create_topic(&topic, 1).await;
+    let table_path = format!("/landing-test/{topic}");
+    let (_dir, pipeline) =
+        PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("2s").sink_hdfs(&table_path).file();
+    produce(&topic, (0..1000).map(|i| (0, event(i, 2000).into_bytes()))).await;
+    let summary = run_until_caught_up(&pipeline);
+    assert!(summary.contains("1000 events"), "summary: {summary}");
+
+    recreate_topic(&topic, 1).await;
+    produce(&topic, (1000..1500).map(|i| (0, event(i, 2000).into_bytes()))).await;
+    let out = run_within(&pipeline, &[], Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must fail, not report success:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("resumes at offset 1000") && stderr.contains("offsets 0..500"),
+        "the error must name the committed position and what the topic holds:\n{stderr}"
+    );
+    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    assert_eq!(v["count"], 1000, "nothing new may land before a person decides: {v}");
+}
+
+/// Writes `bytes` to a new file on the lab HDFS.
+async fn hdfs_write(path: &str, bytes: &[u8]) {
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let mut w = client.create(path, hdfs_native::WriteOptions::default()).await.expect("create on HDFS");
+    w.write_bytes(bytes::Bytes::copy_from_slice(bytes)).await.expect("write on HDFS");
+    w.close().await.expect("close on HDFS");
+}
+
+/// One partition's newest manifest cannot be used (written by a newer Landfall, say). Its
+/// recovery used to be retried forever inside the rebalance callback, so no partition of the
+/// assignment was consumed and the run hung. Now that partition stops with the reason while
+/// the other lands everything, and the backfill ends with an error naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_log_that_cannot_be_recovered_stops_only_its_partition() {
+    require_kafka();
+    require_hdfs();
+    let topic = unique("badlog");
+    create_topic(&topic, 2).await;
+    let table_path = format!("/landing-test/{topic}");
+    let (_dir, pipeline) =
+        PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("2s").sink_hdfs(&table_path).file();
+    produce(&topic, (0..400).map(|i| ((i % 2) as i32, event(i, 800).into_bytes()))).await;
+    let summary = run_until_caught_up(&pipeline);
+    assert!(summary.contains("400 events"), "summary: {summary}");
+
+    let manifest = format!("{table_path}/_landfall/commits/{topic}/0/00000000000000000999.json");
+    hdfs_write(&manifest, br#"{"version":99,"note":"from a newer Landfall"}"#).await;
+    produce(&topic, (400..800).map(|i| ((i % 2) as i32, event(i, 800).into_bytes()))).await;
+    let out = run_within(&pipeline, &[], Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the backfill must say a partition is missing:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("{topic}[0]")) && stderr.contains("00000000000000000999.json"),
+        "the error must name the partition and the manifest:\n{stderr}"
+    );
+    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    assert_eq!(v["count"], 600, "partition 1 lands all its events, partition 0 only the first run's: {v}");
+}
+
+/// Produces `messages` to partition 0 in one Kafka transaction: the commit marker takes an
+/// offset no consumer ever sees.
+fn produce_transaction(topic: &str, id: &str, messages: impl IntoIterator<Item = Vec<u8>>) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", KAFKA).set("transactional.id", id).create().unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).expect("init transactions");
+    producer.begin_transaction().expect("begin transaction");
+    for payload in messages {
+        while let Err((e, _)) = producer.send(BaseRecord::<(), _>::to(topic).partition(0).payload(&payload)) {
+            assert!(
+                matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                "produce to {topic}: {e}"
+            );
+            producer.poll(Duration::from_millis(10));
+        }
+    }
+    producer.commit_transaction(timeout).expect("commit transaction");
+}
+
+/// Topics written by transactional producers (Kafka Streams, Flink, any exactly-once writer)
+/// have offsets no consumer sees: each commit marker takes one. Ranges must tile the
+/// partition across such holes (a range that did not follow the previous one in the commit
+/// log would be rewound forever). Two transactions of 1,000 events in one hour, files rolled
+/// at 1,000 rows: the second range starts right after the first transaction's marker.
+/// (A regression guard: `route::send_cut` already covered the holes before this test.)
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_taken_by_transaction_markers_do_not_stop_the_commit_log() {
+    require_kafka();
+    require_hdfs();
+    let topic = unique("txn");
+    create_topic(&topic, 1).await;
+    let table_path = format!("/landing-test/{topic}");
+    let (_dir, pipeline) = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
+        .roll_max_rows(1000)
+        .roll_max_age("60s")
+        .sink_hdfs(&table_path)
+        .file();
+    let n = 2000u64;
+    let one_hour = |i: u64| {
+        serde_json::json!({ "id": format!("evt-{i:09}"), "ts": "2026-11-25T17:00:00Z" }).to_string().into_bytes()
+    };
+    produce_transaction(&topic, &format!("{topic}-a"), (0..n / 2).map(one_hour));
+    produce_transaction(&topic, &format!("{topic}-b"), (n / 2..n).map(one_hour));
+    let out = run_within(&pipeline, &[], Duration::from_secs(120));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    assert_eq!(v["count"], n, "{v}");
+    assert_eq!(v["distinct_ids"], n, "{v}");
+}

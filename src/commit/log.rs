@@ -137,7 +137,11 @@ impl CommitLog {
             return Ok(None);
         };
         let path = paths::manifest_path(&self.dir, manifest.seq);
-        self.publish(&manifest, &path).await?;
+        if self.published_before(&manifest).await? {
+            tracing::debug!(topic = %self.topic, partition = self.partition, seq = manifest.seq, "newest commit was published before");
+        } else {
+            self.publish(&manifest, &path).await?;
+        }
         if self.run.config.keep_ids > 0 {
             let count = (manifest.end - manifest.start + 1) as usize;
             self.load_window(&seqs, manifest.seq, count, manifest.message_ids.clone()).await?;
@@ -150,6 +154,23 @@ impl CommitLog {
             "recovered: resuming after commit #{} (offsets {}..={})", manifest.seq, manifest.start, manifest.end
         );
         Ok(Some(next))
+    }
+
+    /// True when no file of `manifest` is left at its staged name: only the publish rename
+    /// removes a referenced staged file (orphan cleanup keeps them), so the publish completed,
+    /// and the published files need not exist any more (retention may delete old partitions
+    /// of an idle stream; recovery must not depend on them). One `stat` per file.
+    async fn published_before(&self, manifest: &Manifest) -> Result<bool, CommitError> {
+        for f in &manifest.files {
+            let staged = with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || async {
+                self.store.stat(&f.staged).await.map_err(CommitError::from)
+            })
+            .await?;
+            if staged.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Commits offsets `start..=end`, which live in exactly `files` (data and quarantine),

@@ -10,7 +10,7 @@ use crate::commit::{CommitConfig, CommitError, CommitLog, RunContext};
 use crate::retry::{with_backoff, Backoff, Retryable};
 use crate::shutdown::Shutdown;
 use crate::sink::FileStore;
-use crate::source::{Recover, Recovered, StreamId};
+use crate::source::{Recover, Recovered, RecoveryError, StreamId};
 
 /// Reads commit logs in the table's store for the sources.
 pub struct StoreRecovery {
@@ -22,43 +22,71 @@ pub struct StoreRecovery {
     pub shutdown: Shutdown,
 }
 
-/// Every recovery error is retried: an assigned stream whose log cannot be read must not be
-/// consumed, and a daemon should outlast a store outage. (Errors no retry can fix, such as a
-/// manifest whose files retention removed, are retried too; see the liveness issue.)
-struct Always(CommitError);
+/// How long one [`Recover::attempt`] keeps retrying store calls before it reports the outage:
+/// long enough to ride out a blip, short enough that the consumer loop goes on polling (a
+/// Kafka member that stops polling for `max.poll.interval.ms` leaves its group).
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(10);
 
-impl std::fmt::Display for Always {
+/// Between attempts of [`Recover::recover`]: from 200 ms, doubling to 30 s, quick after a
+/// blip and gentle during an outage.
+fn backoff() -> Backoff {
+    Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(30), give_up_after: None }
+}
+
+/// A recovery failure as the retry loop sees it.
+struct Failure(RecoveryError);
+
+impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
 }
 
-impl Retryable for Always {
+impl Retryable for Failure {
     fn is_transient(&self) -> bool {
-        true
+        matches!(self.0, RecoveryError::Transient(_))
     }
 }
 
-/// From 200 ms, doubling to 30 s: quick after a blip, gentle during an outage.
-fn backoff() -> Backoff {
-    Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(30), give_up_after: None }
+/// Store outages (retried inside the attempt until [`ATTEMPT_LIMIT`]) are transient; a state
+/// of the table that no retry changes is permanent.
+fn classify(e: CommitError) -> RecoveryError {
+    match e {
+        CommitError::Stopped { .. } => RecoveryError::Stopping,
+        CommitError::GaveUp { .. } => RecoveryError::Transient(e.to_string()),
+        e if e.is_transient() => RecoveryError::Transient(e.to_string()),
+        e => RecoveryError::Permanent(e.to_string()),
+    }
+}
+
+impl StoreRecovery {
+    async fn read(&self, stream: &StreamId) -> Result<Recovered, RecoveryError> {
+        let mut config = self.config.clone();
+        config.backoff.give_up_after = Some(ATTEMPT_LIMIT);
+        let run = RunContext { run_id: self.run_id.clone(), config, stop: self.shutdown.subscribe() };
+        let mut log = CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, run)
+            .map_err(classify)?;
+        let next = log.recover().await.map_err(classify)?;
+        Ok(Recovered { next, ids: log.take_recovered_ids() })
+    }
 }
 
 impl Recover for StoreRecovery {
-    fn recover(&self, stream: &StreamId) -> Option<Recovered> {
-        let run =
-            RunContext { run_id: self.run_id.clone(), config: self.config.clone(), stop: self.shutdown.subscribe() };
+    fn attempt(&self, stream: &StreamId) -> Result<Recovered, RecoveryError> {
+        if self.shutdown.requested() {
+            return Err(RecoveryError::Stopping);
+        }
+        self.handle.block_on(self.read(stream))
+    }
+
+    fn recover(&self, stream: &StreamId) -> Result<Recovered, RecoveryError> {
         let op = format!("read the commit log of {stream}");
+        let stop = self.shutdown.subscribe();
         let backoff = backoff();
-        let read = with_backoff(&op, &backoff, &run.stop, || async {
-            let mut log =
-                CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, run.clone())
-                    .map_err(Always)?;
-            let next = log.recover().await.map_err(Always)?;
-            Ok::<_, Always>((next, log.take_recovered_ids()))
-        });
-        // Only shutdown ends the retries.
-        let (next, ids) = self.handle.block_on(read).ok()?;
-        Some(Recovered { next, ids })
+        let read = with_backoff(&op, &backoff, &stop, || async { self.read(stream).await.map_err(Failure) });
+        self.handle.block_on(read).map_err(|e| match e {
+            crate::retry::RetryError::Failed(Failure(e)) => e,
+            _ => RecoveryError::Stopping,
+        })
     }
 }

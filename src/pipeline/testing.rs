@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::source::{
-    Assignment, Delivery, Polled, Positions, Recovery, Source, SourceError, SourceEvent, StreamId, Verdict,
+    Assignment, Delivery, Polled, Positions, Recovery, Rewound, Source, SourceError, SourceEvent, StreamId, Verdict,
 };
 
 /// What the fake saw, shared with the test.
@@ -113,7 +113,7 @@ impl Source for FakeSource {
         self.log().connects += 1;
         for i in 0..self.streams.len() {
             let id = self.streams[i].id.clone();
-            let recovered = self.recovery.recover(&id).ok_or_else(|| SourceError::SessionLost("stopping".into()))?;
+            let recovered = self.recovery.recover(&id)?;
             let s = &mut self.streams[i];
             s.session.clear();
             s.ended = false;
@@ -214,29 +214,29 @@ impl Source for FakeSource {
         // Every acknowledged message has landed (once) or was a duplicate of one that had, so
         // the acknowledged count never exceeds what the commit log holds.
         let acked = s.acked.iter().filter(|a| **a).count() as u64;
-        let committed = self.recovery.recover(stream).and_then(|r| r.next).unwrap_or(0);
+        let committed = self.recovery.recover(stream).ok().and_then(|r| r.next).unwrap_or(0);
         if acked > committed as u64 {
             self.log().early_acks.push((acked, committed));
         }
         Ok(())
     }
 
-    fn rewind(&mut self, stream: &StreamId) -> Result<Assignment, SourceError> {
+    fn rewind(&mut self, stream: &StreamId, _delay: Duration) -> Result<Rewound, SourceError> {
         self.log().rewinds += 1;
         if self.positions == Positions::LandingSequence {
             return Err(SourceError::SessionLost("rewind: reconnect".into()));
         }
-        let recovered = self.recovery.recover(stream).ok_or_else(|| SourceError::SessionLost("stopping".into()))?;
+        let recovered = self.recovery.recover(stream)?;
         let s = self.streams.iter_mut().find(|s| s.id == *stream).expect("a known stream");
         s.cursor = recovered.next.unwrap_or(0) as usize;
         s.ended = false;
-        Ok(Assignment {
+        Ok(Rewound::Now(Assignment {
             stream: stream.clone(),
             resume: recovered.next,
             origin: None,
             end: s.messages.len() as i64,
             recent_ids: Vec::new(),
-        })
+        }))
     }
 
     fn set_paused(&mut self, stream: &StreamId, paused: bool) {

@@ -3,14 +3,20 @@
 //! only mirrored after each publish, for lag tools).
 //!
 //! Rebalances are handled in [`LandfallContext::rebalance`], which runs inside `poll` on the
-//! consumer thread: before a partition is assigned, the commit log is recovered (its last
-//! commit re-published if a crash interrupted it) and the partition is assigned at the offset
-//! after that commit. Assignments and revocations reach the driver as [`SourceEvent`]s.
+//! consumer thread and does no store I/O: a newly assigned partition is assigned paused and
+//! queued for recovery. [`KafkaSource::poll`] then recovers queued partitions one attempt at a
+//! time, outside the callback (so a slow or broken store never holds up a rebalance, and
+//! never gets the member evicted): the commit log is read (its last commit re-published if a
+//! crash interrupted it), the resume offset is checked against what the broker still has, and
+//! the partition is sought there and resumed. A transient failure is retried with backoff; one
+//! that needs a person (a manifest it cannot use, a committed position the topic no longer
+//! has) keeps that partition stopped, says why once, and is retried slowly, while the other
+//! partitions go on. Assignments and revocations reach the driver as [`SourceEvent`]s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -18,18 +24,54 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
-use super::{Assignment, Delivery, Polled, Positions, Recovery, Source, SourceError, SourceEvent, StreamId, Verdict};
+use super::{
+    Assignment, Delivery, Polled, Positions, Recovered, Recovery, RecoveryError, Rewound, Source, SourceError,
+    SourceEvent, StreamId, Verdict,
+};
 use crate::config::{KafkaSourceConfig, StartPosition};
+use crate::retry::Backoff;
 
 /// Messages handed to the driver per [`Source::poll`]: enough to amortise the driver's checks
 /// between polls (feedback, timers), few enough to react within microseconds.
 const BATCH: usize = 64;
 
+/// Retries of a recovery that failed transiently (store or broker unreachable): from 200 ms,
+/// doubling to 30 s.
+fn transient_backoff() -> Backoff {
+    Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(30), give_up_after: None }
+}
+
+/// Retries of a recovery that needs a person: slow, so a fixed table or topic is noticed
+/// within minutes without hammering the store.
+const PERMANENT_RETRY: Duration = Duration::from_secs(300);
+
+/// A partition assigned (or rewound) and not yet handed to the driver: paused until its
+/// commit log is read and its resume offset is placed.
+#[derive(Debug)]
+struct Pending {
+    /// No attempt before this.
+    due: Instant,
+    /// Failed attempts so far.
+    failures: u32,
+    /// The last failure, logged once per change.
+    error: Option<RecoveryError>,
+    /// `start: latest` before the first commit: the end pinned at the first assignment.
+    origin: Option<i64>,
+}
+
+impl Pending {
+    fn new(due: Instant, origin: Option<i64>) -> Pending {
+        Pending { due, failures: 0, error: None, origin }
+    }
+}
+
 /// The consumer context: logs through tracing, recovers positions on assignment.
 pub struct LandfallContext {
     pipeline: String,
-    start: StartPosition,
     recovery: Recovery,
+    /// Assigned partitions waiting for recovery (filled by the rebalance callback, drained by
+    /// [`KafkaSource::poll`]; both run on the consumer thread).
+    pending: Mutex<HashMap<StreamId, Pending>>,
     events: Mutex<Vec<SourceEvent>>,
     /// Set when `events` holds something: checked per poll without taking the lock.
     has_events: AtomicBool,
@@ -84,39 +126,17 @@ fn stream_of(elem: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>) -
     StreamId::new(elem.topic(), elem.partition())
 }
 
-fn kafka_offset(offset: Option<i64>, start: StartPosition) -> Offset {
-    match (offset, start) {
-        (Some(o), _) => Offset::Offset(o),
-        (None, StartPosition::Earliest) => Offset::Beginning,
-        (None, StartPosition::Latest) => Offset::End,
-    }
-}
-
 impl ConsumerContext for LandfallContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let cooperative = matches!(consumer.rebalance_protocol(), rdkafka::consumer::RebalanceProtocol::Cooperative);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut assigned = Vec::new();
+                // Assigned at the beginning and paused at once: nothing is fetched before the
+                // partition is recovered and sought to its resume offset (a seek also voids
+                // anything fetched before it).
                 let mut list = TopicPartitionList::new();
                 for elem in tpl.elements() {
-                    let stream = stream_of(&elem);
-                    // `None`: shutdown came during recovery; the partition is not taken.
-                    let Some(recovered) = self.recovery.recover(&stream) else { continue };
-                    let high = consumer
-                        .fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(30))
-                        .map(|(_, high)| high);
-                    let origin = match (recovered.next, self.start) {
-                        (None, StartPosition::Latest) => high.as_ref().ok().copied(),
-                        _ => None,
-                    };
-                    let offset = kafka_offset(recovered.next.or(origin), self.start);
-                    if let Err(e) = list.add_partition_offset(&stream.name, stream.partition, offset) {
-                        tracing::error!(pipeline = %self.pipeline, %stream, error = %e, "cannot set the resume offset");
-                        continue;
-                    }
-                    let end = high.unwrap_or(i64::MAX);
-                    assigned.push(Assignment { stream, resume: recovered.next, origin, end, recent_ids: Vec::new() });
+                    let _ = list.add_partition_offset(elem.topic(), elem.partition(), Offset::Beginning);
                 }
                 let result = if cooperative { consumer.incremental_assign(&list) } else { consumer.assign(&list) };
                 if let Err(e) = result {
@@ -124,19 +144,25 @@ impl ConsumerContext for LandfallContext {
                     tracing::error!(pipeline = %self.pipeline, error = %e, "Kafka assign failed; waiting for the next rebalance");
                     return;
                 }
-                let mut bounds = self.bounds.lock().expect("bounds lock");
-                for a in &assigned {
-                    tracing::info!(pipeline = %self.pipeline, stream = %a.stream, resume_offset = ?a.resume, origin = ?a.origin, end_offset = a.end, "partition assigned");
-                    bounds.insert(a.stream.clone(), (a.origin, a.end));
+                if let Err(e) = consumer.pause(&list) {
+                    tracing::error!(pipeline = %self.pipeline, error = %e, "cannot pause newly assigned partitions");
                 }
-                drop(bounds);
-                self.queue(assigned.into_iter().map(SourceEvent::Assigned));
+                let now = Instant::now();
+                let mut pending = self.pending.lock().expect("pending lock");
+                for elem in list.elements() {
+                    let stream = stream_of(&elem);
+                    tracing::info!(pipeline = %self.pipeline, %stream, "partition assigned; recovering its commit log");
+                    pending.insert(stream, Pending::new(now, None));
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked: Vec<StreamId> = tpl.elements().iter().map(stream_of).collect();
+                let mut pending = self.pending.lock().expect("pending lock");
                 for stream in &revoked {
+                    pending.remove(stream);
                     tracing::info!(pipeline = %self.pipeline, %stream, "partition revoked");
                 }
+                drop(pending);
                 self.queue(revoked.into_iter().map(SourceEvent::Revoked));
                 let result = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(e) = result {
@@ -147,6 +173,7 @@ impl ConsumerContext for LandfallContext {
                 tracing::warn!(pipeline = %self.pipeline, error = ?other, "rebalance error; dropping the assignment");
                 let current = consumer.assignment();
                 let _ = consumer.unassign();
+                self.pending.lock().expect("pending lock").clear();
                 if let Ok(current) = current {
                     self.queue(current.elements().iter().map(|e| SourceEvent::Revoked(stream_of(e))));
                 }
@@ -188,16 +215,17 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
-            // Only used when a resume offset has left the log (retention): read what is left
-            // rather than jump to the end. Resume positions are always explicit otherwise.
-            .set("auto.offset.reset", "earliest")
+            // Resume offsets are always explicit and checked against the log before a seek; a
+            // position that leaves the log while consuming (truncation by an unclean leader
+            // election) must be reported, not silently moved to an end.
+            .set("auto.offset.reset", "error")
             .set("session.timeout.ms", cfg.session_timeout.get().as_millis().to_string())
             .set("client.id", format!("landfall-{pipeline}"));
         client.set_log_level(RDKafkaLogLevel::Warning);
         let context = LandfallContext {
             pipeline: pipeline.to_string(),
-            start: cfg.start,
             recovery,
+            pending: Mutex::new(HashMap::new()),
             events: Mutex::new(Vec::new()),
             has_events: AtomicBool::new(false),
             bounds: Mutex::new(HashMap::new()),
@@ -241,6 +269,132 @@ impl KafkaSource {
     fn bounds(&self, stream: &StreamId) -> (Option<i64>, i64) {
         self.consumer.context().bounds.lock().expect("bounds lock").get(stream).copied().unwrap_or((None, i64::MAX))
     }
+
+    /// One recovery attempt for each queued partition that is due; the recovered ones are
+    /// sought, resumed and handed to the driver.
+    fn recover_due(&mut self, on: &mut dyn FnMut(Polled<'_>) -> Verdict) {
+        let now = Instant::now();
+        let due: Vec<(StreamId, Option<i64>)> = {
+            let pending = self.consumer.context().pending.lock().expect("pending lock");
+            pending.iter().filter(|(_, p)| p.due <= now).map(|(s, p)| (s.clone(), p.origin)).collect()
+        };
+        for (stream, origin) in due {
+            let recovery = self.consumer.context().recovery.clone();
+            let outcome = recovery.attempt(&stream).and_then(|r| self.place(&stream, r, origin));
+            let ctx = self.consumer.context();
+            let mut pending = ctx.pending.lock().expect("pending lock");
+            let Some(entry) = pending.get_mut(&stream) else { continue };
+            match outcome {
+                Ok(assignment) => {
+                    if entry.failures > 0 {
+                        tracing::info!(pipeline = %ctx.pipeline, %stream, failures = entry.failures, "partition recovered after failed attempts");
+                    }
+                    pending.remove(&stream);
+                    drop(pending);
+                    set_paused(&self.consumer, &stream, false);
+                    tracing::info!(pipeline = %ctx.pipeline, stream = %assignment.stream, resume_offset = ?assignment.resume, origin = ?assignment.origin, end_offset = assignment.end, "partition ready");
+                    ctx.bounds.lock().expect("bounds lock").insert(stream, (assignment.origin, assignment.end));
+                    on(Polled::Event(SourceEvent::Assigned(assignment)));
+                }
+                Err(RecoveryError::Stopping) => {}
+                Err(error) => {
+                    entry.failures += 1;
+                    let permanent = matches!(error, RecoveryError::Permanent(_));
+                    let delay =
+                        if permanent { PERMANENT_RETRY } else { transient_backoff().delay(entry.failures) };
+                    entry.due = now + delay;
+                    if entry.error.as_ref() == Some(&error) {
+                        continue;
+                    }
+                    entry.error = Some(error.clone());
+                    drop(pending);
+                    let retry_in_s = delay.as_secs_f32();
+                    if permanent {
+                        tracing::error!(pipeline = %ctx.pipeline, %stream, %error, retry_in_s, "partition stopped: it cannot be consumed until this is fixed; the other partitions go on");
+                        on(Polled::Event(SourceEvent::Failed { stream, reason: error.to_string() }));
+                    } else {
+                        tracing::warn!(pipeline = %ctx.pipeline, %stream, %error, retry_in_s, "partition not recovered yet; retrying");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where a recovered partition resumes, checked against the offsets the broker still
+    /// has, and the seek there.
+    fn place(&mut self, stream: &StreamId, recovered: Recovered, origin: Option<i64>) -> Result<Assignment, RecoveryError> {
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(10))
+            .map_err(|e| RecoveryError::Transient(format!("cannot read the offsets of {stream} from the broker: {e}")))?;
+        let resume = recovered.next;
+        let (to, origin) = match (resume, self.start) {
+            (Some(next), _) if next > high => return Err(position_lost(stream, next, low, high)),
+            (Some(next), _) if next < low => {
+                tracing::error!(pipeline = %self.consumer.context().pipeline, %stream, committed_next = next, earliest = low, lost = low - next, "the broker deleted offsets {next}..{} (retention) before Landfall landed them; resuming at {low}; raise the topic's retention.ms above the longest outage you must survive", low - 1);
+                (Offset::Offset(low), None)
+            }
+            (Some(next), _) => (Offset::Offset(next), None),
+            (None, StartPosition::Earliest) => (Offset::Beginning, None),
+            (None, StartPosition::Latest) => {
+                let pinned = origin.unwrap_or(high);
+                (Offset::Offset(pinned), Some(pinned))
+            }
+        };
+        self.consumer
+            .seek(&stream.name, stream.partition, to, Duration::from_secs(10))
+            .map_err(|e| RecoveryError::Transient(format!("cannot seek {stream} to its resume offset: {e}")))?;
+        Ok(Assignment { stream: stream.clone(), resume, origin, end: high, recent_ids: Vec::new() })
+    }
+
+    /// librdkafka stopped a partition whose position left the log (`auto.offset.reset=error`;
+    /// the error names no partition): every assigned partition whose position is outside its
+    /// log goes back to recovery, which names the problem.
+    fn position_left_the_log(&mut self, on: &mut dyn FnMut(Polled<'_>) -> Verdict) {
+        let Ok(positions) = self.consumer.position() else { return };
+        let now = Instant::now();
+        for elem in positions.elements() {
+            let stream = stream_of(&elem);
+            let Some(position) = elem.offset().to_raw().filter(|o| *o >= 0) else { continue };
+            let Ok((low, high)) =
+                self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(10))
+            else {
+                continue;
+            };
+            if (low..=high).contains(&position) {
+                continue;
+            }
+            let ctx = self.consumer.context();
+            tracing::warn!(pipeline = %ctx.pipeline, %stream, position, earliest = low, latest = high, "the partition's position left its log while consuming; recovering it again");
+            let origin = ctx.bounds.lock().expect("bounds lock").get(&stream).and_then(|b| b.0);
+            ctx.pending.lock().expect("pending lock").insert(stream.clone(), Pending::new(now, origin));
+            set_paused(&self.consumer, &stream, true);
+            self.mirror.remove(&stream);
+            on(Polled::Event(SourceEvent::Revoked(stream)));
+        }
+    }
+}
+
+fn set_paused(consumer: &BaseConsumer<LandfallContext>, stream: &StreamId, paused: bool) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&stream.name, stream.partition);
+    let result = if paused { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
+    if let Err(e) = result {
+        tracing::debug!(%stream, paused, error = %e, "pause/resume failed");
+    }
+}
+
+/// The committed position is past the end of the partition: the topic was deleted and
+/// recreated, or an unclean leader election truncated it. Resuming anywhere would skip or
+/// re-land data without a word, so the partition stops until a person decides.
+fn position_lost(stream: &StreamId, next: i64, low: i64, high: i64) -> RecoveryError {
+    RecoveryError::Permanent(format!(
+        "the commit log of {stream} resumes at offset {next}, but the partition now holds offsets {low}..{high} \
+         (earliest {low}, latest {high}): the topic was deleted and recreated, or truncated by an unclean \
+         leader election; offsets below {next} would be skipped as already landed. Check the topic; to land \
+         the partition's current data, point the pipeline at a new table path or a new topic name, or remove \
+         this partition's commit log (_landfall/commits/) once you have decided what its table must hold"
+    ))
 }
 
 impl Source for KafkaSource {
@@ -265,6 +419,7 @@ impl Source for KafkaSource {
     }
 
     fn poll(&mut self, timeout: Duration, on: &mut dyn FnMut(Polled<'_>) -> Verdict) -> Result<(), SourceError> {
+        self.recover_due(on);
         let mut wait = timeout;
         for _ in 0..BATCH {
             let polled = self.consumer.poll(wait);
@@ -294,6 +449,10 @@ impl Source for KafkaSource {
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     on(Polled::Event(SourceEvent::ReachedEnd { partition }));
+                    return Ok(());
+                }
+                Some(Err(KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::AutoOffsetReset))) => {
+                    self.position_left_the_log(on);
                     return Ok(());
                 }
                 Some(Err(e)) => {
@@ -329,31 +488,25 @@ impl Source for KafkaSource {
         }
     }
 
-    fn rewind(&mut self, stream: &StreamId) -> Result<Assignment, SourceError> {
+    /// Pauses the partition and queues it for recovery after `delay`; it comes back as an
+    /// assignment once its commit log says where to resume.
+    fn rewind(&mut self, stream: &StreamId, delay: Duration) -> Result<Rewound, SourceError> {
         self.mirror.remove(stream);
-        let recovered = self
-            .consumer
-            .context()
-            .recovery
-            .recover(stream)
-            .ok_or_else(|| SourceError::SessionLost("shutting down".into()))?;
-        let (origin, end) = self.bounds(stream);
-        let to = kafka_offset(recovered.next.or(origin), self.start);
-        // Without a seek the consumer would go on past the rewound range: stop and let the
-        // restart resume from the commit log.
-        self.consumer
-            .seek(&stream.name, stream.partition, to, Duration::from_secs(10))
-            .map_err(|e| SourceError::Fatal(format!("cannot seek {stream} after a rewind: {e}")))?;
-        Ok(Assignment { stream: stream.clone(), resume: recovered.next, origin, end, recent_ids: Vec::new() })
+        self.set_paused(stream, true);
+        let (origin, _) = self.bounds(stream);
+        let pending = Pending::new(Instant::now() + delay, origin);
+        self.consumer.context().pending.lock().expect("pending lock").insert(stream.clone(), pending);
+        Ok(Rewound::Later)
+    }
+
+    /// Partitions assigned and not yet recovered, unless they wait for a person.
+    fn settling(&self) -> bool {
+        let pending = self.consumer.context().pending.lock().expect("pending lock");
+        pending.values().any(|p| !matches!(p.error, Some(RecoveryError::Permanent(_))))
     }
 
     fn set_paused(&mut self, stream: &StreamId, paused: bool) {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&stream.name, stream.partition);
-        let result = if paused { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
-        if let Err(e) = result {
-            tracing::debug!(%stream, paused, error = %e, "pause/resume failed");
-        }
+        set_paused(&self.consumer, stream, paused);
     }
 
     /// Caught up once the consumer's position reaches the end the partition had when assigned

@@ -96,6 +96,15 @@ pub struct Assignment {
     pub recent_ids: Vec<String>,
 }
 
+/// How a rewind goes on.
+#[derive(Debug)]
+pub enum Rewound {
+    /// Resumed at once from this assignment (the driver keeps it paused for the delay).
+    Now(Assignment),
+    /// The stream is taken back; a [`SourceEvent::Assigned`] follows once it is recovered.
+    Later,
+}
+
 /// What a poll hands the driver besides messages.
 #[derive(Debug)]
 pub enum SourceEvent {
@@ -106,6 +115,14 @@ pub enum SourceEvent {
     /// Partition number `partition` reached its end (librdkafka's EOF names no topic).
     ReachedEnd {
         partition: i32,
+    },
+    /// The stream cannot be consumed until a person acts (its commit log cannot be
+    /// recovered, or its committed position is gone from the source); `reason` says what to
+    /// check. The source keeps it stopped and retries slowly; the other streams go on, and
+    /// `--until-caught-up` ends with an error once they are done.
+    Failed {
+        stream: StreamId,
+        reason: String,
     },
 }
 
@@ -138,18 +155,56 @@ pub struct Recovered {
     pub ids: Vec<String>,
 }
 
-/// Reads (and completes, after a crash) a stream's commit log. Blocks, retrying with backoff
-/// until the store answers; `None` only when shutdown is requested meanwhile.
+/// Why a stream's commit log could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoveryError {
+    /// Worth retrying soon: the store is unreachable, in safe mode, slow…
+    #[error("{0}")]
+    Transient(String),
+    /// No retry will help until a person acts (a manifest from a newer Landfall, a file that
+    /// conflicts with a published one, permission denied): the stream stays stopped, named
+    /// loudly, while the others go on; it is retried at the slowest pace.
+    #[error("{0}")]
+    Permanent(String),
+    /// Shutdown was requested meanwhile.
+    #[error("shutting down")]
+    Stopping,
+}
+
+/// For sources whose whole session depends on one stream (a queue): a transient failure ends
+/// the session (reconnect with backoff), a permanent one stops the pipeline (the daemon
+/// restarts it with backoff and says why).
+impl From<RecoveryError> for SourceError {
+    fn from(e: RecoveryError) -> SourceError {
+        match e {
+            RecoveryError::Transient(m) => SourceError::SessionLost(m),
+            RecoveryError::Permanent(m) => SourceError::Fatal(m),
+            RecoveryError::Stopping => SourceError::SessionLost("shutting down".into()),
+        }
+    }
+}
+
+/// Reads (and completes, after a crash) a stream's commit log.
 pub trait Recover: Send + Sync {
-    fn recover(&self, stream: &StreamId) -> Option<Recovered>;
+    /// One attempt, bounded in time (a store outage ends it with
+    /// [`RecoveryError::Transient`]), for sources that schedule their own retries.
+    fn attempt(&self, stream: &StreamId) -> Result<Recovered, RecoveryError>;
+
+    /// Blocks, retrying transient errors with backoff; ends with a permanent error or at
+    /// shutdown.
+    fn recover(&self, stream: &StreamId) -> Result<Recovered, RecoveryError>;
 }
 
 /// A [`Recover`] for sources that only probe (`validate --connect`): nothing is committed.
 pub struct NothingCommitted;
 
 impl Recover for NothingCommitted {
-    fn recover(&self, _: &StreamId) -> Option<Recovered> {
-        Some(Recovered::default())
+    fn attempt(&self, _: &StreamId) -> Result<Recovered, RecoveryError> {
+        Ok(Recovered::default())
+    }
+
+    fn recover(&self, _: &StreamId) -> Result<Recovered, RecoveryError> {
+        Ok(Recovered::default())
     }
 }
 
@@ -185,9 +240,19 @@ pub trait Source {
     /// After a batch of [`published`](Self::published) calls; `last` at shutdown.
     fn flush(&mut self, _last: bool) {}
 
-    /// A commit of `stream` failed: resume it from its commit log. Offset sources seek and
-    /// return where; others return [`SourceError::SessionLost`] (the broker redelivers).
-    fn rewind(&mut self, stream: &StreamId) -> Result<Assignment, SourceError>;
+    /// A commit of `stream` failed: resume it from its commit log, not before `delay` has
+    /// passed. Offset sources either seek and return where ([`Rewound::Now`]; the driver
+    /// pauses the stream for `delay`), or take the stream back and assign it again once
+    /// recovered ([`Rewound::Later`], as a [`SourceEvent::Assigned`]); others return
+    /// [`SourceError::SessionLost`] (the broker redelivers).
+    fn rewind(&mut self, stream: &StreamId, delay: Duration) -> Result<Rewound, SourceError>;
+
+    /// True while streams are assigned but not yet handed to the driver (being recovered), so
+    /// `--until-caught-up` does not end before them. Streams that wait for a person (reported
+    /// as [`SourceEvent::Failed`]) do not count.
+    fn settling(&self) -> bool {
+        false
+    }
 
     /// Stops or restarts fetching `stream` (backoff after repeated rewinds).
     fn set_paused(&mut self, _stream: &StreamId, _paused: bool) {}

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{rewind_backoff, Driver, Stop, TICK};
 use crate::pipeline::stream::{Flow, Stream};
 use crate::pipeline::writer::{Feedback, WriterMsg};
-use crate::source::SourceError;
+use crate::source::{Rewound, SourceError};
 
 impl Driver {
     /// Handles the writer's answers that arrived.
@@ -114,8 +114,14 @@ impl Driver {
         if !logged {
             tracing::warn!(pipeline = %self.pipeline(), stream = %id, %reason, failures, retry_in_s = delay.as_secs_f32(), "rewinding the stream to its last published position");
         }
-        let assignment = match self.source.rewind(&id) {
-            Ok(a) => a,
+        let assignment = match self.source.rewind(&id, delay) {
+            Ok(Rewound::Now(a)) => a,
+            Ok(Rewound::Later) => {
+                // Back as an assignment once recovered; the failure count waits for it.
+                self.streams.swap_remove(i);
+                self.rewound.insert(id, (failures, reason));
+                return Ok(());
+            }
             Err(SourceError::SessionLost(_)) => return Err(Stop::Lost(format!("publishing failed: {reason}"))),
             Err(SourceError::Fatal(message)) => return Err(Stop::Fatal(message)),
         };

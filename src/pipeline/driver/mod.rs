@@ -7,7 +7,7 @@
 //! It runs on a blocking thread; the writer task runs on the runtime, joined by a bounded
 //! channel so that a slow store holds consumption back instead of filling memory.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -107,6 +107,11 @@ pub struct Driver {
     /// Streams paused by the driver: librdkafka keeps a pause across re-assignment, so a
     /// stream revoked while paused is resumed when it comes back.
     paused: HashSet<StreamId>,
+    /// Streams rewound and taken back by the source ([`crate::source::Rewound::Later`]): their
+    /// consecutive failures and the last reason, restored when they are assigned again.
+    rewound: HashMap<StreamId, (u32, String)>,
+    /// Streams the source reported as waiting for a person, with why.
+    failed: BTreeMap<StreamId, String>,
     /// Work for after the poll (the source is busy during it): streams to resume, partition
     /// numbers that reached their end.
     to_resume: Vec<StreamId>,
@@ -155,6 +160,8 @@ impl Driver {
             session_failures: 0,
             session_error: None,
             paused: HashSet::new(),
+            rewound: HashMap::new(),
+            failed: BTreeMap::new(),
             to_resume: Vec::new(),
             ended: Vec::new(),
             failure: None,
@@ -174,7 +181,15 @@ impl Driver {
     pub fn run(mut self) -> Result<RunSummary, String> {
         let started = Instant::now();
         let outcome = self.consume(started);
-        let result = self.finish(outcome, started);
+        let mut result = self.finish(outcome, started);
+        if result.is_ok() && self.opts.mode == RunMode::UntilCaughtUp && !self.failed.is_empty() {
+            let failed: Vec<String> = self.failed.iter().map(|(s, why)| format!("{s}: {why}")).collect();
+            result = Err(format!(
+                "the other streams are landed, but {} could not be consumed: {}",
+                self.failed.len(),
+                failed.join("; ")
+            ));
+        }
         self.summary.seconds = started.elapsed().as_secs_f64();
         result.map(|()| std::mem::take(&mut self.summary))
     }
@@ -308,7 +323,13 @@ impl Driver {
             SourceEvent::Assigned(a) => {
                 let epoch = self.epoch();
                 let id = a.stream.clone();
-                let stream = Stream::new(a, epoch, self.positions, Instant::now());
+                let mut stream = Stream::new(a, epoch, self.positions, Instant::now());
+                if let Some((failures, reason)) = self.rewound.remove(&id) {
+                    stream.flow = Flow::Rewound { failures, paused_until: None, reason };
+                }
+                if self.failed.remove(&id).is_some() {
+                    tracing::info!(pipeline = %self.summary.pipeline, stream = %id, "stream consumed again after its failure");
+                }
                 match self.index(&id.name, id.partition) {
                     Some(i) => self.streams[i] = stream,
                     None => self.streams.push(stream),
@@ -321,11 +342,19 @@ impl Driver {
                 if let Some(i) = self.index(&id.name, id.partition) {
                     self.streams.swap_remove(i);
                 }
+                self.rewound.remove(&id);
+                self.failed.remove(&id);
                 if self.tx.blocking_send(WriterMsg::Drop { stream: id }).is_err() {
                     self.failure.get_or_insert_with(|| "the writer task stopped".into());
                 }
             }
             SourceEvent::ReachedEnd { partition } => self.ended.push(partition),
+            SourceEvent::Failed { stream, reason } => {
+                if let Some(i) = self.index(&stream.name, stream.partition) {
+                    self.streams.swap_remove(i);
+                }
+                self.failed.insert(stream, reason);
+            }
         }
     }
 
@@ -469,7 +498,9 @@ impl Driver {
                 s.buf.caught_up = self.source.caught_up(&s.id, s.next_position());
             }
         }
-        !self.streams.is_empty() && self.streams.iter().all(|s| s.buf.caught_up)
+        (!self.streams.is_empty() || !self.failed.is_empty())
+            && !self.source.settling()
+            && self.streams.iter().all(|s| s.buf.caught_up)
     }
 
     /// Positions left to the known ends, for the progress line.
@@ -547,7 +578,7 @@ impl Source for Detached {
     fn published(&mut self, _: &StreamId, _: i64, _: Option<u64>) -> Result<(), SourceError> {
         Ok(())
     }
-    fn rewind(&mut self, stream: &StreamId) -> Result<crate::source::Assignment, SourceError> {
+    fn rewind(&mut self, stream: &StreamId, _: Duration) -> Result<crate::source::Rewound, SourceError> {
         Err(SourceError::Fatal(format!("{stream}: the source is detached")))
     }
     fn caught_up(&mut self, _: &StreamId, _: Option<i64>) -> bool {

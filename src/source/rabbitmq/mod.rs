@@ -21,7 +21,9 @@ use tokio::runtime::Handle;
 
 pub use session::{describe, probe, stream_offset, AmqpError, AmqpSession, StreamStart, QUEUE_CONSUMERS};
 
-use super::{Assignment, Delivery, Polled, Positions, Recovery, Source, SourceError, SourceEvent, StreamId, Verdict};
+use super::{
+    Assignment, Delivery, Polled, Positions, Recovery, Rewound, Source, SourceError, SourceEvent, StreamId, Verdict,
+};
 use crate::config::{RabbitMqSourceConfig, StartPosition};
 
 /// Deliveries handled per poll before the driver looks at feedback and timers again.
@@ -68,8 +70,7 @@ impl Link {
         start: impl FnOnce(Option<i64>) -> Option<StreamStart>,
     ) -> Result<super::Recovered, SourceError> {
         self.close();
-        let recovered =
-            self.recovery.recover(&self.stream).ok_or_else(|| SourceError::SessionLost("shutting down".into()))?;
+        let recovered = self.recovery.recover(&self.stream)?;
         let session = self.handle.block_on(AmqpSession::open(&self.pipeline, &self.cfg, start(recovered.next)))?;
         tracing::info!(
             pipeline = %self.pipeline, queue = %self.cfg.queue, uri = %describe(&self.cfg),
@@ -207,7 +208,7 @@ impl Source for QueueSource {
         Ok(self.link.handle.block_on(session.ack_through(tag))?)
     }
 
-    fn rewind(&mut self, _stream: &StreamId) -> Result<Assignment, SourceError> {
+    fn rewind(&mut self, _stream: &StreamId, _delay: Duration) -> Result<Rewound, SourceError> {
         Err(self.link.lost())
     }
 
@@ -336,7 +337,7 @@ impl Source for StreamSource {
         Ok(()) // the commit log is the position; nothing to tell the broker
     }
 
-    fn rewind(&mut self, _stream: &StreamId) -> Result<Assignment, SourceError> {
+    fn rewind(&mut self, _stream: &StreamId, _delay: Duration) -> Result<Rewound, SourceError> {
         Err(self.link.lost())
     }
 
