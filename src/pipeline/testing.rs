@@ -40,6 +40,9 @@ pub struct Script {
     pub per_poll: usize,
     /// Offsets: deliver without end (the offset source stays busy).
     pub endless: bool,
+    /// Offsets: after every 7th message, deliver the 3 before it again (stale copies, as a
+    /// fetch from before a seek delivered after it).
+    pub stale_copies: bool,
 }
 
 struct FakeStream {
@@ -54,6 +57,8 @@ struct FakeStream {
     seen: Vec<bool>,
     session: Vec<usize>,
     ended: bool,
+    /// `Script::stale_copies`: the offset of the last jump back (one per 7th offset).
+    stale_from: usize,
 }
 
 pub struct FakeSource {
@@ -86,6 +91,7 @@ impl FakeSource {
                 cursor: 0,
                 session: Vec::new(),
                 ended: false,
+                stale_from: 0,
             })
             .collect();
         FakeSource { positions, streams, recovery, script, events: Vec::new(), lost_an_ack: false, log: Arc::default() }
@@ -151,6 +157,10 @@ impl Source for FakeSource {
             while n < per_poll && (s.cursor < s.messages.len() || self.script.endless) {
                 let offset = s.cursor;
                 s.cursor += 1;
+                if self.script.stale_copies && offset % 7 == 6 && s.stale_from < offset {
+                    s.stale_from = offset;
+                    s.cursor = offset - 3;
+                }
                 // An endless source replays its messages at ever higher offsets.
                 let i = offset % s.messages.len();
                 if self.positions == Positions::LandingSequence && s.acked[i] {

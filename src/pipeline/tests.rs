@@ -140,6 +140,24 @@ fn offset_streams_land_every_message_once_and_report_what_was_published() {
     }
 }
 
+/// Copies of already consumed offsets (a fetch from before a seek, delivered after it) are
+/// dropped, not appended: each offset lands once.
+#[test]
+fn stale_copies_of_consumed_offsets_land_once() {
+    let r = run(
+        Positions::SourceOffsets,
+        "max_rows: 50",
+        |rec| {
+            let script = Script { stale_copies: true, per_poll: 10, ..Script::default() };
+            FakeSource::new(Positions::SourceOffsets, "t", messages(2, 300, 3), rec, script)
+        },
+        |_, _| {},
+    );
+    assert!(r.log.lock().unwrap().delivered > 600 + 100, "the fake must deliver stale copies");
+    assert_eq!(r.summary().events, 600);
+    r.assert_tiles(2, 300);
+}
+
 #[test]
 fn a_queue_is_acknowledged_only_after_publish() {
     let r = run(

@@ -300,8 +300,7 @@ impl KafkaSource {
                 Err(error) => {
                     entry.failures += 1;
                     let permanent = matches!(error, RecoveryError::Permanent(_));
-                    let delay =
-                        if permanent { PERMANENT_RETRY } else { transient_backoff().delay(entry.failures) };
+                    let delay = if permanent { PERMANENT_RETRY } else { transient_backoff().delay(entry.failures) };
                     entry.due = now + delay;
                     if entry.error.as_ref() == Some(&error) {
                         continue;
@@ -322,11 +321,16 @@ impl KafkaSource {
 
     /// Where a recovered partition resumes, checked against the offsets the broker still
     /// has, and the seek there.
-    fn place(&mut self, stream: &StreamId, recovered: Recovered, origin: Option<i64>) -> Result<Assignment, RecoveryError> {
-        let (low, high) = self
-            .consumer
-            .fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(10))
-            .map_err(|e| RecoveryError::Transient(format!("cannot read the offsets of {stream} from the broker: {e}")))?;
+    fn place(
+        &mut self,
+        stream: &StreamId,
+        recovered: Recovered,
+        origin: Option<i64>,
+    ) -> Result<Assignment, RecoveryError> {
+        let (low, high) =
+            self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(10)).map_err(|e| {
+                RecoveryError::Transient(format!("cannot read the offsets of {stream} from the broker: {e}"))
+            })?;
         let resume = recovered.next;
         let (to, origin) = match (resume, self.start) {
             (Some(next), _) if next > high => return Err(position_lost(stream, next, low, high)),

@@ -372,8 +372,11 @@ impl Driver {
         let s = &mut self.streams[i];
         let position = match &mut s.lane {
             Lane::Offsets => {
-                if s.buf.next_expected.is_some_and(|n| d.offset < n) {
-                    return Verdict::Taken; // already published: delivered again after a seek
+                // Offsets only grow within a partition. An offset below the resume position
+                // was published; one at or below the last consumed is a stale copy (fetched
+                // before a seek and delivered after it): taking it would double a row.
+                if s.buf.next_expected.is_some_and(|n| d.offset < n) || s.buf.last.is_some_and(|l| d.offset <= l) {
+                    return Verdict::Taken;
                 }
                 d.offset
             }
