@@ -425,7 +425,7 @@ def main() -> int:
             report["prep"]["generate_200"] = res
 
         conf = tmp / "landfall.yaml"
-        conf.write_text("log_level: warn\nhttp_listen: 127.0.0.1:0\n"
+        conf.write_text("log_level: warn\n"
                         f"pipelines_dir: {tmp}\n")
         timeout = args.timeout or 300 + n / 1000
 
