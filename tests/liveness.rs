@@ -10,13 +10,38 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// A fresh topic of `partitions` partitions and a table on the lab HDFS, with the test
+/// pipeline on them as `customise` adjusts it (Kafka and HDFS must be up).
+struct KafkaTable {
+    topic: String,
+    /// The table's path on HDFS.
+    path: String,
+    pipeline: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl KafkaTable {
+    async fn new(name: &str, partitions: i32, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) -> KafkaTable {
+        require_kafka();
+        require_hdfs();
+        let topic = unique(name);
+        create_topic(&topic, partitions).await;
+        let path = format!("/landing-test/{topic}");
+        let (_dir, pipeline) = customise(PipelineYaml::kafka(&topic.replace('-', "_"), &topic)).sink_hdfs(&path).file();
+        KafkaTable { topic, path, pipeline, _dir }
+    }
+
+    /// Spark's view of the table.
+    fn spark(&self) -> serde_json::Value {
+        spark_verify(&format!("{HDFS_URL}{}", self.path), &[])
+    }
+}
+
 /// Partition values a producer may send. Accepted ones must come back from Spark exactly as
 /// sent; refused ones must be quarantined with `unsafe_partition_value`, and the pipeline must
 /// go on (before the shared path rule, a C1 control passed routing and failed every commit).
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_partition_values_are_read_back_exactly_or_quarantined() {
-    require_kafka();
-    require_hdfs();
     let accepted: Vec<String> = [
         "plain",
         "a/b",
@@ -42,27 +67,24 @@ async fn hostile_partition_values_are_read_back_exactly_or_quarantined() {
         .chain(["next\u{85}line".to_string(), "csi\u{9b}".to_string(), "x".repeat(300), "é".repeat(130)])
         .collect();
 
-    let topic = unique("hostile");
-    create_topic(&topic, 1).await;
-    let table_path = format!("/landing-test/{topic}");
-    let (_dir, pipeline) = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
-        .schema(&[("id", "string", true), ("ts", "timestamp", true), ("country", "string", false)])
-        .partition("country={country}")
-        .roll_max_age("2s")
-        .sink_hdfs(&table_path)
-        .file();
+    let t = KafkaTable::new("hostile", 1, |p| {
+        p.schema(&[("id", "string", true), ("ts", "timestamp", true), ("country", "string", false)])
+            .partition("country={country}")
+            .roll_max_age("2s")
+    })
+    .await;
     let mut messages = Vec::new();
     for (i, value) in accepted.iter().chain(&refused).enumerate() {
         let json = serde_json::json!({ "id": format!("evt-{i}"), "ts": "2026-11-25T17:00:00Z", "country": value });
         messages.push((0, json.to_string().into_bytes()));
     }
-    produce(&topic, messages).await;
+    produce(&t.topic, messages).await;
 
-    let summary = run_until_caught_up(&pipeline);
+    let summary = run_until_caught_up(&t.pipeline);
     let expected = format!("{} events ({} rejected)", accepted.len(), refused.len());
     assert!(summary.contains(&expected), "summary: {summary}");
 
-    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    let v = t.spark();
     assert_eq!(v["count"], accepted.len() as u64, "{v}");
     let read_back: BTreeSet<String> = v["partitions"]
         .as_object()
@@ -190,27 +212,21 @@ async fn recreate_topic(topic: &str, partitions: i32) {
 /// committed position, what the topic holds and the remedy.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_position_past_the_end_of_a_recreated_topic_is_not_skipped_silently() {
-    require_kafka();
-    require_hdfs();
-    let topic = unique("recreated");
-    create_topic(&topic, 1).await;
-    let table_path = format!("/landing-test/{topic}");
-    let (_dir, pipeline) =
-        PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("2s").sink_hdfs(&table_path).file();
-    produce(&topic, (0..1000).map(|i| (0, event(i, 2000).into_bytes()))).await;
-    let summary = run_until_caught_up(&pipeline);
+    let t = KafkaTable::new("recreated", 1, |p| p.roll_max_age("2s")).await;
+    produce(&t.topic, (0..1000).map(|i| (0, event(i, 2000).into_bytes()))).await;
+    let summary = run_until_caught_up(&t.pipeline);
     assert!(summary.contains("1000 events"), "summary: {summary}");
 
-    recreate_topic(&topic, 1).await;
-    produce(&topic, (1000..1500).map(|i| (0, event(i, 2000).into_bytes()))).await;
-    let out = run_within(&pipeline, &[], Duration::from_secs(120));
+    recreate_topic(&t.topic, 1).await;
+    produce(&t.topic, (1000..1500).map(|i| (0, event(i, 2000).into_bytes()))).await;
+    let out = run_within(&t.pipeline, &[], Duration::from_secs(120));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the run must fail, not report success:\n{}", String::from_utf8_lossy(&out.stdout));
     assert!(
         stderr.contains("resumes at offset 1000") && stderr.contains("offsets 0..500"),
         "the error must name the committed position and what the topic holds:\n{stderr}"
     );
-    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    let v = t.spark();
     assert_eq!(v["count"], 1000, "nothing new may land before a person decides: {v}");
 }
 
@@ -228,28 +244,22 @@ async fn hdfs_write(path: &str, bytes: &[u8]) {
 /// the other lands everything, and the backfill ends with an error naming it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commit_log_that_cannot_be_recovered_stops_only_its_partition() {
-    require_kafka();
-    require_hdfs();
-    let topic = unique("badlog");
-    create_topic(&topic, 2).await;
-    let table_path = format!("/landing-test/{topic}");
-    let (_dir, pipeline) =
-        PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("2s").sink_hdfs(&table_path).file();
-    produce(&topic, (0..400).map(|i| ((i % 2) as i32, event(i, 800).into_bytes()))).await;
-    let summary = run_until_caught_up(&pipeline);
+    let t = KafkaTable::new("badlog", 2, |p| p.roll_max_age("2s")).await;
+    produce(&t.topic, (0..400).map(|i| ((i % 2) as i32, event(i, 800).into_bytes()))).await;
+    let summary = run_until_caught_up(&t.pipeline);
     assert!(summary.contains("400 events"), "summary: {summary}");
 
-    let manifest = format!("{table_path}/_landfall/commits/{topic}/0/00000000000000000999.json");
+    let manifest = format!("{}/_landfall/commits/{}/0/00000000000000000999.json", t.path, t.topic);
     hdfs_write(&manifest, br#"{"version":99,"note":"from a newer Landfall"}"#).await;
-    produce(&topic, (400..800).map(|i| ((i % 2) as i32, event(i, 800).into_bytes()))).await;
-    let out = run_within(&pipeline, &[], Duration::from_secs(120));
+    produce(&t.topic, (400..800).map(|i| ((i % 2) as i32, event(i, 800).into_bytes()))).await;
+    let out = run_within(&t.pipeline, &[], Duration::from_secs(120));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the backfill must say a partition is missing:\n{stderr}");
     assert!(
-        stderr.contains(&format!("{topic}[0]")) && stderr.contains("00000000000000000999.json"),
+        stderr.contains(&format!("{}[0]", t.topic)) && stderr.contains("00000000000000000999.json"),
         "the error must name the partition and the manifest:\n{stderr}"
     );
-    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    let v = t.spark();
     assert_eq!(v["count"], 600, "partition 1 lands all its events, partition 0 only the first run's: {v}");
 }
 
@@ -282,25 +292,16 @@ fn produce_transaction(topic: &str, id: &str, messages: impl IntoIterator<Item =
 /// (A regression guard: `route::send_cut` already covered the holes before this test.)
 #[tokio::test(flavor = "multi_thread")]
 async fn offsets_taken_by_transaction_markers_do_not_stop_the_commit_log() {
-    require_kafka();
-    require_hdfs();
-    let topic = unique("txn");
-    create_topic(&topic, 1).await;
-    let table_path = format!("/landing-test/{topic}");
-    let (_dir, pipeline) = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
-        .roll_max_rows(1000)
-        .roll_max_age("60s")
-        .sink_hdfs(&table_path)
-        .file();
+    let t = KafkaTable::new("txn", 1, |p| p.roll_max_rows(1000).roll_max_age("60s")).await;
     let n = 2000u64;
     let one_hour = |i: u64| {
         serde_json::json!({ "id": format!("evt-{i:09}"), "ts": "2026-11-25T17:00:00Z" }).to_string().into_bytes()
     };
-    produce_transaction(&topic, &format!("{topic}-a"), (0..n / 2).map(one_hour));
-    produce_transaction(&topic, &format!("{topic}-b"), (n / 2..n).map(one_hour));
-    let out = run_within(&pipeline, &[], Duration::from_secs(120));
+    produce_transaction(&t.topic, &format!("{}-a", t.topic), (0..n / 2).map(one_hour));
+    produce_transaction(&t.topic, &format!("{}-b", t.topic), (n / 2..n).map(one_hour));
+    let out = run_within(&t.pipeline, &[], Duration::from_secs(120));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
+    let v = t.spark();
     assert_eq!(v["count"], n, "{v}");
     assert_eq!(v["distinct_ids"], n, "{v}");
 }

@@ -6,9 +6,9 @@
 //! existing target). Files are therefore published with `hard_link(src, dst)` — which fails
 //! atomically with `EEXIST` when `dst` exists — followed by removing `src`. A crash between the
 //! two leaves both names on one inode; a later rename of the same pair sees that, removes the
-//! staged name and succeeds, so re-driving a publish after such a crash completes it. Directories cannot be hard-linked;
-//! they are renamed after an existence check, which is not a fence (Landfall only publishes
-//! files).
+//! staged name and succeeds, so re-driving a publish after such a crash completes it.
+//! Directories cannot be hard-linked; they are renamed after an existence check, which is not
+//! a fence (Landfall only publishes files).
 //!
 //! Durability mirrors HDFS's "durable once `close` returns": `close` fsyncs the file and its
 //! directory, `rename` fsyncs the directories whose entries it changed.
