@@ -1,5 +1,5 @@
 //! Quarantine: messages that cannot become table rows are kept, never dropped, as Parquet under
-//! `<table>/_rejected/` (hidden from table scans by the leading `_`, readable on their own with
+//! `<table>/_rejected/dt=<day>/` (hidden from table scans by the leading `_`, readable on their own with
 //! `spark.read.parquet(".../_rejected")`). Each row holds the raw bytes, why it was rejected and
 //! where it came from, so it can be fixed and replayed.
 
@@ -14,6 +14,19 @@ use crate::schema::UTC;
 
 /// Relative directory (under the table root) of quarantine files.
 pub const REJECTED_DIR: &str = "_rejected";
+
+/// The quarantine directory of the day (UTC) a commit is cut: `_rejected/dt=2026-12-02`. One
+/// directory per day keeps each below HDFS' 1,048,576 items per directory, and Spark reads
+/// `.../_rejected` as a table partitioned by `dt`.
+pub fn rejected_dir(cut_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{REJECTED_DIR}/dt={}", cut_at.format("%Y-%m-%d"))
+}
+
+/// Whether a commit's relative directory is quarantine (`_rejected` itself in tables written
+/// before quarantine was partitioned by day).
+pub fn is_rejected_dir(dir: &str) -> bool {
+    dir == REJECTED_DIR || dir.strip_prefix(REJECTED_DIR).is_some_and(|rest| rest.starts_with('/'))
+}
 
 /// The quarantine table's schema.
 pub fn schema() -> SchemaRef {
@@ -126,6 +139,14 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int64Type;
+
+    #[test]
+    fn quarantine_is_partitioned_by_day() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-02T23:59:59Z").unwrap().to_utc();
+        assert_eq!(rejected_dir(at), "_rejected/dt=2026-12-02");
+        assert!(is_rejected_dir(&rejected_dir(at)) && is_rejected_dir("_rejected"));
+        assert!(!is_rejected_dir("_rejected_not") && !is_rejected_dir("dt=2026-12-02"));
+    }
 
     #[test]
     fn keeps_raw_bytes_reason_and_position() {

@@ -305,3 +305,105 @@ async fn offsets_taken_by_transaction_markers_do_not_stop_the_commit_log() {
     assert_eq!(v["count"], n, "{v}");
     assert_eq!(v["distinct_ids"], n, "{v}");
 }
+
+/// Kafka topic names reach 249 characters; file and manifest names built from one passed HDFS'
+/// 255-byte component limit, and every commit failed, forever (issue 10, item 9). A long topic
+/// must land exactly, every name must fit, and the quarantine must be split by day (HDFS holds
+/// at most 1,048,576 items per directory).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_name_of_249_characters_lands_and_quarantine_is_split_by_day() {
+    require_kafka();
+    require_hdfs();
+    let short = unique("long");
+    let topic = format!("{short}-{}", "x".repeat(249 - short.len() - 1));
+    create_topic(&topic, 2).await;
+    let path = format!("/landing-test/{short}");
+    let (_dir, pipeline) = PipelineYaml::kafka("long_topic", &topic).sink_hdfs(&path).roll_max_age("2s").file();
+    let n = 2_000;
+    let events = (0..n).map(|i| ((i % 2) as i32, event(i, n).into_bytes()));
+    produce(&topic, events.chain([(0, b"not json".to_vec())])).await;
+    let output = run_within(&pipeline, &[], Duration::from_secs(120));
+    assert!(output.status.success(), "landfall failed:\n{}", String::from_utf8_lossy(&output.stderr));
+
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let mut names = Vec::new();
+    for st in client.list_status(&path, true).await.unwrap() {
+        names.push(st.path.rsplit('/').next().unwrap().to_string());
+    }
+    let longest = names.iter().map(String::len).max().unwrap();
+    assert!(longest <= 255, "a name of {longest} bytes");
+    assert!(names.iter().any(|name| name.starts_with(&format!("part-{short}-")) && name.contains('~')), "{names:?}");
+    let now = chrono::Utc::now();
+    let (today, yesterday) =
+        (now.format("dt=%Y-%m-%d").to_string(), (now - chrono::Duration::days(1)).format("dt=%Y-%m-%d").to_string());
+    let days: Vec<String> = client
+        .list_status(&format!("{path}/_rejected"), false)
+        .await
+        .unwrap()
+        .iter()
+        .map(|st| st.path.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert!(
+        !days.is_empty() && days.iter().all(|d| *d == today || *d == yesterday),
+        "quarantine split by the day it was cut, not flat: {days:?} (today {today})"
+    );
+
+    let v = spark_verify(&format!("{HDFS_URL}{path}"), &[]);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+    assert_eq!(v["rejected_count"], 1);
+    // A second run finds its commit log under the shortened name and lands nothing again.
+    let again = run_within(&pipeline, &[], Duration::from_secs(60));
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(spark_verify(&format!("{HDFS_URL}{path}"), &[])["count"], n);
+}
+
+/// Quarantined payloads are raw messages and can hold personal data (issue 10, item 13): their
+/// files and directories get `quarantine.permissions` (default `0640`, directories `0750`), on
+/// HDFS and on a local sink, while table files keep the store's defaults for Spark jobs of other
+/// users.
+#[tokio::test(flavor = "multi_thread")]
+async fn quarantine_files_are_not_world_readable() {
+    let t = KafkaTable::new("private", 1, |p| p.roll_max_age("2s")).await;
+    let n = 100;
+    let events = (0..n).map(|i| (0, event(i, n).into_bytes()));
+    produce(&t.topic, events.chain([(0, br#"{"id": "evt-secret", "email": "someone@example.com""#.to_vec())])).await;
+    let out = run_within(&t.pipeline, &[], Duration::from_secs(90));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let rejected = format!("{}/_rejected", t.path);
+    let mut seen = vec![(rejected.clone(), true, client.get_file_info(&rejected).await.unwrap().permission)];
+    for st in client.list_status(&rejected, true).await.unwrap() {
+        seen.push((st.path, st.isdir, st.permission));
+    }
+    assert!(seen.iter().any(|(_, dir, _)| !dir), "a quarantine file was published: {seen:?}");
+    for (path, dir, mode) in &seen {
+        assert_eq!(*mode, if *dir { 0o750 } else { 0o640 }, "{path} has {mode:o}");
+    }
+    let data = published_files(&t.path).await;
+    let table_file = client.get_file_info(&data[0]).await.unwrap();
+    assert_ne!(table_file.permission & 0o004, 0, "table files stay readable by Spark jobs of other users");
+    assert_eq!(t.spark()["rejected_count"], 1);
+
+    // A local sink, with the setting changed.
+    let root = tempfile::tempdir().unwrap();
+    let yaml = PipelineYaml::kafka("private_local", &t.topic).sink_local(root.path()).roll_max_age("2s").build();
+    let (_dir, pipeline) = pipeline_file(&format!("{yaml}quarantine:\n  permissions: \"0600\"\n"));
+    let out = run_within(&pipeline, &[], Duration::from_secs(90));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let quarantine = root.path().join("_rejected");
+    let files = files_under(&quarantine);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&files[0]), 0o600, "{}", files[0].display());
+    let mut dir = files[0].parent().unwrap();
+    loop {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+        if dir == quarantine {
+            break;
+        }
+        dir = dir.parent().unwrap();
+    }
+}

@@ -133,6 +133,27 @@ async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
     assert_eq!(queue_ready(&s.queue).await, 0);
 }
 
+/// A backlog of ten unacknowledged windows through a line that holds the broker's bytes for
+/// 600 ms: when the queue's ready count reaches 0 the last window is still on the wire, and a
+/// backfill that believed the count ended before landing it (issue 10, item 14).
+#[tokio::test(flavor = "multi_thread")]
+async fn until_caught_up_lands_the_tail_still_on_the_wire() {
+    let _serial = SERIAL.lock().await;
+    let n = 4_000;
+    let line = DelayLine::start("127.0.0.1:5672", Duration::from_millis(600)).await;
+    let uri = format!("amqp://guest:guest@{}/%2f", line.addr);
+    let s = setup("rmq-wire", "quorum", |p| p.prefetch(200).rabbitmq_uri(&uri).roll_max_age("60s")).await;
+    publish_confirmed(&s.queue, messages(0..n, n)).await;
+    let pipeline = s.pipeline.clone();
+    let summary = tokio::task::spawn_blocking(move || run_until_caught_up(&pipeline)).await.unwrap();
+    eprintln!("{summary}");
+    let left = queue_ready(&s.queue).await;
+    assert_eq!(left, 0, "--until-caught-up exited 0 with {left} of {n} messages still in the queue: {summary}");
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
     let _serial = SERIAL.lock().await;

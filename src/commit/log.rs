@@ -45,7 +45,7 @@ enum Position {
 pub struct CommitLog {
     pub(super) store: Arc<dyn FileStore>,
     pub(super) run: RunContext,
-    root: String,
+    pub(super) root: String,
     topic: String,
     partition: i32,
     dir: String,

@@ -58,6 +58,9 @@ pub struct CommitConfig {
     /// Queue sources: keep (and recover the `message_id`s of) the newest manifests until they
     /// cover at least this many messages, the deduplication window. 0 for offset sources.
     pub keep_ids: usize,
+    /// Permission bits of quarantine files (`quarantine.permissions`); their directories get
+    /// the same plus `x` where `r` is set.
+    pub quarantine_mode: u32,
 }
 
 /// Default orphan grace period: one hour, far above any sane roll interval.
@@ -72,7 +75,13 @@ pub fn default_keep() -> usize {
 
 impl Default for CommitConfig {
     fn default() -> Self {
-        CommitConfig { grace: default_grace(), keep: default_keep(), backoff: Backoff::default(), keep_ids: 0 }
+        CommitConfig {
+            grace: default_grace(),
+            keep: default_keep(),
+            backoff: Backoff::default(),
+            keep_ids: 0,
+            quarantine_mode: crate::config::FileMode::default().0,
+        }
     }
 }
 

@@ -49,6 +49,38 @@ pub fn escape_name(name: &str) -> String {
     out
 }
 
+/// HDFS' limit on one path component, in bytes (`dfs.namenode.fs-limits.max-component-length`,
+/// 255 by default; local file systems have the same).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// How much of a long source name a shortened name keeps, so a listing stays readable.
+const KEPT_PREFIX_BYTES: usize = 64;
+
+/// The escaped source name for a file or directory name that has `other_bytes` besides it.
+///
+/// Kafka topics reach 249 characters and RabbitMQ queue names 255 bytes (765 once escaped), so
+/// a name built from one can pass HDFS' 255-byte limit. Such a name gets the first 64 bytes of
+/// the escaped name, `~` (which escaping never produces) and 16 hex digits of a hash of the
+/// whole name: still readable, still distinct. A name that fits keeps the exact form earlier
+/// versions wrote, so an upgrade finds its commit log and file names unchanged.
+fn fitted_name(name: &str, other_bytes: usize) -> String {
+    let escaped = escape_name(name);
+    if escaped.len() + other_bytes <= MAX_NAME_BYTES {
+        return escaped;
+    }
+    let mut cut = KEPT_PREFIX_BYTES.min(escaped.len());
+    // Never split a `%XX` escape.
+    if let Some(at) = escaped[cut.saturating_sub(2)..cut].find('%') {
+        cut = cut.saturating_sub(2) + at;
+    }
+    format!("{}~{:016x}", &escaped[..cut], fnv1a64(name.as_bytes()))
+}
+
+/// FNV-1a, 64 bit: stable across versions and platforms (file names depend on it).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// A fresh run id: UTC start time plus 8 random hex digits, e.g. `20261125T170102Z-1a2b3c4d`.
 /// Names this process's staging directory; sortable, so an operator sees which run is older.
 pub fn new_run_id() -> String {
@@ -91,7 +123,8 @@ pub fn final_file_name(
             "file extension {ext:?} must be lower-case letters, digits and inner dots, e.g. zstd.parquet"
         )));
     }
-    Ok(format!("part-{}-{partition}-{start:020}-{end:020}-{n:03}.{ext}", escape_name(topic)))
+    let rest = format!("-{partition}-{start:020}-{end:020}-{n:03}.{ext}");
+    Ok(format!("part-{}{rest}", fitted_name(topic, "part-".len() + rest.len())))
 }
 
 /// `<table>/<dir>/<file_name>`; `dir` is relative to the table (`dt=2026-11-25/hour=17`,
@@ -113,7 +146,7 @@ pub fn final_path(table_root: &str, dir: &str, file_name: &str) -> Result<String
 
 /// The commit log directory of one partition: `<table>/_landfall/commits/<topic>/<partition>`.
 pub fn commit_dir(table_root: &str, topic: &str, partition: i32) -> String {
-    format!("{}/{STATE_DIR}/commits/{}/{partition}", table_root.trim_end_matches('/'), escape_name(topic))
+    format!("{}/{STATE_DIR}/commits/{}/{partition}", table_root.trim_end_matches('/'), fitted_name(topic, 0))
 }
 
 /// The manifest for commit number `seq`: `<commit dir>/<seq:020>.json`.
@@ -138,12 +171,8 @@ pub fn tmp_dir(table_root: &str) -> String {
 /// A fresh temp name for a manifest (unique per attempt, so a retried create never collides
 /// with the remains of a lost one).
 pub fn tmp_manifest_path(table_root: &str, topic: &str, partition: i32, seq: u64) -> String {
-    format!(
-        "{}/{}-{partition}-{seq:020}-{}.json",
-        tmp_dir(table_root),
-        escape_name(topic),
-        uuid::Uuid::new_v4().simple()
-    )
+    let rest = format!("-{partition}-{seq:020}-{}.json", uuid::Uuid::new_v4().simple());
+    format!("{}/{}{rest}", tmp_dir(table_root), fitted_name(topic, rest.len()))
 }
 
 /// The last component of a `/`-separated path.
@@ -189,6 +218,32 @@ mod tests {
         assert_eq!(escape_name("é"), "%C3%A9");
         assert_eq!(escape_name(".."), "%2E%2E");
         assert_eq!(escape_name("50%"), "50%25");
+    }
+
+    #[test]
+    fn names_from_long_sources_fit_hdfs_and_stay_distinct() {
+        let topic = "t".repeat(249);
+        let other = format!("{}u", "t".repeat(248));
+        let file = final_file_name(&topic, 2_147_483_647, i64::MAX, i64::MAX, 999, "snappy.parquet").unwrap();
+        assert!(file.len() <= MAX_NAME_BYTES, "{} bytes: {file}", file.len());
+        assert!(file.starts_with(&format!("part-{}~", "t".repeat(64))), "readable prefix: {file}");
+        assert_ne!(file, final_file_name(&other, 2_147_483_647, i64::MAX, i64::MAX, 999, "snappy.parquet").unwrap());
+        let queue = "é".repeat(127); // 254 bytes, 762 escaped
+        let dir = commit_dir("/t", &queue, 0);
+        let component = dir.split('/').nth(4).unwrap();
+        assert!(component.len() <= MAX_NAME_BYTES && component.contains('~'), "{component}");
+        assert!(component.starts_with("%C3%A9") && !component.split('~').next().unwrap().ends_with('%'));
+        let tmp = tmp_manifest_path("/t", &topic, 7, 42);
+        assert!(file_name(&tmp).len() <= MAX_NAME_BYTES, "{tmp}");
+    }
+
+    #[test]
+    fn names_that_fit_keep_the_form_earlier_versions_wrote() {
+        let topic = "t".repeat(180);
+        let file = final_file_name(&topic, 0, 0, 9, 0, "zstd.parquet").unwrap();
+        assert_eq!(file, format!("part-{topic}-0-{:020}-{:020}-000.zstd.parquet", 0, 9));
+        assert_eq!(commit_dir("/t", &"q".repeat(249), 3), format!("/t/_landfall/commits/{}/3", "q".repeat(249)));
+        assert_eq!(fnv1a64(b"clicks"), 0xb2f9_583e_6f8c_b8b4, "the hash is part of the file names: never change it");
     }
 
     #[test]

@@ -20,6 +20,28 @@ impl CommitLog {
                 self.publish_file(manifest, manifest_path, file)
             })
             .await?;
+            self.restrict_quarantine_dirs(&file.final_path).await?;
+        }
+        Ok(())
+    }
+
+    /// The directories of a published quarantine file (`_rejected/` and its day) get
+    /// `quarantine.permissions` (plus `x`): the store created them with its defaults.
+    async fn restrict_quarantine_dirs(&self, final_path: &str) -> Result<(), CommitError> {
+        let Some(rel) = final_path.strip_prefix(&format!("{}/", self.root)) else { return Ok(()) };
+        let Some((dir, _)) = rel.rsplit_once('/') else { return Ok(()) };
+        if !crate::quarantine::is_rejected_dir(dir) {
+            return Ok(());
+        }
+        let mode = crate::config::FileMode(self.run.config.quarantine_mode).for_directory();
+        let mut dirs = vec![dir];
+        dirs.extend(dir.match_indices('/').map(|(i, _)| &dir[..i]));
+        for d in dirs {
+            let path = format!("{}/{d}", self.root);
+            with_backoff(&format!("set permissions of {path}"), &self.run.config.backoff, &self.run.stop, || async {
+                self.store.set_permission(&path, mode).await.map_err(CommitError::from)
+            })
+            .await?;
         }
         Ok(())
     }

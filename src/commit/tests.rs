@@ -108,6 +108,20 @@ async fn two_commits_with(env: &Env, fault: Option<Armed<'_>>) -> Result<Manifes
 }
 
 #[tokio::test]
+async fn quarantine_directories_get_the_quarantine_permissions_and_table_dirs_keep_theirs() {
+    let env = env();
+    let mut run = env.run("run-1");
+    run.config.quarantine_mode = 0o600;
+    let mut log = CommitLog::new(Arc::new(env.store.clone()), ROOT, TOPIC, PART, run).unwrap();
+    assert_eq!(log.recover().await.unwrap(), None);
+    log.commit(0, 9, env.batch("run-1", "a")).await.unwrap();
+    assert_eq!(env.store.mode("/t/_rejected/dt=2026-11-25"), Some(0o700));
+    assert_eq!(env.store.mode("/t/_rejected"), Some(0o700));
+    assert_eq!(env.store.mode("/t/dt=2026-11-25/hour=17"), None, "table directories keep the store's defaults");
+    assert_eq!(env.store.mode("/t/dt=2026-11-25"), None);
+}
+
+#[tokio::test]
 async fn happy_path_publishes_every_file_and_recovery_resumes_after_it() {
     let env = env();
     let mut log = env.log("run-1");

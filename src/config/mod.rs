@@ -43,7 +43,8 @@ pub use daemon::{load_daemon_config, DaemonConfig, DaemonConfigError, LogFormat}
 pub use errors::{ConfigError, ConfigErrors, ConfigWarning};
 pub use options::ClientOptions;
 pub use pipeline::{
-    Compression, DecodeConfig, JsonDecodeConfig, ParquetConfig, PartitionConfig, PipelineConfig, RollConfig,
+    Compression, DecodeConfig, FileMode, JsonDecodeConfig, ParquetConfig, PartitionConfig, PipelineConfig,
+    QuarantineConfig, RollConfig,
 };
 pub use secret::{is_secret_key, redact_uri, Redactor, Secret};
 pub use sink::{HdfsSinkConfig, LocalSinkConfig, SinkConfig};

@@ -28,6 +28,68 @@ pub struct PipelineConfig {
     pub parquet: ParquetConfig,
     /// Where files are published, chosen by key: `hdfs` or `local`.
     pub sink: SinkConfig,
+    /// Messages that cannot become rows, kept under `<table>/_rejected/dt=<day>/`.
+    #[serde(default)]
+    pub quarantine: QuarantineConfig,
+}
+
+/// The quarantine: raw payloads of rejected messages, which can hold personal data.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineConfig {
+    /// Permission bits of quarantine files, in octal (`"0640"`, the default: the
+    /// owner writes, its group reads, others nothing). The directories below `_rejected/` get
+    /// the same bits plus `x` wherever a read bit is set (`0750`). Table files keep the
+    /// store's defaults (Spark jobs of other users read them).
+    #[serde(default)]
+    pub permissions: FileMode,
+}
+
+/// Unix permission bits written as a quoted octal string, e.g. `"0640"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl Default for FileMode {
+    fn default() -> Self {
+        FileMode(0o640)
+    }
+}
+
+impl FileMode {
+    /// The bits for a directory holding such files: `x` added wherever `r` is set.
+    pub fn for_directory(self) -> u32 {
+        self.0 | ((self.0 & 0o444) >> 2)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Octal;
+        impl serde::de::Visitor<'_> for Octal {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"permission bits as a quoted octal string, e.g. "0640""#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileMode, E> {
+                let digits = v.strip_prefix("0o").unwrap_or(v);
+                match u32::from_str_radix(digits, 8) {
+                    Ok(bits) if (3..=4).contains(&digits.len()) && bits <= 0o777 => Ok(FileMode(bits)),
+                    _ => Err(E::custom(format!(
+                        r#"`{v}` is not permission bits: write three octal digits, optionally after a 0, quoted, e.g. "0640""#
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FileMode, E> {
+                Err(E::custom(format!(
+                    r#"{v} is a YAML number, which loses the octal meaning: quote the permission bits, e.g. "0640""#
+                )))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FileMode, E> {
+                self.visit_u64(v.unsigned_abs())
+            }
+        }
+        d.deserialize_any(Octal)
+    }
 }
 
 impl PipelineConfig {

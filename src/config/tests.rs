@@ -94,7 +94,11 @@ fn every_shipped_example_validates() {
 #[test]
 fn known_keys_are_read_from_the_serde_structs() {
     let shapes = shapes_of::<PipelineConfig>();
-    assert_eq!(shapes[""], Shape::Struct(&["name", "source", "decode", "partition", "roll", "parquet", "sink"]));
+    assert_eq!(
+        shapes[""],
+        Shape::Struct(&["name", "source", "decode", "partition", "roll", "parquet", "sink", "quarantine"])
+    );
+    assert_eq!(shapes["quarantine"], Shape::Struct(&["permissions"]));
     assert_eq!(shapes["source"], Shape::Enum(&["kafka", "rabbitmq"]));
     assert_eq!(
         shapes["source.rabbitmq"],
@@ -124,7 +128,7 @@ fn known_keys_are_read_from_the_serde_structs() {
     assert_eq!(shapes["source.kafka.start"], Shape::Enum(&["earliest", "latest"]));
     assert_eq!(shapes["source.rabbitmq.declare"], Shape::Struct(&["bindings", "dead_letter_exchange"]));
     assert_eq!(shapes["source.rabbitmq.queue_type"], Shape::Enum(&["quorum", "classic", "stream"]));
-    assert_eq!(shapes.len(), 23, "{shapes:#?}");
+    assert_eq!(shapes.len(), 24, "{shapes:#?}");
 }
 
 #[test]
@@ -143,6 +147,19 @@ fn a_typo_key_is_reported_with_its_position_and_a_suggestion() {
 fn a_wrong_type_is_reported_at_the_value() {
     let text = example_with("  max_rows: 1000000", "  max_rows: lots");
     assert_eq!(errors(&text), ["p.yaml:22:13: roll.max_rows: invalid type: string \"lots\", expected u64"]);
+}
+
+#[test]
+fn quarantine_permissions_are_quoted_octal_and_private_by_default() {
+    assert_eq!(parse(EXAMPLE).unwrap().quarantine.permissions, crate::config::FileMode(0o640));
+    let set = |v: &str| format!("{EXAMPLE}quarantine:\n  permissions: {v}\n");
+    assert_eq!(parse(&set("\"0600\"")).unwrap().quarantine.permissions.0, 0o600);
+    assert_eq!(parse(&set("\"644\"")).unwrap().quarantine.permissions.for_directory(), 0o755);
+    assert_eq!(parse(&set("0750")).unwrap().quarantine.permissions.0, 0o750, "a leading 0 keeps it a string");
+    let number = errors(&set("640"));
+    assert!(number[0].contains(r#"quote the permission bits, e.g. "0640""#), "{number:?}");
+    let bad = errors(&set("\"0980\""));
+    assert!(bad[0].contains("quarantine.permissions") && bad[0].contains("three octal digits"), "{bad:?}");
 }
 
 #[test]
@@ -364,7 +381,7 @@ fn load_pipelines_reads_directories_in_order_and_refuses_duplicate_names() {
 fn odd_shapes_get_readable_errors() {
     assert_eq!(
         errors(""),
-        ["p.yaml:1:1: a pipeline file is a YAML mapping with the keys `name`, `source`, `decode`, `partition`, `roll`, `parquet`, `sink`; found an empty document"]
+        ["p.yaml:1:1: a pipeline file is a YAML mapping with the keys `name`, `source`, `decode`, `partition`, `roll`, `parquet`, `sink`, `quarantine`; found an empty document"]
     );
     let sink = "sink:\n  hdfs:\n    url: hdfs://127.0.0.1:9000\n    path: /landing/clicks\n";
     assert_eq!(

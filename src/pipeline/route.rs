@@ -9,7 +9,7 @@ use super::partitions::{PartitionBuffer, RollPolicy};
 use super::writer::WriterMsg;
 use crate::decode::RowParser;
 use crate::partition::PartitionTemplate;
-use crate::quarantine::{SourcePosition, REJECTED_DIR};
+use crate::quarantine::{rejected_dir, SourcePosition};
 use crate::schema::FieldSpec;
 use crate::source::StreamId;
 
@@ -103,7 +103,7 @@ pub fn send_cut(
         send(WriterMsg::Append { stream: stream.clone(), epoch, dir, batch })?;
     }
     if let Some(batch) = cut.rejected {
-        send(WriterMsg::Append { stream: stream.clone(), epoch, dir: REJECTED_DIR.to_string(), batch })?;
+        send(WriterMsg::Append { stream: stream.clone(), epoch, dir: rejected_dir(chrono::Utc::now()), batch })?;
     }
     send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids })?;
     Ok(true)

@@ -254,7 +254,12 @@ impl Writer {
             let (staged, out) =
                 commit::with_backoff("create a staged file", &self.run.config.backoff, &self.run.stop, || async {
                     let staged = commit::staged_path(&self.table_root, &self.run.run_id);
-                    self.store.create(&staged).await.map(|out| (staged, out))
+                    let out = self.store.create(&staged).await?;
+                    // Raw payloads may hold personal data: private before the first byte.
+                    if crate::quarantine::is_rejected_dir(dir) {
+                        self.store.set_permission(&staged, self.run.config.quarantine_mode).await?;
+                    }
+                    Ok((staged, out))
                 })
                 .await
                 .map_err(|e| AppendError::Store(e.into_last()))?;
@@ -390,7 +395,7 @@ impl Committer {
         for (dir, staged_path, result) in futures::future::join_all(closing).await {
             match result {
                 Ok(summary) => {
-                    if dir == crate::quarantine::REJECTED_DIR {
+                    if crate::quarantine::is_rejected_dir(&dir) {
                         rejected += summary.rows;
                     } else {
                         rows += summary.rows;

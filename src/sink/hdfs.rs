@@ -322,6 +322,10 @@ impl FileStore for HdfsStore {
         self.ctx("mkdirs", path).run(self.client.mkdirs(path, DIR_PERMISSION, true)).await
     }
 
+    async fn set_permission(&self, path: &str, mode: u32) -> Result<(), StoreError> {
+        self.ctx("set permission", path).run(self.client.set_permission(path, mode)).await
+    }
+
     fn describe(&self) -> String {
         self.url.clone()
     }

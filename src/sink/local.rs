@@ -238,6 +238,15 @@ impl FileStore for LocalStore {
         blocking("mkdirs", path, local, |local| fs::create_dir_all(local)).await
     }
 
+    async fn set_permission(&self, path: &str, mode: u32) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        let local = self.local("set permission", path)?;
+        blocking("set permission", path, local, move |local| {
+            fs::set_permissions(local, fs::Permissions::from_mode(mode))
+        })
+        .await
+    }
+
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }

@@ -54,6 +54,8 @@ struct Armed {
 struct Inner {
     files: BTreeMap<String, (Vec<u8>, u64)>,
     dirs: BTreeMap<String, u64>,
+    /// Permission bits set by `set_permission` (moved along by a rename).
+    modes: BTreeMap<String, u32>,
     armed: Vec<Armed>,
     calls: Vec<(Verb, String)>,
 }
@@ -167,6 +169,11 @@ impl MemStore {
         }
     }
 
+    /// Permission bits set on `path`, `None` if never set.
+    pub(crate) fn mode(&self, path: &str) -> Option<u32> {
+        self.lock().modes.get(path).copied()
+    }
+
     pub(crate) fn exists(&self, path: &str) -> bool {
         self.lock().exists(path)
     }
@@ -275,6 +282,9 @@ impl FileStore for MemStore {
         inner.add_dirs(dst, now);
         inner.touch_parent(dst, now);
         inner.files.insert(dst.to_string(), file);
+        if let Some(mode) = inner.modes.remove(src) {
+            inner.modes.insert(dst.to_string(), mode);
+        }
         match fault {
             Some(f) => Err(err(f, "rename", src)),
             None => Ok(()),
@@ -359,6 +369,15 @@ impl FileStore for MemStore {
         let now = now_ms();
         inner.add_dirs(path, now);
         inner.dirs.entry(path.to_string()).or_insert(now);
+        Ok(())
+    }
+
+    async fn set_permission(&self, path: &str, mode: u32) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner.exists(path) {
+            return Err(StoreError::NotFound { path: path.to_string() });
+        }
+        inner.modes.insert(path.to_string(), mode);
         Ok(())
     }
 

@@ -65,6 +65,8 @@ pub trait FileStore: Send + Sync + 'static {
     async fn delete(&self, path: &str) -> Result<(), StoreError>;
     /// Creates a directory and its parents; Ok if present.
     async fn mkdirs(&self, path: &str) -> Result<(), StoreError>;
+    /// Sets the Unix permission bits of a file or directory (not subject to the umask).
+    async fn set_permission(&self, path: &str, mode: u32) -> Result<(), StoreError>;
     /// Human-readable location for logs, e.g. `hdfs://127.0.0.1:9000`.
     fn describe(&self) -> String;
 }

@@ -313,6 +313,15 @@ impl PipelineYaml {
         self
     }
 
+    /// RabbitMQ at another `uri` (e.g. through a [`DelayLine`]).
+    pub fn rabbitmq_uri(mut self, uri: &str) -> Self {
+        match &mut self.source {
+            SourceYaml::Rabbitmq { uri: u, .. } => *u = uri.to_string(),
+            SourceYaml::Kafka { .. } => panic!("uri is a RabbitMQ setting"),
+        }
+        self
+    }
+
     /// RabbitMQ over TLS at `uri` with the given CA, logging in by client certificate
     /// (`auth: external`).
     pub fn rabbitmq_tls_external(mut self, uri: &str, ca_file: &str, cert_file: &str, key_file: &str) -> Self {
@@ -704,4 +713,63 @@ pub fn rabbitmq_pipeline_yaml(name: &str, queue: &str, queue_type: &str, sink: &
         &format!("  kafka:\n    brokers: [\"{KAFKA}\"]\n    topics: [\"unused\"]\n    group: {name}\n    start: earliest\n    options: {{}}\n"),
         &format!("  rabbitmq:\n    uri: {AMQP_URI}\n    queue: {queue}\n    queue_type: {queue_type}\n    prefetch: 20000\n"),
     )
+}
+
+// ---- A slow network ---------------------------------------------------------------------------
+
+/// A TCP proxy in front of a lab service that holds every byte from the service for `delay`
+/// before passing it on (order kept; bytes to the service pass at once): a slow broker, or one
+/// far away, whose replies and deliveries spend that long on the wire.
+pub struct DelayLine {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayLine {
+    pub async fn start(upstream: &str, delay: Duration) -> DelayLine {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = upstream.to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                tokio::spawn(Self::carry(client, server, delay));
+            }
+        });
+        DelayLine { addr, task }
+    }
+
+    async fn carry(client: tokio::net::TcpStream, server: tokio::net::TcpStream, delay: Duration) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client_rx, mut client_tx) = client.into_split();
+        let (mut server_rx, mut server_tx) = server.into_split();
+        let up = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
+            let _ = server_tx.shutdown().await;
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n @ 1..) = server_rx.read(&mut buf).await {
+                if tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if client_tx.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_tx.shutdown().await;
+        reader.abort();
+        up.abort();
+    }
+}
+
+impl Drop for DelayLine {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

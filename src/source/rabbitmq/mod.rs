@@ -12,9 +12,10 @@
 //! **Streams** ([`StreamSource`]) are read by offset (`x-stream-offset` from the commit log) and
 //! land exactly once like Kafka; acknowledgements only return credit to the broker.
 
+mod drained;
 mod session;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::runtime::Handle;
@@ -138,11 +139,14 @@ fn timestamp_ms(d: &lapin::message::Delivery) -> Option<i64> {
 /// A quorum or classic queue: acknowledged after publish, redeliveries dropped by `message_id`.
 pub struct QueueSource {
     link: Link,
+    /// Deliveries handed to the driver in this session (a drained queue delivers none).
+    delivered: u64,
+    drained: drained::Drained,
 }
 
 impl QueueSource {
     pub fn build(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle) -> QueueSource {
-        QueueSource { link: Link::new(pipeline, cfg, recovery, handle) }
+        QueueSource { link: Link::new(pipeline, cfg, recovery, handle), delivered: 0, drained: Default::default() }
     }
 }
 
@@ -163,6 +167,7 @@ impl Source for QueueSource {
 
     fn connect(&mut self) -> Result<(), SourceError> {
         let recovered = self.link.open(|_| None)?;
+        (self.delivered, self.drained) = (0, Default::default());
         self.link.assigned = Some(Assignment {
             stream: self.link.stream.clone(),
             // Queues number their messages from where the log ends.
@@ -178,6 +183,7 @@ impl Source for QueueSource {
         self.link.take_assigned(on);
         let batch = self.link.next_batch(timeout)?;
         let session = self.link.session()?;
+        self.delivered += batch.len() as u64;
         let mut duplicates = Vec::new();
         for d in &batch {
             let delivery = Delivery {
@@ -212,11 +218,26 @@ impl Source for QueueSource {
         Err(self.link.lost())
     }
 
-    /// Nothing ready in the queue (asked only after the driver saw no delivery for a while,
-    /// so nothing waits in the client's prefetch buffer either).
+    /// Drained: two trustworthy "0 ready" answers, [`drained::CONFIRM`] apart, with no
+    /// delivery between them (asked after the driver saw no delivery for a while).
     fn caught_up(&mut self, _stream: &StreamId, _next: Option<i64>) -> bool {
         let Ok(session) = self.link.session() else { return false };
-        matches!(self.link.handle.block_on(session.ready()), Ok(0))
+        let reading = match self.link.handle.block_on(session.depth()) {
+            Ok(depth) => Some(depth),
+            Err(e) => {
+                tracing::debug!(pipeline = %self.link.pipeline, queue = %self.link.cfg.queue, error = %e, "queue depth unknown; not caught up yet");
+                None
+            }
+        };
+        let ours = session.consumers();
+        if drained::Drained::untrusted(reading, ours) {
+            tracing::debug!(pipeline = %self.link.pipeline, queue = %self.link.cfg.queue, ?reading, "the broker counted fewer consumers than ours (a busy quorum queue); ignoring its ready count");
+        }
+        let done = self.drained.observe(reading, ours, self.delivered, Instant::now());
+        if done {
+            tracing::info!(pipeline = %self.link.pipeline, queue = %self.link.cfg.queue, delivered = self.delivered, "queue drained: 0 ready twice, nothing delivered between");
+        }
+        done
     }
 
     fn probe(&mut self) -> Result<(), SourceError> {

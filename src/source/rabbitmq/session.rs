@@ -11,6 +11,7 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
+use super::drained::Depth;
 pub use crate::config::rabbitmq::QUEUE_CONSUMERS;
 use crate::config::rabbitmq::{amqp_endpoint as endpoint, AuthMechanism, RabbitMqSourceConfig};
 use crate::config::secret::redact_uri;
@@ -288,9 +289,21 @@ impl AmqpSession {
             .map_err(|e| classify(&self.endpoint, &self.queue, "acknowledge", e))
     }
 
-    /// Messages ready in the queue now (not counting the ones delivered to us).
-    pub async fn ready(&self) -> Result<u32, AmqpError> {
-        queue_depth(&self.connection, &self.endpoint, &self.queue).await
+    /// Messages ready in the queue now and its consumers, asked on the consuming channel so
+    /// that the reply comes after every delivery the broker sent before it (see `drained`).
+    pub async fn depth(&self) -> Result<Depth, AmqpError> {
+        let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let found = self
+            .channel
+            .queue_declare(self.queue.as_str().into(), options, FieldTable::default())
+            .await
+            .map_err(|e| classify(&self.endpoint, &self.queue, "check the queue", e))?;
+        Ok(Depth { ready: found.message_count(), consumers: found.consumer_count() })
+    }
+
+    /// How many consumers this session runs on its channel.
+    pub fn consumers(&self) -> u32 {
+        self.consumers.len() as u32
     }
 
     /// The last offset of a stream now (`None`: empty). AMQP reports no stream length, so a
