@@ -216,10 +216,26 @@ async fn watch_signals(shutdown: Shutdown, deadline: Duration) {
         return;
     };
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    tracing::info!(deadline_s = deadline.as_secs(), "shutdown requested: publishing what is buffered");
-    shutdown.request();
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    tracing::warn!("second signal: exiting now; unpublished data is consumed again at the next start");
+    tracing::info!(deadline_s = deadline.as_secs_f64(), "shutdown requested: publishing what is buffered");
+    shutdown.request_gracefully();
+    // Retries stop a little before the deadline, so the orderly exit fits inside it; whatever
+    // still hangs then (a hung NameNode's RPC, a broker that does not answer) is cut off at the
+    // deadline. Exiting mid-commit is safe: the commit protocol survives kill -9.
+    let margin = (deadline / 4).min(Duration::from_secs(2));
+    let deadline_passed = async {
+        tokio::time::sleep(deadline - margin).await;
+        tracing::warn!(margin_s = margin.as_secs_f64(), "shutdown deadline near: no more retries");
+        shutdown.expire();
+        tokio::time::sleep(margin).await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::warn!("second signal: exiting now; unpublished data is consumed again at the next start"),
+        _ = int.recv() => tracing::warn!("second signal: exiting now; unpublished data is consumed again at the next start"),
+        () = deadline_passed => {
+            tracing::error!(deadline_s = deadline.as_secs_f64(), "shutdown deadline passed with work unfinished; exiting (unpublished data is consumed again at the next start; raise shutdown_deadline if this repeats)");
+            std::process::exit(1);
+        }
+    }
     std::process::exit(130);
 }
 

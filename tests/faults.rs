@@ -88,3 +88,123 @@ async fn datanode_killed_for_ten_seconds_is_survived_exactly() {
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
+
+/// A lab service stopped with SIGSTOP (sockets open, nothing answers), resumed when dropped so a
+/// failing test never leaves the lab frozen.
+struct Frozen(i32);
+
+impl Frozen {
+    fn freeze(service: &str) -> Frozen {
+        let pid_file = lab_dir().join("run").join(format!("{service}.pid"));
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        assert_eq!(unsafe { kill(pid, SIGSTOP) }, 0, "SIGSTOP {service} ({pid})");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        unsafe { kill(self.0, SIGCONT) };
+    }
+}
+
+/// The daemon on a fresh 2-partition topic with `n` events, `deadline` as shutdown_deadline,
+/// after it has landed the first half; returns (daemon, pipeline, table, log, dir guard).
+struct Stopping {
+    daemon: std::process::Child,
+    pipeline: std::path::PathBuf,
+    table: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _logdir: tempfile::TempDir,
+}
+
+impl Stopping {
+    async fn start(name: &str, n: u64, deadline: &str) -> Stopping {
+        require_kafka();
+        require_hdfs();
+        let topic = unique(name);
+        create_topic(&topic, 2).await;
+        let table = format!("/landing-test/{topic}");
+        let (_dir, pipeline) =
+            PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("60s").sink_hdfs(&table).file();
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("landfall.log");
+        let daemon = landfall()
+            .arg("run")
+            .arg(&pipeline)
+            .env("LANDFALL_SHUTDOWN_DEADLINE", deadline)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        produce(&topic, (0..n).map(|i| ((i % 2) as i32, event(i, n).into_bytes()))).await;
+        // Buffered, not published: roll.max_age is 60 s.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        Stopping { daemon, pipeline, table, log, _dir, _logdir: logdir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then how long the daemon took to exit (killed after `limit`).
+    fn terminate(&mut self, limit: Duration) -> (Duration, std::process::ExitStatus) {
+        let asked = std::time::Instant::now();
+        unsafe { kill(self.daemon.id() as i32, SIGTERM) };
+        loop {
+            if let Some(status) = self.daemon.try_wait().unwrap() {
+                return (asked.elapsed(), status);
+            }
+            if asked.elapsed() > limit {
+                let _ = self.daemon.kill();
+                let _ = self.daemon.wait();
+                panic!("no exit {limit:?} after SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// SIGTERM while the NameNode hangs (issue 10, item 12): the daemon must exit within
+/// `shutdown_deadline` (systemd kills it otherwise, mid-anything), and nothing is lost: what it
+/// could not publish lands on the next run, exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_the_namenode_hangs_exits_within_the_deadline() {
+    let _serial = SERIAL.lock().await;
+    let n = 20_000;
+    let mut s = Stopping::start("termhung", n, "6s").await;
+    let frozen = Frozen::freeze("namenode");
+    let (took, status) = s.terminate(Duration::from_secs(60));
+    drop(frozen);
+    eprintln!("exited {status} after {took:?}");
+    assert!(took <= Duration::from_millis(6_500), "SIGTERM honoured in {took:?}, deadline 6 s; log:\n{}", s.log());
+    assert!(s.log().contains("shutdown deadline passed"), "the cut-off is named:\n{}", s.log());
+    let out = landfall().args(["run", "--until-caught-up"]).arg(&s.pipeline).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = spark_verify(&format!("{HDFS_URL}{}", s.table), &[]);
+    assert_eq!(v["count"], n);
+    assert_eq!(v["distinct_ids"], n);
+}
+
+/// SIGTERM while the NameNode is down, and back before the deadline (issue 10, item 12): the
+/// commits of the stop keep retrying and publish everything before the daemon exits, instead of
+/// giving up at the first failed attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_namenode_restart_still_publishes_before_the_deadline() {
+    let _serial = SERIAL.lock().await;
+    let n = 20_000;
+    let mut s = Stopping::start("termdown", n, "60s").await;
+    lab(&["kill", "namenode"]);
+    let restart = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(3));
+        lab(&["start", "namenode"]);
+    });
+    let (took, status) = s.terminate(Duration::from_secs(90));
+    restart.join().unwrap();
+    eprintln!("exited {status} after {took:?}");
+    assert!(status.success(), "a clean exit: {status}; log:\n{}", s.log());
+    let v = spark_verify(&format!("{HDFS_URL}{}", s.table), &[]);
+    assert_eq!(v["count"], n, "everything buffered was published during the stop; log:\n{}", s.log());
+    assert_eq!(v["distinct_ids"], n);
+}

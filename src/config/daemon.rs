@@ -31,8 +31,11 @@ pub struct DaemonConfig {
     /// Directory of pipeline files (`*.yaml`, `*.yml`); relative to the working directory.
     #[serde(default = "default_pipelines_dir")]
     pub pipelines_dir: PathBuf,
-    /// How long a shutdown may take to publish open files before the daemon exits anyway;
-    /// unpublished data is then re-read from the source on the next start.
+    /// How long a stop (SIGTERM, SIGINT) may take. The daemon publishes what it buffered,
+    /// retrying a failing store until a quarter of this (at most 2 s) before the end, and exits
+    /// at the end whatever still hangs (exit code 1). Unpublished data is re-read from the
+    /// source at the next start: nothing lost or doubled. Keep it below systemd's
+    /// `TimeoutStopSec`.
     #[serde(default = "default_shutdown_deadline")]
     pub shutdown_deadline: HumanDuration,
 }

@@ -107,7 +107,7 @@ pub fn spawn(
     let writer = Writer {
         store,
         table_root: table_root.to_string(),
-        run: RunContext { run_id: run_id.to_string(), config: plan.commit.clone(), stop: shutdown.subscribe() },
+        run: RunContext { run_id: run_id.to_string(), config: plan.commit.clone(), stop: shutdown.subscribe_expired() },
         props: plan.parquet.clone(),
         max_bytes: plan.policy.max_bytes,
         max_buffered_bytes: plan.limits.max_buffered_bytes,

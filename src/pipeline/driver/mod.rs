@@ -535,8 +535,9 @@ impl Driver {
             let until_caught_up = self.opts.mode == RunMode::UntilCaughtUp;
             // A backfill waits for every commit (its exit code says "landed"), unless asked to
             // stop; the daemon has a deadline from its supervisor.
-            let waited =
-                self.wait_inflight(|d| (!until_caught_up || d.shutdown.requested()) && Instant::now() >= deadline);
+            let waited = self.wait_inflight(|d| {
+                d.shutdown.expired() || (!until_caught_up || d.shutdown.requested()) && Instant::now() >= deadline
+            });
             let backfill = until_caught_up && !self.shutdown.requested();
             match waited {
                 Err(Stop::Fatal(message)) => result = Err(message),
@@ -556,7 +557,8 @@ impl Driver {
             print_progress(&self.summary, started, self.remaining());
             eprintln!();
         }
-        self.source.flush(true);
+        // A synchronous mirror of the positions waits for the broker: not after expiry.
+        self.source.flush(!self.shutdown.expired());
         self.source.close();
         result
     }
