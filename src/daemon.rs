@@ -217,7 +217,7 @@ async fn watch_signals(shutdown: Shutdown, deadline: Duration) {
     };
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::info!(deadline_s = deadline.as_secs_f64(), "shutdown requested: publishing what is buffered");
-    shutdown.request_gracefully();
+    shutdown.request();
     // Retries stop a little before the deadline, so the orderly exit fits inside it; whatever
     // still hangs then (a hung NameNode's RPC, a broker that does not answer) is cut off at the
     // deadline. Exiting mid-commit is safe: the commit protocol survives kill -9.

@@ -26,14 +26,8 @@ impl Default for Shutdown {
 }
 
 impl Shutdown {
-    /// Stop now: requested and expired at once (nothing retries).
-    pub fn request(&self) {
-        self.requested.send_replace(true);
-        self.expire();
-    }
-
     /// Stop consuming and publish; retries go on until [`Shutdown::expire`].
-    pub fn request_gracefully(&self) {
+    pub fn request(&self) {
         self.requested.send_replace(true);
     }
 
@@ -99,12 +93,9 @@ mod tests {
     fn a_graceful_request_leaves_retries_running_until_expiry() {
         let shutdown = Shutdown::default();
         let retries = shutdown.subscribe_expired();
-        shutdown.request_gracefully();
+        shutdown.request();
         assert!(shutdown.requested() && !shutdown.expired() && !*retries.borrow());
         shutdown.expire();
         assert!(*retries.borrow());
-        let at_once = Shutdown::default();
-        at_once.request();
-        assert!(at_once.requested() && at_once.expired());
     }
 }

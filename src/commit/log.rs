@@ -4,12 +4,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::commit::manifest::{Manifest, ManifestFile, MANIFEST_VERSION};
 use crate::commit::paths;
 use crate::commit::{CommitError, RunContext};
-use crate::retry::with_backoff;
+use crate::retry::{with_backoff, Backoff};
 use crate::sink::{FileStore, StoreError};
 
 /// A file the writer has closed under `_landfall/staging/` and wants committed.
@@ -55,10 +55,6 @@ pub struct CommitLog {
     recent: VecDeque<(u64, usize)>,
     /// With `keep_ids`: the ids those manifests hold, read by `recover` (taken once).
     recovered_ids: Vec<String>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl CommitLog {
@@ -215,7 +211,7 @@ impl CommitLog {
             return Err(CommitError::Invalid(format!("offsets {start}..={end}: need 0 <= start <= end")));
         }
         self.position = Position::Unknown;
-        let mut manifest = self.prepare(seq, start, end, &files).await?;
+        let (mut manifest, oldest) = self.prepare(seq, start, end, &files).await?;
         manifest.message_ids = message_ids;
         let bytes = manifest.to_json();
         let slot = paths::manifest_path(&self.dir, seq);
@@ -223,7 +219,11 @@ impl CommitLog {
             self.write_tmp(seq, &bytes)
         })
         .await?;
-        with_backoff("commit the manifest", &self.run.config.backoff, &self.run.stop, || {
+        // The commit point must come before orphan cleanup may take the staged files: within
+        // grace/2 of the oldest one's creation, on the store's clock; retries stop there.
+        let budget = self.staged_age_budget(&tmp, oldest).await?;
+        let backoff = Backoff { give_up_after: Some(budget), ..self.run.config.backoff.clone() };
+        with_backoff("commit the manifest", &backoff, &self.run.stop, || {
             self.commit_point(&manifest, &tmp, &slot, &bytes)
         })
         .await?;
@@ -238,10 +238,41 @@ impl CommitLog {
         Ok(manifest)
     }
 
-    /// Stats every staged file and builds the manifest.
-    async fn prepare(&self, seq: u64, start: i64, end: i64, files: &[StagedFile]) -> Result<Manifest, CommitError> {
-        let staging = format!("{}/{}/staging/", self.root, paths::STATE_DIR);
+    /// How long the commit point may still take: grace/2 minus the age of the oldest staged
+    /// file, both read on the store's clock (the temp manifest was just written, so its
+    /// modification time is the store's now). A host clock that is off changes nothing.
+    /// Refuses with `StaleStaged` (deleting the temp manifest) when nothing is left.
+    async fn staged_age_budget(&self, tmp: &str, oldest: Option<(String, u64)>) -> Result<Duration, CommitError> {
+        let Some((path, created_ms)) = oldest else { return Ok(self.run.config.grace / 2) };
         let limit_ms = self.run.config.grace.as_millis() as u64 / 2;
+        let now_ms = with_backoff("check the manifest", &self.run.config.backoff, &self.run.stop, || async {
+            let status = self.store.stat(tmp).await?;
+            status
+                .map(|s| s.modified_ms)
+                .ok_or_else(|| CommitError::Vanished { what: "manifest temp file", path: tmp.to_string() })
+        })
+        .await?;
+        let age_ms = now_ms.saturating_sub(created_ms);
+        if age_ms > limit_ms {
+            if let Err(e) = self.store.delete(tmp).await {
+                tracing::debug!(tmp, error = %e, "could not delete the unused manifest temp file; orphan cleanup will");
+            }
+            return Err(CommitError::StaleStaged { path, age_s: age_ms / 1000, limit_s: limit_ms / 1000 });
+        }
+        Ok(Duration::from_millis(limit_ms - age_ms))
+    }
+
+    /// Stats every staged file and builds the manifest; also returns the oldest staged file
+    /// and its modification time.
+    async fn prepare(
+        &self,
+        seq: u64,
+        start: i64,
+        end: i64,
+        files: &[StagedFile],
+    ) -> Result<(Manifest, Option<(String, u64)>), CommitError> {
+        let staging = format!("{}/{}/staging/", self.root, paths::STATE_DIR);
+        let mut oldest: Option<(String, u64)> = None;
         let mut out = Vec::with_capacity(files.len());
         for (n, f) in files.iter().enumerate() {
             if !f.staged.starts_with(&staging) || files[..n].iter().any(|g| g.staged == f.staged) {
@@ -257,17 +288,12 @@ impl CommitLog {
             })
             .await?
             .ok_or_else(|| CommitError::MissingStaged { path: f.staged.clone() })?;
-            let age_ms = now_ms().saturating_sub(status.modified_ms);
-            if age_ms > limit_ms {
-                return Err(CommitError::StaleStaged {
-                    path: f.staged.clone(),
-                    age_s: age_ms / 1000,
-                    limit_s: limit_ms / 1000,
-                });
+            if oldest.as_ref().is_none_or(|(_, m)| status.modified_ms < *m) {
+                oldest = Some((f.staged.clone(), status.modified_ms));
             }
             out.push(ManifestFile { staged: f.staged.clone(), final_path, rows: f.rows, bytes: status.len });
         }
-        Ok(Manifest {
+        let manifest = Manifest {
             version: MANIFEST_VERSION,
             topic: self.topic.clone(),
             partition: self.partition,
@@ -278,7 +304,8 @@ impl CommitLog {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             run_id: self.run.run_id.clone(),
             message_ids: Vec::new(),
-        })
+        };
+        Ok((manifest, oldest))
     }
 
     /// The `message_id`s of the newest manifests (at least `keep_ids` of them when the log
