@@ -40,7 +40,7 @@ pub(crate) async fn store_now_ms(store: &dyn FileStore, root: &str) -> Result<u6
     if let Err(e) = store.delete(&probe).await {
         tracing::debug!(probe, error = %e, "could not delete the clock probe; the next cleaning pass will");
     }
-    status.map(|s| s.modified_ms).ok_or_else(|| CommitError::Vanished { what: "clock probe", path: probe })
+    status.map(|s| s.modified_ms).ok_or(CommitError::Vanished { what: "clock probe", path: probe })
 }
 
 /// Cleans the table's `_landfall/staging/` and `_landfall/tmp/`.
