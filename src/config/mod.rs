@@ -44,7 +44,7 @@ pub use errors::{ConfigError, ConfigErrors, ConfigWarning};
 pub use options::ClientOptions;
 pub use pipeline::{
     Compression, DecodeConfig, FileMode, JsonDecodeConfig, ParquetConfig, PartitionConfig, PipelineConfig,
-    QuarantineConfig, RollConfig,
+    QuarantineConfig, RollConfig, StagingConfig,
 };
 pub use secret::{is_secret_key, redact_uri, Redactor, Secret};
 pub use sink::{HdfsSinkConfig, LocalSinkConfig, SinkConfig};

@@ -31,6 +31,32 @@ pub struct PipelineConfig {
     /// Messages that cannot become rows, kept under `<table>/_rejected/dt=<day>/`.
     #[serde(default)]
     pub quarantine: QuarantineConfig,
+    /// The hidden area (`<table>/_landfall/staging/`) files are written in before publishing.
+    #[serde(default)]
+    pub staging: StagingConfig,
+}
+
+/// Staged files: written, not yet published.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagingConfig {
+    /// How old (on the store's clock) a staged file no commit references must be before orphan
+    /// cleanup deletes it (default `1h`). A commit refuses staged files older than half of it
+    /// and stops retrying there, so it must exceed twice `roll.max_age` plus the longest store
+    /// outage a commit should ride out. Every instance writing one table must use the same
+    /// value: a cleaner with a shorter one may delete files another instance is committing.
+    #[serde(default = "default_staging_grace")]
+    pub grace: HumanDuration,
+}
+
+impl Default for StagingConfig {
+    fn default() -> Self {
+        StagingConfig { grace: default_staging_grace() }
+    }
+}
+
+fn default_staging_grace() -> HumanDuration {
+    HumanDuration::from_secs(crate::commit::default_grace().as_secs())
 }
 
 /// The quarantine: raw payloads of rejected messages, which can hold personal data.

@@ -96,8 +96,9 @@ fn known_keys_are_read_from_the_serde_structs() {
     let shapes = shapes_of::<PipelineConfig>();
     assert_eq!(
         shapes[""],
-        Shape::Struct(&["name", "source", "decode", "partition", "roll", "parquet", "sink", "quarantine"])
+        Shape::Struct(&["name", "source", "decode", "partition", "roll", "parquet", "sink", "quarantine", "staging"])
     );
+    assert_eq!(shapes["staging"], Shape::Struct(&["grace"]));
     assert_eq!(shapes["quarantine"], Shape::Struct(&["permissions"]));
     assert_eq!(shapes["source"], Shape::Enum(&["kafka", "rabbitmq"]));
     assert_eq!(
@@ -128,7 +129,7 @@ fn known_keys_are_read_from_the_serde_structs() {
     assert_eq!(shapes["source.kafka.start"], Shape::Enum(&["earliest", "latest"]));
     assert_eq!(shapes["source.rabbitmq.declare"], Shape::Struct(&["bindings", "dead_letter_exchange"]));
     assert_eq!(shapes["source.rabbitmq.queue_type"], Shape::Enum(&["quorum", "classic", "stream"]));
-    assert_eq!(shapes.len(), 24, "{shapes:#?}");
+    assert_eq!(shapes.len(), 25, "{shapes:#?}");
 }
 
 #[test]
@@ -381,7 +382,7 @@ fn load_pipelines_reads_directories_in_order_and_refuses_duplicate_names() {
 fn odd_shapes_get_readable_errors() {
     assert_eq!(
         errors(""),
-        ["p.yaml:1:1: a pipeline file is a YAML mapping with the keys `name`, `source`, `decode`, `partition`, `roll`, `parquet`, `sink`, `quarantine`; found an empty document"]
+        ["p.yaml:1:1: a pipeline file is a YAML mapping with the keys `name`, `source`, `decode`, `partition`, `roll`, `parquet`, `sink`, `quarantine`, `staging`; found an empty document"]
     );
     let sink = "sink:\n  hdfs:\n    url: hdfs://127.0.0.1:9000\n    path: /landing/clicks\n";
     assert_eq!(
@@ -441,4 +442,10 @@ fn settings_that_work_but_surprise_are_warnings_with_positions() {
         found[0]
     );
     assert!(warnings(EXAMPLE).is_empty());
+    // A longer staging grace makes room for it.
+    let graced = format!("{slow}staging:\n  grace: 2h\n");
+    assert!(warnings(&graced).is_empty(), "{:?}", warnings(&graced));
+    let short = format!("{EXAMPLE}staging:\n  grace: 30s\n");
+    let found = errors(&short);
+    assert!(found.iter().any(|e| e.contains("staging.grace: grace must be at least 1m")), "{found:?}");
 }

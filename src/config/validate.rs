@@ -120,6 +120,16 @@ pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: Templ
         }
     }
     let mut grace_warning = None;
+    if config.staging.grace.get() < std::time::Duration::from_secs(60) {
+        issue(
+            at(&["staging", "grace"]),
+            format!(
+                "grace must be at least 1m (got {}): a commit refuses staged files older than half of it, so a shorter \
+                 one fails every slow commit; the default is 1h",
+                config.staging.grace
+            ),
+        );
+    }
     if clean.clean("roll") {
         let roll = &config.roll;
         if roll.max_rows == 0 {
@@ -134,13 +144,13 @@ pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: Templ
         // A staged file stays open up to max_age, and the committer refuses staged files older
         // than half the orphan grace period (orphan cleanup may delete them): past that no
         // file could be committed. Past a quarter, a slow commit may hit the limit.
-        let grace = crate::commit::default_grace();
+        let grace = config.staging.grace.get();
         if roll.max_age.get() >= grace / 2 {
             issue(
                 at(&["roll", "max_age"]),
                 format!(
-                    "max_age must be below {}s (half the {}s staging grace period: older staged files are refused at commit), \
-                     got {}; keep it at most {}s",
+                    "max_age must be below {}s (half the {}s staging grace period, staging.grace: older staged files are refused at commit), \
+                     got {}; keep it at most {}s or raise staging.grace",
                     (grace / 2).as_secs(),
                     grace.as_secs(),
                     roll.max_age,

@@ -112,7 +112,7 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, shutdown: Shutdown) -> Resul
     let (store, table_root) = open_store(cfg).map_err(setup)?;
     // Staged files of crashed runs that no commit references are deleted once old enough
     // (the writer repeats this every ten minutes).
-    match crate::commit::clean_orphans(store.as_ref(), &table_root, crate::commit::default_grace()).await {
+    match crate::commit::clean_orphans(store.as_ref(), &table_root, plan.commit.grace).await {
         Ok(report) => tracing::debug!(pipeline = %cfg.name, ?report, "orphan cleanup done"),
         Err(e) => {
             tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start")

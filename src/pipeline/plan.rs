@@ -58,7 +58,12 @@ impl Plan {
                 max_open_files: cfg.roll.max_open_files,
                 max_buffered_bytes: cfg.roll.max_buffered_bytes.bytes() as usize,
             },
-            commit: CommitConfig { keep_ids, quarantine_mode: cfg.quarantine.permissions.0, ..CommitConfig::default() },
+            commit: CommitConfig {
+                keep_ids,
+                quarantine_mode: cfg.quarantine.permissions.0,
+                grace: cfg.staging.grace.get(),
+                ..CommitConfig::default()
+            },
             ext: format!("{}.parquet", cfg.parquet.compression.name()),
             parquet,
             schema,
