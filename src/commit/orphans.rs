@@ -4,10 +4,10 @@
 //! Age is the only safe signal that a file is abandoned: a stalled writer may still commit a
 //! young staged file. Ages are measured on the store's clock (the modification time of a probe
 //! file created for the pass), never the local one: a host whose clock runs ahead would
-//! otherwise delete other instances' live files. The committer refuses staged files older than grace/2, so a file this
-//! cleaner deletes (older than grace when listed) can no longer be committed unless the
-//! committer stalled for more than grace/2 between its age check and its commit rename (see
-//! docs/exactly-once.md, "Limits").
+//! otherwise delete other instances' live files. The committer refuses staged files older
+//! than grace/2 and stops retrying its commit rename there, so a file this cleaner deletes
+//! (older than grace when listed) can no longer be committed unless one store call hung for
+//! longer than that (see docs/exactly-once.md, "Limits").
 
 use std::collections::HashSet;
 use std::time::Duration;
