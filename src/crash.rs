@@ -7,6 +7,11 @@
 //! - `before_ack` (RabbitMQ): a commit is published, its deliveries are not yet acknowledged.
 //! - `local_publish_linked` (local store): a data or quarantine file has its published name
 //!   (a hard link) and still its staged name.
+//!
+//! `LF_TEST_STALL_POINT=<name>` instead stalls the task that reaches the point, once per
+//! process, for `LF_TEST_STALL_SECS` seconds (default 20), as a long pause or a frozen VM
+//! would, while the rest of the process (its broker connections) goes on. Points:
+//! - `after_commit_point`: a manifest is in its slot, the zombie check has not run.
 
 /// Aborts the process if `LF_TEST_CRASH_POINT` names `point`.
 pub fn point(point: &str, what: &str) {
@@ -15,4 +20,22 @@ pub fn point(point: &str, what: &str) {
         tracing::error!(point, "LF_TEST_CRASH_POINT={point}: aborting {what}");
         std::process::abort();
     }
+}
+
+/// Stalls the calling task once if `LF_TEST_STALL_POINT` names `point` (see the module doc).
+pub async fn stall(point: &str, what: &str) {
+    static POINT: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    static STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let configured = POINT.get_or_init(|| {
+        let name = std::env::var("LF_TEST_STALL_POINT").ok()?;
+        let secs = std::env::var("LF_TEST_STALL_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+        Some((name, secs))
+    });
+    let Some((name, secs)) = configured else { return };
+    if name != point || STALLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    tracing::warn!(point, secs, "LF_TEST_STALL_POINT={point}: stalling {what}");
+    tokio::time::sleep(std::time::Duration::from_secs(*secs)).await;
+    tracing::warn!(point, "LF_TEST_STALL_POINT={point}: going on");
 }

@@ -227,3 +227,101 @@ async fn sigterm_during_hdfs_safe_mode_still_publishes_before_the_deadline() {
     assert_eq!(v["count"], n, "everything buffered was published during the stop; log:\n{}", s.log());
     assert_eq!(v["distinct_ids"], n);
 }
+
+/// How many times `text` occurs in the file at `path`, polled until it reaches `at_least` or
+/// `limit` passes (returns the last count).
+fn wait_for_lines(path: &std::path::Path, text: &str, at_least: usize, limit: Duration) -> usize {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let count = std::fs::read_to_string(path).unwrap_or_default().matches(text).count();
+        if count >= at_least || std::time::Instant::now() > deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A rebalance while partitions wait out their rewind backoff (issue 10, item 2). The DataNode
+/// is down, so every commit fails and each partition pauses 1 s, 2 s, 4 s … before it is read
+/// again; a second instance joins the group and leaves it in that window, so every partition is
+/// revoked and assigned again mid-backoff. librdkafka keeps an application's pause across
+/// re-assignment: a partition that came back paused was never fetched again (heartbeats going
+/// on, nothing logged). Must: once the DataNode is back, the first instance lands every event of
+/// every partition while it runs (no restart to mask a stall), exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_during_rewind_backoff_leaves_no_partition_paused() {
+    let _turn = SERIAL.lock().await;
+    require_kafka();
+    require_hdfs();
+    let topic = unique("backoff-rebalance");
+    create_topic(&topic, 4).await;
+    let table = format!("/landing-test/{topic}");
+    let (_dir, pipeline) =
+        PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("1s").sink_hdfs(&table).file();
+    let n = 40_000u64;
+    let mut counts: BTreeMap<i32, i64> = BTreeMap::new();
+    let msgs: Vec<(i32, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let p = (i % 4) as i32;
+            *counts.entry(p).or_insert(0) += 1;
+            (p, event(i, n).into_bytes())
+        })
+        .collect();
+    let quarter = (n / 4) as usize;
+    let logdir = tempfile::tempdir().unwrap();
+    let (a_log, b_log) = (logdir.path().join("a.log"), logdir.path().join("b.log"));
+    let mut a = spawn_daemon(&pipeline, &a_log);
+    let log_of = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    assert_eq!(wait_for_lines(&a_log, "partition ready", 4, Duration::from_secs(60)), 4, "{}", log_of(&a_log));
+    produce(&topic, msgs[..quarter].to_vec()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    lab(&["kill", "datanode"]);
+    produce(&topic, msgs[quarter..2 * quarter].to_vec()).await;
+    let rewinds = wait_for_lines(&a_log, "rewinding the stream", 2, Duration::from_secs(60));
+    assert!(rewinds >= 2, "commits must fail and rewind while the DataNode is down:\n{}", log_of(&a_log));
+
+    // A second member joins and leaves while the partitions are in backoff.
+    let assigned_before = log_of(&a_log).matches("partition assigned").count();
+    let mut b = landfall()
+        .arg("run")
+        .arg(&pipeline)
+        .env("LANDFALL_LOG_LEVEL", "info")
+        .env("LANDFALL_SHUTDOWN_DEADLINE", "5s")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&b_log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_lines(&b_log, "partition assigned", 1, Duration::from_secs(60)) >= 1, "{}", log_of(&b_log));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    unsafe { kill(b.id() as i32, SIGTERM) };
+    let b_status = b.wait().unwrap();
+    assert!(b_status.success(), "the second member stops cleanly: {b_status}\n{}", log_of(&b_log));
+    let back = wait_for_lines(&a_log, "partition assigned", assigned_before + 4, Duration::from_secs(60));
+    assert!(back >= assigned_before + 4, "the first member takes every partition back:\n{}", log_of(&a_log));
+
+    lab(&["start", "datanode"]);
+    produce(&topic, msgs[2 * quarter..].to_vec()).await;
+    // Landed by the running member: a partition left paused would never get there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let ranges = published_ranges(&table).await;
+        let landed: BTreeMap<i32, i64> =
+            ranges.iter().map(|(p, r)| (*p, r.last().map_or(0, |(_, end)| end + 1))).collect();
+        if landed == counts {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = a.kill();
+            panic!("partitions stalled: landed up to {landed:?} of {counts:?}; log:\n{}", log_of(&a_log));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(a.try_wait().unwrap().is_none(), "the first member kept running:\n{}", log_of(&a_log));
+    unsafe { kill(a.id() as i32, SIGTERM) };
+    assert!(a.wait().unwrap().success(), "{}", log_of(&a_log));
+    let v = spark_verify(&format!("{HDFS_URL}{table}"), &[]);
+    assert_eq!(v["count"], n, "{v}");
+    assert_eq!(v["distinct_ids"], n, "{v}");
+    assert_tiles(&published_ranges(&table).await, &counts);
+}

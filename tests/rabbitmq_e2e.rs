@@ -500,3 +500,62 @@ async fn quorum_queue_row_groups_stay_within_the_memory_budget() {
     assert_eq!(total, ROWS as i64, "the footers count every row");
     assert_eq!(queue_ready(&s.queue).await, 0);
 }
+
+/// Two instances on one queue and a stalled commit (issue 10, item 10). Instance X puts its
+/// first commit in the log and stalls before its zombie check, holding its deliveries
+/// unacknowledged; instance Y starts, recovers X's commit as the newest (re-drives its publish,
+/// so its rows are in the table), lands the rest of the queue and stops. X wakes, finds Y's
+/// newer commits and is fenced; its session ends and the broker redelivers what X held. X's
+/// fence used to retract its commit, so X's next session rebuilt the dedup window with a hole
+/// where that commit's ids were and landed their redeliveries twice. Must: exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_adopted_by_another_instance_still_deduplicates_its_redeliveries() {
+    let _serial = SERIAL.lock().await;
+    let n = 3_000;
+    let s = setup("rmq-adopted", "quorum", |p| p.roll_max_age("1s").prefetch(200)).await;
+    publish_confirmed(&s.queue, messages(0..n, n)).await;
+    let logdir = tempfile::tempdir().unwrap();
+    let (x_log, y_log) = (logdir.path().join("x.log"), logdir.path().join("y.log"));
+    let mut x = landfall()
+        .arg("run")
+        .arg(&s.pipeline)
+        .env("LANDFALL_LOG_LEVEL", "info")
+        .env("LF_TEST_STALL_POINT", "after_commit_point")
+        .env("LF_TEST_STALL_SECS", "25")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&x_log).unwrap())
+        .spawn()
+        .unwrap();
+    let log_has = |path: &std::path::Path, text: &str| std::fs::read_to_string(path).unwrap_or_default().contains(text);
+    let stalled_at = std::time::Instant::now();
+    while !log_has(&x_log, "LF_TEST_STALL_POINT=after_commit_point: stalling") {
+        assert!(stalled_at.elapsed() < Duration::from_secs(30), "X never reached the stall:\n{}", tail(&x_log));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut y = spawn_daemon(&s.pipeline, &y_log);
+    let drained = std::time::Instant::now();
+    while queue_ready(&s.queue).await > 0 || !log_has(&y_log, "recovered: resuming after commit #0") {
+        assert!(drained.elapsed() < Duration::from_secs(15), "Y did not take the rest:\n{}", tail(&y_log));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await; // Y's last commit
+    signal(&y, SIGTERM);
+    assert!(y.wait().unwrap().success(), "{}", tail(&y_log));
+    assert!(!log_has(&x_log, "going on"), "X woke before Y finished: raise LF_TEST_STALL_SECS");
+
+    // X wakes, is fenced, and lands what the broker gives back.
+    let settled = std::time::Instant::now();
+    while !log_has(&x_log, "session restored") || queue_ready(&s.queue).await > 0 {
+        assert!(settled.elapsed() < Duration::from_secs(60), "X did not go on:\n{}", tail(&x_log));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    signal(&x, SIGTERM);
+    assert!(x.wait().unwrap().success(), "{}", tail(&x_log));
+    assert!(log_has(&x_log, "(fenced"), "X was fenced:\n{}", tail(&x_log));
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["distinct_ids"], n, "every message landed:\n{}", tail(&x_log));
+    assert_eq!(v["count"], n, "no redelivery of the adopted commit landed twice:\n{}", tail(&x_log));
+    assert_eq!(queue_ready(&s.queue).await, 0);
+}

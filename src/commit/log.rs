@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commit::manifest::{Manifest, ManifestFile, MANIFEST_VERSION};
+use crate::commit::manifest::{digest, Manifest, ManifestFile, MANIFEST_VERSION};
 use crate::commit::paths;
 use crate::commit::{CommitError, RunContext};
 use crate::retry::{with_backoff, Backoff};
@@ -55,6 +55,9 @@ pub struct CommitLog {
     recent: VecDeque<(u64, usize)>,
     /// With `keep_ids`: the ids those manifests hold, read by `recover` (taken once).
     recovered_ids: Vec<String>,
+    /// Digest of the newest manifest as stored (recovered or written by this log): the next
+    /// commit's [`Manifest::previous`].
+    last_digest: Option<String>,
 }
 
 impl CommitLog {
@@ -90,6 +93,7 @@ impl CommitLog {
             position: Position::Unknown,
             recent: VecDeque::new(),
             recovered_ids: Vec::new(),
+            last_digest: None,
         })
     }
 
@@ -127,8 +131,9 @@ impl CommitLog {
         let latest =
             with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.load_latest())
                 .await?;
-        let Some((seqs, manifest)) = latest else {
+        let Some((seqs, manifest, latest_digest)) = latest else {
             self.position = Position::Empty;
+            self.last_digest = None;
             tracing::info!(topic = %self.topic, partition = self.partition, "commit log is empty");
             return Ok(None);
         };
@@ -145,6 +150,7 @@ impl CommitLog {
         self.prune(manifest.seq, &seqs).await;
         let next = manifest.end + 1;
         self.position = Position::After { seq: manifest.seq, next };
+        self.last_digest = Some(latest_digest);
         tracing::info!(
             topic = %self.topic, partition = self.partition, seq = manifest.seq, next,
             "recovered: resuming after commit #{} (offsets {}..={})", manifest.seq, manifest.start, manifest.end
@@ -227,6 +233,7 @@ impl CommitLog {
             self.commit_point(&manifest, &tmp, &slot, &bytes)
         })
         .await?;
+        crate::crash::stall("after_commit_point", "after the commit point, before the zombie check").await;
         let seqs = self.check_not_superseded(&manifest, &slot, &bytes).await?;
         self.publish(&manifest, &slot).await?;
         if self.run.config.keep_ids > 0 {
@@ -234,6 +241,7 @@ impl CommitLog {
         }
         self.prune(seq, &seqs).await;
         self.position = Position::After { seq, next: end + 1 };
+        self.last_digest = Some(digest(&bytes));
         tracing::debug!(topic = %self.topic, partition = self.partition, seq, start, end, files = manifest.files.len(), "committed");
         Ok(manifest)
     }
@@ -304,6 +312,7 @@ impl CommitLog {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             run_id: self.run.run_id.clone(),
             message_ids: Vec::new(),
+            previous: self.last_digest.clone(),
         };
         Ok((manifest, oldest))
     }
@@ -409,6 +418,14 @@ impl CommitLog {
         let Some(newer) = seqs.iter().copied().filter(|s| *s > m.seq).max() else {
             return Ok(seqs);
         };
+        if self.adopted(m, bytes).await? {
+            // Another writer recovered this commit as the newest, re-drove its publish and
+            // went on: it is part of the table. Retracting it would leave a hole that makes
+            // the next dedup window forget its ids, and their redeliveries land twice.
+            return Err(
+                self.fenced(m, format!("commit #{} was adopted by another writer, which went on to #{newer}", m.seq))
+            );
+        }
         let retract = with_backoff("retract a stale manifest", &self.run.config.backoff, &self.run.stop, || async {
             match self.read_opt(slot).await? {
                 Some(found) if found == bytes => self.store.delete(slot).await.map_err(CommitError::from),
@@ -422,6 +439,18 @@ impl CommitLog {
             tracing::warn!(slot, error = %e, "could not delete this stale writer's manifest; pruning will");
         }
         Err(self.fenced(m, format!("a newer commit #{newer} exists")))
+    }
+
+    /// Whether the commit after `m` continues from `m` itself ([`Manifest::previous`] is the
+    /// digest of `m`'s bytes): then another writer recovered `m` and published it. A missing,
+    /// unreadable or older-version successor proves nothing, and `m` is treated as stale.
+    async fn adopted(&self, m: &Manifest, bytes: &[u8]) -> Result<bool, CommitError> {
+        let path = paths::manifest_path(&self.dir, m.seq + 1);
+        let next =
+            with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.read_opt(&path))
+                .await?;
+        let ours = digest(bytes);
+        Ok(next.and_then(|b| Manifest::parse(&b).ok()).is_some_and(|n| n.previous.as_deref() == Some(ours.as_str())))
     }
 
     /// Deletes the manifests older than the `keep` newest (best effort: the next commit or
@@ -450,7 +479,7 @@ impl CommitLog {
     }
 
     /// Lists the log and reads its newest manifest; `None` if the log is empty.
-    async fn load_latest(&self) -> Result<Option<(Vec<u64>, Manifest)>, CommitError> {
+    async fn load_latest(&self) -> Result<Option<(Vec<u64>, Manifest, String)>, CommitError> {
         let seqs = self.list_seqs().await?;
         let Some(max) = seqs.iter().copied().max() else { return Ok(None) };
         let path = paths::manifest_path(&self.dir, max);
@@ -466,7 +495,7 @@ impl CommitLog {
         let bad = |source| CommitError::BadManifest { path: path.clone(), source };
         let manifest = Manifest::parse(&bytes).map_err(bad)?;
         manifest.check_belongs(&self.root, &self.topic, self.partition, max).map_err(bad)?;
-        Ok(Some((seqs, manifest)))
+        Ok(Some((seqs, manifest, digest(&bytes))))
     }
 
     async fn read_opt(&self, path: &str) -> Result<Option<bytes::Bytes>, CommitError> {

@@ -72,6 +72,19 @@ pub struct Manifest {
     /// redelivers after a crash between publishing and acknowledging are recognised.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub message_ids: Vec<String>,
+    /// The digest ([`digest`]) of the manifest this commit continues from, as stored; absent
+    /// in a log's first commit and in manifests of earlier versions. A writer whose commit
+    /// point succeeded but which then finds a newer commit tells by it whether another writer
+    /// adopted its commit (re-drove its publish and went on: the commit stays, its rows are in
+    /// the table and its `message_id`s must go on recognising redeliveries) or took its slot
+    /// only because pruning had freed it (the commit is stale and is retracted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+}
+
+/// A manifest's identity for [`Manifest::previous`]: FNV-1a 64 of its bytes, in hex.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("{:016x}", crate::commit::paths::fnv1a64(bytes))
 }
 
 #[derive(Deserialize)]
@@ -146,6 +159,7 @@ mod tests {
     fn sample() -> Manifest {
         Manifest {
             message_ids: Vec::new(),
+            previous: None,
             version: 1,
             topic: "clicks".into(),
             partition: 3,

@@ -77,7 +77,7 @@ fn fitted_name(name: &str, other_bytes: usize) -> String {
 }
 
 /// FNV-1a, 64 bit: stable across versions and platforms (file names depend on it).
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 

@@ -22,6 +22,9 @@ pub struct RunSummary {
     pub files: u64,
     /// Bytes of Parquet published.
     pub parquet_bytes: u64,
+    /// Most bytes the consumer-side builders held, as measured before shipping any (the budget
+    /// is measured after each slice of it taken, so this is the peak within one slice).
+    pub peak_consumer_bytes: u64,
     pub seconds: f64,
 }
 

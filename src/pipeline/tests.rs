@@ -237,6 +237,31 @@ fn the_open_file_cap_holds_for_every_position_model() {
     }
 }
 
+/// The consumer side may hold half of `roll.max_buffered_bytes`; it must hold per message, not
+/// per tick: here every message arrives within one poll (no tick in between), 8 MiB of payload
+/// against a 1 MiB budget.
+#[test]
+fn the_memory_budget_holds_within_one_poll_of_large_messages() {
+    let padding = "x".repeat(2000);
+    let lanes = vec![(0..4000)
+        .map(|i| (format!(r#"{{"id":"m-{i}-{padding}","k":{}}}"#, i % 50).into_bytes(), None))
+        .collect::<Vec<_>>()];
+    let r = run(
+        Positions::SourceOffsets,
+        "max_rows: 1000000, max_age: 10m, max_buffered_bytes: 1MiB",
+        move |rec| {
+            FakeSource::new(Positions::SourceOffsets, "t", lanes, rec, Script { per_poll: 4000, ..Script::default() })
+        },
+        |_, _| {},
+    );
+    assert_eq!(r.summary().events, 4000);
+    r.assert_tiles(1, 4000);
+    let bound = (1 << 20) / 2 + (1 << 20) / 16 + 4096;
+    let peak = r.summary().peak_consumer_bytes;
+    assert!(peak > 0, "the budget was never measured");
+    assert!(peak <= bound, "the consumer side held {peak} bytes, over half the budget plus one slice ({bound})");
+}
+
 #[test]
 fn shutdown_publishes_what_is_buffered_within_the_deadline() {
     let shutdown_at = Duration::from_millis(400);

@@ -457,8 +457,8 @@ impl Committer {
                     bytes,
                 },
             ),
-            Err(CommitError::Fenced { .. }) => {
-                rewind(format!("offsets {start}..={end} were committed by another owner (fenced)"))
+            Err(CommitError::Fenced { reason, .. }) => {
+                rewind(format!("offsets {start}..={end} were committed by another owner (fenced: {reason})"))
             }
             Err(e) if is_fatal(&e) => (None, Feedback::Fatal { message: e.to_string() }),
             Err(e) => rewind(e.to_string()),

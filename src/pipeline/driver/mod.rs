@@ -37,6 +37,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// `CLOCK_EVERY` (it only dates a range's first message and paces the tick).
 const CLOCK_EVERY: u32 = 64;
 
+/// The consumer-side budget is measured again after each 1/16 of `roll.max_buffered_bytes` of
+/// payload taken, so it is never exceeded by more than that (it was measured per tick, and one
+/// tick of large messages could overshoot it many times).
+const BUDGET_SLICES: usize = 16;
+
 /// After a failed commit a stream pauses 1 s, doubling to 60 s, so a store that keeps
 /// failing is not hammered.
 fn rewind_backoff() -> Backoff {
@@ -118,6 +123,10 @@ pub struct Driver {
     ended: Vec<i32>,
     /// A failure inside the poll callback (the writer stopped).
     failure: Option<String>,
+    /// Payload bytes taken since the consumer-side budget was last measured: the budget is
+    /// measured again once they could have filled a slice of it, so it holds per message
+    /// without summing every builder per message.
+    unmeasured_bytes: usize,
     now: Instant,
     unclocked: u32,
     /// Deliveries in the current poll.
@@ -153,6 +162,7 @@ impl Driver {
             last_index: 0,
             next_epoch: 1,
             inflight: 0,
+            unmeasured_bytes: 0,
             tx: parts.tx,
             feedback: parts.feedback,
             summary: RunSummary { pipeline: parts.pipeline, ..Default::default() },
@@ -407,6 +417,7 @@ impl Driver {
                 self.failure.get_or_insert_with(|| "the writer task stopped".into());
             }
         }
+        self.unmeasured_bytes += d.payload.map_or(0, <[u8]>::len);
         let cut = if routed.roll || self.max_open_range.is_some_and(|max| self.streams[i].buf.open_rows() >= max) {
             self.cut(i)
         } else if routed.opened {
@@ -414,6 +425,13 @@ impl Driver {
         } else {
             Ok(())
         };
+        let cut = cut.and_then(|()| {
+            if self.unmeasured_bytes < (self.limits.max_buffered_bytes / BUDGET_SLICES).max(1) {
+                return Ok(());
+            }
+            self.unmeasured_bytes = 0;
+            self.ship_over_budget()
+        });
         if let Err(e) = cut {
             self.failure.get_or_insert(e);
         }
@@ -461,14 +479,23 @@ impl Driver {
         Ok(())
     }
 
-    /// Age and size rolls and the consumer side of the memory budget.
+    /// Age and size rolls.
     fn periodic_rolls(&mut self, now: Instant) -> Result<(), String> {
         for i in 0..self.streams.len() {
             if self.streams[i].buf.should_roll(&self.policy, now) {
                 self.cut(i)?;
             }
         }
+        Ok(())
+    }
+
+    /// The consumer side of the memory budget: while the builders hold more than half of
+    /// `roll.max_buffered_bytes`, the largest ships to the writer (whose half is kept by
+    /// [`Writer`](crate::pipeline::writer::Writer)). O(open files): called once per slice of
+    /// the budget taken, not per message.
+    fn ship_over_budget(&mut self) -> Result<(), String> {
         let mut buffered: usize = self.streams.iter().map(|s| s.buf.buffered_bytes()).sum();
+        self.summary.peak_consumer_bytes = self.summary.peak_consumer_bytes.max(buffered as u64);
         while buffered > self.limits.max_buffered_bytes / 2 {
             let Some(i) = (0..self.streams.len()).max_by_key(|&i| self.streams[i].buf.buffered_bytes()) else { break };
             let Some((dir, batch, size)) = self.streams[i].buf.ship_largest() else { break };
