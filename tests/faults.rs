@@ -20,6 +20,19 @@ fn lab(args: &[&str]) {
     assert!(status.success(), "./bootstrap.sh {args:?}");
 }
 
+/// Events `0..n` spread round-robin over `partitions`, and how many each partition gets.
+fn round_robin_events(n: u64, partitions: i32) -> (Vec<(i32, Vec<u8>)>, BTreeMap<i32, i64>) {
+    let mut counts: BTreeMap<i32, i64> = BTreeMap::new();
+    let msgs = (0..n)
+        .map(|i| {
+            let p = (i % partitions as u64) as i32;
+            *counts.entry(p).or_insert(0) += 1;
+            (p, event(i, n).into_bytes())
+        })
+        .collect();
+    (msgs, counts)
+}
+
 /// Runs the daemon while `fault` disturbs a service mid-ingest, then checks the table.
 async fn survive(name: &str, fault: impl FnOnce()) {
     require_kafka();
@@ -30,14 +43,7 @@ async fn survive(name: &str, fault: impl FnOnce()) {
     let (_dir, pipeline) =
         PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("1s").sink_hdfs(&table_path).file();
     let n = 150_000u64;
-    let mut counts: BTreeMap<i32, i64> = BTreeMap::new();
-    let msgs: Vec<(i32, Vec<u8>)> = (0..n)
-        .map(|i| {
-            let p = (i % 4) as i32;
-            *counts.entry(p).or_insert(0) += 1;
-            (p, event(i, n).into_bytes())
-        })
-        .collect();
+    let (msgs, counts) = round_robin_events(n, 4);
     let logdir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(logdir.path().join("landfall.log")).unwrap();
     let mut daemon = landfall().arg("run").arg(&pipeline).stdout(Stdio::null()).stderr(log).spawn().unwrap();
@@ -259,14 +265,7 @@ async fn a_rebalance_during_rewind_backoff_leaves_no_partition_paused() {
     let (_dir, pipeline) =
         PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("1s").sink_hdfs(&table).file();
     let n = 40_000u64;
-    let mut counts: BTreeMap<i32, i64> = BTreeMap::new();
-    let msgs: Vec<(i32, Vec<u8>)> = (0..n)
-        .map(|i| {
-            let p = (i % 4) as i32;
-            *counts.entry(p).or_insert(0) += 1;
-            (p, event(i, n).into_bytes())
-        })
-        .collect();
+    let (msgs, counts) = round_robin_events(n, 4);
     let quarter = (n / 4) as usize;
     let logdir = tempfile::tempdir().unwrap();
     let (a_log, b_log) = (logdir.path().join("a.log"), logdir.path().join("b.log"));
