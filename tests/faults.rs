@@ -20,8 +20,11 @@ fn lab(args: &[&str]) {
     assert!(status.success(), "./bootstrap.sh {args:?}");
 }
 
-/// Events `0..n` spread round-robin over `partitions`, and how many each partition gets.
-fn round_robin_events(n: u64, partitions: i32) -> (Vec<(i32, Vec<u8>)>, BTreeMap<i32, i64>) {
+/// (partition, payload) of each event, and how many events each partition gets.
+type Spread = (Vec<(i32, Vec<u8>)>, BTreeMap<i32, i64>);
+
+/// Events `0..n` spread round-robin over `partitions`.
+fn round_robin_events(n: u64, partitions: i32) -> Spread {
     let mut counts: BTreeMap<i32, i64> = BTreeMap::new();
     let msgs = (0..n)
         .map(|i| {
