@@ -134,17 +134,17 @@ fn run_within(pipeline: &std::path::Path, env: &[(&str, &str)], limit: Duration)
     }
 }
 
-/// Every regular file under `dir`, recursively.
+/// Every regular file under `dir`, recursively (an entry renamed away while it is listed is
+/// left out).
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => out.push(entry.path()),
+                Err(_) => {}
             }
         }
     }
@@ -447,22 +447,6 @@ async fn a_host_clock_40_minutes_off_the_namenode_still_lands_exactly() {
     }
 }
 
-/// Files under `dir` now, tolerating files renamed away while it is listed.
-fn count_files(dir: &std::path::Path) -> usize {
-    let mut count = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(_) => count += 1,
-                Err(_) => {}
-            }
-        }
-    }
-    count
-}
-
 /// `VmHWM` (peak resident memory) of a running process, in KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -519,7 +503,7 @@ async fn three_hundred_thousand_partition_values_stay_within_the_open_file_cap_a
             break status;
         }
         peak_kib = peak_kib.max(peak_rss_kib(child.id()).unwrap_or(0));
-        most_staged = most_staged.max(count_files(&staging));
+        most_staged = most_staged.max(files_under(&staging).len());
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("landfall did not finish within 600 s; staged at most {most_staged}, peak RSS {peak_kib} KiB");
