@@ -58,7 +58,7 @@ java_home() {
 
 # ---- installation ----------------------------------------------------------------------------
 APT_PACKAGES=(openjdk-17-jdk-headless maven rabbitmq-server kcat python3-venv python3-pip curl
-  build-essential pkg-config zlib1g-dev libssl-dev libsasl2-dev shellcheck faketime)
+  build-essential pkg-config zlib1g-dev libssl-dev libsasl2-dev shellcheck faketime chromium)
 
 install_apt() {
   local missing=() p
