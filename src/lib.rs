@@ -30,6 +30,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod decode;
+pub mod observe;
 pub mod parquet;
 pub mod partition;
 pub mod pipeline;

@@ -1,0 +1,1 @@
+//! `landfall status`: the facts of `GET /api/status` in the terminal (to be written).

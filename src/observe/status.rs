@@ -1,0 +1,102 @@
+//! The daemon's state as one JSON document (`GET /api/status`): what the status page draws and
+//! what `landfall status` prints. These types are the contract between the server and both
+//! readers; a field added here is added at the end of its struct and is optional for readers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole daemon.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DaemonStatus {
+    /// Landfall's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// When the process started, RFC 3339 in UTC.
+    pub started_at: String,
+    pub uptime_seconds: f64,
+    /// Every pipeline is ready (what `GET /ready` answers).
+    pub ready: bool,
+    /// No pipeline is stuck (what `GET /health` answers).
+    pub healthy: bool,
+    /// Seconds between two points of every `history` series.
+    pub history_interval_seconds: f64,
+    pub pipelines: Vec<PipelineStatus>,
+}
+
+/// One pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PipelineStatus {
+    pub name: String,
+    /// `Kafka` or `RabbitMQ`.
+    pub source: String,
+    /// The table's root: `hdfs://host:port/path` or a local directory.
+    pub table: String,
+    pub state: PipelineState,
+    /// Connected to its source and its store, and its commits go through.
+    pub ready: bool,
+    /// Lag above zero and no commit for longer than the stuck limit (see [`crate::observe`]).
+    pub stuck: bool,
+    /// Why it is not ready or is stuck, one sentence each, naming what to check; empty when fine.
+    pub problems: Vec<String>,
+    pub events_received: u64,
+    pub events_landed: u64,
+    pub events_rejected: u64,
+    /// Quarantined events by reason code (`invalid_json`, `missing_field`, …).
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    pub events_duplicate: u64,
+    pub bytes_received: u64,
+    pub bytes_landed: u64,
+    pub files_published: u64,
+    /// Rows landed per second over the last history interval.
+    pub events_per_second: f64,
+    /// Messages in the source not yet landed (sum over its partitions); `None` until known.
+    pub lag: Option<u64>,
+    /// Lag per stream (`topic[partition]` → messages).
+    pub lag_by_stream: BTreeMap<String, u64>,
+    /// Seconds since the last published commit; `None` before the first one.
+    pub last_commit_age_seconds: Option<f64>,
+    pub open_files: u64,
+    pub buffered_bytes: u64,
+    pub restarts: u64,
+    /// The newest errors, newest last (at most [`RECENT_ERRORS`]).
+    pub recent_errors: Vec<RecentError>,
+    /// The last 15 minutes, oldest first, one point per `history_interval_seconds`.
+    pub history: History,
+}
+
+/// How many errors [`PipelineStatus::recent_errors`] keeps.
+pub const RECENT_ERRORS: usize = 10;
+
+/// What a pipeline is doing.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineState {
+    /// Connecting, recovering its commit log.
+    Starting,
+    /// Consuming and landing.
+    Running,
+    /// Stopped with an error; the daemon restarts it after a pause.
+    Restarting,
+    /// Finished (shutdown or caught up).
+    Stopped,
+}
+
+/// An error as the status page lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecentError {
+    /// RFC 3339 in UTC.
+    pub at: String,
+    /// `source`, `store`, `commit`, `recovery`, `pipeline` (the same values as the `kind`
+    /// label of `landfall_errors_total`).
+    pub kind: String,
+    pub message: String,
+}
+
+/// Sampled series for the charts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct History {
+    /// Rows landed per second in each interval.
+    pub events_per_second: Vec<f64>,
+    /// Lag at the end of each interval (`None` where unknown).
+    pub lag: Vec<Option<u64>>,
+}
