@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{self, DaemonConfig, PipelineConfig};
+use crate::config::{self, DaemonConfig, HttpListen, PipelineConfig};
+use crate::observe::status::PipelineState;
+use crate::observe::{server, watch, Observer, PipelineWatch, ProblemKey};
 use crate::pipeline::{self, RunMode, RunOptions, RunSummary, Shutdown};
 
 /// Why the daemon could not do what was asked.
@@ -32,7 +34,9 @@ pub fn load_settings(path: &std::path::Path) -> Result<DaemonConfig, DaemonError
 fn init_logging(settings: &DaemonConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a file or the journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = if settings.log_format == config::LogFormat::Json { builder.json().try_init() } else { builder.try_init() };
 }
 
@@ -144,11 +148,25 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
     let mode = if until_caught_up { RunMode::UntilCaughtUp } else { RunMode::Forever };
     let deadline = settings.shutdown_deadline.get();
     let opts = RunOptions { mode, shutdown_deadline: deadline, progress: until_caught_up };
+    let observer = Observer::new();
     let code = rt.block_on(async {
+        if let HttpListen::At(addr) = settings.http_listen {
+            if let Err(e) = server::start(addr, observer.clone(), shutdown.clone()).await {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        tokio::spawn(sample_history(observer.clone()));
         tokio::spawn(watch_signals(shutdown.clone(), deadline));
         let mut tasks = Vec::new();
         for plan in plans {
-            tasks.push(tokio::spawn(supervise(plan, opts.clone(), shutdown.clone())));
+            let watch = observer.pipeline(
+                &plan.cfg.name,
+                plan.cfg.source.kind(),
+                &plan.cfg.sink.describe(),
+                watch::stuck_after(plan.policy.max_age),
+            );
+            tasks.push(tokio::spawn(supervise(plan, opts.clone(), shutdown.clone(), watch)));
         }
         let mut ok = true;
         for task in tasks {
@@ -178,7 +196,12 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
 
 /// Runs one pipeline; in daemon mode a failed pipeline is restarted after a pause, because the
 /// cause (permissions, a deleted topic) is often fixed by an operator without a restart.
-async fn supervise(plan: Arc<pipeline::Plan>, opts: RunOptions, shutdown: Shutdown) -> Option<RunSummary> {
+async fn supervise(
+    plan: Arc<pipeline::Plan>,
+    opts: RunOptions,
+    shutdown: Shutdown,
+    watch: Arc<PipelineWatch>,
+) -> Option<RunSummary> {
     let name = plan.cfg.name.clone();
     // 5 s doubling to 5 minutes: an operator's fix is picked up soon, a lasting fault costs
     // one attempt (and one error line) every few minutes.
@@ -187,13 +210,21 @@ async fn supervise(plan: Arc<pipeline::Plan>, opts: RunOptions, shutdown: Shutdo
     let mut failures = 0;
     loop {
         let started = std::time::Instant::now();
-        match pipeline::run(plan.clone(), opts.clone(), shutdown.clone()).await {
-            Ok(summary) => return Some(summary),
+        watch.set_state(PipelineState::Starting);
+        let result = pipeline::run(plan.clone(), opts.clone(), shutdown.clone(), watch.clone()).await;
+        match result {
+            Ok(summary) => {
+                watch.set_state(PipelineState::Stopped);
+                return Some(summary);
+            }
             Err(e) => {
                 tracing::error!(pipeline = %name, error = %e, "pipeline stopped");
                 if opts.mode == RunMode::UntilCaughtUp || shutdown.requested() {
+                    watch.set_state(PipelineState::Stopped);
                     return None;
                 }
+                watch.set_state(PipelineState::Restarting);
+                watch.problem(ProblemKey::Pipeline, Some(format!("stopped, restarting: {e}")));
                 // A pipeline that ran for a while before failing starts its backoff over.
                 if started.elapsed() > Duration::from_secs(600) {
                     failures = 0;
@@ -206,6 +237,16 @@ async fn supervise(plan: Arc<pipeline::Plan>, opts: RunOptions, shutdown: Shutdo
                 }
             }
         }
+    }
+}
+
+/// Adds a point to every pipeline's history (the status page's charts).
+async fn sample_history(observer: Arc<Observer>) {
+    let mut every = tokio::time::interval(watch::HISTORY_INTERVAL);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        observer.sample();
     }
 }
 

@@ -64,6 +64,8 @@ pub struct RejectBuilder {
     source_ts: TimestampMicrosecondBuilder,
     rejected_at: TimestampMicrosecondBuilder,
     bytes: usize,
+    /// Rows per reason code, for `landfall_events_rejected_total{reason}` (few distinct codes).
+    reasons: Vec<(&'static str, u64)>,
 }
 
 impl Default for RejectBuilder {
@@ -85,11 +87,23 @@ impl RejectBuilder {
             source_ts: TimestampMicrosecondBuilder::new().with_timezone(UTC),
             rejected_at: TimestampMicrosecondBuilder::new().with_timezone(UTC),
             bytes: 0,
+            reasons: Vec::new(),
         }
     }
 
     /// Records one rejected message. `raw` is `None` for a message without payload.
-    pub fn push(&mut self, raw: Option<&[u8]>, reason: &str, error: &str, at: &SourcePosition<'_>, now_micros: i64) {
+    pub fn push(
+        &mut self,
+        raw: Option<&[u8]>,
+        reason: &'static str,
+        error: &str,
+        at: &SourcePosition<'_>,
+        now_micros: i64,
+    ) {
+        match self.reasons.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.reasons.push((reason, 1)),
+        }
         self.raw.append_option(raw);
         self.reason.append_value(reason);
         self.error.append_value(error);
@@ -112,6 +126,11 @@ impl RejectBuilder {
     /// Approximate buffered bytes, for the memory budget.
     pub fn estimated_bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Rows per reason code since the last call.
+    pub fn take_reasons(&mut self) -> Vec<(&'static str, u64)> {
+        std::mem::take(&mut self.reasons)
     }
 
     /// The buffered rows as a batch; the builder is empty afterwards.

@@ -38,6 +38,47 @@ pub struct DaemonConfig {
     /// `TimeoutStopSec`.
     #[serde(default = "default_shutdown_deadline")]
     pub shutdown_deadline: HumanDuration,
+    /// Address of the HTTP server (`/metrics`, `/health`, `/ready`, the status page at `/`):
+    /// `host:port`; port `0` picks a free port and logs it (several instances on one host);
+    /// `off` serves nothing. A port that is taken stops the daemon at start, naming it.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: HttpListen,
+}
+
+/// Port 9464 (the lab VM forwards it); loopback only, so nothing is exposed beyond the host
+/// unless asked for (`0.0.0.0:9464`).
+fn default_http_listen() -> HttpListen {
+    HttpListen::At(std::net::SocketAddr::from(([127, 0, 0, 1], 9464)))
+}
+
+/// Where the HTTP server listens, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum HttpListen {
+    Off,
+    At(std::net::SocketAddr),
+}
+
+impl TryFrom<String> for HttpListen {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value.trim().eq_ignore_ascii_case("off") {
+            return Ok(HttpListen::Off);
+        }
+        value.trim().parse().map(HttpListen::At).map_err(|_| {
+            format!("http_listen: `{value}` is not `host:port` with a numeric IP (e.g. `127.0.0.1:9464`, `0.0.0.0:9464`, `127.0.0.1:0`) or `off`")
+        })
+    }
+}
+
+impl std::fmt::Display for HttpListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpListen::Off => f.write_str("off"),
+            HttpListen::At(addr) => write!(f, "{addr}"),
+        }
+    }
 }
 
 /// `info`: the level `tracing-subscriber`'s `fmt()` uses when nothing is configured.
@@ -66,6 +107,7 @@ impl Default for DaemonConfig {
             log_format: default_log_format(),
             pipelines_dir: default_pipelines_dir(),
             shutdown_deadline: default_shutdown_deadline(),
+            http_listen: default_http_listen(),
         }
     }
 }
@@ -163,6 +205,7 @@ mod tests {
                 ("LANDFALL_LOG_LEVEL", "debug,rdkafka=warn"),
                 ("LANDFALL_LOG_FORMAT", "json"),
                 ("LANDFALL_SHUTDOWN_DEADLINE", "45s"),
+                ("LANDFALL_HTTP_LISTEN", "127.0.0.1:0"),
                 ("LANDFALL_CONFIG", "ignored.yaml"),
                 ("LANDFALL_LAB", "/work/.lab"),
                 ("LANDFALL_TEST_HDFS_URL", "hdfs://127.0.0.1:9000"),
@@ -173,6 +216,7 @@ mod tests {
         assert_eq!(loaded.log_level, "debug,rdkafka=warn");
         assert_eq!(loaded.log_format, LogFormat::Json);
         assert_eq!(loaded.shutdown_deadline.get(), Duration::from_secs(45));
+        assert_eq!(loaded.http_listen, HttpListen::At("127.0.0.1:0".parse().unwrap()));
         assert_eq!(loaded.pipelines_dir, PathBuf::from("pipelines"));
     }
 
@@ -190,6 +234,10 @@ mod tests {
         assert!(err.to_string().contains("shutdown_deadline"), "{err}");
         let err = load_daemon_config_with_env(None, env(&[("LANDFALL_LOG_LEVEL", "info,=[")])).unwrap_err();
         assert!(matches!(err, DaemonConfigError::Check { key: "log_level", .. }), "{err}");
+        let err = load_daemon_config_with_env(None, env(&[("LANDFALL_HTTP_LISTEN", "localhost:80")])).unwrap_err();
+        assert!(err.to_string().contains("http_listen"), "{err}");
+        let off = load_daemon_config_with_env(None, env(&[("LANDFALL_HTTP_LISTEN", "off")])).unwrap();
+        assert_eq!(off.http_listen, HttpListen::Off);
         let err = load_daemon_config_with_env(None, env(&[("LANDFALL_SHUTDOWN_DEADLINE", "30")])).unwrap_err();
         assert!(err.to_string().contains("has no unit") || err.to_string().contains("with a unit"), "{err}");
     }

@@ -39,7 +39,7 @@ pub use source::rabbitmq;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use daemon::{load_daemon_config, DaemonConfig, DaemonConfigError, LogFormat};
+pub use daemon::{load_daemon_config, DaemonConfig, DaemonConfigError, HttpListen, LogFormat};
 pub use errors::{ConfigError, ConfigErrors, ConfigWarning};
 pub use options::ClientOptions;
 pub use pipeline::{

@@ -62,6 +62,15 @@ pub struct LocalSinkConfig {
 }
 
 impl SinkConfig {
+    /// The table's root as people write it: `hdfs://host:port/path` (credentials redacted) or
+    /// the local path.
+    pub fn describe(&self) -> String {
+        match self {
+            SinkConfig::Hdfs(h) => format!("{}{}", redact_uri(h.url.trim_end_matches('/')), h.path),
+            SinkConfig::Local(l) => l.path.clone(),
+        }
+    }
+
     /// Marks client option values that came from secret environment variables, so they print
     /// as `***`.
     pub(crate) fn mark_secrets(&mut self, redactor: &Redactor) {

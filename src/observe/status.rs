@@ -68,10 +68,11 @@ pub struct PipelineStatus {
 pub const RECENT_ERRORS: usize = 10;
 
 /// What a pipeline is doing.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineState {
     /// Connecting, recovering its commit log.
+    #[default]
     Starting,
     /// Consuming and landing.
     Running,

@@ -25,6 +25,8 @@ pub use plan::Plan;
 pub use summary::RunSummary;
 
 use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
+use crate::observe::status::PipelineState;
+use crate::observe::{PipelineWatch, ProblemKey};
 use crate::sink::FileStore;
 use crate::source::kafka::KafkaSource;
 use crate::source::rabbitmq::{QueueSource, StreamSource};
@@ -106,7 +108,13 @@ pub async fn probe_source(cfg: &PipelineConfig) -> Result<(), String> {
 }
 
 /// Runs one pipeline until shutdown (or until caught up), then publishes what is buffered.
-pub async fn run(plan: Arc<Plan>, opts: RunOptions, shutdown: Shutdown) -> Result<RunSummary, PipelineError> {
+/// Health and metrics go to `watch`.
+pub async fn run(
+    plan: Arc<Plan>,
+    opts: RunOptions,
+    shutdown: Shutdown,
+    watch: Arc<PipelineWatch>,
+) -> Result<RunSummary, PipelineError> {
     let cfg = &plan.cfg;
     let setup = |message: String| PipelineError::Setup { pipeline: cfg.name.clone(), message };
     let (store, table_root) = open_store(cfg).map_err(setup)?;
@@ -120,7 +128,30 @@ pub async fn run(plan: Arc<Plan>, opts: RunOptions, shutdown: Shutdown) -> Resul
     }
     let (source_plan, mode) = (plan.clone(), opts.mode);
     let make = move |recovery, handle| build_source(&source_plan.cfg, recovery, handle, mode);
-    drive(plan, opts, shutdown, store, table_root, make).await
+    drive(plan, opts, shutdown, store, table_root, watch, make).await
+}
+
+/// How often the store is asked whether it answers, and how long it may take.
+const STORE_CHECK_EVERY: Duration = Duration::from_secs(5);
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the store for the table root every few seconds, so `/ready` says within seconds that
+/// the NameNode is gone (or back) even when nothing is being committed.
+async fn watch_store(store: Arc<dyn FileStore>, table_root: String, watch: Arc<PipelineWatch>) {
+    loop {
+        let answer = tokio::time::timeout(STORE_CHECK_TIMEOUT, store.stat(&table_root)).await;
+        let problem = match answer {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("store: {} cannot read {table_root}: {e}", store.describe())),
+            Err(_) => Some(format!(
+                "store: {} did not answer within {} s; is the NameNode up? check sink.hdfs.url",
+                store.describe(),
+                STORE_CHECK_TIMEOUT.as_secs()
+            )),
+        };
+        watch.problem(ProblemKey::Store, problem);
+        tokio::time::sleep(STORE_CHECK_EVERY).await;
+    }
 }
 
 /// The pipeline around a source that `make` builds (on the driver's thread) from the recovery
@@ -131,6 +162,7 @@ pub(crate) async fn drive<F>(
     shutdown: Shutdown,
     store: Arc<dyn FileStore>,
     table_root: String,
+    watch: Arc<PipelineWatch>,
     make: F,
 ) -> Result<RunSummary, PipelineError>
 where
@@ -139,7 +171,9 @@ where
     let name = plan.cfg.name.clone();
     let handle = tokio::runtime::Handle::current();
     let run_id = crate::commit::new_run_id();
-    let (tx, feedback, writer_task) = writer::spawn(&plan, store.clone(), &table_root, &run_id, &shutdown, &handle);
+    let (tx, feedback, writer_task) =
+        writer::spawn(&plan, store.clone(), &table_root, &run_id, &shutdown, &handle, watch.clone());
+    let store_watch = handle.spawn(watch_store(store.clone(), table_root.clone(), watch.clone()));
     let recovery: Recovery = Arc::new(recovery::StoreRecovery {
         store,
         table_root,
@@ -158,12 +192,15 @@ where
         handle: handle.clone(),
         tx,
         feedback,
+        watch: watch.clone(),
     };
     let driven = tokio::task::spawn_blocking(move || {
         let source = make(recovery, handle).map_err(|e| e.to_string())?;
+        watch.set_state(PipelineState::Running);
         driver::Driver::new(source, parts).run()
     })
     .await;
+    store_watch.abort();
     // The driver is gone, so is the writer's channel: the writer finishes its commits.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
     let fatal = |message: String| PipelineError::Fatal { pipeline: name.clone(), message };

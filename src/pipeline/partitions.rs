@@ -185,12 +185,13 @@ impl PartitionBuffer {
             }
         }
         let rejected = (!self.rejected.is_empty()).then(|| self.rejected.finish());
+        let rejected_reasons = self.rejected.take_reasons();
         self.start = None;
         self.opened_at = None;
         self.rejected_rows = 0;
         self.roll_requested = false;
         self.next_expected = Some(end + 1);
-        Some(Cut { start, end, chunks, rejected })
+        Some(Cut { start, end, chunks, rejected, rejected_reasons })
     }
 
     /// Bytes buffered on the consumer side, for the memory budget.
@@ -209,6 +210,8 @@ pub struct Cut {
     pub end: i64,
     pub chunks: Vec<(String, RecordBatch)>,
     pub rejected: Option<RecordBatch>,
+    /// The quarantined rows per reason code.
+    pub rejected_reasons: Vec<(&'static str, u64)>,
 }
 
 #[cfg(test)]

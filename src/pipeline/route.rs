@@ -105,6 +105,7 @@ pub fn send_cut(
     if let Some(batch) = cut.rejected {
         send(WriterMsg::Append { stream: stream.clone(), epoch, dir: rejected_dir(chrono::Utc::now()), batch })?;
     }
-    send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids })?;
+    let rejected = cut.rejected_reasons;
+    send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids, rejected })?;
     Ok(true)
 }

@@ -8,6 +8,8 @@ use std::time::Instant;
 #[derive(Debug, Default, Clone)]
 pub struct RunSummary {
     pub pipeline: String,
+    /// Messages taken from the source (good, bad and redelivered).
+    pub received: u64,
     /// Rows published to the table.
     pub events: u64,
     /// Messages published to quarantine.

@@ -48,6 +48,8 @@ struct Run {
     log: Arc<Mutex<FakeLog>>,
     store: MemStore,
     took: Duration,
+    /// What the run reported to `/metrics` and `/api/status`.
+    observer: Arc<crate::observe::Observer>,
 }
 
 impl Run {
@@ -56,6 +58,14 @@ impl Run {
     }
 
     /// Published data files (quarantine aside), by commit: (stream, start, end) → file count.
+    /// One line of `/metrics` for the test pipeline, e.g. `landfall_events_landed_total`.
+    fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.observer.metrics.encode();
+        let prefix = format!("{series}{{pipeline=\"test\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+        line[prefix.len()..].parse().unwrap()
+    }
+
     fn commits(&self) -> BTreeMap<(String, i64, i64), usize> {
         let mut commits = BTreeMap::new();
         for path in self.store.files_under(ROOT).into_keys() {
@@ -117,10 +127,12 @@ fn run_mode(
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let started = Instant::now();
-    let result = rt.block_on(drive(plan, opts, shutdown, Arc::new(store.clone()), ROOT.to_string(), make));
+    let observer = crate::observe::Observer::new();
+    let watch = observer.pipeline("test", "fake", ROOT, Duration::from_secs(120));
+    let result = rt.block_on(drive(plan, opts, shutdown, Arc::new(store.clone()), ROOT.to_string(), watch, make));
     let took = started.elapsed();
     let log = log.lock().unwrap().clone();
-    Run { result, log, store, took }
+    Run { result, log, store, took, observer }
 }
 
 #[test]
@@ -133,6 +145,11 @@ fn offset_streams_land_every_message_once_and_report_what_was_published() {
     );
     assert_eq!(r.summary().events, 600);
     r.assert_tiles(2, 300);
+    assert_eq!(r.metric("landfall_events_received_total"), 600.0);
+    assert_eq!(r.metric("landfall_events_landed_total"), 600.0);
+    assert_eq!(r.metric("landfall_files_published_total"), r.summary().files as f64);
+    assert_eq!(r.metric("landfall_bytes_landed_total"), r.summary().parquet_bytes as f64);
+    assert!(r.metric("landfall_last_commit_timestamp_seconds") > 1.7e9);
     let log = r.log.lock().unwrap();
     for p in 0..2 {
         let last = log.published.iter().filter(|(s, _, _)| s.partition == p).map(|(_, next, _)| *next).max();
@@ -200,6 +217,8 @@ fn a_lost_acknowledgement_is_deduplicated_by_message_id_on_reconnect() {
     assert!(log.connects >= 2, "the session was reopened");
     assert!(s.duplicates >= 40, "the first commit's 40 messages came back and were dropped: {s:?}");
     assert_eq!(log.duplicates_acked, s.duplicates, "each dropped duplicate is acknowledged");
+    assert_eq!(r.metric("landfall_events_duplicate_total"), s.duplicates as f64);
+    assert!(r.metric("landfall_events_received_total") >= 500.0 + s.duplicates as f64);
     assert!(log.early_acks.is_empty(), "{:?}", log.early_acks);
 }
 
@@ -217,6 +236,9 @@ fn a_failed_commit_rewinds_voids_its_epoch_and_lands_once() {
     assert_eq!(r.summary().events, 600);
     r.assert_tiles(2, 300);
     assert!(r.log.lock().unwrap().paused.is_empty(), "the rewound stream was resumed after its backoff");
+    let (_, text) = r.observer.metrics.encode();
+    assert!(text.contains(r#"landfall_errors_total{kind="commit",pipeline="test"} 1"#), "{text}");
+    assert_eq!(r.observer.status().pipelines[0].recent_errors[0].kind, "commit");
 }
 
 #[test]

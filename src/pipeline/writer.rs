@@ -10,6 +10,7 @@ use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 
 use crate::commit::{self, CommitError, CommitLog, RunContext, StagedFile};
+use crate::observe::PipelineWatch;
 use crate::parquet::StagedParquetFile;
 use crate::sink::FileStore;
 use crate::source::StreamId;
@@ -20,7 +21,8 @@ pub enum WriterMsg {
     Append { stream: StreamId, epoch: u64, dir: String, batch: RecordBatch },
     /// Close every file of `stream` and commit them as the offsets `start..=end`; queue sources
     /// also record the `message_id`s published (empty for offset sources).
-    Commit { stream: StreamId, epoch: u64, start: i64, end: i64, ids: Vec<String> },
+    /// `rejected`: the range's quarantined rows per reason code, reported once published.
+    Commit { stream: StreamId, epoch: u64, start: i64, end: i64, ids: Vec<String>, rejected: Vec<(&'static str, u64)> },
     /// `stream` was revoked or fenced: delete its staged files, forget it.
     Drop { stream: StreamId },
 }
@@ -29,7 +31,16 @@ pub enum WriterMsg {
 #[derive(Debug)]
 pub enum Feedback {
     /// Published: the table now holds every offset before `next`.
-    Committed { stream: StreamId, epoch: u64, next: i64, files: usize, rows: u64, rejected: u64, bytes: u64 },
+    /// `rejected`: quarantined rows per reason code.
+    Committed {
+        stream: StreamId,
+        epoch: u64,
+        next: i64,
+        files: usize,
+        rows: u64,
+        rejected: Vec<(&'static str, u64)>,
+        bytes: u64,
+    },
     /// A file of `stream` reached `roll.max_bytes`: cut a commit.
     RollRequested { stream: StreamId, epoch: u64 },
     /// The range could not be committed (fenced by another owner, or a staged file was lost
@@ -89,6 +100,8 @@ pub struct Writer {
     pub pending: HashMap<StreamId, PendingCommit>,
     /// Per partition, the commits allowed to run at once (two: one recording, one closing).
     pub slots: HashMap<StreamId, Arc<tokio::sync::Semaphore>>,
+    /// Where commit durations and the writer's buffers are reported.
+    pub watch: Arc<PipelineWatch>,
 }
 
 /// Starts the writer task of a pipeline: returns the channel to feed it, the feedback it
@@ -101,6 +114,7 @@ pub fn spawn(
     run_id: &str,
     shutdown: &super::Shutdown,
     handle: &tokio::runtime::Handle,
+    watch: Arc<PipelineWatch>,
 ) -> (mpsc::Sender<WriterMsg>, mpsc::UnboundedReceiver<Feedback>, tokio::task::JoinHandle<()>) {
     let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::channel::<WriterMsg>(64);
@@ -115,6 +129,7 @@ pub fn spawn(
         feedback: feedback_tx,
         pending: HashMap::new(),
         slots: HashMap::new(),
+        watch,
     };
     let task = handle.spawn(writer.run(rx));
     (tx, feedback_rx, task)
@@ -181,7 +196,7 @@ impl Writer {
                     }
                     self.enforce_budget(&mut parts, &mut dead).await;
                 }
-                WriterMsg::Commit { stream, epoch, start, end, ids } => {
+                WriterMsg::Commit { stream, epoch, start, end, ids, rejected } => {
                     // Every commit gets an answer: the consumer counts commits in flight.
                     let taken = parts.remove(&stream);
                     let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &stream, epoch);
@@ -208,20 +223,29 @@ impl Writer {
                     let committer = self.committer();
                     let feedback = self.feedback.clone();
                     let task_stream = stream.clone();
+                    let duration = self.watch.metrics.commit_duration.clone();
                     let handle = tokio::spawn(async move {
-                        let (log, fb) = committer.commit(previous, &task_stream, epoch, (start, end), files, ids).await;
+                        let started = std::time::Instant::now();
+                        let (log, mut fb) =
+                            committer.commit(previous, &task_stream, epoch, (start, end), files, ids).await;
+                        duration.observe(started.elapsed().as_secs_f64());
+                        if let Feedback::Committed { rejected: reasons, .. } = &mut fb {
+                            *reasons = rejected;
+                        }
                         drop(slot);
                         let failed = !matches!(fb, Feedback::Committed { .. });
                         let _ = feedback.send(fb);
                         (epoch, log, failed)
                     });
                     self.pending.insert(stream, handle);
+                    self.report_buffers(&parts);
                 }
                 WriterMsg::Drop { stream } => {
                     if let Some(state) = parts.remove(&stream) {
                         dead.insert(stream, state.epoch);
                         self.discard(state.files);
                     }
+                    self.report_buffers(&parts);
                 }
             }
         }
@@ -275,6 +299,17 @@ impl Writer {
         Ok(())
     }
 
+    /// Reports what the open files hold once files were taken away (commit, drop); appends
+    /// report it from [`Self::enforce_budget`].
+    fn report_buffers(&self, parts: &HashMap<StreamId, PartitionFiles>) {
+        let files = parts.values().flat_map(|s| s.files.values());
+        let held = |f: &OpenFile| {
+            f.writer.in_progress_bytes() + if f.writer.has_open_row_group() { ROW_GROUP_OVERHEAD } else { 0 }
+        };
+        let (count, bytes) = files.fold((0, 0), |(n, b), f| (n + 1, b + held(f) as u64));
+        self.watch.set_writer_buffers(bytes, count);
+    }
+
     /// Keeps the rows buffered in open files (row groups being built) under the budget by
     /// shipping the largest row groups early. Runs after each chunk: O(open files).
     ///
@@ -285,7 +320,9 @@ impl Writer {
     async fn enforce_budget(&self, parts: &mut HashMap<StreamId, PartitionFiles>, dead: &mut HashMap<StreamId, u64>) {
         let mut total = 0usize;
         let mut open: Vec<(usize, StreamId, String)> = Vec::new();
+        let mut files = 0;
         for (stream, state) in parts.iter() {
+            files += state.files.len();
             for (dir, file) in &state.files {
                 let bytes = file.writer.in_progress_bytes();
                 if file.writer.has_open_row_group() {
@@ -296,6 +333,7 @@ impl Writer {
                 }
             }
         }
+        self.watch.set_writer_buffers(total as u64, files as u64);
         if total <= self.max_buffered_bytes {
             return;
         }
@@ -379,7 +417,7 @@ impl Committer {
         })
         .to_string();
         let mut staged = Vec::with_capacity(files.len());
-        let (mut rows, mut rejected, mut bytes) = (0, 0, 0);
+        let (mut rows, mut bytes) = (0, 0);
         let mut dirs: Vec<_> = files.into_iter().collect();
         dirs.sort_by(|a, b| a.0.cmp(&b.0));
         // Close every file at once: each close waits on the store (HDFS completes the block).
@@ -395,9 +433,7 @@ impl Committer {
         for (dir, staged_path, result) in futures::future::join_all(closing).await {
             match result {
                 Ok(summary) => {
-                    if crate::quarantine::is_rejected_dir(&dir) {
-                        rejected += summary.rows;
-                    } else {
+                    if !crate::quarantine::is_rejected_dir(&dir) {
                         rows += summary.rows;
                     }
                     bytes += summary.bytes;
@@ -453,7 +489,7 @@ impl Committer {
                     next: end + 1,
                     files: count,
                     rows,
-                    rejected,
+                    rejected: Vec::new(), // the caller knows them
                     bytes,
                 },
             ),

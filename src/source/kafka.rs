@@ -25,11 +25,15 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::{
-    Assignment, Delivery, Polled, Positions, Recovered, Recovery, RecoveryError, Rewound, Source, SourceError,
-    SourceEvent, StreamId, Verdict,
+    Assignment, Backlog, Delivery, Polled, Positions, Recovered, Recovery, RecoveryError, Rewound, Source, SourceError,
+    SourceEvent, SourceHealth, StreamId, Verdict,
 };
 use crate::config::{KafkaSourceConfig, StartPosition};
 use crate::retry::Backoff;
+
+/// How often librdkafka reports its statistics (broker states, partition offsets), read for
+/// `/ready` and the lag metric (`statistics.interval.ms` in `source.kafka.options` overrides it).
+const STATS_INTERVAL_MS: u64 = 5000;
 
 /// Messages handed to the driver per [`Source::poll`]: enough to amortise the driver's checks
 /// between polls (feedback, timers), few enough to react within microseconds.
@@ -82,6 +86,8 @@ pub struct LandfallContext {
     last_error: Mutex<Option<String>>,
     /// Set while errors are being reported; cleared (with a log line) when a message arrives.
     failing: AtomicBool,
+    /// What the newest statistics said (every [`STATS_INTERVAL_MS`]).
+    stats: Mutex<Option<stats::Seen>>,
 }
 
 impl LandfallContext {
@@ -103,6 +109,14 @@ impl ClientContext for LandfallContext {
                 tracing::info!(%pipeline, facility = fac, "librdkafka: {log_message}")
             }
             RDKafkaLogLevel::Debug => tracing::debug!(%pipeline, facility = fac, "librdkafka: {log_message}"),
+        }
+    }
+
+    /// Only the few fields `/ready` and the lag need are parsed (see [`stats`]).
+    fn stats_raw(&self, statistics: &[u8]) {
+        match serde_json::from_slice::<stats::Raw>(statistics) {
+            Ok(raw) => *self.stats.lock().expect("stats lock") = Some(raw.into()),
+            Err(e) => tracing::debug!(pipeline = %self.pipeline, error = %e, "unreadable librdkafka statistics"),
         }
     }
 
@@ -221,6 +235,9 @@ impl KafkaSource {
             .set("auto.offset.reset", "error")
             .set("session.timeout.ms", cfg.session_timeout.get().as_millis().to_string())
             .set("client.id", format!("landfall-{pipeline}"));
+        if client.get("statistics.interval.ms").is_none() {
+            client.set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
+        }
         client.set_log_level(RDKafkaLogLevel::Warning);
         let context = LandfallContext {
             pipeline: pipeline.to_string(),
@@ -231,6 +248,7 @@ impl KafkaSource {
             bounds: Mutex::new(HashMap::new()),
             last_error: Mutex::new(None),
             failing: AtomicBool::new(false),
+            stats: Mutex::new(None),
         };
         let consumer: BaseConsumer<LandfallContext> = client.create_with_context(context).map_err(|e| {
             SourceError::Fatal(format!(
@@ -554,7 +572,106 @@ impl Source for KafkaSource {
         Ok(())
     }
 
+    /// From the newest statistics: a problem when no broker is up, and every partition's
+    /// low offset and end (the last stable offset: Landfall reads committed transactions).
+    fn health(&mut self) -> SourceHealth {
+        let seen = self.consumer.context().stats.lock().expect("stats lock").clone();
+        let Some(seen) = seen else { return SourceHealth::default() };
+        let problem = (!seen.any_broker_up).then(|| {
+            format!(
+                "source: no Kafka broker of {} is reachable ({}); is the broker up? check source.kafka.brokers",
+                self.brokers, seen.broker_states
+            )
+        });
+        let backlog = seen.partitions.into_iter().map(|(s, (low, end))| (s, Backlog::Offsets { low, end })).collect();
+        SourceHealth { problem, backlog }
+    }
+
     fn close(&mut self) {
         self.flush(true);
+    }
+}
+
+/// librdkafka's statistics, the parts Landfall reads.
+mod stats {
+    use std::collections::HashMap;
+
+    use serde::Deserialize;
+
+    use crate::source::StreamId;
+
+    #[derive(Deserialize)]
+    pub struct Raw {
+        #[serde(default)]
+        brokers: HashMap<String, Broker>,
+        #[serde(default)]
+        topics: HashMap<String, Topic>,
+    }
+
+    #[derive(Deserialize)]
+    struct Broker {
+        state: String,
+        nodeid: i32,
+    }
+
+    #[derive(Deserialize)]
+    struct Topic {
+        #[serde(default)]
+        partitions: HashMap<String, Partition>,
+    }
+
+    #[derive(Deserialize)]
+    struct Partition {
+        partition: i32,
+        lo_offset: i64,
+        hi_offset: i64,
+        ls_offset: i64,
+    }
+
+    /// What one statistics report says.
+    #[derive(Debug, Clone)]
+    pub struct Seen {
+        /// A broker learned from metadata (not only the bootstrap address) is connected.
+        pub any_broker_up: bool,
+        /// `name=STATE` of every broker, for the problem text.
+        pub broker_states: String,
+        /// Per partition with known offsets: (low, end).
+        pub partitions: Vec<(StreamId, (i64, i64))>,
+    }
+
+    impl From<Raw> for Seen {
+        fn from(raw: Raw) -> Seen {
+            let any_broker_up = raw.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
+            let mut states: Vec<String> = raw.brokers.iter().map(|(name, b)| format!("{name}={}", b.state)).collect();
+            states.sort();
+            let mut partitions = Vec::new();
+            for (topic, t) in raw.topics {
+                // Partition -1 is librdkafka's internal unassigned partition.
+                for p in t.partitions.into_values().filter(|p| p.partition >= 0 && p.hi_offset >= 0) {
+                    let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                    partitions.push((StreamId::new(topic.clone(), p.partition), (p.lo_offset.max(0), end)));
+                }
+            }
+            Seen { any_broker_up, broker_states: states.join(", "), partitions }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn reads_broker_states_and_partition_ends() {
+            let json = r#"{"name":"c","brokers":{
+                "127.0.0.1:9092/bootstrap":{"state":"UP","nodeid":-1},
+                "127.0.0.1:9092/1":{"state":"DOWN","nodeid":1}},
+              "topics":{"clicks":{"topic":"clicks","partitions":{
+                "0":{"partition":0,"lo_offset":5,"hi_offset":120,"ls_offset":100,"app_offset":90},
+                "-1":{"partition":-1,"lo_offset":-1,"hi_offset":-1,"ls_offset":-1}}}}}"#;
+            let seen: Seen = serde_json::from_str::<Raw>(json).unwrap().into();
+            assert!(!seen.any_broker_up, "only the bootstrap connection is up");
+            assert_eq!(seen.partitions, vec![(StreamId::new("clicks", 0), (5, 100))]);
+            assert!(seen.broker_states.contains("127.0.0.1:9092/1=DOWN"), "{}", seen.broker_states);
+        }
     }
 }

@@ -146,6 +146,28 @@ pub enum SourceError {
     Fatal(String),
 }
 
+/// What a source tells `/ready` and the lag metric. Asked every few seconds on the consumer
+/// thread, never per message; it answers from what the client already knows (Kafka's
+/// statistics) or with one short broker call (a queue's depth).
+#[derive(Debug, Default)]
+pub struct SourceHealth {
+    /// Why the broker cannot be reached now, naming what to check (`None`: it can, or the
+    /// source cannot tell; a lost session is reported by the driver).
+    pub problem: Option<String>,
+    /// How much each stream holds, for the lag.
+    pub backlog: Vec<(StreamId, Backlog)>,
+}
+
+/// How much a stream holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// Offsets `low..end` are in the log (`end`: the next offset to be written, or the last
+    /// stable offset for transactional reads): the lag is `end` minus the next position.
+    Offsets { low: i64, end: i64 },
+    /// Messages waiting for the driver, counted by the broker (a queue: ready + unacknowledged).
+    Messages(u64),
+}
+
 /// The commit log's answer for one stream.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -264,6 +286,11 @@ pub trait Source {
 
     /// `validate --connect`: reach the broker and check what the pipeline reads exists.
     fn probe(&mut self) -> Result<(), SourceError>;
+
+    /// Broker reachability and backlog for `/ready` and `landfall_consumer_lag_events`.
+    fn health(&mut self) -> SourceHealth {
+        SourceHealth::default()
+    }
 
     /// Ends the session (a queue's unacknowledged deliveries go back to the broker).
     fn close(&mut self) {}

@@ -462,7 +462,60 @@ pub fn landfall() -> std::process::Command {
     cmd.current_dir(repo_root()).arg("--config").arg(repo_root().join("config/landfall.yaml"));
     // LANDFALL_LAB is the harness's (see `lab_dir`); the daemon would read it as a setting.
     cmd.env_remove("LANDFALL_LAB");
+    // Tests run daemons side by side: each gets a free port for its HTTP server (see
+    // `http_addr` to find it).
+    cmd.env("LANDFALL_HTTP_LISTEN", "127.0.0.1:0");
     cmd
+}
+
+/// The address a daemon's HTTP server listens on, read from its log (the `status server
+/// listening addr=…` line); waits up to 60 s for it.
+pub fn http_addr(log: &std::path::Path) -> std::net::SocketAddr {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .filter(|l| l.contains("status server listening"))
+            .find_map(|l| l.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok())
+        {
+            return addr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `status server listening` line in {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET http://addr/path`: (status code, body); fails the test if the server does not answer.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent.get(&format!("http://{addr}{path}")).call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (resp.status().as_u16(), resp.body_mut().read_to_string().expect("body"))
+}
+
+/// The sum of every series of metric `name` whose labels include `pipeline="<pipeline>"` and
+/// each of `labels` (`key="value"`), in a `/metrics` text; `None` when there is none.
+pub fn metric(text: &str, name: &str, pipeline: &str, labels: &[&str]) -> Option<f64> {
+    let want = format!("pipeline=\"{pipeline}\"");
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (set, value) = rest.split_once("} ")?;
+            let pairs: Vec<&str> = set.split(',').collect();
+            (pairs.contains(&want.as_str()) && labels.iter().all(|w| pairs.contains(w)))
+                .then_some(value.trim().parse().ok()?)
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// `landfall run --until-caught-up PIPELINE`; fails the test unless it exits 0. Returns stdout

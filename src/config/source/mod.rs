@@ -37,6 +37,14 @@ pub enum StartPosition {
 }
 
 impl SourceConfig {
+    /// The broker's name, as logs and the status page say it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Kafka(_) => "Kafka",
+            SourceConfig::RabbitMq(_) => "RabbitMQ",
+        }
+    }
+
     /// Marks client option values that came from secret environment variables, so they print
     /// as `***` (sources without free-form options have nothing to mark).
     pub(crate) fn mark_secrets(&mut self, redactor: &Redactor) {

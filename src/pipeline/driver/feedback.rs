@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::{rewind_backoff, Driver, Stop, TICK};
+use crate::observe::ProblemKey;
 use crate::pipeline::stream::{Flow, Stream};
 use crate::pipeline::writer::{Feedback, WriterMsg};
 use crate::source::{Rewound, SourceError};
@@ -27,6 +28,7 @@ impl Driver {
     pub(super) fn wait_inflight(&mut self, give_up: impl Fn(&Driver) -> bool) -> Result<(), Stop> {
         let mut result = Ok(());
         while self.inflight > 0 && !give_up(self) {
+            self.watch.beat();
             let shutdown = self.shutdown.clone();
             let answer = self.handle.block_on(async {
                 tokio::select! {
@@ -61,7 +63,9 @@ impl Driver {
                 self.summary.files += files as u64;
                 self.summary.parquet_bytes += bytes;
                 self.summary.events += rows;
-                self.summary.rejected += rejected;
+                let rejected_rows: u64 = rejected.iter().map(|(_, n)| n).sum();
+                self.summary.rejected += rejected_rows;
+                self.watch.committed(rows, &rejected, files as u64, bytes);
                 let Some(i) = self.index(&stream.name, stream.partition) else { return Ok(()) };
                 let s = &mut self.streams[i];
                 if let Flow::Rewound { failures, .. } = s.flow {
@@ -87,6 +91,7 @@ impl Driver {
                     return Ok(()); // already rewound past that epoch
                 }
                 self.rewinds += 1;
+                self.watch.problem(ProblemKey::Commit, Some(format!("commit of {stream} failed: {reason}")));
                 self.tx
                     .blocking_send(WriterMsg::Drop { stream: stream.clone() })
                     .map_err(|_| "the writer task stopped".to_string())?;

@@ -8,6 +8,7 @@
 //! channel so that a slow store holds consumption back instead of filling memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -21,10 +22,11 @@ use super::stream::{Flow, Lane, Stream};
 use super::summary::{print_progress, RunSummary};
 use super::writer::{Feedback, WriterMsg};
 use super::{RunMode, RunOptions};
+use crate::observe::{PipelineWatch, ProblemKey};
 use crate::quarantine::SourcePosition;
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
-use crate::source::{Delivery, Polled, Positions, Source, SourceError, SourceEvent, StreamId, Verdict};
+use crate::source::{Backlog, Delivery, Polled, Positions, Source, SourceError, SourceEvent, StreamId, Verdict};
 
 /// How long a stream must be quiet before `--until-caught-up` asks the source whether it is at
 /// its end (a queue has no end to compare with).
@@ -32,6 +34,13 @@ const IDLE: Duration = Duration::from_millis(500);
 
 /// Timers (rolls, backoff, progress, catch-up) are looked at this often.
 const TICK: Duration = Duration::from_millis(100);
+
+/// Metrics and the heartbeat are reported this often (the counters in between are the
+/// summary's plain integers: nothing per message reaches a shared counter).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// The source is asked for its health and backlog this often (Kafka's statistics interval).
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
 /// A clock read costs as much as decoding a few fields: messages share one reading per
 /// `CLOCK_EVERY` (it only dates a range's first message and paces the tick).
@@ -131,6 +140,18 @@ pub struct Driver {
     unclocked: u32,
     /// Deliveries in the current poll.
     delivered: usize,
+    /// Where the pipeline's health and metrics are reported.
+    watch: Arc<PipelineWatch>,
+    /// The summary's counters as last reported to the metrics.
+    reported: Reported,
+}
+
+/// Counters already added to the metrics.
+#[derive(Default)]
+struct Reported {
+    received: u64,
+    bytes: u64,
+    duplicates: u64,
 }
 
 /// What the driver needs besides the source.
@@ -144,6 +165,7 @@ pub struct DriverParts {
     pub handle: Handle,
     pub tx: mpsc::Sender<WriterMsg>,
     pub feedback: mpsc::UnboundedReceiver<Feedback>,
+    pub watch: Arc<PipelineWatch>,
 }
 
 impl Driver {
@@ -178,6 +200,8 @@ impl Driver {
             now: Instant::now(),
             unclocked: 0,
             delivered: 0,
+            watch: parts.watch,
+            reported: Reported::default(),
         }
     }
 
@@ -201,6 +225,7 @@ impl Driver {
             ));
         }
         self.summary.seconds = started.elapsed().as_secs_f64();
+        self.report();
         result.map(|()| std::mem::take(&mut self.summary))
     }
 
@@ -210,6 +235,7 @@ impl Driver {
         }
         let mut last_tick = Instant::now();
         let mut last_progress = Instant::now();
+        let (mut last_report, mut last_health) = (Instant::now(), Instant::now() - HEALTH_EVERY);
         let progress = self.opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
         loop {
             if self.shutdown.requested() {
@@ -235,6 +261,14 @@ impl Driver {
                 last_tick = now;
                 self.periodic_rolls(now)?;
                 self.resume_due(now);
+                if now.duration_since(last_report) >= REPORT_EVERY {
+                    last_report = now;
+                    self.report();
+                }
+                if now.duration_since(last_health) >= HEALTH_EVERY {
+                    last_health = now;
+                    self.report_health();
+                }
                 if progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
                     last_progress = now;
                     print_progress(&self.summary, started, self.remaining());
@@ -263,6 +297,8 @@ impl Driver {
             }
             self.session_failures += 1;
             let delay = session_backoff().delay(self.session_failures);
+            self.watch.beat();
+            self.watch.problem(ProblemKey::Source, Some(format!("source: {reason}")));
             if self.session_error.as_deref() != Some(reason.as_str()) {
                 let kind = self.source.kind();
                 tracing::warn!(pipeline = %self.pipeline(), %reason, retry_in_ms = delay.as_millis() as u64, "{kind} session ended; reconnecting with backoff (what was not acknowledged is delivered again; published redeliveries are dropped)");
@@ -286,6 +322,7 @@ impl Driver {
                     tracing::info!(pipeline = %self.pipeline(), failures = self.session_failures, "{kind} session restored; consuming again");
                     self.session_failures = 0;
                     self.session_error = None;
+                    self.watch.problem(ProblemKey::Source, None);
                     return Ok(());
                 }
                 Err(SourceError::SessionLost(r)) => reason = r,
@@ -338,6 +375,7 @@ impl Driver {
                     stream.flow = Flow::Rewound { failures, paused_until: None, reason };
                 }
                 if self.failed.remove(&id).is_some() {
+                    self.watch.problem(ProblemKey::Stream(id.to_string()), None);
                     tracing::info!(pipeline = %self.summary.pipeline, stream = %id, "stream consumed again after its failure");
                 }
                 match self.index(&id.name, id.partition) {
@@ -353,7 +391,9 @@ impl Driver {
                     self.streams.swap_remove(i);
                 }
                 self.rewound.remove(&id);
-                self.failed.remove(&id);
+                if self.failed.remove(&id).is_some() {
+                    self.watch.problem(ProblemKey::Stream(id.to_string()), None);
+                }
                 if self.tx.blocking_send(WriterMsg::Drop { stream: id }).is_err() {
                     self.failure.get_or_insert_with(|| "the writer task stopped".into());
                 }
@@ -363,6 +403,7 @@ impl Driver {
                 if let Some(i) = self.index(&stream.name, stream.partition) {
                     self.streams.swap_remove(i);
                 }
+                self.watch.problem(ProblemKey::Stream(stream.to_string()), Some(format!("{stream}: {reason}")));
                 self.failed.insert(stream, reason);
             }
         }
@@ -372,6 +413,7 @@ impl Driver {
     /// for an offset source).
     fn on_delivery(&mut self, d: Delivery<'_>) -> Verdict {
         self.delivered += 1;
+        self.summary.received += 1;
         self.unclocked += 1;
         if self.unclocked >= CLOCK_EVERY {
             self.unclocked = 0;
@@ -531,6 +573,38 @@ impl Driver {
         (!self.streams.is_empty() || !self.failed.is_empty())
             && !self.source.settling()
             && self.streams.iter().all(|s| s.buf.caught_up)
+    }
+
+    /// Adds what was counted since the last report to the metrics; the heartbeat and buffers.
+    fn report(&mut self) {
+        let (s, r, m) = (&self.summary, &mut self.reported, &self.watch.metrics);
+        m.events_received.inc_by(s.received - r.received);
+        m.bytes_received.inc_by(s.source_bytes - r.bytes);
+        m.events_duplicate.inc_by(s.duplicates - r.duplicates);
+        (r.received, r.bytes, r.duplicates) = (s.received, s.source_bytes, s.duplicates);
+        self.watch.beat();
+        self.watch.set_consumer_buffered(self.streams.iter().map(|s| s.buf.buffered_bytes() as u64).sum());
+    }
+
+    /// The source's reachability and each consumed stream's lag.
+    fn report_health(&mut self) {
+        let health = self.source.health();
+        if self.session_error.is_none() {
+            self.watch.problem(ProblemKey::Source, health.problem);
+        }
+        if health.backlog.is_empty() {
+            return; // not known (yet): keep the last figures
+        }
+        let mut lag = BTreeMap::new();
+        for (id, backlog) in health.backlog {
+            let Some(s) = self.streams.iter().find(|s| s.id == id) else { continue };
+            let behind = match backlog {
+                Backlog::Messages(n) => n,
+                Backlog::Offsets { low, end } => (end - s.next_position().unwrap_or(low).max(low)).max(0) as u64,
+            };
+            lag.insert(id, behind);
+        }
+        self.watch.set_lag(lag);
     }
 
     /// Positions left to the known ends, for the progress line.

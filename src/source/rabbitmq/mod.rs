@@ -23,7 +23,8 @@ use tokio::runtime::Handle;
 pub use session::{describe, probe, stream_offset, AmqpError, AmqpSession, StreamStart, QUEUE_CONSUMERS};
 
 use super::{
-    Assignment, Delivery, Polled, Positions, Recovery, Rewound, Source, SourceError, SourceEvent, StreamId, Verdict,
+    Assignment, Backlog, Delivery, Polled, Positions, Recovery, Rewound, Source, SourceError, SourceEvent,
+    SourceHealth, StreamId, Verdict,
 };
 use crate::config::{RabbitMqSourceConfig, StartPosition};
 
@@ -142,11 +143,21 @@ pub struct QueueSource {
     /// Deliveries handed to the driver in this session (a drained queue delivers none).
     delivered: u64,
     drained: drained::Drained,
+    /// The newest delivery tag handed out and the newest acknowledged through, in this
+    /// session: their difference is what we hold unacknowledged (for the lag).
+    last_tag: u64,
+    acked_through: u64,
 }
 
 impl QueueSource {
     pub fn build(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle) -> QueueSource {
-        QueueSource { link: Link::new(pipeline, cfg, recovery, handle), delivered: 0, drained: Default::default() }
+        QueueSource {
+            link: Link::new(pipeline, cfg, recovery, handle),
+            delivered: 0,
+            drained: Default::default(),
+            last_tag: 0,
+            acked_through: 0,
+        }
     }
 }
 
@@ -167,7 +178,7 @@ impl Source for QueueSource {
 
     fn connect(&mut self) -> Result<(), SourceError> {
         let recovered = self.link.open(|_| None)?;
-        (self.delivered, self.drained) = (0, Default::default());
+        (self.delivered, self.drained, self.last_tag, self.acked_through) = (0, Default::default(), 0, 0);
         self.link.assigned = Some(Assignment {
             stream: self.link.stream.clone(),
             // Queues number their messages from where the log ends.
@@ -184,6 +195,7 @@ impl Source for QueueSource {
         let batch = self.link.next_batch(timeout)?;
         let session = self.link.session()?;
         self.delivered += batch.len() as u64;
+        self.last_tag = batch.last().map_or(self.last_tag, |d| d.delivery_tag);
         let mut duplicates = Vec::new();
         for d in &batch {
             let delivery = Delivery {
@@ -211,7 +223,9 @@ impl Source for QueueSource {
         let Some(tag) = token else { return Ok(()) };
         crate::crash::point("before_ack", "after a publish, before its acknowledgement");
         let session = self.link.session()?;
-        Ok(self.link.handle.block_on(session.ack_through(tag))?)
+        self.link.handle.block_on(session.ack_through(tag))?;
+        self.acked_through = tag;
+        Ok(())
     }
 
     fn rewind(&mut self, _stream: &StreamId, _delay: Duration) -> Result<Rewound, SourceError> {
@@ -242,6 +256,17 @@ impl Source for QueueSource {
 
     fn probe(&mut self) -> Result<(), SourceError> {
         self.link.probe()
+    }
+
+    /// The lag of a queue: messages ready in it plus those we hold unacknowledged (asked on
+    /// the consuming channel, at most 2 s; no answer leaves the lag as it was).
+    fn health(&mut self) -> SourceHealth {
+        let Ok(session) = self.link.session() else { return SourceHealth::default() };
+        let depth = self.link.handle.block_on(tokio::time::timeout(Duration::from_secs(2), session.depth()));
+        let Ok(Ok(depth)) = depth else { return SourceHealth::default() };
+        let unacked = self.last_tag.saturating_sub(self.acked_through);
+        let backlog = Backlog::Messages(u64::from(depth.ready) + unacked);
+        SourceHealth { problem: None, backlog: vec![(self.link.stream.clone(), backlog)] }
     }
 
     fn close(&mut self) {

@@ -1,0 +1,188 @@
+//! The Prometheus metrics (`GET /metrics`). Every series carries a `pipeline` label. They are
+//! counted where the work is counted already (per poll batch, per commit, per second), never per
+//! message. `docs/operations.md` lists them; the help text below is their documentation.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric family of the daemon, registered once.
+pub struct Metrics {
+    registry: Registry,
+    events_received: IntCounterVec,
+    events_landed: IntCounterVec,
+    events_rejected: IntCounterVec,
+    events_duplicate: IntCounterVec,
+    bytes_received: IntCounterVec,
+    bytes_landed: IntCounterVec,
+    files_published: IntCounterVec,
+    commit_duration: HistogramVec,
+    last_commit: IntGaugeVec,
+    consumer_lag: IntGaugeVec,
+    buffered_bytes: IntGaugeVec,
+    open_files: IntGaugeVec,
+    pipeline_up: IntGaugeVec,
+    restarts: IntCounterVec,
+    errors: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let p = &["pipeline"];
+        // process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, …
+        #[cfg(target_os = "linux")]
+        let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        let commit_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "landfall_commit_duration_seconds",
+                "Time from a cut to its files published and recorded in the commit log (closing the staged files, commit point, renames).",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]),
+            p,
+        )
+        .expect("valid metric");
+        r.register(Box::new(commit_duration.clone())).expect("registered once");
+        Metrics {
+            events_received: counter(&r, "landfall_events_received_total", "Messages taken from the source, good and bad (redeliveries included).", p),
+            events_landed: counter(&r, "landfall_events_landed_total", "Rows published into the table.", p),
+            events_rejected: counter(&r, "landfall_events_rejected_total", "Messages published to the quarantine (_rejected/), by reason code.", &["pipeline", "reason"]),
+            events_duplicate: counter(&r, "landfall_events_duplicate_total", "Queue redeliveries dropped because their message_id was already published.", p),
+            bytes_received: counter(&r, "landfall_bytes_received_total", "Payload bytes taken from the source.", p),
+            bytes_landed: counter(&r, "landfall_bytes_landed_total", "Parquet bytes published (table and quarantine).", p),
+            files_published: counter(&r, "landfall_files_published_total", "Parquet files published (table and quarantine).", p),
+            commit_duration,
+            last_commit: gauge(&r, "landfall_last_commit_timestamp_seconds", "Unix time of the last published commit (0: none yet).", p),
+            consumer_lag: gauge(&r, "landfall_consumer_lag_events", "Messages in the source not landed yet: Kafka high watermark (last stable offset) minus the next position; queues ready + unacknowledged. 0 once caught up.", &["pipeline", "source", "partition"]),
+            buffered_bytes: gauge(&r, "landfall_buffered_bytes", "Bytes of rows held in memory: Arrow builders and open Parquet row groups (bounded by roll.max_buffered_bytes).", p),
+            open_files: gauge(&r, "landfall_open_files", "Staged Parquet files open for writing (bounded by roll.max_open_files).", p),
+            pipeline_up: gauge(&r, "landfall_pipeline_up", "1 while the pipeline runs and reaches its source and its store, else 0.", p),
+            restarts: counter(&r, "landfall_pipeline_restarts_total", "Times the daemon restarted the pipeline after it stopped with an error.", p),
+            errors: counter(&r, "landfall_errors_total", "Faults met, by kind: source (broker unreachable, session lost), store (table unreachable), commit (a commit failed and its range is consumed again), recovery (a partition waits for a person), pipeline (the pipeline stopped).", &["pipeline", "kind"]),
+            registry: r,
+        }
+    }
+
+    /// The handles of one pipeline's series, resolved once.
+    pub fn pipeline(&self, name: &str) -> PipelineMetrics {
+        let l = &[name];
+        let m = PipelineMetrics {
+            name: name.to_string(),
+            events_received: self.events_received.with_label_values(l),
+            events_landed: self.events_landed.with_label_values(l),
+            events_duplicate: self.events_duplicate.with_label_values(l),
+            bytes_received: self.bytes_received.with_label_values(l),
+            bytes_landed: self.bytes_landed.with_label_values(l),
+            files_published: self.files_published.with_label_values(l),
+            commit_duration: self.commit_duration.with_label_values(l),
+            last_commit: self.last_commit.with_label_values(l),
+            buffered_bytes: self.buffered_bytes.with_label_values(l),
+            open_files: self.open_files.with_label_values(l),
+            pipeline_up: self.pipeline_up.with_label_values(l),
+            restarts: self.restarts.with_label_values(l),
+            events_rejected: self.events_rejected.clone(),
+            consumer_lag: self.consumer_lag.clone(),
+            errors: self.errors.clone(),
+        };
+        // Series that exist from the start read 0 rather than missing.
+        for kind in ErrorKind::ALL {
+            m.errors.with_label_values(&[name, kind.label()]);
+        }
+        m
+    }
+
+    /// The text exposition format (version 0.0.4).
+    pub fn encode(&self) -> (String, String) {
+        let encoder = TextEncoder::new();
+        let mut out = Vec::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "could not encode the metrics");
+        }
+        (encoder.format_type().to_string(), String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// What kind of fault an error is, for `landfall_errors_total{kind}` and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Source,
+    Store,
+    Commit,
+    Recovery,
+    Pipeline,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] =
+        [ErrorKind::Source, ErrorKind::Store, ErrorKind::Commit, ErrorKind::Recovery, ErrorKind::Pipeline];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Source => "source",
+            ErrorKind::Store => "store",
+            ErrorKind::Commit => "commit",
+            ErrorKind::Recovery => "recovery",
+            ErrorKind::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// One pipeline's series.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    name: String,
+    pub events_received: IntCounter,
+    pub events_landed: IntCounter,
+    pub events_duplicate: IntCounter,
+    pub bytes_received: IntCounter,
+    pub bytes_landed: IntCounter,
+    pub files_published: IntCounter,
+    pub commit_duration: prometheus::Histogram,
+    pub last_commit: IntGauge,
+    pub buffered_bytes: IntGauge,
+    pub open_files: IntGauge,
+    pub pipeline_up: IntGauge,
+    pub restarts: IntCounter,
+    events_rejected: IntCounterVec,
+    consumer_lag: IntGaugeVec,
+    errors: IntCounterVec,
+}
+
+impl PipelineMetrics {
+    pub fn rejected(&self, reason: &str, n: u64) {
+        self.events_rejected.with_label_values(&[self.name.as_str(), reason]).inc_by(n);
+    }
+
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors.with_label_values(&[self.name.as_str(), kind.label()]).inc();
+    }
+
+    pub fn set_lag(&self, source: &str, partition: i32, lag: u64) {
+        let partition = partition.to_string();
+        self.consumer_lag.with_label_values(&[self.name.as_str(), source, &partition]).set(lag as i64);
+    }
+
+    /// A stream that left (revoked, pipeline stopped) stops reporting lag.
+    pub fn forget_lag(&self, source: &str, partition: i32) {
+        let partition = partition.to_string();
+        let _ = self.consumer_lag.remove_label_values(&[self.name.as_str(), source, &partition]);
+    }
+}
