@@ -529,8 +529,24 @@ install_daemon() {
       || die "rustup failed; see $LOGS/rustup.log"
   fi
   build_release
+  install_daemon_user
   systemctl enable --now landfall.service
   say "landfall.service running: journalctl -u landfall -f"
+}
+
+# landfall.service runs as the system user `landfall`, not root. systemd creates its state dir
+# (StateDirectory=); the user needs read access to the binary, settings and pipelines, and, HDFS
+# checking permissions against the OS user name, ownership of /landing (root is the HDFS superuser,
+# so the tests and the demo, run as root, still write there).
+install_daemon_user() {
+  id -u landfall >/dev/null 2>&1 \
+    || useradd --system --user-group --home-dir /var/lib/landfall --no-create-home --shell /usr/sbin/nologin landfall
+  chmod o+rX "$ROOT" "$ROOT/target" "$ROOT/target/release" "$ROOT/target/release/landfall"
+  chmod -R o+rX "$ROOT/config" "$ROOT/pipelines"
+  runuser -u landfall -- "$ROOT/target/release/landfall" validate --config "$ROOT/config/landfall.yaml" "$ROOT/pipelines" \
+    || die "user landfall cannot read the binary, config/ or pipelines/ under $ROOT (or they do not validate)"
+  "$LAB/bin/hdfs" dfs -mkdir -p /landing
+  "$LAB/bin/hdfs" dfs -chown -R landfall:landfall /landing
 }
 
 

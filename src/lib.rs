@@ -41,3 +41,4 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod suggest;
+pub mod systemd;
