@@ -150,10 +150,14 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
     let opts = RunOptions { mode, shutdown_deadline: deadline, progress: until_caught_up };
     let observer = Observer::new();
     let code = rt.block_on(async {
+        let mut listening = String::from("no HTTP server (http_listen: off)");
         if let HttpListen::At(addr) = settings.http_listen {
-            if let Err(e) = server::start(addr, observer.clone(), shutdown.clone()).await {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
+            match server::start(addr, observer.clone(), shutdown.clone()).await {
+                Ok((bound, _)) => listening = format!("status on http://{bound}/"),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::FAILURE;
+                }
             }
         }
         tokio::spawn(sample_history(observer.clone()));
@@ -167,6 +171,13 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
                 watch::stuck_after(plan.policy.max_age),
             );
             tasks.push(tokio::spawn(supervise(plan, opts.clone(), shutdown.clone(), watch)));
+        }
+        // Started, not necessarily connected: a broker that is down at boot must not fail the
+        // service's start (it is retried, and /ready says so).
+        crate::systemd::notify_ready(&format!("{} pipelines started; {listening}", tasks.len()));
+        if let Some(interval) = crate::systemd::watchdog_interval() {
+            let observer = observer.clone();
+            tokio::spawn(crate::systemd::run_watchdog(interval, move || observer.alive(WEDGED_AFTER)));
         }
         let mut ok = true;
         for task in tasks {
@@ -193,6 +204,11 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(code)
 }
+
+/// A running pipeline whose consumer loop has not gone round for this long, with no fault
+/// reported that explains it, is wedged: the systemd watchdog keep-alives stop. The loop goes
+/// round every 100 ms; a reconnect waits up to 45 s, but with its fault reported.
+const WEDGED_AFTER: Duration = Duration::from_secs(90);
 
 /// Runs one pipeline; in daemon mode a failed pipeline is restarted after a pause, because the
 /// cause (permissions, a deleted topic) is often fixed by an operator without a restart.
@@ -258,6 +274,7 @@ async fn watch_signals(shutdown: Shutdown, deadline: Duration) {
     };
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::info!(deadline_s = deadline.as_secs_f64(), "shutdown requested: publishing what is buffered");
+    crate::systemd::notify_stopping();
     shutdown.request();
     // Retries stop a little before the deadline, so the orderly exit fits inside it; whatever
     // still hangs then (a hung NameNode's RPC, a broker that does not answer) is cut off at the
