@@ -44,7 +44,8 @@ enum Command {
     /// lag, last commit, rejected) and their problems. Exit 0 when every pipeline is ready,
     /// 1 when not, 2 when the daemon cannot be reached.
     Status {
-        /// The daemon's status server (its http_listen address) [default: http://127.0.0.1:9464].
+        /// The daemon's status server [default: from http_listen in the daemon settings when it
+        /// names a fixed port, else http://127.0.0.1:9464].
         #[arg(long)]
         url: Option<String>,
         /// Print the status document (GET /api/status) as JSON instead.
@@ -82,7 +83,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { pipelines, until_caught_up } => daemon::run(&settings, pipelines, until_caught_up),
         Command::Validate { pipelines, connect } => daemon::validate(&settings, pipelines, connect),
-        Command::Status { url, json } => Ok(client::run(url.as_deref().unwrap_or(client::DEFAULT_URL), json)),
+        Command::Status { url, json } => {
+            let url = url.or_else(|| client::url_for_listen(settings.http_listen));
+            Ok(client::run(url.as_deref().unwrap_or(client::DEFAULT_URL), json))
+        }
     };
     match result {
         Ok(code) => code,

@@ -5,13 +5,15 @@
 //! Exit codes: 0 when the daemon is healthy and every pipeline ready, 1 when not, 2 when the
 //! daemon cannot be asked (so a script can tell "unhealthy" from "not running").
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use super::status::{DaemonStatus, PipelineState, PipelineStatus};
+use crate::config::HttpListen;
 
 /// Where `landfall status` asks when neither `--url` nor a fixed-port `http_listen` says
-/// otherwise: the default `http_listen`.
+/// otherwise: at the default `http_listen`.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9464";
 
 /// Longer than a healthy daemon ever takes to answer, short enough for a health-check script.
@@ -32,20 +34,20 @@ pub enum ClientError {
     NotStatus { url: String, source: serde_json::Error },
 }
 
-/// The URL `landfall status` can use by default for an `http_listen` setting: `None` when the
-/// server is off or on a port picked at start (`:0`), which only the daemon's log names.
-/// A wildcard address (`0.0.0.0`, `[::]`) is asked on loopback.
-pub fn url_for_listen(http_listen: &str) -> Option<String> {
-    let addr: std::net::SocketAddr = http_listen.trim().parse().ok()?;
+/// The URL `landfall status` asks by default for the daemon's `http_listen` setting: `None`
+/// when the server is off or on a port picked at start (`:0`), which only the daemon's log
+/// names. A wildcard address (`0.0.0.0`, `[::]`) is asked on loopback.
+pub fn url_for_listen(http_listen: HttpListen) -> Option<String> {
+    let HttpListen::At(addr) = http_listen else { return None };
     if addr.port() == 0 {
         return None;
     }
     let ip = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        IpAddr::V4(ip) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    Some(format!("http://{}", std::net::SocketAddr::new(ip, addr.port())))
+    Some(format!("http://{}", SocketAddr::new(ip, addr.port())))
 }
 
 /// `landfall status`: asks the daemon at `base_url`, prints the lines (or the raw document
@@ -270,11 +272,12 @@ mod tests {
 
     #[test]
     fn default_url_follows_a_fixed_http_listen() {
-        assert_eq!(url_for_listen("127.0.0.1:9464").as_deref(), Some(DEFAULT_URL));
-        assert_eq!(url_for_listen("0.0.0.0:8080").as_deref(), Some("http://127.0.0.1:8080"));
-        assert_eq!(url_for_listen("[::]:9464").as_deref(), Some("http://[::1]:9464"));
-        assert_eq!(url_for_listen("127.0.0.1:0"), None, "a port picked at start is only in the log");
-        assert_eq!(url_for_listen("off"), None);
+        let at = |addr: &str| url_for_listen(HttpListen::At(addr.parse().unwrap()));
+        assert_eq!(at("127.0.0.1:9464").as_deref(), Some(DEFAULT_URL));
+        assert_eq!(at("0.0.0.0:8080").as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(at("[::]:9464").as_deref(), Some("http://[::1]:9464"));
+        assert_eq!(at("127.0.0.1:0"), None, "a port picked at start is only in the log");
+        assert_eq!(url_for_listen(HttpListen::Off), None);
     }
 
     #[test]
