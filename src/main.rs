@@ -1,4 +1,5 @@
-//! The `landfall` command line: `run` the daemon (or a backfill), `validate` pipeline files.
+//! The `landfall` command line: `run` the daemon (or a backfill), `validate` pipeline files,
+//! ask a running daemon for its `status`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use landfall::daemon;
+use landfall::observe::client;
 
 /// Lands Kafka and RabbitMQ streams as Spark-ready Parquet in Hive-style HDFS partitions, exactly once.
 #[derive(Parser)]
@@ -38,6 +40,18 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Ask a running daemon how its pipelines are doing: one line per pipeline (state, events/s,
+    /// lag, last commit, rejected) and their problems. Exit 0 when every pipeline is ready,
+    /// 1 when not, 2 when the daemon cannot be reached.
+    Status {
+        /// The daemon's status server [default: from http_listen in the daemon settings when it
+        /// names a fixed port, else http://127.0.0.1:9464].
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the status document (GET /api/status) as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Caps glibc's malloc arenas at two. glibc gives busy threads arenas of their own (up to 8 per
@@ -69,6 +83,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { pipelines, until_caught_up } => daemon::run(&settings, pipelines, until_caught_up),
         Command::Validate { pipelines, connect } => daemon::validate(&settings, pipelines, connect),
+        Command::Status { url, json } => {
+            let url = url.or_else(|| client::url_for_listen(settings.http_listen));
+            Ok(client::run(url.as_deref().unwrap_or(client::DEFAULT_URL), json))
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,220 @@
+//! The live status page in a real browser: a daemon lands Kafka events, headless Chromium
+//! (Debian's `chromium`) loads `GET /`, and what it rendered after the page's first refreshes
+//! must name the pipeline and draw its events/s chart. A screenshot is kept under
+//! `target/test-artifacts/status-page.png` for people to look at. `landfall status` is checked
+//! against the same daemon.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use landfall::observe::status::{DaemonStatus, PipelineStatus};
+
+/// Debian's package puts the browser here.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Events produced: enough for a visible rate, few enough to land in seconds.
+const EVENTS: u64 = 3_000;
+
+/// The browser, or `None` outside CI when it is not installed. In CI (`CI` set) a missing
+/// browser fails the test: the page would otherwise go untested without anyone noticing.
+fn chromium() -> Option<&'static Path> {
+    let path = Path::new(CHROMIUM);
+    if path.exists() {
+        return Some(path);
+    }
+    let fix = "install it with `apt-get install -y --no-install-recommends chromium` (./bootstrap.sh does)";
+    assert!(std::env::var_os("CI").is_none(), "{CHROMIUM} is missing, so the status page cannot be tested: {fix}");
+    eprintln!("SKIPPED: {CHROMIUM} is missing ({fix}); under CI=true this fails");
+    None
+}
+
+/// The daemon under test, stopped with SIGTERM by [`Daemon::stop`] or killed if the test
+/// fails before (so no daemon outlives a failed test).
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// `landfall run PIPELINE` with its HTTP server on a free port (the harness's `landfall()`
+    /// sets `LANDFALL_HTTP_LISTEN=127.0.0.1:0`); text logs, so `http_addr` can read the port.
+    fn start(pipeline: &Path, log: PathBuf) -> Daemon {
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = landfall()
+            .arg("run")
+            .arg(pipeline)
+            .env("LANDFALL_LOG_LEVEL", "info")
+            .env("LANDFALL_LOG_FORMAT", "text")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start landfall");
+        Daemon { child: Some(child), log }
+    }
+
+    /// SIGTERM, then waits for the exit (a clean stop publishes and commits within the
+    /// settings' shutdown deadline).
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        signal(&child, SIGTERM);
+        let status = wait_with_deadline(&mut child, Duration::from_secs(45));
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.is_some_and(|s| s.success()), "landfall did not stop cleanly on SIGTERM ({status:?}):\n{log}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("daemon log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+    }
+}
+
+/// `Some(status)` once the child exited, `None` (after killing it) if it outlived `limit`.
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// `/api/status` as the page reads it.
+fn status(addr: SocketAddr) -> DaemonStatus {
+    let (code, body) = http_get(addr, "/api/status");
+    assert_eq!(code, 200, "GET /api/status: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/api/status is not a DaemonStatus ({e}): {body}"))
+}
+
+/// Waits until `pipeline` landed every event and its history has two points (so a chart has
+/// a line to draw); returns its status then.
+fn wait_landed(addr: SocketAddr, pipeline: &str, events: u64) -> PipelineStatus {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let doc = status(addr);
+        let p = doc.pipelines.iter().find(|p| p.name == pipeline).unwrap_or_else(|| panic!("{pipeline} in {doc:?}"));
+        if p.events_landed == events && p.history.events_per_second.len() >= 2 {
+            return p.clone();
+        }
+        assert!(Instant::now() < deadline, "{pipeline} did not land {events} events with 2 history points: {p:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Runs headless Chromium on `url` with `args`, giving the page 5 s of (virtual) time, so its
+/// first fetches and refreshes happen before the DOM is dumped or the screenshot taken.
+/// Returns what it printed. Output goes through files in `work`: the browser's stderr is
+/// chatty (D-Bus complaints in a container), and a full pipe would block it.
+fn chromium_run(browser: &Path, work: &Path, url: &str, args: &[&str]) -> String {
+    let (out, err) = (work.join("chromium.out"), work.join("chromium.err"));
+    let mut child = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000"])
+        .arg(format!("--user-data-dir={}", work.join("chromium-profile").display()))
+        .args(args)
+        .arg(url)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("start chromium");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("chromium {args:?} {url} took over 60 s:\n{stderr}"));
+    assert!(status.success(), "chromium {args:?} {url} failed ({status}):\n{stderr}");
+    std::fs::read_to_string(&out).unwrap()
+}
+
+/// The element starting at the tag that contains `marker`, up to its closing `</tag>` (the
+/// page nests neither sections in sections nor svgs in svgs).
+fn element<'a>(dom: &'a str, tag: &str, marker: &str) -> Option<&'a str> {
+    let at = dom.find(marker)?;
+    let start = dom[..at].rfind(&format!("<{tag}"))?;
+    let end = start + dom[start..].find(&format!("</{tag}>"))?;
+    Some(&dom[start..end])
+}
+
+/// The points of the line drawn in an SVG: every `M`/`L` of its `<path class="line">`, or
+/// every `x,y` of a `<polyline>`.
+fn drawn_points(svg: &str) -> usize {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let t = &svg[svg.find(tag)?..];
+        let t = &t[..t.find('>')?];
+        let v = &t[t.find(&format!(" {name}=\""))? + name.len() + 3..];
+        Some(v[..v.find('"')?].to_string())
+    };
+    if let Some(d) = attr("<path class=\"line\"", "d") {
+        return d.split(['M', 'L']).filter(|p| p.contains(',')).count();
+    }
+    attr("<polyline", "points").map_or(0, |pts| pts.split_whitespace().count())
+}
+
+/// Where the screenshot is kept: `<target dir>/test-artifacts/` (CARGO_TARGET_TMPDIR is
+/// `<target dir>/tmp`, so this follows CARGO_TARGET_DIR).
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_page_shows_a_running_pipeline_with_its_chart_in_chromium() {
+    let Some(browser) = chromium() else { return };
+    require_kafka();
+    let topic = unique("status-page");
+    create_topic(&topic, 2).await;
+    let name = topic.replace('-', "_");
+    let table = tempfile::tempdir().unwrap();
+    let (_pipeline_dir, pipeline) =
+        PipelineYaml::kafka(&name, &topic).roll_max_age("2s").sink_local(table.path()).file();
+    let work = tempfile::tempdir().unwrap();
+
+    let daemon = Daemon::start(&pipeline, work.path().join("landfall.log"));
+    let addr = http_addr(&daemon.log);
+    produce(&topic, (0..EVENTS).map(|i| ((i % 2) as i32, event(i, EVENTS).into_bytes()))).await;
+    let landed = tokio::task::spawn_blocking(move || wait_landed(addr, &name, EVENTS)).await.unwrap();
+    let name = landed.name.as_str();
+
+    // What the page rendered after its refreshes.
+    let url = format!("http://{addr}/");
+    let dom = chromium_run(browser, work.path(), &url, &["--dump-dom"]);
+    let card = element(&dom, "section", &format!("data-pipeline=\"{name}\""))
+        .unwrap_or_else(|| panic!("no section.pipeline[data-pipeline={name}] in the page:\n{dom}"));
+    assert!(card.starts_with("<section class=\"pipeline"), "the card is a section.pipeline: {card}");
+    let chart = element(card, "svg", "data-series=\"events_per_second\"")
+        .unwrap_or_else(|| panic!("no events/s chart in {name}'s card:\n{card}"));
+    assert!(chart.starts_with("<svg class=\"chart\""), "the chart is an svg.chart: {chart}");
+    let points = drawn_points(chart);
+    assert!(points >= 2, "the events/s chart draws {points} points, expected at least 2:\n{chart}");
+    assert!(element(card, "svg", "data-series=\"lag\"").is_some(), "no lag chart in {name}'s card:\n{card}");
+    assert!(dom.contains("id=\"updated\"") && dom.contains("updated "), "the page says when it last updated:\n{dom}");
+
+    // A screenshot for people: kept, and more than an empty page.
+    let png = artifacts_dir().join("status-page.png");
+    let _ = std::fs::remove_file(&png);
+    let shot = format!("--screenshot={}", png.display());
+    chromium_run(browser, work.path(), &url, &[&shot, "--window-size=1280,900"]);
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", png.display());
+    assert!(bytes.len() > 20_000, "{} is {} bytes: an empty page?", png.display(), bytes.len());
+
+    // The same facts in the terminal: one line naming the pipeline as running and ready.
+    let out = landfall().args(["status", "--url", &format!("http://{addr}")]).output().expect("landfall status");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no line for {name}:\n{stdout}"));
+    assert!(line.contains("running") && line.contains("ready"), "{line}");
+    assert_eq!(out.status.code(), Some(0), "landfall status exits 0 when all is ready:\n{stdout}");
+
+    daemon.stop();
+}
