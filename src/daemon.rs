@@ -249,7 +249,10 @@ async fn supervise(
                 let pause = backoff.delay(failures);
                 tracing::info!(pipeline = %name, seconds = pause.as_secs(), "restarting the pipeline after a pause");
                 if shutdown.sleep(pause).await {
-                    return None;
+                    // Stopped while waiting to restart: nothing was consumed that is not
+                    // published, and the failure was reported; a stop is not a failure.
+                    watch.set_state(PipelineState::Stopped);
+                    return Some(RunSummary { pipeline: name, ..RunSummary::default() });
                 }
             }
         }

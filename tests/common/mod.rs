@@ -469,16 +469,15 @@ pub fn landfall() -> std::process::Command {
 }
 
 /// The address a daemon's HTTP server listens on, read from its log (the `status server
-/// listening addr=…` line); waits up to 60 s for it.
+/// listening addr=…` line, or its JSON form `"addr":"…"`); waits up to 60 s for it.
 pub fn http_addr(log: &std::path::Path) -> std::net::SocketAddr {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .filter(|l| l.contains("status server listening"))
-            .find_map(|l| l.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok())
-        {
+        if let Some(addr) = text.lines().filter(|l| l.contains("status server listening")).find_map(|l| {
+            let rest = l.split("addr=").nth(1).or_else(|| l.split("\"addr\":\"").nth(1))?;
+            rest.split(|c: char| c.is_whitespace() || c == '"').next()?.parse().ok()
+        }) {
             return addr;
         }
         assert!(
