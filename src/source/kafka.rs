@@ -98,17 +98,21 @@ impl LandfallContext {
 }
 
 impl ClientContext for LandfallContext {
+    /// librdkafka's own messages, under the target `librdkafka` (filter them with
+    /// `log_level: info,librdkafka=warn`), with the pipeline and librdkafka's facility.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         let pipeline = &self.pipeline;
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(%pipeline, facility = fac, "librdkafka: {log_message}")
+                tracing::error!(target: "librdkafka", %pipeline, facility = fac, "{log_message}")
             }
-            RDKafkaLogLevel::Warning => tracing::warn!(%pipeline, facility = fac, "librdkafka: {log_message}"),
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", %pipeline, facility = fac, "{log_message}")
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(%pipeline, facility = fac, "librdkafka: {log_message}")
+                tracing::info!(target: "librdkafka", %pipeline, facility = fac, "{log_message}")
             }
-            RDKafkaLogLevel::Debug => tracing::debug!(%pipeline, facility = fac, "librdkafka: {log_message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", %pipeline, facility = fac, "{log_message}"),
         }
     }
 
