@@ -265,3 +265,73 @@ fn json_logs_are_one_object_per_line_without_colour_codes() {
     }
     assert!(with_pipeline >= 1, "the reconnect line names its pipeline (after {waited:?}):\n{text}");
 }
+
+/// Issue 10 item 11, errors that need a person: an HDFS space quota is exhausted while data
+/// arrives. The daemon neither dies nor spins: `/ready` names the pipeline and the quota within
+/// a minute, the cause is logged a few times (capped backoff), and once the quota is lifted
+/// everything lands, exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exhausted_hdfs_quota_is_reported_and_lands_exactly_once_lifted() {
+    let _serial = SERIAL.lock().await;
+    require_kafka();
+    require_hdfs();
+    let topic = unique("quota");
+    create_topic(&topic, 2).await;
+    let name = topic.replace('-', "_");
+    let table = format!("/landing-test/{topic}");
+    let (_p, pipeline) = PipelineYaml::kafka(&name, &topic).roll_max_age("1s").sink_hdfs(&table).file();
+    let n = 2_000u64;
+    let half = (n / 2) as usize;
+    let msgs: Vec<(i32, Vec<u8>)> = (0..n).map(|i| ((i % 2) as i32, event(i, n).into_bytes())).collect();
+    let daemon = Daemon::start(&pipeline);
+    produce(&topic, msgs[..half].to_vec()).await;
+    let landed = |want: u64| {
+        let text = daemon.metrics();
+        (metric(&text, "landfall_events_landed_total", &name, &[]) == Some(want as f64)).then_some(())
+    };
+    wait_for(Duration::from_secs(60), || landed(half as u64), || daemon.log());
+
+    lab(&["hdfs", "dfsadmin", "-setSpaceQuota", "1", &table]);
+    let quota = QuotaLift(table.clone());
+    produce(&topic, msgs[half..].to_vec()).await;
+    let (body, took) = wait_for(
+        Duration::from_secs(60),
+        || {
+            let (code, body) = http_get(daemon.addr, "/ready");
+            (code == 503 && body.contains("quota")).then_some(body)
+        },
+        || format!("/ready names the quota\n{}\n{}", http_get(daemon.addr, "/ready").1, daemon.log()),
+    );
+    eprintln!("/ready 503 {took:?} after the quota was set: {body}");
+    assert!(body.contains(&name), "{body}");
+    // Not a tight loop: over 20 s each partition retries with a doubling backoff (1 s → 60 s),
+    // about four attempts, and the daemon stays up.
+    let attempts = || daemon.log().lines().filter(|l| l.contains("rewinding the stream")).count();
+    let before = attempts();
+    std::thread::sleep(Duration::from_secs(20));
+    let during = attempts() - before;
+    assert!(during <= 12, "{during} rewinds in 20 s: a tight loop?\n{}", daemon.log());
+    assert!(metric(&daemon.metrics(), "landfall_events_landed_total", &name, &[]) < Some(n as f64));
+
+    drop(quota);
+    let (_, took) = wait_for(Duration::from_secs(360), || landed(n), || format!("all land\n{}", daemon.log()));
+    eprintln!("all {n} landed {took:?} after the quota was lifted");
+    wait_for(
+        Duration::from_secs(30),
+        || (http_get(daemon.addr, "/ready").0 == 200).then_some(()),
+        || http_get(daemon.addr, "/ready").1,
+    );
+    daemon.stop();
+    let v = spark_verify(&format!("{HDFS_URL}{table}"), &[]);
+    assert_eq!(v["count"], n, "exact");
+    assert_eq!(v["distinct_ids"], n);
+}
+
+/// Lifts the space quota of a directory when dropped (also when the test fails).
+struct QuotaLift(String);
+
+impl Drop for QuotaLift {
+    fn drop(&mut self) {
+        lab(&["hdfs", "dfsadmin", "-clrSpaceQuota", &self.0]);
+    }
+}

@@ -141,6 +141,16 @@ impl Observer {
     }
 }
 
+/// A problem is one sentence: the first line of an error (a NameNode exception carries its
+/// Java stack trace after it), at most 1,000 characters.
+fn one_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default().trim_end();
+    match line.char_indices().nth(1000) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
 fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -234,7 +244,7 @@ impl PipelineWatch {
     /// among the recent errors; a problem already open with the same text counts nothing.
     pub fn problem(&self, key: ProblemKey, problem: Option<String>) {
         let mut inner = self.inner.lock().expect("watch lock");
-        match problem {
+        match problem.map(|t| one_line(&t)) {
             Some(text) => {
                 if inner.problems.get(&key) == Some(&text) {
                     return;
@@ -255,7 +265,7 @@ impl PipelineWatch {
     /// A fault that is over as soon as it is met (counted and listed, no open problem).
     pub fn error(&self, kind: ErrorKind, message: &str) {
         self.metrics.error(kind);
-        self.inner.lock().expect("watch lock").push_error(kind, message);
+        self.inner.lock().expect("watch lock").push_error(kind, &one_line(message));
     }
 
     /// The consumer loop went round.
@@ -397,6 +407,8 @@ mod tests {
         assert_eq!(w.metrics.pipeline_up.get(), 0);
         w.problem(ProblemKey::Store, None);
         assert!(o.status().ready);
+        w.problem(ProblemKey::Commit, Some("quota exceeded\n\tat org.apache.hadoop.X(X.java:1)".into()));
+        assert_eq!(o.status().pipelines[0].problems, vec!["quota exceeded".to_string()], "the first line only");
     }
 
     #[test]
