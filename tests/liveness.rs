@@ -230,6 +230,77 @@ async fn a_committed_position_past_the_end_of_a_recreated_topic_is_not_skipped_s
     assert_eq!(v["count"], 1000, "nothing new may land before a person decides: {v}");
 }
 
+/// With `on_position_lost: earliest`, a recreated topic is landed from its first offset: the
+/// jump is recorded in the commit log, the re-used offsets get files of a new generation (the
+/// old files stay as they were), and a restart goes on after the jump, not at the old position.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_position_lost_earliest_lands_a_recreated_topic_from_its_start() {
+    let t = KafkaTable::new("lost-earliest", 1, |p| p.roll_max_age("2s").on_position_lost("earliest")).await;
+    produce(&t.topic, (0..1000).map(|i| (0, event(i, 1600).into_bytes()))).await;
+    assert!(run_until_caught_up(&t.pipeline).contains("1000 events"));
+    let old_files = published_files(&t.path).await;
+
+    recreate_topic(&t.topic, 1).await;
+    produce(&t.topic, (1000..1500).map(|i| (0, event(i, 1600).into_bytes()))).await;
+    let out = run_within(&t.pipeline, &[], Duration::from_secs(120));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(": 500 events ("), "the recreated topic's 500 messages land: {stdout}");
+    assert!(
+        stderr.contains("resumed at offset 1000")
+            && stderr.contains("on_position_lost: earliest moved landing to offset 0"),
+        "the jump is logged with the committed position and where landing went on:\n{stderr}"
+    );
+    let files = published_files(&t.path).await;
+    assert!(old_files.iter().all(|f| files.contains(f)), "old files stay");
+    let new: Vec<&String> = files.iter().filter(|f| !old_files.contains(f)).collect();
+    assert!(!new.is_empty() && new.iter().all(|f| f.contains(&format!("/part-{}-0-g1-", t.topic))), "{new:?}");
+    let jumps: Vec<serde_json::Value> =
+        commit_manifests(&t.path, &t.topic, 0).await.into_iter().filter(|m| m.get("jump").is_some()).collect();
+    assert_eq!(jumps.len(), 1, "one jump recorded");
+    assert_eq!(jumps[0]["jump"]["from"], 1000);
+    assert_eq!(jumps[0]["jump"]["to"], 0);
+
+    produce(&t.topic, (1500..1600).map(|i| (0, event(i, 1600).into_bytes()))).await;
+    let out = run_within(&t.pipeline, &[], Duration::from_secs(120));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains(": 100 events ("),
+        "a restart goes on after the jump: {stdout}\n{stderr}"
+    );
+    assert!(!stderr.contains("moved landing"), "no second jump:\n{stderr}");
+    let v = t.spark();
+    assert_eq!(v["count"], 1600, "{v}");
+    assert_eq!(v["distinct_ids"], 1600, "{v}");
+}
+
+/// With `on_position_lost: latest`, what the recreated topic held when the loss was found is
+/// given up (and the log line says which offsets); what arrives afterwards lands exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_position_lost_latest_gives_up_the_recreated_backlog_and_lands_what_follows() {
+    let t = KafkaTable::new("lost-latest", 1, |p| p.roll_max_age("2s").on_position_lost("latest")).await;
+    produce(&t.topic, (0..1000).map(|i| (0, event(i, 1600).into_bytes()))).await;
+    assert!(run_until_caught_up(&t.pipeline).contains("1000 events"));
+
+    recreate_topic(&t.topic, 1).await;
+    produce(&t.topic, (1000..1500).map(|i| (0, event(i, 1600).into_bytes()))).await;
+    let out = run_within(&t.pipeline, &[], Duration::from_secs(120));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains(": 0 events ("), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("on_position_lost: latest moved landing to offset 500; offsets 0..=499 are given up"),
+        "the jump names what was given up:\n{stderr}"
+    );
+
+    produce(&t.topic, (1500..1600).map(|i| (0, event(i, 1600).into_bytes()))).await;
+    let out = run_within(&t.pipeline, &[], Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains(": 100 events ("), "{stdout}");
+    let v = t.spark();
+    assert_eq!(v["count"], 1100, "{v}");
+    assert_eq!(v["distinct_ids"], 1100, "{v}");
+}
+
 /// Writes `bytes` to a new file on the lab HDFS.
 async fn hdfs_write(path: &str, bytes: &[u8]) {
     let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();

@@ -559,3 +559,69 @@ async fn a_commit_adopted_by_another_instance_still_deduplicates_its_redeliverie
     assert_eq!(v["count"], n, "no redelivery of the adopted commit landed twice:\n{}", tail(&x_log));
     assert_eq!(queue_ready(&s.queue).await, 0);
 }
+
+/// `landfall run --until-caught-up` with a time limit; the child is killed past it.
+fn backfill_within(pipeline: &std::path::Path, limit: Duration) -> std::process::Output {
+    let child = landfall()
+        .arg("run")
+        .arg("--until-caught-up")
+        .arg(pipeline)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start landfall");
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        // Harmless if it already exited (the pid is not reused within the test).
+        let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(watchdog);
+    out
+}
+
+/// A stream deleted and recreated under a committed log: consuming at the committed offset
+/// 1000 attached at the new stream's end, and every offset below 1000 would have been dropped
+/// as already landed. By default the pipeline stops, naming the committed position and the
+/// stream's end; with `on_position_lost: earliest` the new stream lands from its start, in
+/// files of a new generation, and the old rows stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_stream_is_not_skipped_silently() {
+    let _serial = SERIAL.lock().await;
+    let s = setup("rmq-recreated", "stream", |p| p.roll_max_age("2s")).await;
+    publish_confirmed(&s.queue, messages(0..1000, 1600)).await;
+    assert!(run_until_caught_up(&s.pipeline).contains(": 1000 events ("));
+
+    let (conn, ch) = amqp_channel().await;
+    ch.queue_delete(s.queue.as_str().into(), lapin::options::QueueDeleteOptions::default()).await.unwrap();
+    let _ = conn.close(200, "done".into()).await;
+    declare_queue(&s.queue, "stream").await;
+    publish_confirmed(&s.queue, messages(1000..1500, 1600)).await;
+
+    let out = backfill_within(&s.pipeline, Duration::from_secs(90));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must fail, not report success:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("resumes at offset 1000, but the stream ends at offset 500")
+            && stderr.contains("on_position_lost"),
+        "the error names the committed position, the stream's end and the setting:\n{stderr}"
+    );
+    assert_eq!(spark_verify(&s.table_url, &[])["count"], 1000, "nothing lands before a person decides");
+
+    let table_path = s.table_url.trim_start_matches(HDFS_URL);
+    let (_dir, earliest) = PipelineYaml::rabbitmq(&s.queue.replace('-', "_"), &s.queue, "stream")
+        .roll_max_age("2s")
+        .on_position_lost("earliest")
+        .sink_hdfs(table_path)
+        .file();
+    let out = backfill_within(&earliest, Duration::from_secs(90));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains(": 500 events ("), "{stdout}\n{stderr}");
+    assert!(stderr.contains("on_position_lost: earliest moved landing to offset 0"), "{stderr}");
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], 1500, "{v}");
+    assert_eq!(v["distinct_ids"], 1500, "{v}");
+    let files = published_files(table_path).await;
+    assert!(files.iter().any(|f| f.contains(&format!("/part-{}-0-g1-", s.queue))), "{files:?}");
+}

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commit::manifest::{digest, Manifest, ManifestFile, MANIFEST_VERSION};
+use crate::commit::manifest::{digest, Jump, Manifest, ManifestFile, MANIFEST_VERSION};
 use crate::commit::paths;
 use crate::commit::{CommitError, RunContext};
 use crate::retry::{with_backoff, Backoff};
@@ -58,6 +58,9 @@ pub struct CommitLog {
     /// Digest of the newest manifest as stored (recovered or written by this log): the next
     /// commit's [`Manifest::previous`].
     last_digest: Option<String>,
+    /// The newest manifest's [`Manifest::generation`]: the next commit's, and part of its
+    /// file names.
+    generation: u64,
 }
 
 impl CommitLog {
@@ -94,6 +97,7 @@ impl CommitLog {
             recent: VecDeque::new(),
             recovered_ids: Vec::new(),
             last_digest: None,
+            generation: 0,
         })
     }
 
@@ -134,6 +138,7 @@ impl CommitLog {
         let Some((seqs, manifest, latest_digest)) = latest else {
             self.position = Position::Empty;
             self.last_digest = None;
+            self.generation = 0;
             tracing::info!(topic = %self.topic, partition = self.partition, "commit log is empty");
             return Ok(None);
         };
@@ -144,13 +149,13 @@ impl CommitLog {
             self.publish(&manifest, &path).await?;
         }
         if self.run.config.keep_ids > 0 {
-            let count = (manifest.end - manifest.start + 1) as usize;
-            self.load_window(&seqs, manifest.seq, count, manifest.message_ids.clone()).await?;
+            self.load_window(&seqs, manifest.seq, manifest.count(), manifest.message_ids.clone()).await?;
         }
         self.prune(manifest.seq, &seqs).await;
-        let next = manifest.end + 1;
+        let next = manifest.next();
         self.position = Position::After { seq: manifest.seq, next };
         self.last_digest = Some(latest_digest);
+        self.generation = manifest.generation;
         tracing::info!(
             topic = %self.topic, partition = self.partition, seq = manifest.seq, next,
             "recovered: resuming after commit #{} (offsets {}..={})", manifest.seq, manifest.start, manifest.end
@@ -246,6 +251,61 @@ impl CommitLog {
         Ok(manifest)
     }
 
+    /// Records that the partition's committed position is gone from the source and landing
+    /// goes on at `to` (`on_position_lost: earliest | latest`): a commit that lands nothing,
+    /// opens the next generation (so re-used offsets get new file names) and moves the resume
+    /// point. Fenced like any commit; nothing published before is touched. `earliest` and
+    /// `latest` are the source's bounds when the loss was found, `policy` the setting that
+    /// chose `to`. Returns the manifest written.
+    pub async fn jump(&mut self, to: i64, earliest: i64, latest: i64, policy: &str) -> Result<Manifest, CommitError> {
+        let (seq, from) = match self.position {
+            Position::After { seq, next } => (seq, next),
+            _ => {
+                return Err(CommitError::Invalid(format!(
+                    "{}[{}]: a position jump needs a recovered, non-empty commit log",
+                    self.topic, self.partition
+                )))
+            }
+        };
+        if to < 0 {
+            return Err(CommitError::Invalid(format!("a position jump to offset {to}: need an offset >= 0")));
+        }
+        self.position = Position::Unknown;
+        let seq = seq + 1;
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            topic: self.topic.clone(),
+            partition: self.partition,
+            seq,
+            start: from - 1,
+            end: from - 1,
+            files: Vec::new(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            run_id: self.run.run_id.clone(),
+            message_ids: Vec::new(),
+            previous: self.last_digest.clone(),
+            generation: self.generation + 1,
+            jump: Some(Jump { from, to, earliest, latest, policy: policy.to_string() }),
+        };
+        let bytes = manifest.to_json();
+        let slot = paths::manifest_path(&self.dir, seq);
+        let tmp = with_backoff("write the manifest", &self.run.config.backoff, &self.run.stop, || {
+            self.write_tmp(seq, &bytes)
+        })
+        .await?;
+        with_backoff("commit the manifest", &self.run.config.backoff, &self.run.stop, || {
+            self.commit_point(&manifest, &tmp, &slot, &bytes)
+        })
+        .await?;
+        let seqs = self.check_not_superseded(&manifest, &slot, &bytes).await?;
+        self.prune(seq, &seqs).await;
+        self.position = Position::After { seq, next: to };
+        self.last_digest = Some(digest(&bytes));
+        self.generation = manifest.generation;
+        tracing::debug!(topic = %self.topic, partition = self.partition, seq, from, to, generation = self.generation, "position jump committed");
+        Ok(manifest)
+    }
+
     /// How long the commit point may still take: grace/2 minus the age of the oldest staged
     /// file, both read on the store's clock (the temp manifest was just written, so its
     /// modification time is the store's now). A host clock that is off changes nothing.
@@ -289,7 +349,7 @@ impl CommitLog {
                     f.staged
                 )));
             }
-            let name = paths::final_file_name(&self.topic, self.partition, start, end, n, &f.ext)?;
+            let name = paths::final_file_name(&self.topic, self.partition, self.generation, start, end, n, &f.ext)?;
             let final_path = paths::final_path(&self.root, &f.dir, &name)?;
             let status = with_backoff("check a staged file", &self.run.config.backoff, &self.run.stop, || async {
                 self.store.stat(&f.staged).await.map_err(CommitError::from)
@@ -313,6 +373,8 @@ impl CommitLog {
             run_id: self.run.run_id.clone(),
             message_ids: Vec::new(),
             previous: self.last_digest.clone(),
+            generation: self.generation,
+            jump: None,
         };
         Ok((manifest, oldest))
     }
@@ -352,7 +414,7 @@ impl CommitLog {
             let bad = |source| CommitError::BadManifest { path: path.clone(), source };
             let m = Manifest::parse(&bytes).map_err(bad)?;
             m.check_belongs(&self.root, &self.topic, self.partition, seq).map_err(bad)?;
-            let count = (m.end - m.start + 1) as usize;
+            let count = m.count();
             self.recent.push_front((seq, count));
             covered += count;
             ids.extend(m.message_ids);

@@ -80,6 +80,35 @@ pub struct Manifest {
     /// only because pruning had freed it (the commit is stale and is retracted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<String>,
+    /// Which numbering of the source's positions this commit's offsets belong to: 0 until the
+    /// partition's position is first lost (a topic recreated), then one more per [`Jump`].
+    /// Published names of a later generation carry it (`-g1`), so re-landing offsets the old
+    /// log also had never collides with the old files.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+    /// Present on a jump commit, which lands nothing: `files` is empty, `start` = `end` = the
+    /// last offset landed before it, and the next commit starts at [`Jump::to`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump: Option<Jump>,
+}
+
+/// Why and where a partition's position jumped (`on_position_lost: earliest | latest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jump {
+    /// The position the log had promised: the offset after the last one landed.
+    pub from: i64,
+    /// Where landing goes on: the next commit starts here.
+    pub to: i64,
+    /// The source's first and next offsets when the loss was found, for operators.
+    pub earliest: i64,
+    pub latest: i64,
+    /// The policy that chose `to` (`earliest` or `latest`).
+    pub policy: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A manifest's identity for [`Manifest::previous`]: FNV-1a 64 of its bytes, in hex.
@@ -119,7 +148,34 @@ impl Manifest {
                 m.partition, m.start, m.end
             )));
         }
+        if let Some(j) = &m.jump {
+            if !m.files.is_empty() || j.to < 0 || j.from != m.end + 1 || m.generation == 0 {
+                return Err(ManifestError::Invalid(format!(
+                    "jump from {} to {} after offset {} in generation {} with {} files (a jump lands no files, \
+                     starts from the offset after `end`, goes to an offset >= 0 and opens a generation >= 1)",
+                    j.from,
+                    j.to,
+                    m.end,
+                    m.generation,
+                    m.files.len()
+                )));
+            }
+        }
         Ok(m)
+    }
+
+    /// The offset the commit after this one starts at.
+    pub fn next(&self) -> i64 {
+        self.jump.as_ref().map_or(self.end + 1, |j| j.to)
+    }
+
+    /// Messages this commit covers (a jump covers none).
+    pub fn count(&self) -> usize {
+        if self.jump.is_some() {
+            0
+        } else {
+            (self.end - self.start + 1) as usize
+        }
     }
 
     /// Checks that a parsed manifest belongs where it was found, and that every path stays in
@@ -174,6 +230,8 @@ mod tests {
             }],
             created_at: "2026-11-25T17:00:00.123Z".into(),
             run_id: "r".into(),
+            generation: 0,
+            jump: None,
         }
     }
 
@@ -209,6 +267,40 @@ mod tests {
         let mut m = sample();
         m.end = m.start - 1;
         assert!(matches!(Manifest::parse(&m.to_json()), Err(ManifestError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_jump_lands_nothing_and_says_where_the_next_commit_starts() {
+        let mut m = sample();
+        assert_eq!(m.next(), 1300);
+        m.files.clear();
+        m.start = 1299;
+        m.generation = 1;
+        m.jump = Some(Jump { from: 1300, to: 0, earliest: 0, latest: 500, policy: "earliest".into() });
+        let json = m.to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(
+            text.contains(
+                r#""generation":1,"jump":{"from":1300,"to":0,"earliest":0,"latest":500,"policy":"earliest"}"#
+            ),
+            "{text}"
+        );
+        let parsed = Manifest::parse(&json).unwrap();
+        assert_eq!((parsed.next(), parsed.count()), (0, 0));
+        assert!(
+            !std::str::from_utf8(&sample().to_json()).unwrap().contains("generation"),
+            "generation 0 is not written"
+        );
+        for bad in [
+            |m: &mut Manifest| m.files = sample().files,
+            |m: &mut Manifest| m.generation = 0,
+            |m: &mut Manifest| m.jump.as_mut().unwrap().from = 7,
+            |m: &mut Manifest| m.jump.as_mut().unwrap().to = -1,
+        ] {
+            let mut b = parsed.clone();
+            bad(&mut b);
+            assert!(matches!(Manifest::parse(&b.to_json()), Err(ManifestError::Invalid(_))), "{b:?}");
+        }
     }
 
     #[test]

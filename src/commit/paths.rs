@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <table>/<hive dir>/part-<topic>-<partition>-<start:020>-<end:020>-<n:03>.<ext>   published data
+//! <table>/<hive dir>/part-<topic>-<partition>-g<gen>-<start:020>-…               after a position jump
 //! <table>/_rejected/<…>/part-…                                                  published quarantine
 //! <table>/_landfall/staging/<run-id>/<uuid>.parquet                             written, not committed
 //! <table>/_landfall/tmp/<topic>-<partition>-<seq:020>-<uuid>.json               manifest before commit
@@ -106,9 +107,13 @@ pub fn staged_path(table_root: &str, run_id: &str) -> String {
 /// Zero-padded offsets sort lexically in offset order and make the source position of every
 /// row visible in a listing; `n` keeps the names of one commit distinct. `ext` is the suffix
 /// after the counter (`zstd.parquet`), lower-case letters, digits and inner dots only.
+/// A `generation` above 0 (the partition's position jumped, see `on_position_lost`) follows
+/// the partition as `-g<generation>`: `part-clicks-3-g1-…`, so offsets that a recreated topic
+/// numbers again never take an old file's name.
 pub fn final_file_name(
     topic: &str,
     partition: i32,
+    generation: u64,
     start: i64,
     end: i64,
     n: usize,
@@ -123,7 +128,8 @@ pub fn final_file_name(
             "file extension {ext:?} must be lower-case letters, digits and inner dots, e.g. zstd.parquet"
         )));
     }
-    let rest = format!("-{partition}-{start:020}-{end:020}-{n:03}.{ext}");
+    let generation = if generation == 0 { String::new() } else { format!("-g{generation}") };
+    let rest = format!("-{partition}{generation}-{start:020}-{end:020}-{n:03}.{ext}");
     Ok(format!("part-{}{rest}", fitted_name(topic, "part-".len() + rest.len())))
 }
 
@@ -224,10 +230,10 @@ mod tests {
     fn names_from_long_sources_fit_hdfs_and_stay_distinct() {
         let topic = "t".repeat(249);
         let other = format!("{}u", "t".repeat(248));
-        let file = final_file_name(&topic, 2_147_483_647, i64::MAX, i64::MAX, 999, "snappy.parquet").unwrap();
+        let file = final_file_name(&topic, 2_147_483_647, 0, i64::MAX, i64::MAX, 999, "snappy.parquet").unwrap();
         assert!(file.len() <= MAX_NAME_BYTES, "{} bytes: {file}", file.len());
         assert!(file.starts_with(&format!("part-{}~", "t".repeat(64))), "readable prefix: {file}");
-        assert_ne!(file, final_file_name(&other, 2_147_483_647, i64::MAX, i64::MAX, 999, "snappy.parquet").unwrap());
+        assert_ne!(file, final_file_name(&other, 2_147_483_647, 0, i64::MAX, i64::MAX, 999, "snappy.parquet").unwrap());
         let queue = "é".repeat(127); // 254 bytes, 762 escaped
         let dir = commit_dir("/t", &queue, 0);
         let component = dir.split('/').nth(4).unwrap();
@@ -240,7 +246,7 @@ mod tests {
     #[test]
     fn names_that_fit_keep_the_form_earlier_versions_wrote() {
         let topic = "t".repeat(180);
-        let file = final_file_name(&topic, 0, 0, 9, 0, "zstd.parquet").unwrap();
+        let file = final_file_name(&topic, 0, 0, 0, 9, 0, "zstd.parquet").unwrap();
         assert_eq!(file, format!("part-{topic}-0-{:020}-{:020}-000.zstd.parquet", 0, 9));
         assert_eq!(commit_dir("/t", &"q".repeat(249), 3), format!("/t/_landfall/commits/{}/3", "q".repeat(249)));
         assert_eq!(fnv1a64(b"clicks"), 0xb2f9_583e_6f8c_b8b4, "the hash is part of the file names: never change it");
@@ -249,16 +255,21 @@ mod tests {
     #[test]
     fn final_name_is_deterministic_and_sortable() {
         assert_eq!(
-            final_file_name("clicks", 3, 100, 199, 7, "zstd.parquet").unwrap(),
+            final_file_name("clicks", 3, 0, 100, 199, 7, "zstd.parquet").unwrap(),
             "part-clicks-3-00000000000000000100-00000000000000000199-007.zstd.parquet"
         );
         assert_eq!(
-            final_file_name("a/b", 0, 0, 0, 1000, "parquet").unwrap(),
+            final_file_name("a/b", 0, 0, 0, 0, 1000, "parquet").unwrap(),
             "part-a%2Fb-0-00000000000000000000-00000000000000000000-1000.parquet"
         );
-        assert!(final_file_name("t", 0, 0, 0, 0, "../x").is_err());
-        assert!(final_file_name("t", 0, 0, 0, 0, "").is_err());
-        assert!(final_file_name("t", 0, 0, 0, 0, "Parquet").is_err());
+        assert_eq!(
+            final_file_name("clicks", 3, 2, 100, 199, 7, "zstd.parquet").unwrap(),
+            "part-clicks-3-g2-00000000000000000100-00000000000000000199-007.zstd.parquet",
+            "a later generation never takes an earlier one's name"
+        );
+        assert!(final_file_name("t", 0, 0, 0, 0, 0, "../x").is_err());
+        assert!(final_file_name("t", 0, 0, 0, 0, 0, "").is_err());
+        assert!(final_file_name("t", 0, 0, 0, 0, 0, "Parquet").is_err());
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl Env {
 }
 
 fn name(start: i64, end: i64, n: usize) -> String {
-    final_file_name(TOPIC, PART, start, end, n, "zstd.parquet").unwrap()
+    final_file_name(TOPIC, PART, 0, start, end, n, "zstd.parquet").unwrap()
 }
 
 fn slot(seq: u64) -> String {
@@ -447,4 +447,42 @@ async fn the_dedup_window_keeps_and_recovers_the_ids_of_the_last_messages() {
     ids.sort();
     assert_eq!(ids, ["m10", "m11", "m8", "m9"], "commit #3 had no ids but still counts as two messages");
     assert!(again.take_recovered_ids().is_empty(), "taken once");
+}
+
+/// A topic recreated under a committed log: the jump lands nothing, the next commits re-use
+/// offsets the old log had without touching its files (new generation, new names), and a
+/// restart resumes after the jump, not at the old position.
+#[tokio::test]
+async fn a_position_jump_opens_a_generation_whose_files_never_take_old_names() {
+    let env = env();
+    let before = {
+        two_commits_with(&env, None).await.unwrap();
+        env.published()
+    };
+    let mut log = env.log("run-2");
+    assert_eq!(log.recover().await.unwrap(), Some(20));
+    assert!(log.commit(0, 9, env.batch("run-2", "c")).await.is_err(), "offsets below the position are refused");
+    assert_eq!(log.recover().await.unwrap(), Some(20));
+    let jump = log.jump(0, 0, 15, "earliest").await.unwrap();
+    assert_eq!((jump.seq, jump.generation, jump.files.len(), jump.next()), (2, 1, 0, 0));
+    log.commit(0, 9, env.batch("run-2", "c")).await.unwrap();
+
+    let published = env.published();
+    for (path, bytes) in &before {
+        assert_eq!(published.get(path), Some(bytes), "{path} was touched by the new generation");
+    }
+    let new: Vec<&String> = published.keys().filter(|p| !before.contains_key(*p)).collect();
+    assert_eq!(new.len(), 2, "{new:?}");
+    assert!(new.iter().all(|p| p.contains("/part-clicks-3-g1-00000000000000000000-00000000000000000009-")), "{new:?}");
+
+    let mut restarted = env.log("run-3");
+    assert_eq!(restarted.recover().await.unwrap(), Some(10), "resumes after the new generation's commit");
+    restarted.commit(10, 19, env.batch("run-3", "d")).await.unwrap();
+    assert_eq!(env.published().len(), before.len() + 4);
+    let mut again = env.log("run-4");
+    assert_eq!(again.recover().await.unwrap(), Some(20));
+    assert!(again.jump(-1, 0, 0, "earliest").await.is_err());
+    let mut empty = CommitLog::new(Arc::new(MemStore::new()), ROOT, TOPIC, PART, env.run("run-5")).unwrap();
+    assert_eq!(empty.recover().await.unwrap(), None);
+    assert!(empty.jump(0, 0, 0, "earliest").await.is_err(), "an empty log has no position to lose");
 }

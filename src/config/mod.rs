@@ -49,7 +49,8 @@ pub use pipeline::{
 pub use secret::{is_secret_key, redact_uri, Redactor, Secret};
 pub use sink::{HdfsSinkConfig, LocalSinkConfig, SinkConfig};
 pub use source::{
-    KafkaSourceConfig, QueueType, RabbitMqSourceConfig, SourceConfig, StartPosition, MANAGED_KAFKA_OPTIONS,
+    KafkaSourceConfig, OnPositionLost, QueueType, RabbitMqSourceConfig, SourceConfig, StartPosition,
+    MANAGED_KAFKA_OPTIONS,
 };
 pub use units::{ByteSize, HumanDuration};
 

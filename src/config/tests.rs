@@ -113,12 +113,13 @@ fn known_keys_are_read_from_the_serde_structs() {
             "declare",
             "dedup_window",
             "ack_timeout",
-            "start"
+            "start",
+            "on_position_lost"
         ])
     );
     assert_eq!(
         shapes["source.kafka"],
-        Shape::Struct(&["brokers", "topics", "group", "start", "session_timeout", "options"])
+        Shape::Struct(&["brokers", "topics", "group", "start", "on_position_lost", "session_timeout", "options"])
     );
     assert_eq!(shapes["source.kafka.options"], Shape::OpenMap);
     assert_eq!(shapes["decode.json.schema[]"], Shape::Struct(&["name", "type", "required"]));
@@ -129,7 +130,10 @@ fn known_keys_are_read_from_the_serde_structs() {
     assert_eq!(shapes["source.kafka.start"], Shape::Enum(&["earliest", "latest"]));
     assert_eq!(shapes["source.rabbitmq.declare"], Shape::Struct(&["bindings", "dead_letter_exchange"]));
     assert_eq!(shapes["source.rabbitmq.queue_type"], Shape::Enum(&["quorum", "classic", "stream"]));
-    assert_eq!(shapes.len(), 25, "{shapes:#?}");
+    for source in ["kafka", "rabbitmq"] {
+        assert_eq!(shapes[&format!("source.{source}.on_position_lost")], Shape::Enum(&["fail", "earliest", "latest"]));
+    }
+    assert_eq!(shapes.len(), 27, "{shapes:#?}");
 }
 
 #[test]
@@ -139,7 +143,7 @@ fn a_typo_key_is_reported_with_its_position_and_a_suggestion() {
         errors(&text),
         [
             "p.yaml:3:3: source.kafka.group: missing required field `group`",
-            "p.yaml:6:5: source.kafka.groupp: unknown field `groupp`, expected one of `brokers`, `topics`, `group`, `start`, `session_timeout`, `options` (did you mean `group`?)",
+            "p.yaml:6:5: source.kafka.groupp: unknown field `groupp`, expected one of `brokers`, `topics`, `group`, `start`, `on_position_lost`, `session_timeout`, `options` (did you mean `group`?)",
         ]
     );
 }
@@ -237,7 +241,7 @@ sink:
             "p.yaml:4:14: source.kafka.brokers: brokers must list at least one `host:port`",
             "p.yaml:5:22: source.kafka.topics[1]: topic `clicks` is listed twice",
             "p.yaml:7:26: source.kafka.options.group.id: `group.id` is managed by Landfall (set by `group`); remove it",
-            "p.yaml:8:5: source.kafka.sesion_timeout: unknown field `sesion_timeout`, expected one of `brokers`, `topics`, `group`, `start`, `session_timeout`, `options` (did you mean `session_timeout`?)",
+            "p.yaml:8:5: source.kafka.sesion_timeout: unknown field `sesion_timeout`, expected one of `brokers`, `topics`, `group`, `start`, `on_position_lost`, `session_timeout`, `options` (did you mean `session_timeout`?)",
             "p.yaml:13:27: decode.json.schema[1].type: unknown type `int63` (expected one of: string, bool, int32, int64, float32, float64, decimal(p,s), date, timestamp, list<T>, struct<name: T, …>)",
             "p.yaml:17:13: partition.timezone: unknown time zone `Mars/Olympus`: use an IANA name such as `UTC` or `Europe/Berlin`",
             "p.yaml:19:13: roll.max_rows: max_rows must be at least 1",

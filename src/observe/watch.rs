@@ -268,6 +268,13 @@ impl PipelineWatch {
         self.inner.lock().expect("watch lock").push_error(kind, &one_line(message));
     }
 
+    /// A stream's position jumped (`on_position_lost`): counted, and listed among the recent
+    /// errors as a source fault, since data the commit log promised was given up or re-read.
+    pub fn position_jumped(&self, message: &str) {
+        self.metrics.position_jumps.inc();
+        self.error(ErrorKind::Source, message);
+    }
+
     /// The consumer loop went round.
     pub fn beat(&self) {
         self.heartbeat_ms.store(self.clock.elapsed().as_millis() as u64, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use crate::commit::{CommitConfig, CommitError, CommitLog, RunContext};
 use crate::retry::{with_backoff, Backoff, Retryable};
 use crate::shutdown::Shutdown;
 use crate::sink::FileStore;
-use crate::source::{Recover, Recovered, RecoveryError, StreamId};
+use crate::source::{PositionJump, Recover, Recovered, RecoveryError, StreamId};
 
 /// Reads commit logs in the table's store for the sources.
 pub struct StoreRecovery {
@@ -60,14 +60,31 @@ fn classify(e: CommitError) -> RecoveryError {
 }
 
 impl StoreRecovery {
-    async fn read(&self, stream: &StreamId) -> Result<Recovered, RecoveryError> {
+    /// The stream's commit log, recovered; store calls retried for at most [`ATTEMPT_LIMIT`].
+    async fn recovered(&self, stream: &StreamId) -> Result<(CommitLog, Option<i64>), RecoveryError> {
         let mut config = self.config.clone();
         config.backoff.give_up_after = Some(ATTEMPT_LIMIT);
         let run = RunContext { run_id: self.run_id.clone(), config, stop: self.shutdown.subscribe() };
         let mut log = CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, run)
             .map_err(classify)?;
         let next = log.recover().await.map_err(classify)?;
+        Ok((log, next))
+    }
+
+    async fn read(&self, stream: &StreamId) -> Result<Recovered, RecoveryError> {
+        let (mut log, next) = self.recovered(stream).await?;
         Ok(Recovered { next, ids: log.take_recovered_ids() })
+    }
+
+    /// Jumps only while the log's position is still past the source's end: another member
+    /// that found the same loss first may have jumped and landed since.
+    async fn write_jump(&self, stream: &StreamId, jump: &PositionJump) -> Result<Recovered, RecoveryError> {
+        let (mut log, next) = self.recovered(stream).await?;
+        if next.is_none_or(|n| n <= jump.latest) {
+            return Ok(Recovered { next, ids: log.take_recovered_ids() });
+        }
+        log.jump(jump.to, jump.earliest, jump.latest, jump.policy).await.map_err(classify)?;
+        Ok(Recovered { next: Some(jump.to), ids: Vec::new() })
     }
 }
 
@@ -88,5 +105,12 @@ impl Recover for StoreRecovery {
             crate::retry::RetryError::Failed(Failure(e)) => e,
             _ => RecoveryError::Stopping,
         })
+    }
+
+    fn jump(&self, stream: &StreamId, jump: &PositionJump) -> Result<Recovered, RecoveryError> {
+        if self.shutdown.requested() {
+            return Err(RecoveryError::Stopping);
+        }
+        self.handle.block_on(self.write_jump(stream, jump))
     }
 }

@@ -25,10 +25,10 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::{
-    Assignment, Backlog, Delivery, Polled, Positions, Recovered, Recovery, RecoveryError, Rewound, Source, SourceError,
-    SourceEvent, SourceHealth, StreamId, Verdict,
+    Assignment, Backlog, Delivery, Polled, PositionJump, Positions, Recovered, Recovery, RecoveryError, Rewound,
+    Source, SourceError, SourceEvent, SourceHealth, StreamId, Verdict,
 };
-use crate::config::{KafkaSourceConfig, StartPosition};
+use crate::config::{KafkaSourceConfig, OnPositionLost, StartPosition};
 use crate::retry::Backoff;
 
 /// How often librdkafka reports its statistics (broker states, partition offsets), read for
@@ -206,6 +206,7 @@ pub struct KafkaSource {
     topics: Vec<String>,
     brokers: String,
     start: StartPosition,
+    on_position_lost: OnPositionLost,
     subscribed: bool,
     /// Published positions not yet mirrored to the consumer group.
     mirror: HashMap<StreamId, i64>,
@@ -264,6 +265,7 @@ impl KafkaSource {
             topics: cfg.topics.clone(),
             brokers,
             start: cfg.start,
+            on_position_lost: cfg.on_position_lost,
             subscribed: false,
             mirror: HashMap::new(),
             consume_error: None,
@@ -353,9 +355,11 @@ impl KafkaSource {
             self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(10)).map_err(|e| {
                 RecoveryError::Transient(format!("cannot read the offsets of {stream} from the broker: {e}"))
             })?;
-        let resume = recovered.next;
+        let mut resume = recovered.next;
+        if let Some(next) = resume.filter(|next| *next > high) {
+            resume = Some(self.jump(stream, next, low, high)?);
+        }
         let (to, origin) = match (resume, self.start) {
-            (Some(next), _) if next > high => return Err(position_lost(stream, next, low, high)),
             (Some(next), _) if next < low => {
                 tracing::error!(pipeline = %self.consumer.context().pipeline, %stream, committed_next = next, earliest = low, lost = low - next, "the broker deleted offsets {next}..{} (retention) before Landfall landed them; resuming at {low}; raise the topic's retention.ms above the longest outage you must survive", low - 1);
                 (Offset::Offset(low), None)
@@ -371,6 +375,34 @@ impl KafkaSource {
             .seek(&stream.name, stream.partition, to, Duration::from_secs(10))
             .map_err(|e| RecoveryError::Transient(format!("cannot seek {stream} to its resume offset: {e}")))?;
         Ok(Assignment { stream: stream.clone(), resume, origin, end: high, recent_ids: Vec::new() })
+    }
+
+    /// A committed position past the partition's end: stop (`on_position_lost: fail`), or
+    /// record a jump to the log's start or end in the commit log and resume there.
+    fn jump(&self, stream: &StreamId, next: i64, low: i64, high: i64) -> Result<i64, RecoveryError> {
+        let to = match self.on_position_lost {
+            OnPositionLost::Fail => return Err(position_lost(stream, next, low, high)),
+            OnPositionLost::Earliest => low,
+            OnPositionLost::Latest => high,
+        };
+        let policy = self.on_position_lost.as_str();
+        let ctx = self.consumer.context();
+        let jump = PositionJump { to, earliest: low, latest: high, policy };
+        let recovered = ctx.recovery.jump(stream, &jump)?;
+        let resume = recovered.next.unwrap_or(to);
+        if resume != to {
+            tracing::info!(pipeline = %ctx.pipeline, %stream, resume, "another member already recorded this partition's position jump");
+            return Ok(resume);
+        }
+        let message = format!(
+            "{stream}: the commit log resumed at offset {next}, but the partition holds offsets {low}..{high} \
+             (the topic was deleted and recreated, or truncated); on_position_lost: {policy} moved landing to \
+             offset {to}{}",
+            if to > low { format!("; offsets {low}..={} are given up", to - 1) } else { String::new() }
+        );
+        tracing::error!(pipeline = %ctx.pipeline, %stream, committed_next = next, earliest = low, latest = high, to, policy, "{message}");
+        ctx.queue([SourceEvent::PositionJumped { stream: stream.clone(), message }]);
+        Ok(to)
     }
 
     /// librdkafka stopped a partition whose position left the log (`auto.offset.reset=error`;
@@ -418,8 +450,8 @@ fn position_lost(stream: &StreamId, next: i64, low: i64, high: i64) -> RecoveryE
         "the commit log of {stream} resumes at offset {next}, but the partition now holds offsets {low}..{high} \
          (earliest {low}, latest {high}): the topic was deleted and recreated, or truncated by an unclean \
          leader election; offsets below {next} would be skipped as already landed. Check the topic; to land \
-         the partition's current data, point the pipeline at a new table path or a new topic name, or remove \
-         this partition's commit log (_landfall/commits/) once you have decided what its table must hold"
+         the partition's current data set `on_position_lost: earliest` (or `latest` to land only what \
+         arrives from now on) in source.kafka and restart, or point the pipeline at a new table path"
     ))
 }
 

@@ -124,6 +124,13 @@ pub enum SourceEvent {
         stream: StreamId,
         reason: String,
     },
+    /// The stream's committed position was gone from the source and, as its
+    /// `on_position_lost` setting says, landing goes on elsewhere (recorded in its commit
+    /// log); `message` says where and what was given up. Counted and shown, once.
+    PositionJumped {
+        stream: StreamId,
+        message: String,
+    },
 }
 
 /// An item of a poll.
@@ -215,6 +222,23 @@ pub trait Recover: Send + Sync {
     /// Blocks, retrying transient errors with backoff; ends with a permanent error or at
     /// shutdown.
     fn recover(&self, stream: &StreamId) -> Result<Recovered, RecoveryError>;
+
+    /// Records in the stream's commit log that its committed position is gone from the source
+    /// and landing goes on at `jump.to` (`on_position_lost: earliest | latest`); one attempt,
+    /// bounded like [`attempt`](Self::attempt). Answers what recovery would now answer.
+    fn jump(&self, stream: &StreamId, jump: &PositionJump) -> Result<Recovered, RecoveryError>;
+}
+
+/// A position jump a source asks its commit log to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionJump {
+    /// Where landing goes on.
+    pub to: i64,
+    /// The source's first and next offsets when the loss was found.
+    pub earliest: i64,
+    pub latest: i64,
+    /// The setting that chose `to`.
+    pub policy: &'static str,
 }
 
 /// A [`Recover`] for sources that only probe (`validate --connect`): nothing is committed.
@@ -227,6 +251,10 @@ impl Recover for NothingCommitted {
 
     fn recover(&self, _: &StreamId) -> Result<Recovered, RecoveryError> {
         Ok(Recovered::default())
+    }
+
+    fn jump(&self, _: &StreamId, jump: &PositionJump) -> Result<Recovered, RecoveryError> {
+        Ok(Recovered { next: Some(jump.to), ids: Vec::new() })
     }
 }
 

@@ -225,6 +225,8 @@ pub struct PipelineYaml {
     roll: Vec<(&'static str, String)>,
     compression: String,
     sink: Option<SinkYaml>,
+    /// More `key: value` lines of the source section, after the ones above.
+    source_extra: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +272,7 @@ impl PipelineYaml {
             roll: vec![("max_rows", "1000000".into()), ("max_bytes", "128MiB".into()), ("max_age", "60s".into())],
             compression: "zstd".to_string(),
             sink: None,
+            source_extra: Vec::new(),
         }
     }
 
@@ -301,6 +304,12 @@ impl PipelineYaml {
             SourceYaml::Kafka { session_timeout, .. } => *session_timeout = Some(timeout.to_string()),
             SourceYaml::Rabbitmq { .. } => panic!("session_timeout is a Kafka setting"),
         }
+        self
+    }
+
+    /// `on_position_lost` (`fail`, `earliest` or `latest`) of the Kafka or RabbitMQ source.
+    pub fn on_position_lost(mut self, policy: &str) -> Self {
+        self.source_extra.push(("on_position_lost".into(), policy.into()));
         self
     }
 
@@ -430,6 +439,9 @@ impl PipelineYaml {
                     .unwrap();
                 }
             }
+        }
+        for (key, value) in &self.source_extra {
+            writeln!(y, "    {key}: {}", q(value)).unwrap();
         }
         y.push_str("decode:\n  json:\n    schema:\n");
         for (name, t, required) in &self.schema {

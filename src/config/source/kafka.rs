@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::StartPosition;
+use super::{OnPositionLost, StartPosition};
 use crate::config::options::ClientOptions;
 use crate::config::units::HumanDuration;
 use crate::config::validate::{at, Findings};
@@ -25,6 +25,15 @@ pub struct KafkaSourceConfig {
     /// Once files have landed, Landfall always resumes right after the last landed offset.
     #[serde(default = "default_start")]
     pub start: StartPosition,
+    /// What to do when a partition's committed position is past the end of its log (the topic
+    /// was deleted and recreated, or an unclean leader election truncated it): `fail` (stop
+    /// that partition, name the committed position, what the log holds and the remedy, and
+    /// let the others go on), `earliest` (land the log from its first offset) or `latest`
+    /// (land only what arrives from now on). Either jump is recorded in the commit log, logged
+    /// at `error` and counted in `landfall_position_jumps_total`; landed files are never
+    /// touched.
+    #[serde(default)]
+    pub on_position_lost: OnPositionLost,
     /// How long the broker waits for a heartbeat before it reassigns this consumer's
     /// partitions (librdkafka `session.timeout.ms`).
     #[serde(default = "default_session_timeout")]

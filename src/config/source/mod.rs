@@ -36,6 +36,32 @@ pub enum StartPosition {
     Latest,
 }
 
+/// What a partition does when its committed position is gone from the source (see
+/// `on_position_lost` of a Kafka source or a RabbitMQ stream).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPositionLost {
+    /// Stop the partition until a person decides: the default, since either jump lands
+    /// something other than what the commit log promised.
+    #[default]
+    Fail,
+    /// Resume at the log's first offset (a recreated topic refilled from its source).
+    Earliest,
+    /// Resume at the log's end (what the old topic held beyond the new end is given up).
+    Latest,
+}
+
+impl OnPositionLost {
+    /// The setting's spelling, for logs and manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnPositionLost::Fail => "fail",
+            OnPositionLost::Earliest => "earliest",
+            OnPositionLost::Latest => "latest",
+        }
+    }
+}
+
 impl SourceConfig {
     /// The broker's name, as logs and the status page say it.
     pub fn kind(&self) -> &'static str {

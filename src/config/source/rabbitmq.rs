@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Deserialize;
 use url::Url;
 
-use super::StartPosition;
+use super::{OnPositionLost, StartPosition};
 use crate::config::pipeline::RollConfig;
 use crate::config::secret::redact_uri;
 use crate::config::units::HumanDuration;
@@ -68,6 +68,14 @@ pub struct RabbitMqSourceConfig {
     /// or `latest` (new messages only). Ignored for queues.
     #[serde(default = "default_start")]
     pub start: StartPosition,
+    /// Streams: what to do when the committed position is past the stream's end (the stream
+    /// was deleted and recreated): `fail` (the pipeline stops, naming the committed position
+    /// and the stream's end; the daemon retries it with backoff), `earliest` (land the stream
+    /// from its first retained message) or `latest` (only what arrives from now on). A jump
+    /// is recorded in the commit log, logged at `error` and counted in
+    /// `landfall_position_jumps_total`. Queues have no position to lose: ignored (warned).
+    #[serde(default)]
+    pub on_position_lost: OnPositionLost,
 }
 
 impl fmt::Debug for RabbitMqSourceConfig {
@@ -83,6 +91,7 @@ impl fmt::Debug for RabbitMqSourceConfig {
             .field("dedup_window", &self.dedup_window)
             .field("ack_timeout", &self.ack_timeout)
             .field("start", &self.start)
+            .field("on_position_lost", &self.on_position_lost)
             .finish()
     }
 }
@@ -252,6 +261,17 @@ pub(crate) fn check(cfg: &RabbitMqSourceConfig, roll: &RollConfig, max_rows_is_d
         }
     };
     let tls = scheme.as_deref() == Some("amqps");
+    if !cfg.is_stream() && cfg.on_position_lost != OnPositionLost::Fail {
+        out.warn(
+            path("on_position_lost"),
+            format!(
+                "on_position_lost: {} has no effect on a {} queue: a queue has no position to lose (only streams, which \
+                 are read by offset, do); remove it to silence this",
+                cfg.on_position_lost.as_str(),
+                cfg.queue_type.name()
+            ),
+        );
+    }
     if cfg.auth == AuthMechanism::Plain && url.as_ref().is_some_and(|url| url.username().is_empty()) {
         out.error(
             path("uri"),
@@ -478,6 +498,11 @@ mod tests {
         assert_eq!(keys(&ack, 60, 1, true), (vec![], vec!["ack_timeout".to_string()]));
         assert_eq!(keys(&ack, 45, 1, true), (vec![], vec![]));
         assert_eq!(keys(&ack, 90, 1, true), (vec!["ack_timeout".to_string()], vec![]));
+        // A stream setting on a queue does nothing: said, not refused.
+        let lost = cfg("uri: amqp://u:p@h\nqueue: q\non_position_lost: earliest\n");
+        assert_eq!(keys(&lost, 60, 1, true), (vec![], vec!["on_position_lost".to_string()]));
+        let stream = cfg("uri: amqp://u:p@h\nqueue: q\nqueue_type: stream\non_position_lost: latest\n");
+        assert_eq!(keys(&stream, 60, 1, true), (vec![], vec![]));
     }
 
     #[test]

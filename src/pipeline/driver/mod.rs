@@ -406,6 +406,7 @@ impl Driver {
                 self.watch.problem(ProblemKey::Stream(stream.to_string()), Some(format!("{stream}: {reason}")));
                 self.failed.insert(stream, reason);
             }
+            SourceEvent::PositionJumped { message, .. } => self.watch.position_jumped(&message),
         }
     }
 

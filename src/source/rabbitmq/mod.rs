@@ -23,10 +23,10 @@ use tokio::runtime::Handle;
 pub use session::{describe, probe, stream_offset, AmqpError, AmqpSession, StreamStart, QUEUE_CONSUMERS};
 
 use super::{
-    Assignment, Backlog, Delivery, Polled, Positions, Recovery, Rewound, Source, SourceError, SourceEvent,
-    SourceHealth, StreamId, Verdict,
+    Assignment, Backlog, Delivery, Polled, PositionJump, Positions, Recovery, Rewound, Source, SourceError,
+    SourceEvent, SourceHealth, StreamId, Verdict,
 };
-use crate::config::{RabbitMqSourceConfig, StartPosition};
+use crate::config::{OnPositionLost, RabbitMqSourceConfig, StartPosition};
 
 /// Deliveries handled per poll before the driver looks at feedback and timers again.
 const BATCH: usize = 512;
@@ -285,6 +285,8 @@ pub struct StreamSource {
     stream_end: Option<i64>,
     /// The session started at the stream's end (`start: latest`, nothing landed yet).
     started_at_end: bool,
+    /// A position jump made by `connect`, reported by the next poll.
+    jumped: Option<SourceEvent>,
 }
 
 impl StreamSource {
@@ -302,7 +304,44 @@ impl StreamSource {
             last_tag: 0,
             stream_end: None,
             started_at_end: false,
+            jumped: None,
         }
+    }
+
+    /// The commit log resumes at `next`, past the stream's end `stream_next` (the offset the
+    /// next message gets): the stream was deleted and recreated, and every offset below `next`
+    /// would be dropped as already landed. Stops (`on_position_lost: fail`) or records a jump
+    /// and answers where to go on.
+    fn position_lost(&mut self, next: i64, stream_next: i64) -> Result<i64, SourceError> {
+        let queue = &self.link.cfg.queue;
+        let policy = self.link.cfg.on_position_lost;
+        let to = match policy {
+            OnPositionLost::Fail => {
+                return Err(SourceError::Fatal(format!(
+                    "the commit log of stream `{queue}` resumes at offset {next}, but the stream ends at offset \
+                     {stream_next}: it was deleted and recreated; offsets below {next} would be skipped as already \
+                     landed. Check the stream; to land its current data set `on_position_lost: earliest` (or \
+                     `latest` to land only what arrives from now on) in source.rabbitmq and restart, or point the \
+                     pipeline at a new table path"
+                )))
+            }
+            // Offset 0: the stream starts at its first retained message (AMQP does not say which).
+            OnPositionLost::Earliest => 0,
+            OnPositionLost::Latest => stream_next,
+        };
+        let jump = PositionJump { to, earliest: 0, latest: stream_next, policy: policy.as_str() };
+        let stream = self.link.stream.clone();
+        let recovered = self.link.recovery.jump(&stream, &jump)?;
+        let to = recovered.next.unwrap_or(to);
+        let message = format!(
+            "{stream}: the commit log resumed at offset {next}, but the stream ends at offset {stream_next} (it was \
+             deleted and recreated); on_position_lost: {} moved landing to offset {to}{}",
+            policy.as_str(),
+            if to > 0 { format!("; offsets below {to} are given up") } else { String::new() }
+        );
+        tracing::error!(pipeline = %self.link.pipeline, %stream, committed_next = next, stream_next, to, policy = policy.as_str(), "{message}");
+        self.jumped = Some(SourceEvent::PositionJumped { stream, message });
+        Ok(to)
     }
 }
 
@@ -318,20 +357,32 @@ impl Source for StreamSource {
     fn connect(&mut self) -> Result<(), SourceError> {
         let latest = self.link.cfg.start == StartPosition::Latest;
         let mut start = StreamStart::First;
-        let recovered = self.link.open(|next| {
-            start = match next {
+        let starting = |start: &mut StreamStart, next: Option<i64>| {
+            *start = match next {
                 Some(n) => StreamStart::Offset(n),
                 None if latest => StreamStart::Next,
                 None => StreamStart::First,
             };
-            Some(start)
-        })?;
+            Some(*start)
+        };
+        let mut recovered = self.link.open(|next| starting(&mut start, next))?;
+        // AMQP reports no stream length: read the end from the stream's last chunk, to check
+        // the committed position against it and for --until-caught-up.
+        let committed = recovered.next.filter(|n| *n > 0);
+        let mut stream_end = None;
+        if self.until_caught_up || committed.is_some() {
+            stream_end = self.link.handle.block_on(self.link.session()?.stream_end())?;
+        }
+        let stream_next = stream_end.map_or(0, |e| e + 1);
+        if let Some(next) = committed.filter(|n| *n > stream_next) {
+            self.position_lost(next, stream_next)?;
+            recovered = self.link.open(|next| starting(&mut start, next))?;
+        }
         self.started_at_end = start == StreamStart::Next;
         (self.unacked, self.last_tag) = (0, 0);
-        // AMQP reports no stream length: read the end from the stream's last chunk.
         let end = if self.until_caught_up {
-            self.stream_end = self.link.handle.block_on(self.link.session()?.stream_end())?;
-            self.stream_end.map_or(0, |e| e + 1)
+            self.stream_end = stream_end;
+            stream_next
         } else {
             i64::MAX
         };
@@ -346,6 +397,9 @@ impl Source for StreamSource {
     }
 
     fn poll(&mut self, timeout: Duration, on: &mut dyn FnMut(Polled<'_>) -> Verdict) -> Result<(), SourceError> {
+        if let Some(jumped) = self.jumped.take() {
+            on(Polled::Event(jumped));
+        }
         self.link.take_assigned(on);
         let batch = self.link.next_batch(timeout)?;
         for d in &batch {
