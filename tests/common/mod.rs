@@ -469,11 +469,24 @@ impl PipelineYaml {
 }
 
 /// A command running the built `landfall` binary with the repo's daemon settings.
+///
+/// `LANDFALL_TEST_BIN=/path/to/landfall` runs that binary instead of this build's: a test of a
+/// fix must be seen failing against a build without the fix (issue 10's acceptance), e.g.
+/// `git worktree add /tmp/old <commit>^ && (cd /tmp/old && cargo build --release --bin
+/// landfall)`, then `LANDFALL_TEST_BIN=/tmp/old/target/release/landfall cargo test --test …`.
+/// That build must read today's `config/landfall.yaml` and `LANDFALL_*` settings (c6ce75a^
+/// does).
 pub fn landfall() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_landfall"));
+    let bin = std::env::var_os("LANDFALL_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_landfall")));
+    let mut cmd = std::process::Command::new(bin);
     cmd.current_dir(repo_root()).arg("--config").arg(repo_root().join("config/landfall.yaml"));
-    // LANDFALL_LAB is the harness's (see `lab_dir`); the daemon would read it as a setting.
-    cmd.env_remove("LANDFALL_LAB");
+    // The harness's variables (`lab_dir`, the override above, the store tests' NameNode): the
+    // daemon would read them as settings, and older builds refuse them as unknown ones.
+    for var in ["LANDFALL_LAB", "LANDFALL_TEST_BIN", "LANDFALL_TEST_HDFS_URL"] {
+        cmd.env_remove(var);
+    }
     // Tests run daemons side by side: each gets a free port for its HTTP server (see
     // `http_addr` to find it).
     cmd.env("LANDFALL_HTTP_LISTEN", "127.0.0.1:0");
