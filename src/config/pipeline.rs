@@ -197,7 +197,9 @@ pub struct RollConfig {
     /// largest file's rows then go to the writer early), rows on their way to the writer a
     /// quarter, and a RabbitMQ source's deliveries received and not yet decoded a quarter
     /// (its consumers are cancelled until half of that is free, whatever `prefetch` allows).
-    /// Real memory runs about 2.5 times the counted bytes.
+    /// Real memory runs about 2.5 times the counted bytes. A Kafka source's fetch queue is
+    /// librdkafka's own, outside this budget: `queued.max.messages.kbytes` in
+    /// `source.kafka.options` (64 MiB by default).
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: ByteSize,
     /// Most files open at once; past it, the source partition holding the most open files is

@@ -36,7 +36,7 @@ pub struct ToWriter {
 impl ToWriter {
     /// `bytes`: the share of the memory budget for rows sent and not yet appended.
     pub fn new(tx: mpsc::Sender<WriterMsg>, bytes: usize, handle: Handle) -> ToWriter {
-        let capacity_kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX >> 4).min(Semaphore::MAX_PERMITS as u32);
+        let capacity_kib = bytes.div_ceil(1024).clamp(1, u32::MAX as usize) as u32;
         ToWriter { tx, room: Arc::new(Semaphore::new(capacity_kib as usize)), capacity_kib, handle }
     }
 

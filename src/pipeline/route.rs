@@ -86,12 +86,7 @@ impl Router {
 
 /// Sends the open range of `buf` to the writer as chunks and a commit (with the queue's
 /// `message_id`s, empty for offset sources). Returns whether a commit was sent.
-pub fn send_cut(
-    tx: &ToWriter,
-    stream: &StreamId,
-    buf: &mut PartitionBuffer,
-    ids: Vec<String>,
-) -> Result<bool, String> {
+pub fn send_cut(tx: &ToWriter, stream: &StreamId, buf: &mut PartitionBuffer, ids: Vec<String>) -> Result<bool, String> {
     let range_start = buf.next_expected;
     let epoch = buf.epoch;
     let append = |dir, batch| tx.append(stream.clone(), epoch, dir, batch).map_err(|e| e.to_string());

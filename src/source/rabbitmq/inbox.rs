@@ -1,4 +1,4 @@
-//! Deliveries the broker pushed and the driver has not taken yet, bounded in bytes.
+//! Deliveries the broker pushed and the driver has not decoded yet, bounded in bytes.
 //!
 //! The broker sends up to `prefetch` unacknowledged deliveries per consumer, and a queue's
 //! deliveries stay unacknowledged until their commit is published. lapin reads them off the
@@ -10,12 +10,13 @@
 //!
 //! Instead a task (the pump) takes every delivery from lapin as it arrives, counts its payload
 //! bytes and hands it to the driver through an unbounded channel of its own; the bytes count
-//! until the driver has decoded the delivery. Once the bytes held exceed the limit the pump cancels the consumers (`basic.cancel`): the broker stops
-//! sending, and what it delivered stays unacknowledged on the channel, acknowledged later as
-//! usual. Once the driver has taken the held bytes below half the limit, and every delivery
-//! sent before the cancel has arrived (lapin ends a consumer's stream at `cancel-ok`), the
-//! pump consumes again (a stream from the offset after the last delivery). Held bytes thus
-//! exceed the limit by at most what the broker sent before it read the cancel.
+//! until the driver has decoded the delivery. Once they exceed the limit the pump cancels the
+//! consumers (`basic.cancel`): the broker stops sending, and what it delivered stays
+//! unacknowledged on the channel, acknowledged after publish as usual. Once the driver has
+//! decoded enough to bring them to half the limit, and every delivery sent before the cancel
+//! has arrived (lapin ends a consumer's stream at `cancel-ok`), the pump consumes again (a
+//! stream from the offset after its last delivery). The bytes held thus exceed the limit by at
+//! most what the broker sent before it read the cancel.
 //!
 //! Delivery tags are per channel and consecutive, and the deliveries of the two consumers are
 //! merged back into tag order here ([`Merge`]), so an acknowledgement with `multiple=true`
@@ -175,7 +176,7 @@ impl Pump {
     async fn pause(&mut self, held: usize) -> Result<(), lapin::Error> {
         tracing::debug!(
             pipeline = %self.spec.pipeline, queue = %self.spec.queue, held_bytes = held, limit = self.spec.limit,
-            "deliveries not yet taken fill the budget; cancelling the consumers until half of it is free"
+            "deliveries not yet decoded fill their budget; cancelling the consumers until half of it is free"
         );
         for tag in self.merge.tags() {
             self.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await?;
@@ -210,7 +211,11 @@ struct Merge {
 
 impl Merge {
     fn new(consumers: Vec<Consumer>, next_tag: u64) -> Merge {
-        Merge { heads: consumers.iter().map(|_| None).collect(), consumers: consumers.into_iter().map(Some).collect(), next_tag }
+        Merge {
+            heads: consumers.iter().map(|_| None).collect(),
+            consumers: consumers.into_iter().map(Some).collect(),
+            next_tag,
+        }
     }
 
     fn tags(&self) -> Vec<String> {

@@ -49,8 +49,8 @@ struct Link {
     stream: StreamId,
     recovery: Recovery,
     handle: Handle,
-    /// Bytes of deliveries received and not yet taken by the driver before the consumers
-    /// pause: the pipeline's share of `roll.max_buffered_bytes` for them.
+    /// Bytes of deliveries received and not yet decoded by the driver past which the
+    /// consumers pause: the pipeline's share of `roll.max_buffered_bytes` for them.
     inbox_bytes: usize,
     session: Option<AmqpSession>,
     /// The assignment of a new session, handed out by the next poll.
@@ -164,7 +164,7 @@ pub struct QueueSource {
 }
 
 impl QueueSource {
-    /// `inbox_bytes`: how many bytes of deliveries not yet taken pause the consumers.
+    /// `inbox_bytes`: how many bytes of deliveries not yet decoded pause the consumers.
     pub fn build(
         pipeline: &str,
         cfg: &RabbitMqSourceConfig,

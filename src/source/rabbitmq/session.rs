@@ -57,7 +57,7 @@ pub enum StreamStart {
 pub struct AmqpSession {
     connection: Connection,
     channel: Channel,
-    /// What the consumers received and the driver has not taken yet.
+    /// What the consumers received and the driver has not decoded yet.
     inbox: Inbox,
     /// Consumers on the channel while consuming.
     consumers: u32,
@@ -124,7 +124,7 @@ fn classify(endpoint: &str, queue: &str, what: &'static str, e: lapin::Error) ->
 
 impl AmqpSession {
     /// Connects, checks (or declares) the queue, sets the prefetch and starts consuming; a
-    /// stream from `stream_start`. The consumers pause while deliveries not yet taken hold more
+    /// stream from `stream_start`. The consumers pause while deliveries not yet decoded hold more
     /// than `inbox_bytes` ([`super::inbox`]). Gives up on one attempt after 15 s.
     pub async fn open(
         pipeline: &str,
