@@ -625,3 +625,132 @@ async fn a_recreated_stream_is_not_skipped_silently() {
     let files = published_files(table_path).await;
     assert!(files.iter().any(|f| f.contains(&format!("/part-{}-0-g1-", s.queue))), "{files:?}");
 }
+
+// ---- Memory in bytes on the queue path (issue 10, item 7) ---------------------------------------
+
+fn lab(args: &[&str]) {
+    let status =
+        std::process::Command::new(repo_root().join("bootstrap.sh")).args(args).status().expect("./bootstrap.sh");
+    assert!(status.success(), "./bootstrap.sh {args:?}");
+}
+
+/// `(VmRSS, VmHWM)` of a running process, in KiB: resident now and the peak so far.
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// The NameNode, killed; started again when dropped, so a failing assertion does not leave
+/// the shared lab without its store.
+struct NameNodeDown;
+
+impl NameNodeDown {
+    fn kill() -> NameNodeDown {
+        lab(&["kill", "namenode"]);
+        NameNodeDown
+    }
+}
+
+impl Drop for NameNodeDown {
+    fn drop(&mut self) {
+        lab(&["start", "namenode"]);
+    }
+}
+
+/// Issue 10, item 7. A queue fills with 6,000 messages of 64 KiB (375 MiB) while the NameNode
+/// is down: the writer waits for the store, the driver waits for the writer, and the broker
+/// goes on sending up to `prefetch` unacknowledged deliveries per consumer into the client.
+/// The daemon's resident memory must stay within a bound derived from `roll.max_buffered_bytes`
+/// (8 MiB here), not grow with the queue; once the NameNode is back every message lands once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_store_holds_a_queue_of_large_messages_within_the_memory_budget() {
+    let _serial = SERIAL.lock().await;
+    const N: u64 = 6000;
+    const PAD: usize = 64 * 1024 - 96;
+    const BUDGET_MIB: u64 = 8;
+    // The budget's parts (rows being decoded 1/2, rows on their way to the writer 1/4, open row
+    // groups 1, deliveries received and not yet decoded 1/4) sum to 2 x `roll.max_buffered_bytes`;
+    // real memory runs about 2.5 times the counted bytes (see the default of max_buffered_bytes),
+    // and the broker sends a little more before it reads a cancel. Without a bound in bytes the
+    // daemon takes in the whole queue (402 MiB more was seen).
+    const BOUND_MIB: u64 = 8 * BUDGET_MIB;
+    let s = setup("rmq-rss", "quorum", |p| {
+        shop_pipeline(p, "dt={ts:%Y-%m-%d}").roll_max_buffered_bytes(&format!("{BUDGET_MIB}MiB")).roll_max_age("5s")
+    })
+    .await;
+    let table_path = s.table_url.trim_start_matches(HDFS_URL).to_string();
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("landfall.log");
+    let mut child = spawn_daemon(&s.pipeline, &log);
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("consuming from RabbitMQ") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not start:\n{}", tail(&log));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (baseline, _) = rss_kib(child.id()).expect("the daemon runs");
+
+    let outage = NameNodeDown::kill();
+    let pid = child.id();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(rss_kib(pid).map_or(0, |(rss, _)| rss));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            most
+        })
+    };
+    let published = std::time::Instant::now();
+    publish_paced(s.queue.clone(), vec![(0..N).map(|i| shop_event(i, 0, PAD)).collect()], Duration::ZERO)
+        .await
+        .unwrap();
+    eprintln!("published {N} messages of 64 KiB in {:.1} s", published.elapsed().as_secs_f64());
+    // Long enough for the broker to push whatever the prefetch lets it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most_rss = sampler.join().unwrap();
+    let (_, peak) = rss_kib(pid).expect("the daemon survives the outage");
+    let ready = queue_ready(&s.queue).await;
+    eprintln!(
+        "NameNode down: RSS {} MiB before, at most {} MiB sampled, VmHWM {} MiB; {ready} of {N} still ready in the queue",
+        baseline / 1024,
+        most_rss / 1024,
+        peak / 1024
+    );
+    drop(outage);
+
+    let landing = std::time::Instant::now();
+    loop {
+        let rows: i64 = published_ranges(&table_path).await.values().flatten().map(|(a, b)| b - a + 1).sum();
+        if rows == N as i64 {
+            break;
+        }
+        assert!(landing.elapsed() < Duration::from_secs(120), "{rows} of {N} landed:\n{}", tail(&log));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!("landed {N} within {:.1} s of the NameNode's start", landing.elapsed().as_secs_f64());
+    signal(&child, SIGTERM);
+    assert!(child.wait().unwrap().success(), "clean exit after SIGTERM:\n{}", tail(&log));
+    assert!(
+        peak.saturating_sub(baseline) <= BOUND_MIB * 1024,
+        "with roll.max_buffered_bytes {BUDGET_MIB} MiB the daemon grew from {} MiB to a peak of {} MiB (at most \
+         {BOUND_MIB} MiB more allowed) while the store was down; {ready} of {N} messages were left in the queue",
+        baseline / 1024,
+        peak / 1024
+    );
+    assert!(ready > 0, "the daemon took in all {N} messages while the store was down");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("session ended"), "pausing the consumers cost the session:\n{}", tail(&log));
+    let v = spark_verify(&s.table_url, &[]);
+    assert_eq!(v["count"], N, "exact after the outage:\n{}", tail(&log));
+    assert_eq!(v["distinct_ids"], N);
+    assert_eq!(queue_ready(&s.queue).await, 0);
+}

@@ -191,14 +191,34 @@ pub struct RollConfig {
     /// Longest time a file stays open, which bounds how late data becomes visible.
     #[serde(default = "default_max_age")]
     pub max_age: HumanDuration,
-    /// Memory budget for rows buffered in open files (each buffers a row group before
-    /// encoding it). Over budget, the largest file's row group is encoded and shipped early.
+    /// Memory budget for what a pipeline holds in memory, counted in bytes of rows and
+    /// messages. Open files buffer a row group each before encoding it: over the budget, the
+    /// largest is encoded and shipped early. Rows being decoded may hold half of it more (the
+    /// largest file's rows then go to the writer early), rows on their way to the writer a
+    /// quarter, and a RabbitMQ source's deliveries received and not yet decoded a quarter
+    /// (its consumers are cancelled until half of that is free, whatever `prefetch` allows).
+    /// Real memory runs about 2.5 times the counted bytes. A Kafka source's fetch queue is
+    /// librdkafka's own, outside this budget: `queued.max.messages.kbytes` in
+    /// `source.kafka.options` (64 MiB by default).
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: ByteSize,
     /// Most files open at once; past it, the source partition holding the most open files is
     /// committed. Bounds memory and HDFS write streams when a partition key has many values.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
+}
+
+impl RollConfig {
+    /// The share of `max_buffered_bytes` for deliveries a source received and has not decoded
+    /// yet (a RabbitMQ session pauses its consumers past it).
+    pub fn received_bytes(&self) -> usize {
+        (self.max_buffered_bytes.bytes() as usize / 4).max(1)
+    }
+
+    /// The share of `max_buffered_bytes` for decoded rows on their way to the writer.
+    pub fn handoff_bytes(&self) -> usize {
+        (self.max_buffered_bytes.bytes() as usize / 4).max(1)
+    }
 }
 
 impl Default for RollConfig {

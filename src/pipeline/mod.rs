@@ -5,6 +5,7 @@
 
 mod dedup;
 pub mod driver;
+mod handoff;
 pub mod partitions;
 mod plan;
 mod recovery;
@@ -86,9 +87,12 @@ pub fn build_source(
     Ok(match &cfg.source {
         SourceConfig::Kafka(k) => Box::new(KafkaSource::build(&cfg.name, k, recovery)?),
         SourceConfig::RabbitMq(r) if r.is_stream() => {
-            Box::new(StreamSource::build(&cfg.name, r, recovery, handle, mode == RunMode::UntilCaughtUp))
+            let until_caught_up = mode == RunMode::UntilCaughtUp;
+            Box::new(StreamSource::build(&cfg.name, r, recovery, handle, until_caught_up, cfg.roll.received_bytes()))
         }
-        SourceConfig::RabbitMq(r) => Box::new(QueueSource::build(&cfg.name, r, recovery, handle)),
+        SourceConfig::RabbitMq(r) => {
+            Box::new(QueueSource::build(&cfg.name, r, recovery, handle, cfg.roll.received_bytes()))
+        }
     })
 }
 

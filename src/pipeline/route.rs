@@ -3,8 +3,8 @@
 //! open range becomes writer messages when it is cut.
 
 use arrow::array::RecordBatch;
-use tokio::sync::mpsc;
 
+use super::handoff::ToWriter;
 use super::partitions::{PartitionBuffer, RollPolicy};
 use super::writer::WriterMsg;
 use crate::decode::RowParser;
@@ -86,26 +86,22 @@ impl Router {
 
 /// Sends the open range of `buf` to the writer as chunks and a commit (with the queue's
 /// `message_id`s, empty for offset sources). Returns whether a commit was sent.
-pub fn send_cut(
-    tx: &mpsc::Sender<WriterMsg>,
-    stream: &StreamId,
-    buf: &mut PartitionBuffer,
-    ids: Vec<String>,
-) -> Result<bool, String> {
-    let send = |msg| tx.blocking_send(msg).map_err(|_| "the writer task stopped".to_string());
+pub fn send_cut(tx: &ToWriter, stream: &StreamId, buf: &mut PartitionBuffer, ids: Vec<String>) -> Result<bool, String> {
     let range_start = buf.next_expected;
     let epoch = buf.epoch;
+    let append = |dir, batch| tx.append(stream.clone(), epoch, dir, batch).map_err(|e| e.to_string());
     let Some(cut) = buf.cut() else { return Ok(false) };
     // Ranges tile the partition: a range starts right after the last published one, even
     // when the first offsets were compaction gaps or transaction markers.
     let start = range_start.map_or(cut.start, |s| s.min(cut.start));
     for (dir, batch) in cut.chunks {
-        send(WriterMsg::Append { stream: stream.clone(), epoch, dir, batch })?;
+        append(dir, batch)?;
     }
     if let Some(batch) = cut.rejected {
-        send(WriterMsg::Append { stream: stream.clone(), epoch, dir: rejected_dir(chrono::Utc::now()), batch })?;
+        append(rejected_dir(chrono::Utc::now()), batch)?;
     }
     let rejected = cut.rejected_reasons;
-    send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids, rejected })?;
+    tx.send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids, rejected })
+        .map_err(|e| e.to_string())?;
     Ok(true)
 }

@@ -17,8 +17,9 @@ use crate::source::StreamId;
 
 /// Work for the writer, in the order the consumer produced it.
 pub enum WriterMsg {
-    /// Rows for the file at `dir` (a Hive path, or the quarantine dir) of `stream`.
-    Append { stream: StreamId, epoch: u64, dir: String, batch: RecordBatch },
+    /// Rows for the file at `dir` (a Hive path, or the quarantine dir) of `stream`, with the
+    /// room they took in the hand-off ([`super::handoff`]), given back once appended.
+    Append { stream: StreamId, epoch: u64, dir: String, batch: RecordBatch, room: super::handoff::Room },
     /// Close every file of `stream` and commit them as the offsets `start..=end`; queue sources
     /// also record the `message_id`s published (empty for offset sources).
     /// `rejected`: the range's quarantined rows per reason code, reported once published.
@@ -115,7 +116,7 @@ pub fn spawn(
     shutdown: &super::Shutdown,
     handle: &tokio::runtime::Handle,
     watch: Arc<PipelineWatch>,
-) -> (mpsc::Sender<WriterMsg>, mpsc::UnboundedReceiver<Feedback>, tokio::task::JoinHandle<()>) {
+) -> (super::handoff::ToWriter, mpsc::UnboundedReceiver<Feedback>, tokio::task::JoinHandle<()>) {
     let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::channel::<WriterMsg>(64);
     let writer = Writer {
@@ -132,6 +133,7 @@ pub fn spawn(
         watch,
     };
     let task = handle.spawn(writer.run(rx));
+    let tx = super::handoff::ToWriter::new(tx, plan.cfg.roll.handoff_bytes(), handle.clone());
     (tx, feedback_rx, task)
 }
 
@@ -180,7 +182,7 @@ impl Writer {
             };
             let Some(msg) = msg else { break };
             match msg {
-                WriterMsg::Append { stream, epoch, dir, batch } => {
+                WriterMsg::Append { stream, epoch, dir, batch, room } => {
                     if is_dead(&dead, &stream, epoch) {
                         continue;
                     }
@@ -195,6 +197,7 @@ impl Writer {
                         self.void(&mut parts, &mut dead, stream, epoch, e.is_transient(), e.to_string());
                     }
                     self.enforce_budget(&mut parts, &mut dead).await;
+                    drop(room); // the rows are in the writer's budget now
                 }
                 WriterMsg::Commit { stream, epoch, start, end, ids, rejected } => {
                     // Every commit gets an answer: the consumer counts commits in flight.

@@ -36,10 +36,12 @@ pub struct RabbitMqSourceConfig {
     /// deduplicated by `message_id`; streams are read by offset and landed exactly once.
     #[serde(default)]
     pub queue_type: QueueType,
-    /// Deliveries the broker may send ahead without an acknowledgement (`basic.qos`,
+    /// Most deliveries the broker may send ahead without an acknowledgement (`basic.qos`,
     /// 1 to 65535) per consumer; a queue gets two consumers. Its messages are acknowledged
     /// only once published, so Landfall commits when a third of the window (2 x prefetch) is
-    /// buffered: that also bounds the rows of one commit.
+    /// buffered: that also bounds the rows of one commit. An upper bound: deliveries received
+    /// and not yet decoded may hold a quarter of `roll.max_buffered_bytes`, past which the
+    /// consumers are cancelled until half of that is free (large messages, a stalled store).
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
     /// How to authenticate: `plain` (user and password from `uri`) or `external` (the TLS

@@ -93,7 +93,7 @@ impl Driver {
                 self.rewinds += 1;
                 self.watch.problem(ProblemKey::Commit, Some(format!("commit of {stream} failed: {reason}")));
                 self.tx
-                    .blocking_send(WriterMsg::Drop { stream: stream.clone() })
+                    .send(WriterMsg::Drop { stream: stream.clone() })
                     .map_err(|_| "the writer task stopped".to_string())?;
                 if finishing || self.shutdown.requested() {
                     tracing::warn!(pipeline = %self.pipeline(), %stream, %reason, "a commit failed while stopping; its messages are consumed again at the next start");

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 mod feedback;
 
+use super::handoff::ToWriter;
 use super::partitions::RollPolicy;
 use super::route::{send_cut, Router};
 use super::stream::{Flow, Lane, Stream};
@@ -110,7 +111,7 @@ pub struct Driver {
     next_epoch: u64,
     /// Commits sent to the writer and not yet answered.
     inflight: usize,
-    tx: mpsc::Sender<WriterMsg>,
+    tx: ToWriter,
     feedback: mpsc::UnboundedReceiver<Feedback>,
     summary: RunSummary,
     /// Rewinds handled so far (a backfill fails if one happens while it finishes).
@@ -163,7 +164,7 @@ pub struct DriverParts {
     pub opts: RunOptions,
     pub shutdown: Shutdown,
     pub handle: Handle,
-    pub tx: mpsc::Sender<WriterMsg>,
+    pub tx: ToWriter,
     pub feedback: mpsc::UnboundedReceiver<Feedback>,
     pub watch: Arc<PipelineWatch>,
 }
@@ -305,7 +306,7 @@ impl Driver {
                 self.session_error = Some(reason.clone());
             }
             for stream in std::mem::take(&mut self.streams) {
-                let _ = self.tx.blocking_send(WriterMsg::Drop { stream: stream.id });
+                let _ = self.tx.send(WriterMsg::Drop { stream: stream.id });
             }
             match self.wait_inflight(|d| d.shutdown.requested()) {
                 Ok(()) => {}
@@ -394,7 +395,7 @@ impl Driver {
                 if self.failed.remove(&id).is_some() {
                     self.watch.problem(ProblemKey::Stream(id.to_string()), None);
                 }
-                if self.tx.blocking_send(WriterMsg::Drop { stream: id }).is_err() {
+                if self.tx.send(WriterMsg::Drop { stream: id }).is_err() {
                     self.failure.get_or_insert_with(|| "the writer task stopped".into());
                 }
             }
@@ -455,8 +456,7 @@ impl Driver {
         let routed = self.router.route(&mut s.buf, d.payload, &at, &self.policy);
         s.buf.consumed(position, now);
         if let Some((dir, batch)) = routed.chunk {
-            let msg = WriterMsg::Append { stream: s.id.clone(), epoch: s.buf.epoch, dir, batch };
-            if self.tx.blocking_send(msg).is_err() {
+            if self.tx.append(s.id.clone(), s.buf.epoch, dir, batch).is_err() {
                 self.failure.get_or_insert_with(|| "the writer task stopped".into());
             }
         }
@@ -543,9 +543,7 @@ impl Driver {
             let Some(i) = (0..self.streams.len()).max_by_key(|&i| self.streams[i].buf.buffered_bytes()) else { break };
             let Some((dir, batch, size)) = self.streams[i].buf.ship_largest() else { break };
             let (stream, epoch) = (self.streams[i].id.clone(), self.streams[i].buf.epoch);
-            self.tx
-                .blocking_send(WriterMsg::Append { stream, epoch, dir, batch })
-                .map_err(|_| "the writer task stopped".to_string())?;
+            self.tx.append(stream, epoch, dir, batch).map_err(|e| e.to_string())?;
             buffered = buffered.saturating_sub(size.max(1));
         }
         Ok(())

@@ -13,6 +13,7 @@
 //! land exactly once like Kafka; acknowledgements only return credit to the broker.
 
 mod drained;
+mod inbox;
 mod session;
 
 use std::time::{Duration, Instant};
@@ -48,19 +49,23 @@ struct Link {
     stream: StreamId,
     recovery: Recovery,
     handle: Handle,
+    /// Bytes of deliveries received and not yet decoded by the driver past which the
+    /// consumers pause: the pipeline's share of `roll.max_buffered_bytes` for them.
+    inbox_bytes: usize,
     session: Option<AmqpSession>,
     /// The assignment of a new session, handed out by the next poll.
     assigned: Option<Assignment>,
 }
 
 impl Link {
-    fn new(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle) -> Link {
+    fn new(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle, inbox_bytes: usize) -> Link {
         Link {
             pipeline: pipeline.to_string(),
             cfg: cfg.clone(),
             stream: StreamId::new(cfg.queue.clone(), 0),
             recovery,
             handle,
+            inbox_bytes,
             session: None,
             assigned: None,
         }
@@ -73,7 +78,8 @@ impl Link {
     ) -> Result<super::Recovered, SourceError> {
         self.close();
         let recovered = self.recovery.recover(&self.stream)?;
-        let session = self.handle.block_on(AmqpSession::open(&self.pipeline, &self.cfg, start(recovered.next)))?;
+        let open = AmqpSession::open(&self.pipeline, &self.cfg, start(recovered.next), self.inbox_bytes);
+        let session = self.handle.block_on(open)?;
         tracing::info!(
             pipeline = %self.pipeline, queue = %self.cfg.queue, uri = %describe(&self.cfg),
             ready = session.ready_at_start, resume = ?recovered.next, dedup_ids = recovered.ids.len(), "consuming from RabbitMQ"
@@ -87,13 +93,14 @@ impl Link {
     }
 
     /// Up to [`BATCH`] deliveries: waits up to `timeout` for the first, takes what is ready.
+    /// Their bytes count against the session's inbox until [`Self::done`].
     fn next_batch(&mut self, timeout: Duration) -> Result<Vec<lapin::message::Delivery>, SourceError> {
         let Some(session) = self.session.as_mut() else { return Err(SourceError::SessionLost("not connected".into())) };
         let batch = self.handle.block_on(async {
             let mut batch = Vec::new();
             match tokio::time::timeout(timeout, session.next()).await {
                 Err(_) => return Ok(batch),
-                Ok(None) => return Err("the consumer was cancelled by the broker (queue deleted?)".to_string()),
+                Ok(None) => return Err("the session's consumers stopped".to_string()),
                 Ok(Some(d)) => batch.push(d?),
             }
             while batch.len() < BATCH {
@@ -106,6 +113,13 @@ impl Link {
             Ok(batch)
         });
         batch.map_err(SourceError::SessionLost)
+    }
+
+    /// The driver has decoded `batch`: its bytes leave the inbox's count.
+    fn done(&self, batch: &[lapin::message::Delivery]) {
+        if let Some(session) = &self.session {
+            session.done(batch.iter().map(|d| d.data.len()).sum());
+        }
     }
 
     /// Ends the session; what was not acknowledged goes back to the broker.
@@ -150,9 +164,16 @@ pub struct QueueSource {
 }
 
 impl QueueSource {
-    pub fn build(pipeline: &str, cfg: &RabbitMqSourceConfig, recovery: Recovery, handle: Handle) -> QueueSource {
+    /// `inbox_bytes`: how many bytes of deliveries not yet decoded pause the consumers.
+    pub fn build(
+        pipeline: &str,
+        cfg: &RabbitMqSourceConfig,
+        recovery: Recovery,
+        handle: Handle,
+        inbox_bytes: usize,
+    ) -> QueueSource {
         QueueSource {
-            link: Link::new(pipeline, cfg, recovery, handle),
+            link: Link::new(pipeline, cfg, recovery, handle, inbox_bytes),
             delivered: 0,
             drained: Default::default(),
             last_tag: 0,
@@ -212,6 +233,7 @@ impl Source for QueueSource {
                 duplicates.push(d.delivery_tag);
             }
         }
+        self.link.done(&batch);
         // Published before its acknowledgement was lost: acknowledge each alone.
         for tag in duplicates {
             self.link.handle.block_on(session.ack_one(tag))?;
@@ -296,9 +318,10 @@ impl StreamSource {
         recovery: Recovery,
         handle: Handle,
         until_caught_up: bool,
+        inbox_bytes: usize,
     ) -> StreamSource {
         StreamSource {
-            link: Link::new(pipeline, cfg, recovery, handle),
+            link: Link::new(pipeline, cfg, recovery, handle, inbox_bytes),
             until_caught_up,
             unacked: 0,
             last_tag: 0,
@@ -424,6 +447,7 @@ impl Source for StreamSource {
             };
             on(Polled::Delivery(delivery));
         }
+        self.link.done(&batch);
         // Acknowledgements are credit only: returned in steps of a third of the prefetch.
         if self.unacked >= self.link.cfg.commit_every() && self.last_tag > 0 {
             self.unacked = 0;

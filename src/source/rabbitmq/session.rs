@@ -1,17 +1,18 @@
 //! One RabbitMQ connection: one channel per pipeline, the queue checked (or declared),
 //! `basic.qos` set to `prefetch` per consumer, and [`QUEUE_CONSUMERS`] consumers on a queue (one
-//! on a stream) whose deliveries are merged back into delivery-tag order. Acknowledgements are
-//! the source's business ([`AmqpSession::ack_through`]): a queue's deliveries are acknowledged
-//! only once published.
+//! on a stream) whose deliveries reach the driver through an [`Inbox`] bounded in bytes, in
+//! delivery-tag order. Acknowledgements are the source's business
+//! ([`AmqpSession::ack_through`]): a queue's deliveries are acknowledged only once published.
 
 use std::time::Duration;
 
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{Channel, Connection, ConnectionProperties};
 
 use super::drained::Depth;
+use super::inbox::{ConsumeSpec, Inbox};
 pub use crate::config::rabbitmq::QUEUE_CONSUMERS;
 use crate::config::rabbitmq::{amqp_endpoint as endpoint, AuthMechanism, RabbitMqSourceConfig};
 use crate::config::secret::redact_uri;
@@ -56,11 +57,10 @@ pub enum StreamStart {
 pub struct AmqpSession {
     connection: Connection,
     channel: Channel,
-    consumers: Vec<Consumer>,
-    /// Per consumer, a delivery taken from it but not handed out yet (its tag is not next).
-    heads: Vec<Option<lapin::message::Delivery>>,
-    /// The delivery tag to hand out next: tags are per channel and consecutive from 1.
-    next_tag: u64,
+    /// What the consumers received and the driver has not decoded yet.
+    inbox: Inbox,
+    /// Consumers on the channel while consuming.
+    consumers: u32,
     /// Messages ready in the queue when the consumer started (queues; streams report their
     /// own notion, unused).
     pub ready_at_start: u32,
@@ -124,16 +124,17 @@ fn classify(endpoint: &str, queue: &str, what: &'static str, e: lapin::Error) ->
 
 impl AmqpSession {
     /// Connects, checks (or declares) the queue, sets the prefetch and starts consuming; a
-    /// stream from `stream_start`. Gives up on one attempt after 15 s.
+    /// stream from `stream_start`. The consumers pause while deliveries not yet decoded hold more
+    /// than `inbox_bytes` ([`super::inbox`]). Gives up on one attempt after 15 s.
     pub async fn open(
         pipeline: &str,
         cfg: &RabbitMqSourceConfig,
         stream_start: Option<StreamStart>,
+        inbox_bytes: usize,
     ) -> Result<AmqpSession, AmqpError> {
         let endpoint = endpoint(&cfg.uri);
-        let opened =
-            tokio::time::timeout(Duration::from_secs(15), Self::open_inner(pipeline, cfg, stream_start, &endpoint))
-                .await;
+        let open = Self::open_inner(pipeline, cfg, stream_start, inbox_bytes, &endpoint);
+        let opened = tokio::time::timeout(Duration::from_secs(15), open).await;
         opened.unwrap_or_else(|_| {
             Err(AmqpError::Connect { endpoint: endpoint.clone(), message: "no answer within 15 s".into() })
         })
@@ -143,6 +144,7 @@ impl AmqpSession {
         pipeline: &str,
         cfg: &RabbitMqSourceConfig,
         stream_start: Option<StreamStart>,
+        inbox_bytes: usize,
         endpoint: &str,
     ) -> Result<AmqpSession, AmqpError> {
         let queue = cfg.queue.as_str();
@@ -174,25 +176,22 @@ impl AmqpSession {
             args.insert("x-stream-offset".into(), value);
         }
         let count = if stream_start.is_some() { 1 } else { QUEUE_CONSUMERS };
-        let mut consumers = Vec::with_capacity(count);
-        for n in 0..count {
-            let consumer = channel
-                .basic_consume(
-                    queue.into(),
-                    format!("landfall-{pipeline}-{n}").into(),
-                    BasicConsumeOptions::default(),
-                    args.clone(),
-                )
-                .await
-                .map_err(|e| classify(endpoint, queue, "start consuming", e))?;
-            consumers.push(consumer);
-        }
+        let spec = ConsumeSpec {
+            pipeline: pipeline.to_string(),
+            queue: queue.to_string(),
+            count,
+            args,
+            stream: stream_start.is_some(),
+            limit: inbox_bytes.max(1),
+        };
+        let inbox = super::inbox::start(channel.clone(), spec)
+            .await
+            .map_err(|e| classify(endpoint, queue, "start consuming", e))?;
         Ok(AmqpSession {
             connection,
             channel,
-            heads: consumers.iter().map(|_| None).collect(),
-            consumers,
-            next_tag: 1,
+            inbox,
+            consumers: count as u32,
             ready_at_start,
             endpoint: endpoint.to_string(),
             queue: queue.to_string(),
@@ -239,38 +238,16 @@ impl AmqpSession {
 
     /// The next delivery of the channel, in delivery-tag order across its consumers (so an
     /// acknowledgement with `multiple=true` never covers a delivery not yet handed out);
-    /// `None` when the broker cancelled the consumers. Cancel-safe: a delivery taken from a
-    /// consumer waits in `heads` until its turn.
+    /// `None` or an error when the session is over (the broker cancelled the consumers, the
+    /// channel closed). Cancel-safe.
     pub async fn next(&mut self) -> Option<Result<lapin::message::Delivery, String>> {
-        use futures::StreamExt;
-        if self.consumers.len() == 1 {
-            return self.consumers[0].next().await.map(|d| d.map_err(|e| e.to_string()));
-        }
-        loop {
-            let expected = self.next_tag;
-            if let Some(head) = self.heads.iter_mut().find(|h| h.as_ref().is_some_and(|d| d.delivery_tag == expected)) {
-                self.next_tag += 1;
-                return head.take().map(Ok);
-            }
-            let waiting: Vec<_> = self
-                .consumers
-                .iter_mut()
-                .zip(self.heads.iter())
-                .enumerate()
-                .filter(|(_, (_, head))| head.is_none())
-                .map(|(i, (consumer, _))| Box::pin(async move { (i, consumer.next().await) }))
-                .collect();
-            if waiting.is_empty() {
-                let tags: Vec<u64> = self.heads.iter().flatten().map(|d| d.delivery_tag).collect();
-                return Some(Err(format!("delivery tag {expected} never arrived (consumers hold {tags:?})")));
-            }
-            let ((i, delivery), _, _) = futures::future::select_all(waiting).await;
-            match delivery {
-                None => return None,
-                Some(Err(e)) => return Some(Err(e.to_string())),
-                Some(Ok(d)) => self.heads[i] = Some(d),
-            }
-        }
+        self.inbox.next().await
+    }
+
+    /// The driver is done with deliveries taken from [`Self::next`] holding `bytes` of payload:
+    /// they no longer count against the inbox's limit.
+    pub fn done(&self, bytes: usize) {
+        self.inbox.done(bytes);
     }
 
     /// Acknowledges every delivery up to and including `tag` (`multiple=true`).
@@ -303,7 +280,7 @@ impl AmqpSession {
 
     /// How many consumers this session runs on its channel.
     pub fn consumers(&self) -> u32 {
-        self.consumers.len() as u32
+        self.consumers
     }
 
     /// The last offset of a stream now (`None`: empty). AMQP reports no stream length, so a
