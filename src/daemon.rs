@@ -224,6 +224,9 @@ async fn supervise(
     let backoff =
         crate::retry::Backoff { initial: Duration::from_secs(5), max: Duration::from_secs(300), give_up_after: None };
     let mut failures = 0;
+    // The cause last logged as an error: a pipeline that stops again for the same reason
+    // (an expired ticket, a refused login) says so in one `info` line, without the text.
+    let mut logged_cause: Option<String> = None;
     loop {
         let started = std::time::Instant::now();
         watch.set_state(PipelineState::Starting);
@@ -234,7 +237,19 @@ async fn supervise(
                 return Some(summary);
             }
             Err(e) => {
-                tracing::error!(pipeline = %name, error = %e, "pipeline stopped");
+                if started.elapsed() > Duration::from_secs(600) {
+                    logged_cause = None; // it ran for a while: a failure is news again
+                }
+                let text = e.to_string();
+                let cause = crate::retry::cause_key(&text);
+                if logged_cause.as_deref() == Some(cause.as_str()) {
+                    tracing::info!(pipeline = %name, failures = failures + 1, "pipeline stopped again, with the same error as reported above");
+                    tracing::debug!(pipeline = %name, error = %text, "pipeline stopped");
+                } else {
+                    tracing::error!(pipeline = %name, error = crate::retry::first_line(&text), "pipeline stopped");
+                    tracing::debug!(pipeline = %name, error = %text, "pipeline stopped (whole error)");
+                    logged_cause = Some(cause);
+                }
                 if opts.mode == RunMode::UntilCaughtUp || shutdown.requested() {
                     watch.set_state(PipelineState::Stopped);
                     return None;

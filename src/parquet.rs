@@ -76,6 +76,12 @@ impl ParquetWriteError {
     pub fn is_transient(&self) -> bool {
         matches!(self, ParquetWriteError::Store { source, .. } if source.is_transient())
     }
+
+    /// The store refused the bytes until a person acts (an exhausted quota, a permission);
+    /// see [`StoreError::needs_person`].
+    pub fn needs_person(&self) -> bool {
+        matches!(self, ParquetWriteError::Store { source, .. } if source.needs_person())
+    }
 }
 
 /// Writer settings for Landfall's files. `level` applies to zstd (1..=22) and gzip (0..=9);

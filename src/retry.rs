@@ -3,13 +3,22 @@
 //! Generic so any module can reuse it (sources reconnecting, the sink's probes): the error
 //! type only has to say whether it is worth retrying ([`Retryable`]). Logging follows state
 //! changes, not attempts: one `warn` when an operation starts failing (the error text carries
-//! the store's hint), another only if the failure changes, one `info` when it recovers. A
+//! the store's hint), another only if the cause changes, one `info` when it recovers. A
 //! NameNode in safe mode for ten minutes thus costs three log lines, not three hundred.
+//!
+//! "The cause changes" is judged on [`cause_key`], not on the whole text: a retried create
+//! names a fresh staged file each time, and a NameNode exception carries its Java stack trace,
+//! so two texts of one cause rarely match. A warn line carries the first line of the error
+//! ([`first_line`]); the whole text goes to `debug`. Callers that loop around
+//! [`with_backoff`] (a partition rewinds and writes again) would get a warn per call; the last
+//! cause warned per operation is therefore remembered until that operation succeeds again.
 //!
 //! The closure is re-run from the start on every attempt, so it must re-read whatever state
 //! it decides on: a retried rename may have succeeded the first time.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -96,11 +105,12 @@ where
 {
     let started = Instant::now();
     let mut failures: u32 = 0;
-    let mut last_text = String::new();
+    let mut last_key = String::new();
     loop {
         let err = match f().await {
             Ok(value) => {
                 if failures > 0 {
+                    forget_warned(op);
                     tracing::info!(
                         op,
                         attempts = failures + 1,
@@ -116,14 +126,19 @@ where
         };
         failures += 1;
         let text = err.to_string();
-        if text != last_text {
-            if failures == 1 {
-                tracing::warn!(op, error = %text, "{op} failed; retrying with backoff");
+        let key = cause_key(&text);
+        if key != last_key {
+            let error = first_line(&text);
+            if failures > 1 {
+                tracing::warn!(op, attempts = failures, error, "{op} still failing, now with another error");
+            } else if warned_before(op, &key) {
+                tracing::debug!(op, error, "{op} failed again with the cause already reported; retrying with backoff");
             } else {
-                tracing::warn!(op, attempts = failures, error = %text, "{op} still failing, now with another error");
+                tracing::warn!(op, error, "{op} failed; retrying with backoff");
             }
-            last_text = text;
+            last_key = key;
         }
+        tracing::debug!(op, attempts = failures, error = %text, "{op} failed");
         let elapsed = started.elapsed();
         if backoff.give_up_after.is_some_and(|limit| elapsed >= limit) {
             return Err(RetryError::GaveUp { op: op.to_string(), attempts: failures, elapsed, last: err });
@@ -138,6 +153,60 @@ where
                 return Err(RetryError::Stopped { op: op.to_string(), attempts: failures, last: err });
             }
         }
+    }
+}
+
+/// The first line of an error, trimmed: a NameNode exception carries its Java stack trace
+/// after it, which belongs in a `debug` line, not in every `warn`.
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default().trim_end()
+}
+
+/// What makes two errors "the same cause" for logging: the first line with every token that
+/// names a path (`/` in it) replaced by `…` and every number by `#`, so that a fresh staged
+/// file name, a run id, a partition number or a byte count does not make a new cause, while
+/// another exception class or another hint does.
+pub fn cause_key(text: &str) -> String {
+    first_line(text)
+        .split_whitespace()
+        .map(|token| if token.contains('/') { "…".to_string() } else { mask_numbers(token) })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `consumed=402653184B` → `consumed=#B`: each run of digits becomes one `#`.
+fn mask_numbers(token: &str) -> String {
+    let mut out = String::with_capacity(token.len());
+    for c in token.chars() {
+        if !c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('#') {
+            out.push('#');
+        }
+    }
+    out
+}
+
+/// Per operation, the cause last warned about, until the operation succeeds again.
+static WARNED: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+/// True if `key` is the cause last warned about for `op` (the caller logs at `debug`); else
+/// remembers it (the caller warns).
+fn warned_before(op: &str, key: &str) -> bool {
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    let map = warned.get_or_insert_with(HashMap::new);
+    let op = cause_key(op);
+    if map.get(&op).is_some_and(|k| k == key) {
+        return true;
+    }
+    map.insert(op, key.to_string());
+    false
+}
+
+/// `op` succeeded: its next failure is news again.
+fn forget_warned(op: &str) {
+    if let Some(map) = WARNED.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        map.remove(&cause_key(op));
     }
 }
 
@@ -235,6 +304,34 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn a_cause_is_the_first_line_without_paths_and_numbers() {
+        let a = "create /t/_landfall/staging/r1/0a1b.parquet: Permission denied: user=lf, access=WRITE, \
+                 inode=\"/t/_landfall/staging/r1\":lf:supergroup:dr-xr-xr-x (check /t)\n\tat org.apache.X(X.java:12)";
+        let b = "create /t/_landfall/staging/r1/9f8e.parquet: Permission denied: user=lf, access=WRITE, \
+                 inode=\"/t/_landfall/staging/r1\":lf:supergroup:dr-xr-xr-x (check /t)";
+        assert_eq!(first_line(a), a.lines().next().unwrap());
+        assert!(!first_line(a).contains("X.java"));
+        assert_eq!(cause_key(a), cause_key(b), "another staged file, the same cause");
+        let quota = |used: u32| {
+            format!("close /t/x: The DiskSpace quota of /t is exceeded: quota = 1 B but diskspace consumed = {used} B")
+        };
+        assert_eq!(cause_key(&quota(402653184)), cause_key(&quota(12)));
+        let safe_mode = "create /t/y: Cannot create file/t/y. Name node is in safe mode.";
+        assert_ne!(cause_key(a), cause_key(safe_mode));
+        assert!(!cause_key(a).contains('/') && cause_key(a).contains("Permission denied"), "{}", cause_key(a));
+    }
+
+    #[test]
+    fn a_cause_warned_once_is_news_again_after_a_success() {
+        let op = "op only this test uses";
+        assert!(!warned_before(op, "k1"));
+        assert!(warned_before(op, "k1"));
+        assert!(!warned_before(op, "k2"), "another cause");
+        forget_warned(op);
+        assert!(!warned_before(op, "k2"), "after a success");
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ pub struct Metrics {
     pipeline_up: IntGaugeVec,
     restarts: IntCounterVec,
     position_jumps: IntCounterVec,
+    rewinds: IntCounterVec,
     errors: IntCounterVec,
 }
 
@@ -72,6 +73,7 @@ impl Metrics {
             pipeline_up: gauge(&r, "landfall_pipeline_up", "1 while the pipeline runs and reaches its source and its store, else 0.", p),
             restarts: counter(&r, "landfall_pipeline_restarts_total", "Times the daemon restarted the pipeline after it stopped with an error.", p),
             position_jumps: counter(&r, "landfall_position_jumps_total", "Times a partition's committed position was gone from the source (topic recreated or truncated) and on_position_lost moved landing to the log's start or end.", p),
+            rewinds: counter(&r, "landfall_commit_rewinds_total", "Ranges that could not be written or committed and are consumed again from the last published position after a backoff (1 s doubling to 60 s per partition); the failures' cause is the open commit problem.", p),
             errors: counter(&r, "landfall_errors_total", "Faults met, by kind: source (broker unreachable, session lost), store (table unreachable), commit (a commit failed and its range is consumed again), recovery (a partition waits for a person), pipeline (the pipeline stopped).", &["pipeline", "kind"]),
             registry: r,
         }
@@ -95,6 +97,7 @@ impl Metrics {
             pipeline_up: self.pipeline_up.with_label_values(l),
             restarts: self.restarts.with_label_values(l),
             position_jumps: self.position_jumps.with_label_values(l),
+            rewinds: self.rewinds.with_label_values(l),
             events_rejected: self.events_rejected.clone(),
             consumer_lag: self.consumer_lag.clone(),
             errors: self.errors.clone(),
@@ -165,6 +168,8 @@ pub struct PipelineMetrics {
     pub pipeline_up: IntGauge,
     pub restarts: IntCounter,
     pub position_jumps: IntCounter,
+    /// Rewinds: a range consumed again after a failed write or commit.
+    pub rewinds: IntCounter,
     events_rejected: IntCounterVec,
     consumer_lag: IntGaugeVec,
     errors: IntCounterVec,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::metrics::{ErrorKind, Metrics, PipelineMetrics};
 use super::status::{DaemonStatus, History, PipelineState, PipelineStatus, RecentError, RECENT_ERRORS};
+use crate::retry::cause_key;
 use crate::source::StreamId;
 
 /// One point of the history per this interval; 180 points are the status page's 15 minutes.
@@ -241,13 +242,18 @@ impl PipelineWatch {
     }
 
     /// Opens (`Some`) or clears (`None`) a problem. Opening one counts an error and lists it
-    /// among the recent errors; a problem already open with the same text counts nothing.
+    /// among the recent errors; a problem already open with the same cause counts nothing
+    /// (its text is updated). Causes are compared by [`cause_key`]: a commit that fails again
+    /// names another partition and a fresh staged file, but it is not a new fault.
     pub fn problem(&self, key: ProblemKey, problem: Option<String>) {
         let mut inner = self.inner.lock().expect("watch lock");
         match problem.map(|t| one_line(&t)) {
             Some(text) => {
-                if inner.problems.get(&key) == Some(&text) {
-                    return;
+                if let Some(open) = inner.problems.get_mut(&key) {
+                    if cause_key(open) == cause_key(&text) {
+                        *open = text;
+                        return;
+                    }
                 }
                 self.metrics.error(key.kind());
                 inner.push_error(key.kind(), &text);
@@ -429,6 +435,15 @@ mod tests {
         let (_, text) = o.metrics.encode();
         assert!(text.contains(r#"landfall_errors_total{kind="source",pipeline="clicks"} 2"#), "{text}");
         assert_eq!(o.status().pipelines[0].recent_errors.len(), 2);
+        // A commit failing again on another partition and another staged file is the same cause.
+        let denied = |p: u32, file: &str| {
+            format!("commit of t/{p} failed: create /t/_landfall/staging/r/{file}: Permission denied: user=lf")
+        };
+        w.problem(ProblemKey::Commit, Some(denied(0, "a.parquet")));
+        w.problem(ProblemKey::Commit, Some(denied(1, "b.parquet")));
+        let (_, text) = o.metrics.encode();
+        assert!(text.contains(r#"landfall_errors_total{kind="commit",pipeline="clicks"} 1"#), "{text}");
+        assert_eq!(o.status().pipelines[0].problems.last(), Some(&denied(1, "b.parquet")), "the newest text");
     }
 
     #[test]

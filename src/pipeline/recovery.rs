@@ -48,12 +48,14 @@ impl Retryable for Failure {
     }
 }
 
-/// Store outages (retried inside the attempt until [`ATTEMPT_LIMIT`]) are transient; a state
-/// of the table that no retry changes is permanent.
+/// Store outages (retried inside the attempt until [`ATTEMPT_LIMIT`]) are transient, and so
+/// is a refusal that a person ends (a permission on the commit log, a quota): retried with
+/// backoff, the fix is picked up. A state of the table that no retry changes is permanent.
 fn classify(e: CommitError) -> RecoveryError {
     match e {
         CommitError::Stopped { .. } => RecoveryError::Stopping,
         CommitError::GaveUp { .. } => RecoveryError::Transient(e.to_string()),
+        CommitError::Store(ref s) if s.needs_person() => RecoveryError::Transient(e.to_string()),
         e if e.is_transient() => RecoveryError::Transient(e.to_string()),
         e => RecoveryError::Permanent(e.to_string()),
     }

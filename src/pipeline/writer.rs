@@ -49,7 +49,9 @@ pub enum Feedback {
     /// `answers_commit` is true when this is the answer to a `Commit` (the consumer counts
     /// commits in flight), false when a write failed before the range was cut.
     Rewind { stream: StreamId, epoch: u64, reason: String, answers_commit: bool },
-    /// Retrying cannot help (permissions, bad path): the pipeline stops.
+    /// Retrying cannot help (a bad path, a conflict in the table): the pipeline stops.
+    /// Refusals that a person ends (permission, quota) rewind instead: the fix is picked up
+    /// without a restart.
     Fatal { message: String },
 }
 
@@ -63,14 +65,21 @@ enum AppendError {
 }
 
 impl AppendError {
-    /// Transient failures rewind the range and retry; others stop the pipeline.
-    fn is_transient(&self) -> bool {
+    /// Transient failures, and refusals a person ends (permission, quota), rewind the range
+    /// and retry it with the capped rewind backoff; others stop the pipeline.
+    fn rewinds(&self) -> bool {
         match self {
-            AppendError::Store(e) => e.is_transient(),
-            AppendError::Parquet(e) => e.is_transient(),
+            AppendError::Store(e) => e.is_transient() || e.needs_person(),
+            AppendError::Parquet(e) => e.is_transient() || e.needs_person(),
         }
     }
 }
+
+/// How long creating a staged file is retried in place before the range is rewound. The
+/// rewind reports the cause (`/ready` names it) and backs off per partition up to a minute;
+/// retrying in place for ever held the consumer back silently (a NameNode left in safe mode
+/// showed as ready while nothing landed).
+const CREATE_RETRY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct OpenFile {
     staged: String,
@@ -194,7 +203,7 @@ impl Writer {
                         state.epoch = epoch;
                     }
                     if let Err(e) = self.append(state, &stream, &dir, &batch).await {
-                        self.void(&mut parts, &mut dead, stream, epoch, e.is_transient(), e.to_string());
+                        self.void(&mut parts, &mut dead, stream, epoch, e.rewinds(), e.to_string());
                     }
                     self.enforce_budget(&mut parts, &mut dead).await;
                     drop(room); // the rows are in the writer's budget now
@@ -278,18 +287,19 @@ impl Writer {
     ) -> Result<(), AppendError> {
         if !state.files.contains_key(dir) {
             // A fresh name per attempt: a create that timed out may still have taken effect.
-            let (staged, out) =
-                commit::with_backoff("create a staged file", &self.run.config.backoff, &self.run.stop, || async {
-                    let staged = commit::staged_path(&self.table_root, &self.run.run_id);
-                    let out = self.store.create(&staged).await?;
-                    // Raw payloads may hold personal data: private before the first byte.
-                    if crate::quarantine::is_rejected_dir(dir) {
-                        self.store.set_permission(&staged, self.run.config.quarantine_mode).await?;
-                    }
-                    Ok((staged, out))
-                })
-                .await
-                .map_err(|e| AppendError::Store(e.into_last()))?;
+            let backoff =
+                commit::Backoff { give_up_after: Some(CREATE_RETRY_LIMIT), ..self.run.config.backoff.clone() };
+            let (staged, out) = commit::with_backoff("create a staged file", &backoff, &self.run.stop, || async {
+                let staged = commit::staged_path(&self.table_root, &self.run.run_id);
+                let out = self.store.create(&staged).await?;
+                // Raw payloads may hold personal data: private before the first byte.
+                if crate::quarantine::is_rejected_dir(dir) {
+                    self.store.set_permission(&staged, self.run.config.quarantine_mode).await?;
+                }
+                Ok((staged, out))
+            })
+            .await
+            .map_err(|e| AppendError::Store(e.into_last()))?;
             let writer = StagedParquetFile::new(&staged, out, batch.schema(), self.props.clone())?;
             state.files.insert(dir.to_string(), OpenFile { staged, writer, rows: 0 });
         }
@@ -352,27 +362,28 @@ impl Writer {
             let Some(file) = state.files.get_mut(&dir) else { continue };
             match file.writer.flush_row_group().await {
                 Ok(()) => total = total.saturating_sub(size).saturating_add(file.writer.in_progress_bytes()),
-                Err(e) => self.void(parts, dead, stream, epoch, e.is_transient(), e.to_string()),
+                Err(e) => self.void(parts, dead, stream, epoch, e.is_transient() || e.needs_person(), e.to_string()),
             }
         }
     }
 
     /// A write of `stream` failed: its staged files go, its epoch is void (late chunks and commits
-    /// of it are ignored), and the consumer rewinds (transient) or the pipeline stops.
+    /// of it are ignored), and the consumer rewinds (`rewind`: transient, or refused until a
+    /// person acts) or the pipeline stops.
     fn void(
         &self,
         parts: &mut HashMap<StreamId, PartitionFiles>,
         dead: &mut HashMap<StreamId, u64>,
         stream: StreamId,
         epoch: u64,
-        transient: bool,
+        rewind: bool,
         reason: String,
     ) {
         if let Some(state) = parts.remove(&stream) {
             self.discard(state.files);
         }
         dead.insert(stream.clone(), epoch);
-        let fb = if transient {
+        let fb = if rewind {
             Feedback::Rewind { stream, epoch, reason, answers_commit: false }
         } else {
             Feedback::Fatal { message: reason }
@@ -514,8 +525,11 @@ impl Committer {
     }
 }
 
-/// Errors an operator must fix; everything else rewinds and retries from the commit log.
+/// Errors that stop the pipeline; everything else rewinds and retries from the commit log,
+/// including a store's refusal that a person ends (a permission, a quota): retried with the
+/// capped rewind backoff and reported, so the fix is picked up without a restart.
 fn is_fatal(e: &CommitError) -> bool {
-    matches!(e, CommitError::Store(s) if !s.is_transient() && !matches!(s, crate::sink::StoreError::NotFound { .. } | crate::sink::StoreError::AlreadyExists { .. }))
+    use crate::sink::StoreError;
+    matches!(e, CommitError::Store(s) if !s.is_transient() && !s.needs_person() && !matches!(s, StoreError::NotFound { .. } | StoreError::AlreadyExists { .. }))
         || matches!(e, CommitError::Invalid(_) | CommitError::Lost { .. } | CommitError::Conflict { .. })
 }

@@ -40,6 +40,8 @@ pub struct HdfsStore {
     /// `host:port` probed after a timeout to tell "NameNode down" from "NameNode slow";
     /// `None` for logical nameservices, whose addresses live in Hadoop config.
     probe_addr: Option<String>,
+    /// Who the NameNode sees, for the hint of a permission it denies.
+    user: String,
     timeout: Duration,
 }
 
@@ -85,7 +87,13 @@ impl HdfsStore {
             .ok()
             .filter(|u| u.scheme() == "hdfs")
             .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)));
-        Ok(HdfsStore { client, url: url.trim_end_matches('/').to_string(), probe_addr, timeout: DEFAULT_TIMEOUT })
+        Ok(HdfsStore {
+            client,
+            url: url.trim_end_matches('/').to_string(),
+            probe_addr,
+            user: describe_user(user),
+            timeout: DEFAULT_TIMEOUT,
+        })
     }
 
     /// Replaces [`DEFAULT_TIMEOUT`] (tests use a short one).
@@ -100,6 +108,7 @@ impl HdfsStore {
             path: path.to_string(),
             url: self.url.clone(),
             probe_addr: self.probe_addr.clone(),
+            user: self.user.clone(),
             timeout: self.timeout,
         }
     }
@@ -126,6 +135,7 @@ struct Ctx {
     path: String,
     url: String,
     probe_addr: Option<String>,
+    user: String,
     timeout: Duration,
 }
 
@@ -134,7 +144,7 @@ impl Ctx {
     async fn run<T>(&self, fut: impl Future<Output = Result<T, HdfsError>>) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(classify(self.op, &self.path, &self.url, err)),
+            Ok(Err(err)) => Err(classify(self.op, &self.path, &self.url, &self.user, err)),
             Err(_) => Err(self.timed_out().await),
         }
     }
@@ -161,10 +171,53 @@ impl Ctx {
     }
 }
 
+/// The user the NameNode sees, as hdfs-native picks it under simple authentication
+/// (`sink.hdfs.user`, else `HADOOP_USER_NAME`, else the OS user), said so that an operator
+/// knows which setting to change.
+fn describe_user(configured: Option<&str>) -> String {
+    match (configured, std::env::var("HADOOP_USER_NAME")) {
+        (Some(user), _) => format!("HDFS user {user} (sink.hdfs.user)"),
+        (None, Ok(user)) => format!("HDFS user {user} (HADOOP_USER_NAME; sink.hdfs.user overrides it)"),
+        (None, Err(_)) => "the HDFS user (the OS user running Landfall, or its Kerberos principal; sink.hdfs.user \
+                           overrides it)"
+            .to_string(),
+    }
+}
+
+/// The message of a NameNode exception without its Java stack trace, on one line: the lines
+/// before the first `at …` frame, joined (a safe mode exception says on its second line
+/// whether it was turned on manually). The whole answer goes to `debug`.
+fn java_message(class: &str, msg: &str) -> String {
+    let lines: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("at ") && !l.starts_with("..."))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let text = lines.join(" ");
+    // Hadoop sends `class: message`; the class is reported on its own.
+    match text.strip_prefix(class).and_then(|t| t.strip_prefix(": ")) {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
 /// Maps an hdfs-native error onto the store's retry classes, with a hint for the operator.
-fn classify(op: &'static str, path: &str, url: &str, err: HdfsError) -> StoreError {
-    let transient = |hint: String| StoreError::Transient { op, path: path.to_string(), message: err.to_string(), hint };
-    let fatal = |hint: String| StoreError::Fatal { op, path: path.to_string(), message: err.to_string(), hint };
+/// `user` describes who the NameNode sees ([`describe_user`]).
+fn classify(op: &'static str, path: &str, url: &str, user: &str, err: HdfsError) -> StoreError {
+    let message = match &err {
+        HdfsError::RPCError(class, msg) | HdfsError::FatalRPCError(class, msg) => {
+            if msg.lines().nth(1).is_some() {
+                tracing::debug!(op, path, class = %class, answer = %msg, "the NameNode's whole answer");
+            }
+            let short = class.rsplit('.').next().unwrap_or(class);
+            format!("{short}: {}", java_message(class, msg))
+        }
+        _ => err.to_string(),
+    };
+    let transient = |hint: String| StoreError::Transient { op, path: path.to_string(), message: message.clone(), hint };
+    let fatal = |hint: String| StoreError::Fatal { op, path: path.to_string(), message: message.clone(), hint };
+    let refused = |hint: String| StoreError::Refused { op, path: path.to_string(), message: message.clone(), hint };
     let namenode_hint = || match op {
         // Data moves between us and DataNodes; either end may be the one that went away.
         "write" | "close" | "read" => {
@@ -179,7 +232,29 @@ fn classify(op: &'static str, path: &str, url: &str, err: HdfsError) -> StoreErr
          must fit their free space; lower roll.max_open_files or dfs.blocksize)?"
             .to_string()
     };
-    let permission_hint = || format!("check sink.hdfs.user / permissions on {path}");
+    let permission_hint = || {
+        format!(
+            "the NameNode denied {user} the access it names on the inode it names (writing needs w and x on \
+             the parent directory, reading r on the file, and every directory above needs x): `hdfs dfs -ls -d \
+             <inode>` shows owner and mode; grant it with `hdfs dfs -chmod`/`-chown`, or run as a user who has \
+             it; retried with backoff until then"
+        )
+    };
+    let safe_mode_hint = |lower: &str| {
+        if lower.contains("turned on manually") || lower.contains("resources are low") {
+            format!(
+                "the NameNode at {url} was put in safe mode by hand (or for low resources) and stays there until \
+                 someone ends it: `hdfs dfsadmin -safemode get`, then `hdfs dfsadmin -safemode leave` once its \
+                 cause is fixed; retried with backoff until then"
+            )
+        } else {
+            format!(
+                "the NameNode at {url} is in safe mode (normal for a while after a restart, until enough blocks \
+                 are reported); `hdfs dfsadmin -safemode get`; if it lasts, its log says why (missing blocks, \
+                 low disk); retried with backoff"
+            )
+        }
+    };
     match &err {
         HdfsError::AlreadyExists(_) => StoreError::AlreadyExists { path: path.to_string() },
         HdfsError::FileNotFound(_) => StoreError::NotFound { path: path.to_string() },
@@ -191,11 +266,8 @@ fn classify(op: &'static str, path: &str, url: &str, err: HdfsError) -> StoreErr
                 "FileAlreadyExistsException" | "AlreadyBeingCreatedException" => {
                     StoreError::AlreadyExists { path: path.to_string() }
                 }
-                "AccessControlException" | "AuthorizationException" => fatal(permission_hint()),
-                "SafeModeException" => transient(format!(
-                    "the NameNode at {url} is in safe mode (normal for a while after a restart); \
-                     wait for it to leave: `hdfs dfsadmin -safemode wait`"
-                )),
+                "AccessControlException" | "AuthorizationException" => refused(permission_hint()),
+                "SafeModeException" => transient(safe_mode_hint(&lower)),
                 "RetriableException"
                 | "StandbyException"
                 | "ObserverRetryOnActiveException"
@@ -203,15 +275,17 @@ fn classify(op: &'static str, path: &str, url: &str, err: HdfsError) -> StoreErr
                 "SaslException" | "GSSException" | "SecretManager$InvalidToken" | "InvalidToken" => {
                     fatal("authentication failed: check the Kerberos ticket (`klist`) or delegation token".to_string())
                 }
-                "NSQuotaExceededException" | "DSQuotaExceededException" | "QuotaExceededException" => {
-                    fatal(format!("a quota on a parent of {path} is exhausted: `hdfs dfs -count -q`"))
-                }
+                "NSQuotaExceededException" | "DSQuotaExceededException" | "QuotaExceededException" => refused(
+                    "a quota on the directory the NameNode names is exhausted (a space quota counts each \
+                         block being written at its full size times replication): `hdfs dfs -count -q -h -v \
+                         <dir>` shows quotas and usage; raise it (`hdfs dfsadmin -setSpaceQuota`, \
+                         `-setQuota`) or free space; retried with backoff until then"
+                        .to_string(),
+                ),
                 "ParentNotDirectoryException" | "PathIsNotDirectoryException" => {
                     fatal(format!("a parent of {path} is a file, not a directory"))
                 }
-                _ if lower.contains("safe mode") => {
-                    transient(format!("the NameNode at {url} is in safe mode; wait: `hdfs dfsadmin -safemode wait`"))
-                }
+                _ if lower.contains("safe mode") => transient(safe_mode_hint(&lower)),
                 _ if lower.contains("block locations")
                     || lower.contains("datanode(s) running")
                     || lower.contains("minreplication") =>
@@ -368,6 +442,7 @@ mod tests {
     }
 
     const URL: &str = "hdfs://127.0.0.1:9000";
+    const USER: &str = "HDFS user lf (sink.hdfs.user)";
 
     #[test]
     fn classifies_namenode_exceptions() {
@@ -375,6 +450,7 @@ mod tests {
             "create",
             "/a",
             URL,
+            USER,
             rpc("org.apache.hadoop.hdfs.server.namenode.SafeModeException", "Name node is in safe mode."),
         );
         assert!(e.is_transient());
@@ -384,23 +460,25 @@ mod tests {
             "create",
             "/a",
             URL,
+            USER,
             rpc("org.apache.hadoop.security.AccessControlException", "Permission denied: user=x"),
         );
+        assert!(e.needs_person() && !e.is_transient(), "{e}");
         assert!(
-            matches!(&e, StoreError::Fatal { hint, .. } if hint == "check sink.hdfs.user / permissions on /a"),
+            matches!(&e, StoreError::Refused { hint, .. } if hint.contains("HDFS user lf (sink.hdfs.user)") && hint.contains("hdfs dfs -ls -d")),
             "{e}"
         );
 
         assert!(matches!(
-            classify("stat", "/a", URL, rpc("java.io.FileNotFoundException", "File does not exist: /a")),
+            classify("stat", "/a", URL, USER, rpc("java.io.FileNotFoundException", "File does not exist: /a")),
             StoreError::NotFound { path } if path == "/a"
         ));
         assert!(matches!(
-            classify("rename", "/a", URL, rpc("org.apache.hadoop.fs.FileAlreadyExistsException", "exists")),
+            classify("rename", "/a", URL, USER, rpc("org.apache.hadoop.fs.FileAlreadyExistsException", "exists")),
             StoreError::AlreadyExists { path } if path == "/a"
         ));
         assert!(matches!(
-            classify("create", "/a", URL, HdfsError::AlreadyExists("/a".into())),
+            classify("create", "/a", URL, USER, HdfsError::AlreadyExists("/a".into())),
             StoreError::AlreadyExists { .. }
         ));
 
@@ -408,6 +486,7 @@ mod tests {
             "close",
             "/a",
             URL,
+            USER,
             rpc(
                 "java.io.IOException",
                 "File /a could only be written to 0 of the 1 minReplication nodes. There are 0 datanode(s) running",
@@ -415,21 +494,56 @@ mod tests {
         );
         assert!(e.is_transient());
         assert!(e.to_string().contains("DataNodes up"), "{e}");
-        assert!(classify("read", "/a", URL, rpc("java.io.IOException", "Could not get block locations")).is_transient());
-        assert!(!classify("create", "/a", URL, rpc("org.apache.hadoop.fs.InvalidPathException", "bad")).is_transient());
+        assert!(classify("read", "/a", URL, USER, rpc("java.io.IOException", "Could not get block locations"))
+            .is_transient());
+        assert!(!classify("create", "/a", URL, USER, rpc("org.apache.hadoop.fs.InvalidPathException", "bad"))
+            .is_transient());
+    }
+
+    #[test]
+    fn a_namenode_answer_loses_its_stack_trace_and_keeps_its_message() {
+        let answer = "org.apache.hadoop.hdfs.server.namenode.SafeModeException: Cannot create file/t/x. Name node is \
+                      in safe mode.\nIt was turned on manually. Use \"hdfs dfsadmin -safemode leave\" to turn safe mode \
+                      off. NamenodeHostName:localhost\n\tat org.apache.hadoop.hdfs.server.namenode.FSNamesystem.\
+                      newSafemodeException(FSNamesystem.java:1640)\n\tat java.base/java.lang.Thread.run(Thread.java:840)\n";
+        let e = classify(
+            "create",
+            "/t/x",
+            URL,
+            USER,
+            rpc("org.apache.hadoop.hdfs.server.namenode.SafeModeException", answer),
+        );
+        assert!(e.is_transient(), "{e}");
+        let text = e.to_string();
+        assert!(!text.contains('\n') && !text.contains("FSNamesystem.java"), "{text}");
+        assert!(text.starts_with("create /t/x: SafeModeException: Cannot create file/t/x."), "{text}");
+        assert!(text.contains("turned on manually") && text.contains("`hdfs dfsadmin -safemode leave`"), "{text}");
+
+        let quota = "org.apache.hadoop.hdfs.protocol.DSQuotaExceededException: The DiskSpace quota of /t is \
+                     exceeded: quota = 1 B = 1 B but diskspace consumed = 402653184 B = 384 MB\n\tat X.y(X.java:1)";
+        let e = classify(
+            "close",
+            "/t/x",
+            URL,
+            USER,
+            rpc("org.apache.hadoop.hdfs.protocol.DSQuotaExceededException", quota),
+        );
+        assert!(e.needs_person(), "{e}");
+        assert!(e.to_string().contains("DSQuotaExceededException: The DiskSpace quota of /t is exceeded"), "{e}");
+        assert!(e.to_string().contains("hdfs dfs -count -q"), "{e}");
     }
 
     #[test]
     fn classifies_connection_errors_as_transient_with_a_namenode_hint() {
-        let e = classify("stat", "/a", URL, io(std::io::ErrorKind::ConnectionRefused));
+        let e = classify("stat", "/a", URL, USER, io(std::io::ErrorKind::ConnectionRefused));
         assert!(
             matches!(&e, StoreError::Transient { hint, .. } if hint.contains("hdfs://127.0.0.1:9000") && hint.contains("./bootstrap.sh status")),
             "{e}"
         );
-        assert!(classify("stat", "/a", URL, io(std::io::ErrorKind::ConnectionReset)).is_transient());
-        assert!(classify("write", "/a", URL, HdfsError::DataTransferError("pipeline".into())).is_transient());
-        assert!(classify("read", "/a", URL, HdfsError::BlocksNotFound("/a".into())).is_transient());
-        assert!(!classify("stat", "/a", URL, HdfsError::InvalidPath("x".into())).is_transient());
+        assert!(classify("stat", "/a", URL, USER, io(std::io::ErrorKind::ConnectionReset)).is_transient());
+        assert!(classify("write", "/a", URL, USER, HdfsError::DataTransferError("pipeline".into())).is_transient());
+        assert!(classify("read", "/a", URL, USER, HdfsError::BlocksNotFound("/a".into())).is_transient());
+        assert!(!classify("stat", "/a", URL, USER, HdfsError::InvalidPath("x".into())).is_transient());
     }
 
     #[test]

@@ -18,7 +18,15 @@ pub enum StoreError {
     /// `hint` tells the operator what to check.
     #[error("{op} {path}: {message} ({hint})")]
     Transient { op: &'static str, path: String, message: String, hint: String },
-    /// Retrying will not help: permission denied, path is a directory, bad URL…
+    /// Refused for a reason that lasts until a person acts, without restarting anything: a
+    /// permission denied to the HDFS user, an exhausted quota. Not worth retrying at once
+    /// (nothing changes in a second), but worth retrying with a long, capped backoff while the
+    /// pipeline reports itself not ready: the fix is picked up without a restart, and nothing
+    /// consumed is lost meanwhile (the range is consumed again from the commit log).
+    /// `hint` names what to check: which path, which user, which permission or quota.
+    #[error("{op} {path}: {message} ({hint})")]
+    Refused { op: &'static str, path: String, message: String, hint: String },
+    /// Retrying will not help: path is a directory, bad URL, failed authentication…
     #[error("{op} {path}: {message} ({hint})")]
     Fatal { op: &'static str, path: String, message: String, hint: String },
 }
@@ -26,6 +34,12 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Transient { .. })
+    }
+
+    /// Refused until a person acts ([`StoreError::Refused`]): retry with a long backoff and
+    /// report it, rather than at once or never.
+    pub fn needs_person(&self) -> bool {
+        matches!(self, StoreError::Refused { .. })
     }
 }
 

@@ -244,7 +244,7 @@ struct RabbitTls {
 
 #[derive(Debug, Clone)]
 enum SinkYaml {
-    Hdfs { url: String, path: String },
+    Hdfs { url: String, path: String, user: Option<String> },
     Local { path: String },
 }
 
@@ -389,7 +389,18 @@ impl PipelineYaml {
 
     /// The table on the lab HDFS at `path`.
     pub fn sink_hdfs(mut self, path: &str) -> Self {
-        self.sink = Some(SinkYaml::Hdfs { url: HDFS_URL.to_string(), path: path.to_string() });
+        self.sink = Some(SinkYaml::Hdfs { url: HDFS_URL.to_string(), path: path.to_string(), user: None });
+        self
+    }
+
+    /// `sink.hdfs.user`: act as this HDFS user (simple auth). The lab NameNode runs as the OS
+    /// user of the tests, the HDFS superuser, for whom permissions are never checked; another
+    /// name makes the NameNode check them.
+    pub fn sink_hdfs_user(mut self, name: &str) -> Self {
+        match &mut self.sink {
+            Some(SinkYaml::Hdfs { user, .. }) => *user = Some(name.to_string()),
+            _ => panic!("sink_hdfs_user needs .sink_hdfs(path) first"),
+        }
         self
     }
 
@@ -454,8 +465,11 @@ impl PipelineYaml {
         }
         writeln!(y, "parquet:\n  compression: {}", q(&self.compression)).unwrap();
         match self.sink.as_ref().expect("PipelineYaml needs a sink: call .sink_hdfs(path)") {
-            SinkYaml::Hdfs { url, path } => {
-                writeln!(y, "sink:\n  hdfs:\n    url: {}\n    path: {}", q(url), q(path)).unwrap()
+            SinkYaml::Hdfs { url, path, user } => {
+                writeln!(y, "sink:\n  hdfs:\n    url: {}\n    path: {}", q(url), q(path)).unwrap();
+                if let Some(user) = user {
+                    writeln!(y, "    user: {}", q(user)).unwrap();
+                }
             }
             SinkYaml::Local { path } => writeln!(y, "sink:\n  local:\n    path: {}", q(path)).unwrap(),
         }

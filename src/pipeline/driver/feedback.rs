@@ -8,6 +8,7 @@ use super::{rewind_backoff, Driver, Stop, TICK};
 use crate::observe::ProblemKey;
 use crate::pipeline::stream::{Flow, Stream};
 use crate::pipeline::writer::{Feedback, WriterMsg};
+use crate::retry::{cause_key, first_line};
 use crate::source::{Rewound, SourceError};
 
 impl Driver {
@@ -71,7 +72,12 @@ impl Driver {
                 if let Flow::Rewound { failures, .. } = s.flow {
                     tracing::info!(pipeline = %self.summary.pipeline, %stream, failures, "publishing again after rewinds");
                     s.flow = Flow::Consuming;
+                    if !self.streams.iter().any(|s| matches!(s.flow, Flow::Rewound { .. })) {
+                        // Every stream publishes again: the next failure is news.
+                        self.rewind_cause = None;
+                    }
                 }
+                let s = &mut self.streams[i];
                 let token = if s.buf.epoch == epoch { s.lane.take_published(next) } else { None };
                 self.source.published(&stream, next, token)?;
             }
@@ -91,6 +97,7 @@ impl Driver {
                     return Ok(()); // already rewound past that epoch
                 }
                 self.rewinds += 1;
+                self.watch.metrics.rewinds.inc();
                 self.watch.problem(ProblemKey::Commit, Some(format!("commit of {stream} failed: {reason}")));
                 self.tx
                     .send(WriterMsg::Drop { stream: stream.clone() })
@@ -115,9 +122,22 @@ impl Driver {
             Flow::Consuming => 1,
         };
         let delay = rewind_backoff().delay(failures);
-        let logged = matches!(&self.streams[i].flow, Flow::Rewound { reason: r, .. } if *r == reason);
-        if !logged {
-            tracing::warn!(pipeline = %self.pipeline(), stream = %id, %reason, failures, retry_in_s = delay.as_secs_f32(), "rewinding the stream to its last published position");
+        // The cause is named once per pipeline (a warn with its first line), not once per
+        // partition and retry: the reason names a fresh staged file each time and may carry a
+        // NameNode's stack trace, so causes are compared by `cause_key`. Each partition still
+        // says once that it rewinds; the retries go to `debug` with the whole reason.
+        let key = cause_key(&reason);
+        let same_stream = matches!(&self.streams[i].flow, Flow::Rewound { reason: r, .. } if cause_key(r) == key);
+        let retry_in_s = delay.as_secs_f32();
+        if same_stream {
+            tracing::debug!(pipeline = %self.pipeline(), stream = %id, %reason, failures, retry_in_s, "rewinding the stream again");
+        } else if self.rewind_cause.as_deref() == Some(key.as_str()) {
+            tracing::info!(pipeline = %self.pipeline(), stream = %id, failures, retry_in_s, "rewinding the stream to its last published position (same cause as reported above)");
+            tracing::debug!(pipeline = %self.pipeline(), stream = %id, %reason, "rewind reason");
+        } else {
+            tracing::warn!(pipeline = %self.pipeline(), stream = %id, reason = first_line(&reason), failures, retry_in_s, "rewinding the stream to its last published position; retried with backoff (1 s doubling to 60 s) until the cause is gone");
+            tracing::debug!(pipeline = %self.pipeline(), stream = %id, %reason, "rewind reason");
+            self.rewind_cause = Some(key);
         }
         let assignment = match self.source.rewind(&id, delay) {
             Ok(Rewound::Now(a)) => a,

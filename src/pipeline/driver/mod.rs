@@ -116,6 +116,9 @@ pub struct Driver {
     summary: RunSummary,
     /// Rewinds handled so far (a backfill fails if one happens while it finishes).
     rewinds: u64,
+    /// The cause ([`crate::retry::cause_key`]) of the rewinds last warned about, until every
+    /// stream publishes again: a store that refuses every partition is named once.
+    rewind_cause: Option<String>,
     /// Sessions lost in a row, for the reconnect backoff, and the last reason logged.
     session_failures: u32,
     session_error: Option<String>,
@@ -190,6 +193,7 @@ impl Driver {
             feedback: parts.feedback,
             summary: RunSummary { pipeline: parts.pipeline, ..Default::default() },
             rewinds: 0,
+            rewind_cause: None,
             session_failures: 0,
             session_error: None,
             paused: HashSet::new(),
