@@ -747,8 +747,12 @@ async fn a_blocked_store_holds_a_queue_of_large_messages_within_the_memory_budge
         peak / 1024
     );
     assert!(ready > 0, "the daemon took in all {N} messages while the store was down");
+    // A session may end because the store refused a file (a safe mode that outlasts the in-place
+    // retries after the NameNode's start rewinds the queue); it must never end because of a pause.
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(!text.contains("session ended"), "pausing the consumers cost the session:\n{}", tail(&log));
+    let ended_by_pause: Vec<&str> =
+        text.lines().filter(|l| l.contains("session ended") && !l.contains("reason=publishing failed")).collect();
+    assert!(ended_by_pause.is_empty(), "pausing the consumers cost the session: {ended_by_pause:?}\n{}", tail(&log));
     let v = spark_verify(&s.table_url, &[]);
     assert_eq!(v["count"], N, "exact after the outage:\n{}", tail(&log));
     assert_eq!(v["distinct_ids"], N);
