@@ -16,6 +16,9 @@
 #                                  clicks (default 100000), land them, query them with Spark
 #   ./bootstrap.sh query [TABLE]   Spark query over a landed table (default /landing/clicks)
 #   ./bootstrap.sh test            bring the lab up, then run the whole test suite
+#   ./bootstrap.sh faults [SEEDS] [CLASS,…]   the seeded fault matrix (tests/fault_matrix.rs),
+#                                  SEEDS runs per class (default 1); 20 or more, all classes,
+#                                  rewrites the table in docs/reliability.md
 #
 # All state, logs and downloads live under .lab/ (override with LANDFALL_LAB); `rm -rf .lab`
 # resets the lab. Inside the Vagrant VM (LAB_SYSTEMD=1) the services run as systemd units.
@@ -549,6 +552,18 @@ install_daemon_user() {
   "$LAB/bin/hdfs" dfs -chown -R landfall:landfall /landing
 }
 
+# The seeded fault matrix: SEEDS runs of each fault class (default 1, as in CI), optionally
+# only the comma-separated CLASSES. A release run (>= 20 seeds of every class) writes its table
+# into docs/reliability.md. LF_FAULT_SEED and LF_FAULT_EVENTS pass through.
+faults() {
+  local seeds=${1:-1} classes=${2:-} report=""
+  [[ $seeds =~ ^[0-9]+$ ]] || die "usage: $0 faults [SEEDS] [CLASS,…] (SEEDS: a number)"
+  if [ "$seeds" -ge 20 ] && [ -z "$classes" ]; then report="$ROOT/docs/reliability.md"; fi
+  up
+  cd "$ROOT"
+  LF_FAULT_SEEDS=$seeds LF_FAULT_CLASSES=$classes LF_FAULT_REPORT=$report \
+    exec cargo test --locked --release --test fault_matrix -- --nocapture
+}
 
 main() {
   local cmd=${1:-up}
@@ -581,6 +596,7 @@ main() {
     query) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/query_clicks.py" "$@" ;;
     demo) demo "${1:-100000}" ;;
     test) up; cd "$ROOT" && exec cargo test --locked --release ;;
+    faults) faults "$@" ;;
     -h|--help|help) sed -n '2,20p' "$0" ;;
     *) die "unknown command $cmd; see $0 --help" ;;
   esac

@@ -3,7 +3,15 @@
 //! leaves and check that the next run recovers from it. Not a `LANDFALL_*` variable: those are
 //! daemon settings. Read once; unset in production, where every point is a no-op.
 //!
-//! Points:
+//! `LF_TEST_CRASH_COUNT=<k>` (default 1) aborts at the k-th time the point is reached, so a
+//! seeded test can crash a run that already committed a few times.
+//!
+//! Points, in the order a commit reaches them (docs/exactly-once.md, "Protocol"):
+//! - `before_manifest`: a commit's data files are staged and closed, no manifest is written.
+//! - `before_commit_point`: the manifest is in `_landfall/tmp/`, not yet renamed into its slot.
+//! - `after_commit_point`: the manifest is in its slot, nothing is published.
+//! - `mid_publish`: the first file of a commit has its published name, the others do not.
+//! - `after_publish`: every file is published; the log is not pruned, the Kafka offset not mirrored.
 //! - `before_ack` (RabbitMQ): a commit is published, its deliveries are not yet acknowledged.
 //! - `local_publish_linked` (local store): a data or quarantine file has its published name
 //!   (a hard link) and still its staged name.
@@ -13,13 +21,22 @@
 //! would, while the rest of the process (its broker connections) goes on. Points:
 //! - `after_commit_point`: a manifest is in its slot, the zombie check has not run.
 
-/// Aborts the process if `LF_TEST_CRASH_POINT` names `point`.
+/// Aborts the process if `LF_TEST_CRASH_POINT` names `point` and this is its
+/// `LF_TEST_CRASH_COUNT`-th arrival there.
 pub fn point(point: &str, what: &str) {
-    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if POINT.get_or_init(|| std::env::var("LF_TEST_CRASH_POINT").ok()).as_deref() == Some(point) {
-        tracing::error!(point, "LF_TEST_CRASH_POINT={point}: aborting {what}");
-        std::process::abort();
+    static POINT: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    static ARRIVALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let configured = POINT.get_or_init(|| {
+        let name = std::env::var("LF_TEST_CRASH_POINT").ok()?;
+        let count = std::env::var("LF_TEST_CRASH_COUNT").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+        Some((name, count))
+    });
+    let Some((name, count)) = configured else { return };
+    if name != point || ARRIVALS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 != *count {
+        return;
     }
+    tracing::error!(point, count, "LF_TEST_CRASH_POINT={point}: aborting {what}");
+    std::process::abort();
 }
 
 /// Stalls the calling task once if `LF_TEST_STALL_POINT` names `point` (see the module doc).

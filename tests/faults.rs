@@ -1,24 +1,19 @@
-//! Service faults while Landfall ingests: a NameNode restart, a Kafka broker killed, a DataNode
-//! killed; and a stop (SIGTERM) while the NameNode hangs or HDFS is in safe mode. The daemon
-//! retries (never exits on its own), honours the shutdown deadline, and the table ends exact:
-//! nothing lost or doubled.
+//! A stop (SIGTERM) while the NameNode hangs or HDFS is in safe mode, and a rebalance while
+//! partitions wait in rewind backoff: the daemon honours the shutdown deadline, leaves no
+//! partition paused, and the table ends exact. Service faults under load (a NameNode, DataNode
+//! or broker killed or hung, and the rest) are the seeded fault matrix's (tests/fault_matrix.rs).
 //! Its own test binary, and the tests take turns: each one disturbs a service all tests use.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
 
 /// One fault at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn lab(args: &[&str]) {
-    let status = Command::new(repo_root().join("bootstrap.sh")).args(args).status().expect("./bootstrap.sh");
-    assert!(status.success(), "./bootstrap.sh {args:?}");
-}
 
 /// (partition, payload) of each event, and how many events each partition gets.
 type Spread = (Vec<(i32, Vec<u8>)>, BTreeMap<i32, i64>);
@@ -34,89 +29,6 @@ fn round_robin_events(n: u64, partitions: i32) -> Spread {
         })
         .collect();
     (msgs, counts)
-}
-
-/// Runs the daemon while `fault` disturbs a service mid-ingest, then checks the table.
-async fn survive(name: &str, fault: impl FnOnce()) {
-    require_kafka();
-    require_hdfs();
-    let topic = unique(name);
-    create_topic(&topic, 4).await;
-    let table_path = format!("/landing-test/{topic}");
-    let (_dir, pipeline) =
-        PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("1s").sink_hdfs(&table_path).file();
-    let n = 150_000u64;
-    let (msgs, counts) = round_robin_events(n, 4);
-    let logdir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(logdir.path().join("landfall.log")).unwrap();
-    let mut daemon = landfall().arg("run").arg(&pipeline).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-    produce(&topic, msgs[..(n / 2) as usize].to_vec()).await;
-    std::thread::sleep(Duration::from_secs(3));
-    fault();
-    produce(&topic, msgs[(n / 2) as usize..].to_vec()).await;
-    std::thread::sleep(Duration::from_secs(8));
-    let logtext = || std::fs::read_to_string(logdir.path().join("landfall.log")).unwrap_or_default();
-    assert!(daemon.try_wait().unwrap().is_none(), "landfall keeps running through the fault\n{}", logtext());
-    unsafe { kill(daemon.id() as i32, 15) };
-    let status = daemon.wait().unwrap();
-    assert!(status.success(), "exit 0 after SIGTERM: {status}\n{}", logtext());
-    let out = landfall().args(["run", "--until-caught-up"]).arg(&pipeline).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v = spark_verify(&format!("{HDFS_URL}{table_path}"), &[]);
-    assert_eq!(v["count"], n, "exact after the fault\n{}", logtext());
-    assert_eq!(v["distinct_ids"], n);
-    assert_tiles(&published_ranges(&table_path).await, &counts);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn namenode_restart_mid_run_is_survived_exactly() {
-    let _turn = SERIAL.lock().await;
-    survive("nnrestart", || lab(&["restart", "namenode"])).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn kafka_broker_killed_for_ten_seconds_is_survived_exactly() {
-    let _turn = SERIAL.lock().await;
-    survive("brokerdown", || {
-        lab(&["kill", "kafka"]);
-        std::thread::sleep(Duration::from_secs(10));
-        lab(&["start", "kafka"]);
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn datanode_killed_for_ten_seconds_is_survived_exactly() {
-    let _turn = SERIAL.lock().await;
-    survive("dndown", || {
-        lab(&["kill", "datanode"]);
-        std::thread::sleep(Duration::from_secs(10));
-        lab(&["start", "datanode"]);
-    })
-    .await;
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
-/// A lab service stopped with SIGSTOP (sockets open, nothing answers), resumed when dropped so a
-/// failing test never leaves the lab frozen.
-struct Frozen(i32);
-
-impl Frozen {
-    fn freeze(service: &str) -> Frozen {
-        let pid_file = lab_dir().join("run").join(format!("{service}.pid"));
-        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-        assert_eq!(unsafe { kill(pid, SIGSTOP) }, 0, "SIGSTOP {service} ({pid})");
-        Frozen(pid)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        unsafe { kill(self.0, SIGCONT) };
-    }
 }
 
 /// The daemon on a fresh 2-partition topic with `n` events, `deadline` as shutdown_deadline,
@@ -162,7 +74,7 @@ impl Stopping {
     /// SIGTERM, then how long the daemon took to exit (killed after `limit`).
     fn terminate(&mut self, limit: Duration) -> (Duration, std::process::ExitStatus) {
         let asked = std::time::Instant::now();
-        unsafe { kill(self.daemon.id() as i32, SIGTERM) };
+        signal(&self.daemon, SIGTERM);
         loop {
             if let Some(status) = self.daemon.try_wait().unwrap() {
                 return (asked.elapsed(), status);
@@ -196,22 +108,6 @@ async fn sigterm_while_the_namenode_hangs_exits_within_the_deadline() {
     let v = spark_verify(&format!("{HDFS_URL}{}", s.table), &[]);
     assert_eq!(v["count"], n);
     assert_eq!(v["distinct_ids"], n);
-}
-
-/// Leaves HDFS safe mode when dropped, so a failing test never leaves the lab read-only.
-struct SafeMode;
-
-impl SafeMode {
-    fn enter() -> SafeMode {
-        lab(&["hdfs", "dfsadmin", "-safemode", "enter"]);
-        SafeMode
-    }
-}
-
-impl Drop for SafeMode {
-    fn drop(&mut self) {
-        lab(&["hdfs", "dfsadmin", "-safemode", "leave"]);
-    }
 }
 
 /// SIGTERM while HDFS refuses writes (safe mode), which ends before the deadline (issue 10,
@@ -304,7 +200,7 @@ async fn a_rebalance_during_rewind_backoff_leaves_no_partition_paused() {
     // down. After a publish, builds before c6ce75a read the newest manifest inside the rewind,
     // from the DataNode, retrying until it is back: their whole consume loop blocked at the
     // first rewind (one partition rewound, no backoff for a rebalance to meet).
-    lab(&["kill", "datanode"]);
+    let datanode = Killed::kill("datanode");
     produce(&topic, msgs[..2 * quarter].to_vec()).await;
     let rewinds = wait_for_matching(&a_log, is_rewind, 2, Duration::from_secs(60));
     assert!(rewinds >= 2, "commits must fail and rewind while the DataNode is down:\n{}", log_of(&a_log));
@@ -322,13 +218,13 @@ async fn a_rebalance_during_rewind_backoff_leaves_no_partition_paused() {
         .unwrap();
     assert!(wait_for_lines(&b_log, "partition assigned", 1, Duration::from_secs(60)) >= 1, "{}", log_of(&b_log));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    unsafe { kill(b.id() as i32, SIGTERM) };
+    signal(&b, SIGTERM);
     let b_status = b.wait().unwrap();
     assert!(b_status.success(), "the second member stops cleanly: {b_status}\n{}", log_of(&b_log));
     let back = wait_for_lines(&a_log, "partition assigned", assigned_before + 4, Duration::from_secs(60));
     assert!(back >= assigned_before + 4, "the first member takes every partition back:\n{}", log_of(&a_log));
 
-    lab(&["start", "datanode"]);
+    drop(datanode);
     produce(&topic, msgs[2 * quarter..].to_vec()).await;
     // Landed by the running member: a partition left paused would never get there.
     let deadline = std::time::Instant::now() + Duration::from_secs(150);
@@ -346,7 +242,7 @@ async fn a_rebalance_during_rewind_backoff_leaves_no_partition_paused() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert!(a.try_wait().unwrap().is_none(), "the first member kept running:\n{}", log_of(&a_log));
-    unsafe { kill(a.id() as i32, SIGTERM) };
+    signal(&a, SIGTERM);
     assert!(a.wait().unwrap().success(), "{}", log_of(&a_log));
     let v = spark_verify(&format!("{HDFS_URL}{table}"), &[]);
     assert_eq!(v["count"], n, "{v}");

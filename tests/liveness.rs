@@ -185,27 +185,6 @@ async fn a_local_publish_interrupted_between_link_and_unlink_completes_on_restar
     }
 }
 
-/// Deletes `topic` and creates it again with `partitions` partitions (deletion is
-/// asynchronous: creation is retried until the broker accepts it).
-async fn recreate_topic(topic: &str, partitions: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", KAFKA).create().unwrap();
-    let deleted = admin.delete_topics(&[topic], &AdminOptions::new()).await.expect("Kafka admin request");
-    assert!(deleted[0].is_ok(), "delete topic {topic}: {:?}", deleted[0]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-        let res = admin.create_topics(&[new], &AdminOptions::new()).await.expect("Kafka admin request");
-        if res[0].is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "recreate topic {topic}: {:?}", res[0]);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// The commit log says "resume at 1000" but the topic was deleted and recreated and now ends
 /// at 500: resuming would skip the new topic's first 1000 offsets as already landed. It used
 /// to do exactly that and exit 0 with "0 events"; the partition must stop, naming the
@@ -477,13 +456,6 @@ async fn quarantine_files_are_not_world_readable() {
         }
         dir = dir.parent().unwrap();
     }
-}
-
-/// libfaketime, from Debian's `faketime` package (installed by ./bootstrap.sh).
-fn libfaketime() -> String {
-    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-    assert!(std::path::Path::new(lib).exists(), "{lib} is missing: run ./bootstrap.sh up (it installs faketime)");
-    lib.to_string()
 }
 
 /// A host clock 40 minutes off the NameNode's (issue 10, item 6). Staged files are refused at

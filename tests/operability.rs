@@ -6,17 +6,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn lab(args: &[&str]) {
-    let status = Command::new(repo_root().join("bootstrap.sh")).args(args).status().expect("./bootstrap.sh");
-    assert!(status.success(), "./bootstrap.sh {args:?}");
-}
 
 /// Polls `what` every 250 ms until it returns `Some`, failing after `limit` with `context()`.
 fn wait_for<T>(limit: Duration, mut what: impl FnMut() -> Option<T>, context: impl Fn() -> String) -> (T, Duration) {
@@ -277,10 +271,7 @@ async fn an_exhausted_hdfs_quota_is_reported_and_lands_exactly_once_lifted() {
         // Not "quota": the log lines naming the cause are counted, and every line names the topic.
         prefix: "space",
         user: None,
-        inject: Box::new(|table| {
-            lab(&["hdfs", "dfsadmin", "-setSpaceQuota", "1", table]);
-            Box::new(QuotaLift(table.to_string()))
-        }),
+        inject: Box::new(|table| Box::new(Quota::exhaust(table))),
         cause: "quota",
         check: Box::new(|table| vec!["hdfs dfs -count -q".to_string(), table.to_string()]),
     })
@@ -300,11 +291,7 @@ async fn a_permission_denied_by_hdfs_is_reported_and_lands_exactly_once_granted(
     needs_a_person(Fault {
         prefix: "perm",
         user: Some(user),
-        inject: Box::new(|table| {
-            let dir = format!("{table}/_landfall");
-            lab(&["hdfs", "dfs", "-chmod", "-R", "u-w", &dir]);
-            Box::new(WriteBack(dir))
-        }),
+        inject: Box::new(|table| Box::new(ReadOnly::make(&format!("{table}/_landfall")))),
         cause: "Permission denied",
         check: Box::new(move |table| vec![format!("user={user}"), format!("{table}/_landfall"), "WRITE".to_string()]),
     })
@@ -321,10 +308,7 @@ async fn a_safe_mode_that_does_not_end_is_reported_and_lands_exactly_once_left()
     needs_a_person(Fault {
         prefix: "safemode",
         user: None,
-        inject: Box::new(|_| {
-            lab(&["hdfs", "dfsadmin", "-safemode", "enter"]);
-            Box::new(SafeModeLeave)
-        }),
+        inject: Box::new(|_| Box::new(SafeMode::enter())),
         cause: "safe mode",
         check: Box::new(|_| vec!["-safemode".to_string()]),
     })
@@ -431,31 +415,4 @@ async fn needs_a_person(fault: Fault) {
     let v = spark_verify(&format!("{HDFS_URL}{table}"), &[]);
     assert_eq!(v["count"], n, "exact");
     assert_eq!(v["distinct_ids"], n);
-}
-
-/// Lifts the space quota of a directory when dropped (also when the test fails).
-struct QuotaLift(String);
-
-impl Drop for QuotaLift {
-    fn drop(&mut self) {
-        lab(&["hdfs", "dfsadmin", "-clrSpaceQuota", &self.0]);
-    }
-}
-
-/// Gives the owner write permission back on a tree when dropped (also when the test fails).
-struct WriteBack(String);
-
-impl Drop for WriteBack {
-    fn drop(&mut self) {
-        lab(&["hdfs", "dfs", "-chmod", "-R", "u+w", &self.0]);
-    }
-}
-
-/// Leaves the NameNode's safe mode when dropped (also when the test fails): the lab is shared.
-struct SafeModeLeave;
-
-impl Drop for SafeModeLeave {
-    fn drop(&mut self) {
-        lab(&["hdfs", "dfsadmin", "-safemode", "leave"]);
-    }
 }

@@ -222,6 +222,7 @@ impl CommitLog {
             return Err(CommitError::Invalid(format!("offsets {start}..={end}: need 0 <= start <= end")));
         }
         self.position = Position::Unknown;
+        crate::crash::point("before_manifest", "with the commit's files staged, before its manifest");
         let (mut manifest, oldest) = self.prepare(seq, start, end, &files).await?;
         manifest.message_ids = message_ids;
         let bytes = manifest.to_json();
@@ -232,15 +233,18 @@ impl CommitLog {
         .await?;
         // The commit point must come before orphan cleanup may take the staged files: within
         // grace/2 of the oldest one's creation, on the store's clock; retries stop there.
+        crate::crash::point("before_commit_point", "with the manifest written to tmp, before the commit point");
         let budget = self.staged_age_budget(&tmp, oldest).await?;
         let backoff = Backoff { give_up_after: Some(budget), ..self.run.config.backoff.clone() };
         with_backoff("commit the manifest", &backoff, &self.run.stop, || {
             self.commit_point(&manifest, &tmp, &slot, &bytes)
         })
         .await?;
+        crate::crash::point("after_commit_point", "after the commit point, before publishing");
         crate::crash::stall("after_commit_point", "after the commit point, before the zombie check").await;
         let seqs = self.check_not_superseded(&manifest, &slot, &bytes).await?;
         self.publish(&manifest, &slot).await?;
+        crate::crash::point("after_publish", "after publishing, before pruning and the offset mirror");
         if self.run.config.keep_ids > 0 {
             self.remember(seq, (end - start + 1) as usize);
         }

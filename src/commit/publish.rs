@@ -14,7 +14,10 @@ use crate::sink::StoreError;
 impl CommitLog {
     /// Publishes every file of `manifest`; safe to run any number of times, concurrently too.
     pub(crate) async fn publish(&self, manifest: &Manifest, manifest_path: &str) -> Result<(), CommitError> {
-        for file in &manifest.files {
+        for (i, file) in manifest.files.iter().enumerate() {
+            if i == 1 {
+                crate::crash::point("mid_publish", "with the first file of a commit published, not the others");
+            }
             let op = format!("publish {}", file.final_path);
             with_backoff(&op, &self.run.config.backoff, &self.run.stop, || {
                 self.publish_file(manifest, manifest_path, file)

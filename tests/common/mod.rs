@@ -2,6 +2,10 @@
 //! one is missing, unique names per test, and Spark through the lab's pyspark.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+mod lab;
+#[allow(unused_imports)] // not every test binary injects faults
+pub use lab::*;
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
@@ -125,6 +129,34 @@ pub async fn produce(topic: &str, messages: impl IntoIterator<Item = (i32, Vec<u
         r.expect("delivery report").expect("Kafka acknowledges the message");
     }
     n
+}
+
+/// Deletes `topic` and creates it again with `partitions` partitions (deletion is
+/// asynchronous: creation is retried until the broker accepts it).
+pub async fn recreate_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", KAFKA).create().unwrap();
+    let deleted = admin.delete_topics(&[topic], &AdminOptions::new()).await.expect("Kafka admin request");
+    assert!(deleted[0].is_ok(), "delete topic {topic}: {:?}", deleted[0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let res = admin.create_topics(&[new], &AdminOptions::new()).await.expect("Kafka admin request");
+        if res[0].is_ok() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "recreate topic {topic}: {:?}", res[0]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// libfaketime, from Debian's `faketime` package (installed by ./bootstrap.sh).
+pub fn libfaketime() -> String {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(std::path::Path::new(lib).exists(), "{lib} is missing: run ./bootstrap.sh up (it installs faketime)");
+    lib.to_string()
 }
 
 /// Start of the event-time range of generated events: 2026-11-25T14:00:00Z, in micros.
