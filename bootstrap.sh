@@ -16,7 +16,7 @@
 #                                  clicks (default 100000), land them, query them with Spark
 #   ./bootstrap.sh query [TABLE]   Spark query over a landed table (default /landing/clicks)
 #   ./bootstrap.sh test            bring the lab up, then run the whole test suite
-#   ./bootstrap.sh faults [SEEDS] [CLASS,…]   the seeded fault matrix (tests/fault_matrix.rs),
+#   ./bootstrap.sh faults [SEEDS] [CLASS,…]   the seeded fault matrix (tests/fault_matrix/),
 #                                  SEEDS runs per class (default 1); 20 or more, all classes,
 #                                  rewrites the table in docs/reliability.md
 #

@@ -1,7 +1,7 @@
 //! A stop (SIGTERM) while the NameNode hangs or HDFS is in safe mode, and a rebalance while
 //! partitions wait in rewind backoff: the daemon honours the shutdown deadline, leaves no
 //! partition paused, and the table ends exact. Service faults under load (a NameNode, DataNode
-//! or broker killed or hung, and the rest) are the seeded fault matrix's (tests/fault_matrix.rs).
+//! or broker killed or hung, and the rest) are the seeded fault matrix's (tests/fault_matrix/).
 //! Its own test binary, and the tests take turns: each one disturbs a service all tests use.
 
 mod common;
