@@ -13,13 +13,13 @@
 //! Then one Spark session reads every table of the matrix and must count what our reader
 //! counted. The test fails on any lost, duplicated or partial event, or any other finding.
 //!
-//! One command runs it: `./bootstrap.sh faults [SEEDS] [CLASS,…]` (README, "Fault matrix").
+//! One command runs it: `./bootstrap.sh faults [SEEDS] [CLASS,…]` (docs/reliability.md).
 //! Settings (environment; `LF_*`, because the daemon reads `LANDFALL_*` as its own settings):
 //! - `LF_FAULT_SEEDS`: runs per class (default 1: what CI runs);
 //! - `LF_FAULT_SEED`: the first seed (default: from the clock; printed, so a failing
 //!   run can be repeated with the same timings);
 //! - `LF_FAULT_EVENTS`: events per run (default 10,000);
-//! - `LF_FAULT_CLASSES`: a comma-separated subset of the class names below;
+//! - `LF_FAULT_CLASSES`: a comma-separated subset of the class names (`classes.rs`);
 //! - `LF_FAULT_REPORT`: also write the table (Markdown) to this file.
 //!
 //! Every outcome is appended to `target/fault-matrix/outcomes.jsonl`.
