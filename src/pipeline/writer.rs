@@ -48,7 +48,11 @@ pub enum Feedback {
     /// to a store failure): drop the partition's state and resume from the commit log.
     /// `answers_commit` is true when this is the answer to a `Commit` (the consumer counts
     /// commits in flight), false when a write failed before the range was cut.
-    Rewind { stream: StreamId, epoch: u64, reason: String, answers_commit: bool },
+    /// `superseded` is true when another owner committed the range (the log moved past it, or
+    /// the commit was fenced): the fence did its job, nothing is wrong with this member, so
+    /// the rewind is not a readiness problem (an idle member would stay unready until its next
+    /// commit, which may never come).
+    Rewind { stream: StreamId, epoch: u64, reason: String, answers_commit: bool, superseded: bool },
     /// Retrying cannot help (a bad path, a conflict in the table): the pipeline stops.
     /// Refusals that a person ends (permission, quota) rewind instead: the fix is picked up
     /// without a restart.
@@ -216,7 +220,13 @@ impl Writer {
                     if !live {
                         self.discard(files);
                         let reason = "the range was voided by an earlier failure".to_string();
-                        let _ = self.feedback.send(Feedback::Rewind { stream, epoch, reason, answers_commit: true });
+                        let _ = self.feedback.send(Feedback::Rewind {
+                            stream,
+                            epoch,
+                            reason,
+                            answers_commit: true,
+                            superseded: false,
+                        });
                         continue;
                     }
                     // Partitions commit concurrently. Within a partition, a commit closes its
@@ -384,7 +394,7 @@ impl Writer {
         }
         dead.insert(stream.clone(), epoch);
         let fb = if rewind {
-            Feedback::Rewind { stream, epoch, reason, answers_commit: false }
+            Feedback::Rewind { stream, epoch, reason, answers_commit: false, superseded: false }
         } else {
             Feedback::Fatal { message: reason }
         };
@@ -424,8 +434,10 @@ impl Committer {
         files: HashMap<String, OpenFile>,
         ids: Vec<String>,
     ) -> (Option<CommitLog>, Feedback) {
-        let rewind =
-            |reason: String| (None, Feedback::Rewind { stream: stream.clone(), epoch, reason, answers_commit: true });
+        let rewind_as = |reason: String, superseded: bool| {
+            (None, Feedback::Rewind { stream: stream.clone(), epoch, reason, answers_commit: true, superseded })
+        };
+        let rewind = |reason: String| rewind_as(reason, false);
         let source_meta = serde_json::json!({
             "topic": stream.name, "partition": stream.partition, "start_offset": start, "end_offset": end,
         })
@@ -491,7 +503,10 @@ impl Committer {
         if let Some(next) = log.next_offset() {
             if next != start {
                 // The consumer and the log disagree (another owner committed meanwhile).
-                return rewind(format!("the commit log resumes at offset {next}, this range starts at {start}"));
+                return rewind_as(
+                    format!("the commit log resumes at offset {next}, this range starts at {start}"),
+                    true,
+                );
             }
         }
         match log.commit_ids(start, end, staged, ids).await {
@@ -508,7 +523,7 @@ impl Committer {
                 },
             ),
             Err(CommitError::Fenced { reason, .. }) => {
-                rewind(format!("offsets {start}..={end} were committed by another owner (fenced: {reason})"))
+                rewind_as(format!("offsets {start}..={end} were committed by another owner (fenced: {reason})"), true)
             }
             Err(e) if is_fatal(&e) => (None, Feedback::Fatal { message: e.to_string() }),
             Err(e) => rewind(e.to_string()),

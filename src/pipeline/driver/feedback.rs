@@ -88,7 +88,7 @@ impl Driver {
                     }
                 }
             }
-            Feedback::Rewind { stream, epoch, reason, answers_commit } => {
+            Feedback::Rewind { stream, epoch, reason, answers_commit, superseded } => {
                 if answers_commit {
                     self.inflight = self.inflight.saturating_sub(1);
                 }
@@ -98,7 +98,9 @@ impl Driver {
                 }
                 self.rewinds += 1;
                 self.watch.metrics.rewinds.inc();
-                self.watch.problem(ProblemKey::Commit, Some(format!("commit of {stream} failed: {reason}")));
+                if !superseded {
+                    self.watch.problem(ProblemKey::Commit, Some(format!("commit of {stream} failed: {reason}")));
+                }
                 self.tx
                     .send(WriterMsg::Drop { stream: stream.clone() })
                     .map_err(|_| "the writer task stopped".to_string())?;
