@@ -120,10 +120,13 @@ pub async fn commit_steps(mut r: Run) -> Result<Run, String> {
     }
     let slice = n / (steps.len() + 1);
     for (k, step) in steps.iter().enumerate() {
-        r.send(k * slice..(k + 1) * slice).await;
         let count = r.rng.between(1, 3).to_string();
         r.spawn(0, &[("LF_TEST_CRASH_POINT", step), ("LF_TEST_CRASH_COUNT", &count)]);
+        // Paced, so time-rolled commits come on top of the 400-row ones and the count is
+        // reached whatever the seed (see crash_before_ack).
+        let sender = r.send_paced(k * slice..(k + 1) * slice, Duration::from_millis(300));
         r.aborted(0, Duration::from_secs(60)).await.map_err(|e| format!("{step} #{count}: {e}"))?;
+        sender.await.map_err(|e| format!("sending: {e}"))?;
     }
     r.send(steps.len() * slice..n).await;
     r.spawn(0, &[]);
@@ -371,10 +374,13 @@ pub async fn crash_before_ack(mut r: Run) -> Result<Run, String> {
     let n = r.messages.len();
     let count = r.rng.between(1, 3).to_string();
     r.spawn(0, &[("LF_TEST_CRASH_POINT", "before_ack"), ("LF_TEST_CRASH_COUNT", &count)]);
-    r.send(0..n / 2).await;
+    // Paced over about 5 s, so a queue with `roll.max_age: 1s` commits several times before
+    // the count is reached (sent at once, half the events made two commits: CI, seed 886).
+    let sender = r.send_paced(0..n / 2, Duration::from_millis(500));
     r.aborted(0, Duration::from_secs(60)).await.map_err(|e| format!("before_ack #{count}: {e}"))?;
     r.spawn(0, &[]);
     r.heal();
+    sender.await.map_err(|e| format!("sending: {e}"))?;
     r.send(n / 2..n).await;
     Ok(r)
 }
