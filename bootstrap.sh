@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The Landfall lab: real Kafka (KRaft), RabbitMQ, HDFS (NameNode + DataNode) and Spark on one
-# Debian 12 host. The same script provisions CI, a laptop and the Vagrant VM.
+# The Landfall lab: real Kafka (KRaft), RabbitMQ, HDFS (NameNode + DataNode), a Hive Metastore
+# and Spark on one Debian 12 host. The same script provisions CI, a laptop and the Vagrant VM.
 #
 #   ./bootstrap.sh [up]            install what is missing, start everything, wait until healthy
 #   ./bootstrap.sh status          each service's state and memory; exit 0 only if all healthy
 #   ./bootstrap.sh stop            stop every service
-#   ./bootstrap.sh start|restart|stop|kill SERVICE   kafka, rabbitmq, namenode, datanode
+#   ./bootstrap.sh start|restart|stop|kill SERVICE   kafka, rabbitmq, namenode, datanode,
+#                                  hive-metastore
 #                                  (kill = SIGKILL, for fault tests)
 #   ./bootstrap.sh env             shell exports for the lab tools (eval "$(./bootstrap.sh env)")
 #   ./bootstrap.sh hdfs dfs -ls /  Hadoop's FsShell (also: hdfs dfsadmin -report)
@@ -27,6 +28,7 @@ set -euo pipefail
 # ---- versions: the one place they are pinned -------------------------------------------------
 KAFKA_VERSION=4.1.2
 HADOOP_VERSION=3.5.0
+HIVE_VERSION=4.0.1   # hive-standalone-metastore-server; vagrant/hive/pom.xml has the Hadoop pin too
 PYSPARK_VERSION=4.3.0
 CONFLUENT_KAFKA_VERSION=2.12.1
 KAFKA_CLUSTER_ID=bGFuZGZhbGwtbGFiLWthZg   # any 22-char base64 id; fixed so re-formats match
@@ -39,7 +41,9 @@ RUN=$LAB/run
 SYSTEMD=${LAB_SYSTEMD:-0}
 # Services listen on loopback; the VM binds 0.0.0.0 so Vagrant's forwarded ports reach them.
 BIND=${LAB_BIND:-127.0.0.1}
-SERVICES=(kafka rabbitmq namenode datanode)
+# Where the metastore puts managed tables and databases created without a location.
+HIVE_WAREHOUSE=${LAB_HIVE_WAREHOUSE:-hdfs://127.0.0.1:9000/user/hive/warehouse}
+SERVICES=(kafka rabbitmq namenode datanode hive-metastore)
 
 export RABBITMQ_NODENAME=rabbit@localhost
 export ERL_EPMD_ADDRESS=127.0.0.1
@@ -96,6 +100,23 @@ install_jars() { # name pom version-property version
   echo "$version" >"$lib/.stamp"
 }
 
+# The metastore's schematool needs the Derby schema scripts, which ship only in the binary
+# tarball (on Maven Central as the server's `bin` classifier): fetch it, keep the Derby scripts.
+install_hive_scripts() {
+  local dist=$LAB/hive/dist tmp=$LAB/hive/tmp
+  [ -f "$dist/.stamp" ] && [ "$(cat "$dist/.stamp")" = "$HIVE_VERSION" ] && return
+  say "maven: fetching the Hive Metastore $HIVE_VERSION schema scripts"
+  rm -rf "$dist" "$tmp"; mkdir -p "$dist" "$tmp"
+  mvn -q -B -f "$VAGRANT_DIR/hive/pom.xml" dependency:copy \
+    "-Dartifact=org.apache.hive:hive-standalone-metastore-server:$HIVE_VERSION:tar.gz:bin" \
+    -DoutputDirectory="$tmp" >"$LOGS/mvn-hive-scripts.log" 2>&1 \
+    || die "maven could not fetch the Hive Metastore $HIVE_VERSION tarball; see $LOGS/mvn-hive-scripts.log"
+  tar xzf "$tmp"/*.tar.gz -C "$dist" --strip-components=1 --wildcards '*/scripts/metastore/upgrade/derby/*' \
+    || die "no Derby schema scripts in the Hive Metastore $HIVE_VERSION tarball"
+  rm -rf "$tmp"
+  echo "$HIVE_VERSION" >"$dist/.stamp"
+}
+
 install_venv() {
   local stamp=$LAB/venv/.stamp want="pyspark==$PYSPARK_VERSION confluent-kafka==$CONFLUENT_KAFKA_VERSION"
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
@@ -109,13 +130,14 @@ install_venv() {
 
 render() { # template destination
   sed -e "s|@LAB@|$LAB|g" -e "s|@KAFKA_BIND@|$BIND|g" -e "s|@HDFS_BIND@|$BIND|g" \
-      -e "s|@RABBIT_BIND@|$BIND|g" "$VAGRANT_DIR/templates/$1" >"$2.tmp"
+      -e "s|@RABBIT_BIND@|$BIND|g" -e "s|@HIVE_BIND@|$BIND|g" -e "s|@HIVE_WAREHOUSE@|$HIVE_WAREHOUSE|g" \
+      "$VAGRANT_DIR/templates/$1" >"$2.tmp"
   mv "$2.tmp" "$2"
 }
 
 write_configs() {
   mkdir -p "$LAB/kafka/data" "$LAB/hadoop/conf" "$LAB/hadoop/name" "$LAB/hadoop/data" \
-    "$LAB/rabbitmq" "$LAB/spark/conf" "$LAB/bin" "$LOGS" "$RUN"
+    "$LAB/rabbitmq" "$LAB/spark/conf" "$LAB/hive/conf" "$LAB/bin" "$LOGS" "$RUN"
   render kafka-server.properties "$LAB/kafka/server.properties"
   render kafka-log4j2.properties "$LAB/kafka/log4j2.properties"
   render core-site.xml "$LAB/hadoop/conf/core-site.xml"
@@ -123,6 +145,8 @@ write_configs() {
   render hadoop-log4j.properties "$LAB/hadoop/conf/log4j.properties"
   render rabbitmq.conf "$LAB/rabbitmq/rabbitmq.conf"
   render spark-defaults.conf "$LAB/spark/conf/spark-defaults.conf"
+  render hive-metastore-site.xml "$LAB/hive/conf/metastore-site.xml"
+  render hive-metastore-log4j2.properties "$LAB/hive/conf/metastore-log4j2.properties"
   echo '[rabbitmq_management,rabbitmq_auth_mechanism_ssl].' >"$LAB/rabbitmq/enabled_plugins"
   write_tls
   write_tools
@@ -204,6 +228,8 @@ install_all() {
   install_apt
   install_jars kafka "$VAGRANT_DIR/kafka/pom.xml" kafka.version "$KAFKA_VERSION"
   install_jars hadoop "$VAGRANT_DIR/hadoop/pom.xml" hadoop.version "$HADOOP_VERSION"
+  install_jars hive "$VAGRANT_DIR/hive/pom.xml" hive.version "$HIVE_VERSION"
+  install_hive_scripts
   install_venv
   write_configs
   # The DataNode and Spark resolve this host's name; make sure it resolves.
@@ -225,6 +251,11 @@ service_cmd() {
 -cp '$LAB/kafka/lib/*' kafka.Kafka $LAB/kafka/server.properties" ;;
     namenode) echo "$jh/bin/java -Xmx512m $hadoop" ;;
     datanode) echo "$jh/bin/java -Xmx256m $hadoop" ;;
+    # Derby writes derby.log into the working directory unless told otherwise.
+    hive-metastore) echo "$jh/bin/java -Xms64m -Xmx384m -XX:+UseSerialGC \
+-Dlog4j2.configurationFile=$LAB/hive/conf/metastore-log4j2.properties \
+-Dderby.system.home=$LAB/hive -Dderby.stream.error.file=$LOGS/hive-derby.log \
+-Dhadoop.home.dir=$LAB/hive -cp '$LAB/hive/conf:$LAB/hive/lib/*'" ;;
     *) die "unknown service $1 (one of: ${SERVICES[*]})" ;;
   esac
 }
@@ -233,6 +264,7 @@ java_main() {
   case $1 in
     namenode) echo org.apache.hadoop.hdfs.server.namenode.NameNode ;;
     datanode) echo org.apache.hadoop.hdfs.server.datanode.DataNode ;;
+    hive-metastore) echo org.apache.hadoop.hive.metastore.HiveMetaStore ;;
     *) echo "" ;;
   esac
 }
@@ -244,7 +276,7 @@ run_foreground() {
     rabbitmq)
       rabbit_env
       exec "$RABBIT_SBIN/rabbitmq-server" ;;
-    kafka|namenode|datanode)
+    kafka|namenode|datanode|hive-metastore)
       prepare "$svc"
       eval "exec $(service_cmd "$svc") $(java_main "$svc")" ;;
     *) die "unknown service $svc" ;;
@@ -278,6 +310,20 @@ prepare() {
         say "namenode: formatting HDFS"
         eval "$(service_cmd namenode) org.apache.hadoop.hdfs.server.namenode.NameNode -format -nonInteractive -force" \
           >"$LOGS/namenode-format.log" 2>&1 || die "namenode format failed; see $LOGS/namenode-format.log"
+      fi ;;
+    hive-metastore)
+      # The schema is made once, by the metastore's own schematool from the release's Derby
+      # scripts; the database is renamed into place only when that succeeded, so an
+      # interrupted init leaves nothing that looks initialised.
+      if [ ! -d "$LAB/hive/metastore_db" ]; then
+        say "hive-metastore: creating the Derby schema"
+        local db=$LAB/hive/metastore_db
+        rm -rf "$db.init"
+        eval "METASTORE_HOME=$LAB/hive/dist $(service_cmd hive-metastore) \
+org.apache.hadoop.hive.metastore.tools.schematool.MetastoreSchemaTool -initSchema -dbType derby \
+-url 'jdbc:derby:;databaseName=$db.init;create=true'" \
+          >"$LOGS/hive-schematool.log" 2>&1 || die "hive metastore schema init failed; see $LOGS/hive-schematool.log"
+        mv "$db.init" "$db"
       fi ;;
   esac
 }
@@ -356,7 +402,22 @@ unit_of() {
     rabbitmq) echo rabbitmq-server.service ;;
     namenode) echo hdfs-namenode.service ;;
     datanode) echo hdfs-datanode.service ;;
+    hive-metastore) echo hive-metastore.service ;;
   esac
+}
+
+# One real Thrift call (binary protocol, unframed, as the metastore serves by default):
+# get_metastore_db_uuid(), which reads Derby. Healthy when the reply is a REPLY (80010002) whose
+# result opens with field 0 of type string (0b), not a MetaException (12): 4 + 4 + 21 (the name)
+# + 4 (seqid) bytes, then that type byte at hex offset 66. The reply is always 77 bytes (a
+# 36-character UUID); reading all of it lets the socket close cleanly: a close with unread
+# bytes is a reset, which the metastore logs as an ERROR with a stack trace.
+hms_call_ok() {
+  local reply
+  reply=$( (exec 3<>/dev/tcp/127.0.0.1/9083 || exit 1
+            printf '\x80\x01\x00\x01\x00\x00\x00\x15get_metastore_db_uuid\x00\x00\x00\x01\x00' >&3
+            timeout 5 head -c 77 <&3) 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
+  [ "${reply:0:8}" = 80010002 ] && [ "${reply:66:2}" = 0b ]
 }
 
 # ---- health ----------------------------------------------------------------------------------
@@ -377,6 +438,7 @@ healthy() {
         | grep -q 'ActorState\\":\\"RUNNING\\".*NamenodeHaState\\":\\"active' || return 1
       live=$(jmx 'Hadoop:service=NameNode,name=FSNamesystemState' | sed -n 's/.*"NumLiveDataNodes" : \([0-9]*\).*/\1/p')
       [ "${live:-0}" -ge 1 ] ;;
+    hive-metastore) hms_call_ok ;;
   esac
 }
 
@@ -400,7 +462,7 @@ rss_mb() { # pid -> resident MB
 
 status() {
   local svc pid ok=0 total=0 mb state
-  printf '%-10s %-9s %8s %s\n' SERVICE STATE RSS_MB PID
+  printf '%-14s %-9s %8s %s\n' SERVICE STATE RSS_MB PID
   for svc in "${SERVICES[@]}"; do
     if [ "$SYSTEMD" = 1 ]; then
       pid=$(systemctl show -p MainPID --value "$(unit_of "$svc")" 2>/dev/null || true)
@@ -416,22 +478,24 @@ status() {
       state=down; ok=1
     fi
     total=$((total + mb))
-    printf '%-10s %-9s %8s %s\n' "$svc" "$state" "$mb" "${pid:--}"
+    printf '%-14s %-9s %8s %s\n' "$svc" "$state" "$mb" "${pid:--}"
   done
-  printf '%-10s %-9s %8s\n' total "" "$total"
+  printf '%-14s %-9s %8s\n' total "" "$total"
   return $ok
 }
 
 start_all() {
   local svc
   # One after another: CPU is the scarce resource on 2 cores.
-  for svc in namenode datanode kafka rabbitmq; do
+  # The metastore comes last: its warehouse is on HDFS.
+  for svc in namenode datanode kafka rabbitmq hive-metastore; do
     start_service "$svc"
     case $svc in
       namenode) wait_until_listening 9870 120 namenode ;;
       datanode) wait_healthy namenode 180; wait_healthy datanode 120 ;;
       kafka) wait_healthy kafka 120 ;;
       rabbitmq) wait_healthy rabbitmq 120; ensure_rabbit_cert_user ;;
+      hive-metastore) wait_healthy hive-metastore 180 ;;
     esac
   done
 }
@@ -455,7 +519,8 @@ Landfall lab is up (state in $LAB)
   Kafka $KAFKA_VERSION (KRaft)   127.0.0.1:9092
   RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null | cut -d- -f1)         amqp://guest:guest@127.0.0.1:5672   UI http://127.0.0.1:15672 (guest/guest)
   HDFS $HADOOP_VERSION           hdfs://127.0.0.1:9000                UI http://127.0.0.1:9870
-  Spark $PYSPARK_VERSION (pyspark)  ./bootstrap.sh pyspark   (default FS is the lab HDFS)
+  Hive Metastore $HIVE_VERSION  thrift://127.0.0.1:9083              warehouse $HIVE_WAREHOUSE
+  Spark $PYSPARK_VERSION (pyspark)  ./bootstrap.sh pyspark   (default FS is the lab HDFS, catalog the metastore)
 Tools: eval "\$(./bootstrap.sh env)"  then  hdfs dfs -ls /, pyspark, spark-submit
        ./bootstrap.sh topic NAME 4 ; ./bootstrap.sh produce NAME 1000 ; ./bootstrap.sh status
 EOF
@@ -492,7 +557,8 @@ Environment=RABBITMQ_CONFIG_FILE=$LAB/rabbitmq/rabbitmq.conf RABBITMQ_ENABLED_PL
 EOF
   chmod -R a+rX "$LAB/rabbitmq"
   systemctl daemon-reload
-  systemctl enable kafka.service hdfs-namenode.service hdfs-datanode.service rabbitmq-server.service
+  systemctl enable kafka.service hdfs-namenode.service hdfs-datanode.service rabbitmq-server.service \
+    hive-metastore.service
 }
 
 # `cargo build --release`, saying what it does: a first build compiles ~300 crates (librdkafka
@@ -573,8 +639,16 @@ main() {
     status) status ;;
     stop)
       local svc
-      for svc in rabbitmq kafka datanode namenode; do stop_service "$svc"; done
-      say "all services stopped" ;;
+      if [ $# -eq 0 ]; then
+        for svc in hive-metastore rabbitmq kafka datanode namenode; do stop_service "$svc"; done
+        say "all services stopped"
+        return
+      fi
+      # `stop SERVICE` stops that one only (it used to stop everything, whatever was named).
+      [ $# -eq 1 ] || die "usage: $0 stop [SERVICE] (one of: ${SERVICES[*]})"
+      case " ${SERVICES[*]} " in *" $1 "*) ;; *) die "unknown service $1 (one of: ${SERVICES[*]})" ;; esac
+      stop_service "$1"
+      say "$1 stopped" ;;
     start|restart|kill)
       [ $# -eq 1 ] || die "usage: $0 $cmd SERVICE (one of: ${SERVICES[*]})"
       local svc=$1
@@ -597,7 +671,7 @@ main() {
     demo) demo "${1:-100000}" ;;
     test) up; cd "$ROOT" && exec cargo test --locked --release ;;
     faults) faults "$@" ;;
-    -h|--help|help) sed -n '2,20p' "$0" ;;
+    -h|--help|help) sed -n '2,22p' "$0" ;;
     *) die "unknown command $cmd; see $0 --help" ;;
   esac
 }
