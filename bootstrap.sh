@@ -230,6 +230,8 @@ install_all() {
   install_jars hadoop "$VAGRANT_DIR/hadoop/pom.xml" hadoop.version "$HADOOP_VERSION"
   install_jars hive "$VAGRANT_DIR/hive/pom.xml" hive.version "$HIVE_VERSION"
   install_hive_scripts
+  # Spark's Hive 4 metastore client (spark-defaults.conf: spark.sql.hive.metastore.jars).
+  install_jars spark-hive "$VAGRANT_DIR/spark-hive/pom.xml" hive.version "$HIVE_VERSION"
   install_venv
   write_configs
   # The DataNode and Spark resolve this host's name; make sure it resolves.
