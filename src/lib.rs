@@ -10,6 +10,7 @@
 //!   →  partition (Hive path)  →  pipeline/driver (per-stream buffers, roll policy, caps)
 //!   →  parquet (Spark-correct writer)  →  sink/ (hdfs, local: the FileStore seam)
 //!   →  commit (manifest = commit point and fence, publish by rename)   ← recovery reads it
+//!   →  metastore (Hive tables and partitions for what was published)
 //! ```
 //!
 //! - [`source`]: the [`source::Source`] trait and its three implementations (Kafka, RabbitMQ
@@ -20,6 +21,8 @@
 //! - [`quarantine`]: where messages that cannot become rows go (`<table>/_rejected/`).
 //! - [`pipeline`] ties one pipeline together: the driver on a consumer thread, the writer task.
 //! - [`daemon`] runs many pipelines, handles signals and restarts failed pipelines.
+//! - [`metastore`]: a Hive Metastore client (Thrift) that creates external Parquet tables and
+//!   adds partitions idempotently.
 //! - [`retry`] and [`shutdown`]: the one backoff policy and the awaitable stop signal.
 //!
 //! `docs/exactly-once.md` explains the commit protocol and what happens at each crash point;
@@ -30,6 +33,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod decode;
+pub mod metastore;
 pub mod observe;
 pub mod parquet;
 pub mod partition;

@@ -36,6 +36,10 @@ pub fn require_hdfs() {
     require("HDFS NameNode", "127.0.0.1:9000");
     require("HDFS DataNode", "127.0.0.1:9866");
 }
+pub const HIVE_METASTORE: &str = "thrift://127.0.0.1:9083";
+pub fn require_hive_metastore() {
+    require("Hive Metastore", "127.0.0.1:9083");
+}
 
 /// A name no other test run uses: `prefix-<pid>-<random>`.
 pub fn unique(prefix: &str) -> String {
