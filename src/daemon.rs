@@ -108,7 +108,8 @@ pub fn validate(settings: &DaemonConfig, pipelines: Vec<PathBuf>, connect: bool)
     Ok(ExitCode::SUCCESS)
 }
 
-/// Live checks: the broker answers for every topic; the table root is writable.
+/// Live checks: the broker answers for every topic; the table root is writable; the metastore
+/// (`sink.hive`) answers.
 async fn probe(cfg: &PipelineConfig) -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(e) = pipeline::probe_source(cfg).await {
@@ -131,7 +132,19 @@ async fn probe(cfg: &PipelineConfig) -> Vec<String> {
             }
         }
     }
+    if let Some(hive) = &cfg.sink.hive {
+        if let Err(e) = probe_metastore(hive).await {
+            problems.push(format!("sink.hive: {e}"));
+        }
+    }
     problems
+}
+
+/// The metastore answers: its database is read (a missing one is fine: `run` creates it).
+async fn probe_metastore(hive: &config::HiveConfig) -> Result<(), String> {
+    let client =
+        crate::metastore::MetastoreClient::new(&hive.metastore, Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    client.get_database(&hive.database).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// `landfall run`: every pipeline until a signal (or until caught up with `until_caught_up`).

@@ -240,6 +240,104 @@ impl fmt::Display for PartitionTemplate {
     }
 }
 
+// ---- Hive partition keys ----------------------------------------------------------------------
+
+/// The partition keys of a Hive-style template, in path order: `dt={ts:%Y-%m-%d}/hour={ts:%H}`
+/// gives `["dt", "hour"]`. Every directory must be `key=…` with a literal key of lower-case
+/// letters, digits and `_` (a metastore keeps keys in lower case and a Hive column name allows
+/// nothing else), each key once. Used for `sink.hive`; errors are sentences naming the segment.
+/// Only the text is read: placeholders are skipped whole, so a `/` or `=` inside one
+/// (`{ts:%Y/%m}`) does not split a segment.
+pub fn hive_keys(template: &str) -> Result<Vec<String>, Vec<String>> {
+    let mut segments = vec![String::new()];
+    let mut depth = 0usize;
+    for c in template.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            '/' if depth == 0 => {
+                segments.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        segments.last_mut().expect("never empty").push(c);
+    }
+    let mut keys: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    for segment in &segments {
+        let key = match (segment.find('='), segment.find('{')) {
+            (Some(eq), brace) if brace.is_none_or(|b| eq < b) => &segment[..eq],
+            _ => {
+                problems.push(format!(
+                    "segment `{segment}` is not `key=value`; a Hive table's partition directories name their column, \
+                     e.g. `dt={{ts:%Y-%m-%d}}`"
+                ));
+                continue;
+            }
+        };
+        if key.is_empty() || !key.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
+            problems.push(format!(
+                "partition key `{key}` in `{segment}` must be lower-case letters, digits and `_` (a Hive column name, \
+                 as the metastore stores it)"
+            ));
+        } else if keys.iter().any(|k| k == key) {
+            problems.push(format!("partition key `{key}` appears twice; each Hive partition column once"));
+        } else {
+            keys.push(key.to_string());
+        }
+    }
+    if problems.is_empty() {
+        Ok(keys)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The partition values of a published directory (`dt=2026-11-25/hour=17`, relative to the
+/// table) for `keys`, unescaped: the inverse of [`escape_into`], as Hive's
+/// `FileUtils.unescapePathName` reads them (`a%2Fb` → `a/b`). `None` when the directory does
+/// not have exactly these keys in this order (then it is not a partition of the table).
+pub fn hive_values(dir: &str, keys: &[String]) -> Option<Vec<String>> {
+    let segments: Vec<&str> = dir.split('/').collect();
+    if segments.len() != keys.len() {
+        return None;
+    }
+    segments
+        .iter()
+        .zip(keys)
+        .map(|(segment, key)| {
+            let value = segment.strip_prefix(key.as_str())?.strip_prefix('=')?;
+            Some(unescape(value))
+        })
+        .collect()
+}
+
+/// Undoes [`escape_into`]: `%XX` (two hex digits) becomes that byte; anything else, including a
+/// `%` not followed by two hex digits, stays as it is (Hive's `unescapePathName` does the same).
+pub fn unescape(text: &str) -> String {
+    if !text.contains('%') {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let (hi, lo) = (bytes[i + 1], bytes[i + 2]);
+            if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() {
+                let digit = |d: u8| (d as char).to_digit(16).expect("a hex digit") as u8;
+                out.push(digit(hi) << 4 | digit(lo));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 // ---- parsing --------------------------------------------------------------------------------
 
 /// Compiles one `{…}` placeholder; pushes problems and returns `None` if it is unusable.

@@ -1,9 +1,11 @@
-//! Where a pipeline lands its files: [`SinkConfig`], one variant per file store, chosen by key
-//! (`sink: { hdfs: {...} }`), with each store's settings and their offline checks.
+//! Where a pipeline lands its files: [`SinkConfig`], one file store chosen by key
+//! (`sink: { hdfs: {...} }`, [`StoreConfig`]) and, beside it, the optional Hive Metastore table
+//! the files are registered in (`sink: { hdfs: {...}, hive: {...} }`, [`HiveConfig`]), with
+//! their offline checks.
 //!
 //! Inside `config`, the stores are listed only here (the enum, [`check`] and
 //! [`SinkConfig::mark_secrets`]); the runtime opens them in `pipeline::open_store`, on top of
-//! `src/sink/`.
+//! `src/sink/`, and registers tables in `src/metastore/`.
 
 use std::fmt;
 
@@ -14,12 +16,77 @@ use super::options::ClientOptions;
 use super::secret::{redact_uri, Redactor};
 use super::validate::{at, Findings};
 
-/// Where finished Parquet files are published.
+/// Where finished Parquet files are published, and where the table is registered.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
+#[serde(try_from = "SinkKeys")]
+pub struct SinkConfig {
+    /// The file store (`hdfs` or `local`).
+    pub store: StoreConfig,
+    /// The Hive Metastore table, when `hive` is set.
+    pub hive: Option<HiveConfig>,
+}
+
+/// The keys of `sink:` as written. The store is chosen by key, like a connector; `hive` sits
+/// beside it because it describes the table, not the store. [`SinkConfig`] is what they mean:
+/// exactly one store, checked when converting.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `hdfs` or `local` (and optionally `hive`) and its settings below it"
+)]
+struct SinkKeys {
+    /// An HDFS directory written with the native client (no JVM).
+    #[serde(default)]
+    hdfs: Option<HdfsSinkConfig>,
+    /// A directory on the local filesystem (tests, or an NFS/fuse mount).
+    #[serde(default)]
+    local: Option<LocalSinkConfig>,
+    /// Register the table and each new partition in a Hive Metastore, so that
+    /// `spark.table("landing.clicks")` (Hive, Trino, Impala) sees what lands without
+    /// `MSCK REPAIR TABLE`. Needs the `hdfs` store: a metastore's readers cannot read a
+    /// directory on this machine.
+    #[serde(default)]
+    hive: Option<HiveConfig>,
+}
+
+impl TryFrom<SinkKeys> for SinkConfig {
+    type Error = String;
+
+    fn try_from(keys: SinkKeys) -> Result<SinkConfig, String> {
+        let store = match (keys.hdfs, keys.local) {
+            (Some(hdfs), None) => StoreConfig::Hdfs(hdfs),
+            (None, Some(local)) => StoreConfig::Local(local),
+            (Some(_), Some(_)) => return Err("choose exactly one of `hdfs`, `local`, found `hdfs`, `local`".into()),
+            (None, None) => return Err("choose exactly one of `hdfs`, `local`, found none".into()),
+        };
+        Ok(SinkConfig { store, hive: keys.hive })
+    }
+}
+
+/// The file store finished files are published to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
     Hdfs(HdfsSinkConfig),
     Local(LocalSinkConfig),
+}
+
+/// The Hive Metastore table a pipeline registers (HDFS sinks only). On start the database and
+/// the external Parquet table are created from the declared schema and the partition template,
+/// or an existing table is checked against them; each Hive partition is added the first time a
+/// commit publishes into it. A metastore that is down delays registration, never landing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HiveConfig {
+    /// The metastore's Thrift URI, `thrift://HOST:PORT` (port 9083 when omitted); the binary
+    /// protocol without SASL/Kerberos, as a metastore without Kerberos serves it.
+    pub metastore: String,
+    /// Database, created (in the metastore's warehouse) if missing: `[a-z0-9_]`, as Hive
+    /// stores names in lower case.
+    pub database: String,
+    /// Table, created as an external Parquet table at `sink.hdfs.path` if missing:
+    /// `[a-z0-9_]`. The partition template must then be Hive-style, every directory
+    /// `key=value` (`dt={ts:%Y-%m-%d}/hour={ts:%H}`): its keys become the partition columns.
+    pub table: String,
 }
 
 /// An HDFS directory written with the native client (no JVM).
@@ -65,26 +132,26 @@ impl SinkConfig {
     /// The table's root as people write it: `hdfs://host:port/path` (credentials redacted) or
     /// the local path.
     pub fn describe(&self) -> String {
-        match self {
-            SinkConfig::Hdfs(h) => format!("{}{}", redact_uri(h.url.trim_end_matches('/')), h.path),
-            SinkConfig::Local(l) => l.path.clone(),
+        match &self.store {
+            StoreConfig::Hdfs(h) => format!("{}{}", redact_uri(h.url.trim_end_matches('/')), h.path),
+            StoreConfig::Local(l) => l.path.clone(),
         }
     }
 
     /// Marks client option values that came from secret environment variables, so they print
     /// as `***`.
     pub(crate) fn mark_secrets(&mut self, redactor: &Redactor) {
-        match self {
-            SinkConfig::Hdfs(hdfs) => hdfs.options.mark_secrets(redactor),
-            SinkConfig::Local(_) => {}
+        match &mut self.store {
+            StoreConfig::Hdfs(hdfs) => hdfs.options.mark_secrets(redactor),
+            StoreConfig::Local(_) => {}
         }
     }
 }
 
 /// Offline checks of the sink section.
 pub(crate) fn check(sink: &SinkConfig, out: &mut Findings) {
-    match sink {
-        SinkConfig::Hdfs(hdfs) => {
+    match &sink.store {
+        StoreConfig::Hdfs(hdfs) => {
             let url_path = at(&["sink", "hdfs", "url"]);
             let scheme = hdfs.url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
             if !matches!(scheme.as_deref(), Some("hdfs" | "viewfs")) {
@@ -122,10 +189,51 @@ pub(crate) fn check(sink: &SinkConfig, out: &mut Findings) {
                 );
             }
         }
-        SinkConfig::Local(local) => {
+        StoreConfig::Local(local) => {
             if local.path.trim().is_empty() {
                 out.error(at(&["sink", "local", "path"]), "path must not be empty".into());
             }
         }
+    }
+    if let Some(hive) = &sink.hive {
+        check_hive(hive, &sink.store, out);
+    }
+}
+
+/// The `sink.hive` checks that need nothing but the section itself (the partition template's
+/// keys are checked with the partition section, in `validate`).
+fn check_hive(hive: &HiveConfig, store: &StoreConfig, out: &mut Findings) {
+    if let StoreConfig::Local(_) = store {
+        out.error(
+            at(&["sink", "hive"]),
+            "a Hive Metastore table needs an HDFS sink: the metastore's readers (Spark, Hive, Trino) cannot read \
+             a directory on this machine; use `sink.hdfs` or remove `hive`"
+                .into(),
+        );
+    }
+    if let Err(why) = crate::metastore::parse_uri(&hive.metastore) {
+        out.error(at(&["sink", "hive", "metastore"]), why);
+    }
+    for (key, name) in [("database", &hive.database), ("table", &hive.table)] {
+        if let Some(why) = hive_name_problem(name) {
+            out.error(at(&["sink", "hive", key]), format!("{key} `{name}` {why}"));
+        }
+    }
+}
+
+/// Why `name` cannot be a Hive database or table name as written, or `None`. Hive keeps names
+/// in lower case and accepts letters, digits and `_`; an upper-case name would be found under
+/// another spelling than the one written, so it is refused with the lower-case one suggested.
+pub fn hive_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("must not be empty".into())
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Some("may only use a-z, 0-9 and `_` (Hive's identifier characters)".into())
+    } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(format!("must be lower case, as Hive stores it: write `{}`", name.to_ascii_lowercase()))
+    } else if name.len() > 128 {
+        Some("is longer than 128 characters, the metastore's limit".into())
+    } else {
+        None
     }
 }

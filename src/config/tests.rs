@@ -69,7 +69,8 @@ fn the_contract_example_parses_and_validates() {
         config.parquet,
         ParquetConfig { compression: Compression::Zstd, compression_level: None, row_group_rows: 122_880 }
     );
-    let SinkConfig::Hdfs(hdfs) = &config.sink else { panic!("{:?}", config.sink) };
+    let StoreConfig::Hdfs(hdfs) = &config.sink.store else { panic!("{:?}", config.sink) };
+    assert_eq!(config.sink.hive, None);
     assert_eq!(
         (hdfs.url.as_str(), hdfs.path.as_str(), hdfs.user.as_deref()),
         ("hdfs://127.0.0.1:9000", "/landing/clicks", None)
@@ -84,7 +85,10 @@ fn every_shipped_example_validates() {
         }
     }
     let orders = parse(EXAMPLES[1].1).unwrap();
-    assert_eq!(orders.sink, SinkConfig::Local(LocalSinkConfig { path: "./landing/orders".into() }));
+    assert_eq!(
+        orders.sink,
+        SinkConfig { store: StoreConfig::Local(LocalSinkConfig { path: "./landing/orders".into() }), hive: None }
+    );
     assert_eq!(
         orders.parquet.codec().unwrap(),
         parquet::basic::Compression::GZIP(parquet::basic::GzipLevel::try_new(6).unwrap())
@@ -123,7 +127,8 @@ fn known_keys_are_read_from_the_serde_structs() {
     );
     assert_eq!(shapes["source.kafka.options"], Shape::OpenMap);
     assert_eq!(shapes["decode.json.schema[]"], Shape::Struct(&["name", "type", "required"]));
-    assert_eq!(shapes["sink"], Shape::Enum(&["hdfs", "local"]));
+    assert_eq!(shapes["sink"], Shape::Struct(&["hdfs", "local", "hive"]));
+    assert_eq!(shapes["sink.hive"], Shape::Struct(&["metastore", "database", "table"]));
     assert_eq!(shapes["sink.hdfs"], Shape::Struct(&["url", "path", "user", "options"]));
     assert_eq!(shapes["sink.local"], Shape::Struct(&["path"]));
     assert_eq!(shapes["parquet.compression"], Shape::Enum(&["zstd", "snappy", "gzip", "lz4", "none"]));
@@ -133,7 +138,7 @@ fn known_keys_are_read_from_the_serde_structs() {
     for source in ["kafka", "rabbitmq"] {
         assert_eq!(shapes[&format!("source.{source}.on_position_lost")], Shape::Enum(&["fail", "earliest", "latest"]));
     }
-    assert_eq!(shapes.len(), 27, "{shapes:#?}");
+    assert_eq!(shapes.len(), 28, "{shapes:#?}");
 }
 
 #[test]
@@ -174,7 +179,8 @@ fn a_bad_enum_value_and_an_unknown_connector_are_reported() {
         errors(&text),
         [
             "p.yaml:26:16: parquet.compression: unknown variant `zstdd`, expected one of `zstd`, `snappy`, `gzip`, `lz4`, `none`",
-            "p.yaml:28:3: sink.s3: unknown variant `s3`, expected one of `hdfs`, `local`",
+            "p.yaml:28:3: sink.s3: unknown field `s3`, expected one of `hdfs`, `local`, `hive`",
+            "p.yaml:28:3: sink: choose exactly one of `hdfs`, `local`, found none",
         ]
     );
 }
@@ -391,11 +397,15 @@ fn odd_shapes_get_readable_errors() {
     let sink = "sink:\n  hdfs:\n    url: hdfs://127.0.0.1:9000\n    path: /landing/clicks\n";
     assert_eq!(
         errors(&example_with(sink, "sink: local\n")),
-        ["p.yaml:27:7: sink: expected a mapping with one of `hdfs`, `local` and its settings below it (e.g. `hdfs: { ... }`), found `local`"]
+        ["p.yaml:27:7: sink: invalid type: string \"local\", expected a mapping with `hdfs` or `local` (and optionally `hive`) and its settings below it"]
     );
     assert_eq!(
         errors(&example_with(sink, "sink:\n  hdfs: {}\n  local: {path: x}\n")),
-        ["p.yaml:28:3: sink: choose exactly one of `hdfs`, `local`, found `hdfs`, `local`"]
+        [
+            "p.yaml:28:3: sink.hdfs.url: missing required field `url`",
+            "p.yaml:28:3: sink.hdfs.path: missing required field `path`",
+            "p.yaml:28:3: sink: choose exactly one of `hdfs`, `local`, found `hdfs`, `local`",
+        ]
     );
     assert_eq!(
         errors(&example_with("brokers: [\"127.0.0.1:9092\"]", "brokers:\n      - 1\n      - [x]")),
@@ -452,4 +462,73 @@ fn settings_that_work_but_surprise_are_warnings_with_positions() {
     let short = format!("{EXAMPLE}staging:\n  grace: 30s\n");
     let found = errors(&short);
     assert!(found.iter().any(|e| e.contains("staging.grace: grace must be at least 1m")), "{found:?}");
+}
+
+/// The contract example with a `sink.hive` section (`hive` is the YAML below `hive:`).
+fn example_with_hive(hive: &str) -> String {
+    let sink = "    path: /landing/clicks\n";
+    example_with(sink, &format!("{sink}  hive:\n{hive}"))
+}
+
+#[test]
+fn sink_hive_names_the_metastore_database_and_table() {
+    let text = example_with_hive("    metastore: thrift://127.0.0.1:9083\n    database: landing\n    table: clicks\n");
+    let config = parse(&text).unwrap();
+    assert!(matches!(config.sink.store, StoreConfig::Hdfs(_)));
+    assert_eq!(
+        config.sink.hive,
+        Some(HiveConfig {
+            metastore: "thrift://127.0.0.1:9083".into(),
+            database: "landing".into(),
+            table: "clicks".into()
+        })
+    );
+}
+
+#[test]
+fn sink_hive_problems_are_reported_at_their_keys() {
+    let text = example_with_hive(
+        "    metastore: http://127.0.0.1:9083\n    database: Landing\n    table: click-s\n    tabel: x\n",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "p.yaml:32:16: sink.hive.metastore: `http://127.0.0.1:9083`: the scheme is \"http\", not thrift; write thrift://HOST:PORT",
+            "p.yaml:33:15: sink.hive.database: database `Landing` must be lower case, as Hive stores it: write `landing`",
+            "p.yaml:34:12: sink.hive.table: table `click-s` may only use a-z, 0-9 and `_` (Hive's identifier characters)",
+            "p.yaml:35:5: sink.hive.tabel: unknown field `tabel`, expected one of `metastore`, `database`, `table` (did you mean `table`?)",
+        ]
+    );
+    let text = example_with_hive("    metastore: thrift://127.0.0.1:9083\n    database: landing\n");
+    assert_eq!(errors(&text), ["p.yaml:31:3: sink.hive.table: missing required field `table`"]);
+}
+
+#[test]
+fn sink_hive_needs_an_hdfs_sink() {
+    let text = "sink:\n  local:\n    path: ./landing/clicks\n  hive: { metastore: \"thrift://m\", database: landing, table: clicks }\n";
+    let text = EXAMPLE[..EXAMPLE.find("sink:").unwrap()].to_string() + text;
+    let lines = errors(&text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("sink.hive: a Hive Metastore table needs an HDFS sink"), "{}", lines[0]);
+}
+
+#[test]
+fn sink_hive_needs_hive_style_partition_directories_apart_from_the_columns() {
+    let hive = "    metastore: thrift://127.0.0.1:9083\n    database: landing\n    table: clicks\n";
+    let with = |template: &str| example_with_hive(hive).replace("dt={ts:%Y-%m-%d}/hour={ts:%H}", template);
+    assert_eq!(
+        errors(&with("{ts:%Y-%m-%d}/hour={ts:%H}")),
+        ["p.yaml:19:9: partition.path: segment `{ts:%Y-%m-%d}` is not `key=value`; a Hive table's partition directories name their column, e.g. `dt={ts:%Y-%m-%d}` (needed by sink.hive)"]
+    );
+    assert_eq!(
+        errors(&with("dt={ts:%Y-%m-%d}/ID={id}")).len(),
+        1,
+        "an upper-case key is refused (the metastore would store `id`)"
+    );
+    assert_eq!(
+        errors(&with("dt={ts:%Y-%m-%d}/id={id}")),
+        ["p.yaml:19:9: partition.path: partition key `id` is also the column `id`: a Hive table cannot have both (sink.hive); rename the directory key, e.g. `id_part=`"]
+    );
+    // Without sink.hive the same template is fine.
+    assert!(parse(&example_with("dt={ts:%Y-%m-%d}/hour={ts:%H}", "{ts:%Y-%m-%d}/id={id}")).is_ok());
 }

@@ -188,6 +188,9 @@ pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: Templ
     }
     if clean.clean("sink") {
         super::sink::check(&config.sink, &mut out);
+        if config.sink.hive.is_some() && clean.clean("partition") && clean.clean("decode") {
+            check_hive_partitions(&config.partition.path, config.schema(), &mut out);
+        }
     }
     if let Some(message) = grace_warning {
         out.warn(at(&["roll", "max_age"]), message);
@@ -195,6 +198,33 @@ pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: Templ
     out.errors.extend(source_findings.errors);
     out.warnings.extend(source_findings.warnings);
     out
+}
+
+/// With `sink.hive`, the partition template's directories become the table's partition
+/// columns: they must be Hive-style (`key=value`) and must not repeat a data column (Hive
+/// refuses a partition column named like a column of the table).
+fn check_hive_partitions(template: &str, schema: &[FieldSpec], out: &mut Findings) {
+    match crate::partition::hive_keys(template) {
+        Ok(keys) => {
+            for key in keys {
+                if let Some(field) = schema.iter().find(|f| f.name.eq_ignore_ascii_case(&key)) {
+                    out.error(
+                        at(&["partition", "path"]),
+                        format!(
+                            "partition key `{key}` is also the column `{}`: a Hive table cannot have both (sink.hive); \
+                             rename the directory key, e.g. `{key}_part=`",
+                            field.name
+                        ),
+                    );
+                }
+            }
+        }
+        Err(problems) => {
+            for problem in problems {
+                out.error(at(&["partition", "path"]), format!("{problem} (needed by sink.hive)"));
+            }
+        }
+    }
 }
 
 fn valid_name(name: &str) -> bool {

@@ -15,6 +15,8 @@
 //! `tests/hive_metastore.rs`.
 
 pub mod hms;
+pub mod registrar;
+pub mod table;
 pub mod thrift;
 
 use std::io;
@@ -33,7 +35,7 @@ use thrift::{Struct, Value};
 /// person must (a wrong URI, an incompatible table, an object the metastore refuses).
 #[derive(Debug, thiserror::Error)]
 pub enum MetastoreError {
-    #[error("Hive Metastore URI {uri:?}: {why}; expected thrift://HOST:PORT (the lab's is thrift://127.0.0.1:9083)")]
+    #[error("Hive Metastore URI {uri:?}: {why} (the lab's is thrift://127.0.0.1:9083)")]
     BadUri { uri: String, why: String },
 
     #[error(
@@ -103,6 +105,25 @@ impl crate::retry::Retryable for MetastoreError {
     }
 }
 
+/// The `host:port` of a metastore URI, `thrift://HOST:PORT` (port 9083 when omitted), or why
+/// it is not one. Pure: the config check uses it too.
+pub fn parse_uri(uri: &str) -> Result<String, String> {
+    let url = url::Url::parse(uri).map_err(|e| format!("`{uri}` is not a URI ({e}); write thrift://HOST:PORT"))?;
+    if url.scheme() != "thrift" {
+        return Err(format!("`{uri}`: the scheme is {:?}, not thrift; write thrift://HOST:PORT", url.scheme()));
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("`{uri}` has no host; write thrift://HOST:PORT"))?;
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || !url.username().is_empty() {
+        return Err(format!("`{uri}`: a metastore URI has only a host and a port, thrift://HOST:PORT"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port().unwrap_or(9083);
+    Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
+}
+
 /// Whether [`MetastoreClient::add_partition`] added the partition or found it there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
@@ -141,21 +162,7 @@ pub struct MetastoreClient {
 impl MetastoreClient {
     /// A client for `thrift://HOST:PORT` (port 9083 when omitted). Connects lazily.
     pub fn new(uri: &str, timeout: Duration) -> Result<MetastoreClient, MetastoreError> {
-        let bad = |why: &str| MetastoreError::BadUri { uri: uri.to_string(), why: why.to_string() };
-        let url = url::Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
-        if url.scheme() != "thrift" {
-            return Err(bad(&format!("the scheme is {:?}, not thrift", url.scheme())));
-        }
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
-        if !matches!(url.path(), "" | "/") || url.query().is_some() || !url.username().is_empty() {
-            return Err(bad("a metastore URI has only a host and a port"));
-        }
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = if host.contains(':') {
-            format!("[{host}]:{}", url.port().unwrap_or(9083))
-        } else {
-            format!("{host}:{}", url.port().unwrap_or(9083))
-        };
+        let addr = parse_uri(uri).map_err(|why| MetastoreError::BadUri { uri: uri.to_string(), why })?;
         Ok(MetastoreClient { addr, timeout, conn: Mutex::new(None), seq: AtomicI32::new(0) })
     }
 
@@ -176,17 +183,17 @@ impl MetastoreClient {
         let mut guard = self.conn.lock().await;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let request = thrift::encode_call(call, seq, &args);
-        let result = tokio::time::timeout(self.timeout, self.exchange(&mut guard, call, &request)).await;
+        // Taken out for the exchange and put back only after a whole reply: a call that fails,
+        // times out or is cancelled (its future dropped) leaves no half-read connection behind.
+        let mut conn = guard.take();
+        let result = tokio::time::timeout(self.timeout, self.exchange(&mut conn, call, &request)).await;
         let reply = match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                *guard = None;
-                return Err(e);
+            Ok(Ok(reply)) => {
+                *guard = conn;
+                reply
             }
-            Err(_) => {
-                *guard = None;
-                return Err(MetastoreError::Timeout { addr: self.addr.clone(), call, timeout: self.timeout });
-            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(MetastoreError::Timeout { addr: self.addr.clone(), call, timeout: self.timeout }),
         };
         drop(guard);
         let protocol = |detail: String| MetastoreError::Protocol { addr: self.addr.clone(), call, detail };

@@ -25,6 +25,7 @@ pub struct Metrics {
     restarts: IntCounterVec,
     position_jumps: IntCounterVec,
     rewinds: IntCounterVec,
+    hive_partitions_added: IntCounterVec,
     errors: IntCounterVec,
 }
 
@@ -74,7 +75,8 @@ impl Metrics {
             restarts: counter(&r, "landfall_pipeline_restarts_total", "Times the daemon restarted the pipeline after it stopped with an error.", p),
             position_jumps: counter(&r, "landfall_position_jumps_total", "Times a partition's committed position was gone from the source (topic recreated or truncated) and on_position_lost moved landing to the log's start or end.", p),
             rewinds: counter(&r, "landfall_commit_rewinds_total", "Ranges that could not be written or committed and are consumed again from the last published position after a backoff (1 s doubling to 60 s per partition); the failures' cause is the open commit problem.", p),
-            errors: counter(&r, "landfall_errors_total", "Faults met, by kind: source (broker unreachable, session lost), store (table unreachable), commit (a commit failed and its range is consumed again), recovery (a partition waits for a person), pipeline (the pipeline stopped).", &["pipeline", "kind"]),
+            hive_partitions_added: counter(&r, "landfall_hive_partitions_added_total", "Partitions added to the Hive Metastore table (sink.hive); partitions found already there are not counted.", p),
+            errors: counter(&r, "landfall_errors_total", "Faults met, by kind: source (broker unreachable, session lost), store (table unreachable), commit (a commit failed and its range is consumed again), recovery (a partition waits for a person), pipeline (the pipeline stopped), metastore (sink.hive: registration failing; landing goes on).", &["pipeline", "kind"]),
             registry: r,
         }
     }
@@ -98,6 +100,7 @@ impl Metrics {
             restarts: self.restarts.with_label_values(l),
             position_jumps: self.position_jumps.with_label_values(l),
             rewinds: self.rewinds.with_label_values(l),
+            hive_partitions_added: self.hive_partitions_added.with_label_values(l),
             events_rejected: self.events_rejected.clone(),
             consumer_lag: self.consumer_lag.clone(),
             errors: self.errors.clone(),
@@ -134,11 +137,18 @@ pub enum ErrorKind {
     Commit,
     Recovery,
     Pipeline,
+    Metastore,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] =
-        [ErrorKind::Source, ErrorKind::Store, ErrorKind::Commit, ErrorKind::Recovery, ErrorKind::Pipeline];
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Source,
+        ErrorKind::Store,
+        ErrorKind::Commit,
+        ErrorKind::Recovery,
+        ErrorKind::Pipeline,
+        ErrorKind::Metastore,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -147,6 +157,7 @@ impl ErrorKind {
             ErrorKind::Commit => "commit",
             ErrorKind::Recovery => "recovery",
             ErrorKind::Pipeline => "pipeline",
+            ErrorKind::Metastore => "metastore",
         }
     }
 }
@@ -170,6 +181,8 @@ pub struct PipelineMetrics {
     pub position_jumps: IntCounter,
     /// Rewinds: a range consumed again after a failed write or commit.
     pub rewinds: IntCounter,
+    /// Partitions added to the metastore (`sink.hive`).
+    pub hive_partitions_added: IntCounter,
     events_rejected: IntCounterVec,
     consumer_lag: IntGaugeVec,
     errors: IntCounterVec,

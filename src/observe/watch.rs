@@ -40,6 +40,9 @@ pub enum ProblemKey {
     Stream(String),
     /// The pipeline stopped with an error (restarting).
     Pipeline,
+    /// `sink.hive`: the metastore does not answer or refuses the table; files still land, the
+    /// table does not show them yet.
+    Metastore,
 }
 
 impl ProblemKey {
@@ -50,7 +53,15 @@ impl ProblemKey {
             ProblemKey::Commit => ErrorKind::Commit,
             ProblemKey::Stream(_) => ErrorKind::Recovery,
             ProblemKey::Pipeline => ErrorKind::Pipeline,
+            ProblemKey::Metastore => ErrorKind::Metastore,
         }
+    }
+
+    /// Whether the fault holds the consumer loop back (a store or broker it waits on), so the
+    /// watchdog must not take a silent loop for a wedged one. A metastore outage never does:
+    /// registration runs beside landing.
+    fn holds_back_consumer(&self) -> bool {
+        !matches!(self, ProblemKey::Metastore)
     }
 }
 
@@ -124,7 +135,7 @@ impl Observer {
         for p in self.all() {
             {
                 let inner = p.inner.lock().expect("watch lock");
-                if inner.state != PipelineState::Running || !inner.problems.is_empty() {
+                if inner.state != PipelineState::Running || inner.problems.keys().any(ProblemKey::holds_back_consumer) {
                     continue;
                 }
             }
@@ -499,6 +510,8 @@ mod tests {
         w.problem(ProblemKey::Store, Some("store: hung".into()));
         assert!(o.alive(Duration::from_millis(10)).is_ok(), "waiting on a reported fault");
         w.problem(ProblemKey::Store, None);
+        w.problem(ProblemKey::Metastore, Some("metastore: cannot reach".into()));
+        assert!(o.alive(Duration::from_millis(10)).is_err(), "a metastore outage does not hold the loop back");
         w.beat();
         assert!(o.alive(Duration::from_secs(5)).is_ok());
     }

@@ -278,3 +278,32 @@ fn templates_are_send_sync_and_clone() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<PartitionTemplate>();
 }
+
+#[test]
+fn hive_keys_come_from_key_value_directories_in_path_order() {
+    assert_eq!(hive_keys("dt={ts:%Y-%m-%d}/hour={ts:%H}").unwrap(), ["dt", "hour"]);
+    assert_eq!(hive_keys("country={country}/v2").unwrap_err().len(), 1, "a directory without `=`");
+    let problems = hive_keys("{country}=x/Dt={ts:%Y}/dt={ts:%Y}/dt={n}").unwrap_err();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].contains("segment `{country}=x` is not `key=value`"), "{}", problems[0]);
+    assert!(problems[1].contains("partition key `Dt`") && problems[1].contains("lower-case"), "{}", problems[1]);
+    assert!(problems[2].contains("partition key `dt` appears twice"), "{}", problems[2]);
+}
+
+#[test]
+fn hive_values_unescape_what_rendering_escaped() {
+    let keys = vec!["dt".to_string(), "country".to_string()];
+    // Rendering escapes `/`, `=`, `%`, `:` …; reading the directory name gives the value back.
+    let value = "a/b=c%d:e";
+    let mut dir = String::from("dt=2026-11-25/country=");
+    escape_into(value, &mut dir);
+    assert_eq!(dir, "dt=2026-11-25/country=a%2Fb%3Dc%25d%3Ae");
+    assert_eq!(hive_values(&dir, &keys).unwrap(), ["2026-11-25", value]);
+    assert_eq!(hive_values("dt=2026-11-25/country=Zürich", &keys).unwrap()[1], "Zürich", "non-ASCII passes");
+    assert_eq!(hive_values("dt=2026-11-25", &keys), None, "too few directories");
+    assert_eq!(hive_values("dt=2026-11-25/region=eu", &keys), None, "another key");
+    assert_eq!(hive_values("dt=x/country=", &keys).unwrap()[1], "");
+    assert_eq!(unescape("100%"), "100%", "a lone `%` stays");
+    assert_eq!(unescape("%zz%4"), "%zz%4");
+    assert_eq!(unescape("%+F"), "%+F", "only hex digits");
+}

@@ -25,7 +25,8 @@ pub use crate::shutdown::Shutdown;
 pub use plan::Plan;
 pub use summary::RunSummary;
 
-use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
+use crate::config::{PipelineConfig, SourceConfig, StoreConfig};
+use crate::metastore::registrar::{self, Registrar};
 use crate::observe::status::PipelineState;
 use crate::observe::{PipelineWatch, ProblemKey};
 use crate::sink::FileStore;
@@ -63,13 +64,13 @@ pub struct RunOptions {
 
 /// Opens the table's store from the sink config; returns it with the table's root path.
 pub fn open_store(cfg: &PipelineConfig) -> Result<(Arc<dyn FileStore>, String), String> {
-    match &cfg.sink {
-        SinkConfig::Hdfs(h) => {
+    match &cfg.sink.store {
+        StoreConfig::Hdfs(h) => {
             let store = crate::sink::hdfs_with_options(&h.url, h.user.as_deref(), h.options.iter())
                 .map_err(|e| e.to_string())?;
             Ok((Arc::new(store), h.path.clone()))
         }
-        SinkConfig::Local(l) => {
+        StoreConfig::Local(l) => {
             let root = std::path::absolute(&l.path).map_err(|e| format!("sink.local.path {}: {e}", l.path))?;
             let store = crate::sink::LocalStore::new(std::path::PathBuf::from("/"));
             Ok((Arc::new(store), root.to_string_lossy().into_owned()))
@@ -130,9 +131,38 @@ pub async fn run(
             tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start")
         }
     }
+    let hive = start_registration(&plan, watch.clone()).await.map_err(setup)?;
     let (source_plan, mode) = (plan.clone(), opts.mode);
     let make = move |recovery, handle| build_source(&source_plan.cfg, recovery, handle, mode);
-    drive(plan, opts, shutdown, store, table_root, watch, make).await
+    let registrar = hive.as_ref().map(|(r, _)| r.clone());
+    let name = cfg.name.clone();
+    let result = drive(plan, opts, shutdown, store, table_root, watch, registrar, make).await;
+    if let Some((registrar, task)) = hive {
+        // One last pass over what the final commits published, bounded like the writer's.
+        registrar.close();
+        if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            tracing::warn!(pipeline = %name, "Hive partitions still being registered at stop; they are added when a commit lands in them again");
+        }
+    }
+    result
+}
+
+/// `sink.hive`: ensures the table (a table that differs from the pipeline stops it here, with
+/// every difference named) and starts the task that registers partitions in the background.
+async fn start_registration(
+    plan: &Plan,
+    watch: Arc<PipelineWatch>,
+) -> Result<Option<(Arc<Registrar>, tokio::task::JoinHandle<()>)>, String> {
+    let cfg = &plan.cfg;
+    let (Some(hive), StoreConfig::Hdfs(hdfs)) = (&cfg.sink.hive, &cfg.sink.store) else { return Ok(None) };
+    let keys = crate::partition::hive_keys(plan.template.as_str())
+        .map_err(|p| format!("sink.hive: partition.path: {}", p.join("; ")))?;
+    let location = crate::metastore::table::table_location(hdfs);
+    let spec = crate::metastore::table::table_spec(hive, &cfg.name, &plan.schema, &keys, &location);
+    let (registration, table) = registrar::start(hive, &cfg.name, spec, keys, watch).await?;
+    let registrar = Arc::new(Registrar::default());
+    let task = tokio::spawn(registration.run(registrar.clone(), table));
+    Ok(Some((registrar, task)))
 }
 
 /// How often the store is asked whether it answers, and how long it may take.
@@ -160,6 +190,8 @@ async fn watch_store(store: Arc<dyn FileStore>, table_root: String, watch: Arc<P
 
 /// The pipeline around a source that `make` builds (on the driver's thread) from the recovery
 /// handle: writer, recovery and driver. Tests drive it with an in-memory store and a fake.
+/// `registrar` (with `sink.hive`) is told the directories each commit published into.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn drive<F>(
     plan: Arc<Plan>,
     opts: RunOptions,
@@ -167,6 +199,7 @@ pub(crate) async fn drive<F>(
     store: Arc<dyn FileStore>,
     table_root: String,
     watch: Arc<PipelineWatch>,
+    registrar: Option<Arc<Registrar>>,
     make: F,
 ) -> Result<RunSummary, PipelineError>
 where
@@ -176,7 +209,7 @@ where
     let handle = tokio::runtime::Handle::current();
     let run_id = crate::commit::new_run_id();
     let (tx, feedback, writer_task) =
-        writer::spawn(&plan, store.clone(), &table_root, &run_id, &shutdown, &handle, watch.clone());
+        writer::spawn(&plan, store.clone(), &table_root, &run_id, &shutdown, &handle, watch.clone(), registrar);
     let store_watch = handle.spawn(watch_store(store.clone(), table_root.clone(), watch.clone()));
     let recovery: Recovery = Arc::new(recovery::StoreRecovery {
         store,

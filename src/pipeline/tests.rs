@@ -129,7 +129,7 @@ fn run_mode(
     let started = Instant::now();
     let observer = crate::observe::Observer::new();
     let watch = observer.pipeline("test", "fake", ROOT, Duration::from_secs(120));
-    let result = rt.block_on(drive(plan, opts, shutdown, Arc::new(store.clone()), ROOT.to_string(), watch, make));
+    let result = rt.block_on(drive(plan, opts, shutdown, Arc::new(store.clone()), ROOT.to_string(), watch, None, make));
     let took = started.elapsed();
     let log = log.lock().unwrap().clone();
     Run { result, log, store, took, observer }

@@ -10,6 +10,7 @@ use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 
 use crate::commit::{self, CommitError, CommitLog, RunContext, StagedFile};
+use crate::metastore::registrar::Registrar;
 use crate::observe::PipelineWatch;
 use crate::parquet::StagedParquetFile;
 use crate::sink::FileStore;
@@ -116,11 +117,13 @@ pub struct Writer {
     pub slots: HashMap<StreamId, Arc<tokio::sync::Semaphore>>,
     /// Where commit durations and the writer's buffers are reported.
     pub watch: Arc<PipelineWatch>,
+    /// `sink.hive`: told the directories each commit published into.
+    pub registrar: Option<Arc<Registrar>>,
 }
 
 /// Starts the writer task of a pipeline: returns the channel to feed it, the feedback it
 /// answers with, and its handle.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub fn spawn(
     plan: &super::plan::Plan,
     store: Arc<dyn FileStore>,
@@ -129,6 +132,7 @@ pub fn spawn(
     shutdown: &super::Shutdown,
     handle: &tokio::runtime::Handle,
     watch: Arc<PipelineWatch>,
+    registrar: Option<Arc<Registrar>>,
 ) -> (super::handoff::ToWriter, mpsc::UnboundedReceiver<Feedback>, tokio::task::JoinHandle<()>) {
     let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::channel::<WriterMsg>(64);
@@ -144,6 +148,7 @@ pub fn spawn(
         pending: HashMap::new(),
         slots: HashMap::new(),
         watch,
+        registrar,
     };
     let task = handle.spawn(writer.run(rx));
     let tx = super::handoff::ToWriter::new(tx, plan.cfg.roll.handoff_bytes(), handle.clone());
@@ -165,6 +170,7 @@ struct Committer {
     table_root: String,
     run: RunContext,
     ext: String,
+    registrar: Option<Arc<Registrar>>,
 }
 
 impl Writer {
@@ -285,6 +291,7 @@ impl Writer {
             table_root: self.table_root.clone(),
             run: self.run.clone(),
             ext: self.ext.clone(),
+            registrar: self.registrar.clone(),
         }
     }
 
@@ -509,10 +516,17 @@ impl Committer {
                 );
             }
         }
+        let dirs: Vec<String> = match &self.registrar {
+            Some(_) => staged.iter().map(|f| f.dir.clone()).collect(),
+            None => Vec::new(),
+        };
         match log.commit_ids(start, end, staged, ids).await {
-            Ok(_) => (
-                Some(log),
-                Feedback::Committed {
+            Ok(_) => {
+                // Published: the registration task adds the new Hive partitions, off this path.
+                if let Some(registrar) = &self.registrar {
+                    registrar.published(dirs.iter().map(String::as_str));
+                }
+                let committed = Feedback::Committed {
                     stream: stream.clone(),
                     epoch,
                     next: end + 1,
@@ -520,8 +534,9 @@ impl Committer {
                     rows,
                     rejected: Vec::new(), // the caller knows them
                     bytes,
-                },
-            ),
+                };
+                (Some(log), committed)
+            }
             Err(CommitError::Fenced { reason, .. }) => {
                 rewind_as(format!("offsets {start}..={end} were committed by another owner (fenced: {reason})"), true)
             }
