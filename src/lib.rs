@@ -22,11 +22,13 @@
 //! - [`pipeline`] ties one pipeline together: the driver on a consumer thread, the writer task.
 //! - [`daemon`] runs many pipelines, handles signals and restarts failed pipelines.
 //! - [`metastore`]: a Hive Metastore client (Thrift) that creates external Parquet tables and
-//!   adds partitions idempotently.
+//!   adds partitions idempotently; with `sink.hive`, its registrar adds each partition a commit
+//!   published into, off the commit path (`docs/hive.md`).
 //! - [`retry`] and [`shutdown`]: the one backoff policy and the awaitable stop signal.
 //!
 //! `docs/exactly-once.md` explains the commit protocol and what happens at each crash point;
-//! `docs/rabbitmq.md` the queue guarantees; `docs/adding-a-source.md` the Source seam.
+//! `docs/rabbitmq.md` the queue guarantees; `docs/adding-a-source.md` the Source seam;
+//! `docs/hive.md` table registration.
 
 pub mod commit;
 pub mod config;
