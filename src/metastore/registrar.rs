@@ -272,9 +272,9 @@ impl Registration {
                 }
                 Err(e) => {
                     // Found incompatible (or refused) after a start that could not ask: landing
-                    // goes on, `/ready` names the differences, and the table is asked again.
+                    // goes on, `/ready` names the differences, and the table is asked again
+                    // (an operator may alter it; the next start refuses the pipeline).
                     self.failed(outage, &e.to_string());
-                    tracing::error!(pipeline = %self.pipeline, error = %e, "Hive Metastore table cannot be used; partitions are not registered until it is fixed");
                     INCOMPATIBLE_RECHECK
                 }
             };
