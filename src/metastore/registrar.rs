@@ -334,6 +334,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unreachable_metastore_keeps_partitions_pending_and_makes_the_pipeline_unready() {
+        use crate::observe::status::PipelineState;
+        let observer = crate::observe::Observer::new();
+        let watch = observer.pipeline("clicks", "Kafka", "hdfs://nn/t", Duration::from_secs(120));
+        watch.set_state(PipelineState::Running);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again
+        let client = MetastoreClient::new(&format!("thrift://127.0.0.1:{port}"), Duration::from_secs(1)).unwrap();
+        let spec = TableSpec {
+            database: "landing".into(),
+            name: "clicks".into(),
+            location: "hdfs://nn/t".into(),
+            columns: vec![super::super::Column::new("id", "string")],
+            partition_keys: vec![super::super::Column::new("dt", "string")],
+            parameters: Default::default(),
+        };
+        let table = Table::from_thrift(spec.create_struct(0));
+        let keys = vec!["dt".to_string()];
+        let registration =
+            Registration { client, spec, keys, pipeline: "clicks".into(), watch: watch.clone(), start_failure: None };
+        let registrar = Arc::new(Registrar::default());
+        registrar.published(["dt=2026-12-07"]);
+        let task = tokio::spawn(registration.run(registrar.clone(), Some(table)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while observer.status().pipelines[0].problems.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no metastore problem opened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let status = observer.status();
+        assert!(!status.ready);
+        assert!(
+            status.pipelines[0].problems[0].starts_with("metastore: cannot reach"),
+            "{:?}",
+            status.pipelines[0].problems
+        );
+        assert!(observer.alive(Duration::from_secs(60)).is_ok());
+        registrar.published(["dt=2026-12-08"]); // a commit goes on meanwhile, and does not wait
+        registrar.close();
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops when closed").unwrap();
+        assert_eq!(registrar.pending(), ["dt=2026-12-07", "dt=2026-12-08"], "nothing is dropped");
+        assert_eq!(watch.metrics.hive_partitions_added.get(), 0);
+    }
+
+    #[tokio::test]
     async fn close_ends_a_pause_at_once() {
         let r = Arc::new(Registrar::default());
         let waiting = {
