@@ -50,6 +50,8 @@ struct Run {
     took: Duration,
     /// What the run reported to `/metrics` and `/api/status`.
     observer: Arc<crate::observe::Observer>,
+    /// The directories the commits handed over for Hive registration (`sink.hive`).
+    registrar: Arc<crate::metastore::registrar::Registrar>,
 }
 
 impl Run {
@@ -129,10 +131,13 @@ fn run_mode(
     let started = Instant::now();
     let observer = crate::observe::Observer::new();
     let watch = observer.pipeline("test", "fake", ROOT, Duration::from_secs(120));
-    let result = rt.block_on(drive(plan, opts, shutdown, Arc::new(store.clone()), ROOT.to_string(), watch, None, make));
+    let registrar = Arc::new(crate::metastore::registrar::Registrar::default());
+    let store_arc = Arc::new(store.clone());
+    let result =
+        rt.block_on(drive(plan, opts, shutdown, store_arc, ROOT.to_string(), watch, Some(registrar.clone()), make));
     let took = started.elapsed();
     let log = log.lock().unwrap().clone();
-    Run { result, log, store, took, observer }
+    Run { result, log, store, took, observer, registrar }
 }
 
 #[test]
@@ -155,6 +160,23 @@ fn offset_streams_land_every_message_once_and_report_what_was_published() {
         let last = log.published.iter().filter(|(s, _, _)| s.partition == p).map(|(_, next, _)| *next).max();
         assert_eq!(last, Some(300), "stream {p} reported published up to its end");
     }
+}
+
+/// With `sink.hive`, every directory a commit published data into is handed over for
+/// registration, once; quarantine directories never.
+#[test]
+fn each_published_hive_directory_is_handed_over_for_registration_once() {
+    let mut msgs = messages(2, 300, 3);
+    msgs[0].push((b"not json".to_vec(), Some("bad".into())));
+    let r = run(
+        Positions::SourceOffsets,
+        "max_rows: 50",
+        move |rec| FakeSource::new(Positions::SourceOffsets, "t", msgs, rec, Script::default()),
+        |_, _| {},
+    );
+    assert_eq!(r.summary().events, 600);
+    assert_eq!(r.summary().rejected, 1);
+    assert_eq!(r.registrar.pending(), ["k=0", "k=1", "k=2"], "many commits, three directories, no _rejected");
 }
 
 /// Copies of already consumed offsets (a fetch from before a seek, delivered after it) are
