@@ -261,6 +261,8 @@ pub struct PipelineYaml {
     roll: Vec<(&'static str, String)>,
     compression: String,
     sink: Option<SinkYaml>,
+    /// `sink.hive`: (metastore URI, database, table).
+    hive: Option<(String, String, String)>,
     /// More `key: value` lines of the source section, after the ones above.
     source_extra: Vec<(String, String)>,
 }
@@ -308,6 +310,7 @@ impl PipelineYaml {
             roll: vec![("max_rows", "1000000".into()), ("max_bytes", "128MiB".into()), ("max_age", "60s".into())],
             compression: "zstd".to_string(),
             sink: None,
+            hive: None,
             source_extra: Vec::new(),
         }
     }
@@ -440,6 +443,12 @@ impl PipelineYaml {
         self
     }
 
+    /// `sink.hive`: register the table `database.table` in the metastore at `metastore`.
+    pub fn sink_hive(mut self, metastore: &str, database: &str, table: &str) -> Self {
+        self.hive = Some((metastore.to_string(), database.to_string(), table.to_string()));
+        self
+    }
+
     /// The table in a local directory (`sink.local`).
     pub fn sink_local(mut self, path: &std::path::Path) -> Self {
         self.sink = Some(SinkYaml::Local { path: path.display().to_string() });
@@ -508,6 +517,16 @@ impl PipelineYaml {
                 }
             }
             SinkYaml::Local { path } => writeln!(y, "sink:\n  local:\n    path: {}", q(path)).unwrap(),
+        }
+        if let Some((metastore, database, table)) = &self.hive {
+            writeln!(
+                y,
+                "  hive:\n    metastore: {}\n    database: {}\n    table: {}",
+                q(metastore),
+                q(database),
+                q(table)
+            )
+            .unwrap();
         }
         y
     }
