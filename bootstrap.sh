@@ -572,9 +572,17 @@ main() {
     up) up ;;
     status) status ;;
     stop)
-      local svc
-      for svc in rabbitmq kafka datanode namenode; do stop_service "$svc"; done
-      say "all services stopped" ;;
+      if [ $# -eq 0 ]; then
+        local svc
+        for svc in rabbitmq kafka datanode namenode; do stop_service "$svc"; done
+        say "all services stopped"
+      else
+        # `stop SERVICE` stops that one only (it used to stop every service, whatever was named).
+        [ $# -eq 1 ] || die "usage: $0 stop [SERVICE] (one of: ${SERVICES[*]})"
+        case " ${SERVICES[*]} " in *" $1 "*) ;; *) die "unknown service $1 (one of: ${SERVICES[*]})" ;; esac
+        stop_service "$1"
+        say "$1 stopped"
+      fi ;;
     start|restart|kill)
       [ $# -eq 1 ] || die "usage: $0 $cmd SERVICE (one of: ${SERVICES[*]})"
       local svc=$1
