@@ -394,6 +394,26 @@ wait_healthy() { # service timeout-seconds
   say "$svc healthy ($((SECONDS - start))s)"
 }
 
+# RabbitMQ 3.10 (Debian 12) can restart after `kill -9` with a quorum queue declared shortly
+# before it left as a follower without a leader: its single member never starts an election,
+# every consume and publish on it times out, and the broker closes the connection with
+# INTERNAL_ERROR (seen 2 times in 20 kills of the fault matrix). After a start, wait up to 10 s
+# for every quorum queue to have a leader, then trigger an election where none came, and say so.
+rabbit_quorum_leaders() {
+  local q leaderless=""
+  for _ in $(seq 10); do
+    leaderless=$( (rabbit_env; timeout 20 "$RABBIT_SBIN/rabbitmqctl" -q list_queues name type leader 2>/dev/null) \
+      | awk -F'\t' '$2 == "quorum" && $3 == "" {print $1}')
+    [ -z "$leaderless" ] && return 0
+    sleep 1
+  done
+  for q in $leaderless; do
+    say "rabbitmq: quorum queue $q has no leader after the restart (a RabbitMQ 3.10 bug after kill -9); triggering an election"
+    # shellcheck disable=SC2016  # Erlang, not shell
+    ( rabbit_env; timeout 20 "$RABBIT_SBIN/rabbitmqctl" eval "ra:trigger_election({'%2F_$q', node()})." >/dev/null 2>&1 ) || true
+  done
+}
+
 rss_mb() { # pid -> resident MB
   awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0
 }
@@ -593,7 +613,8 @@ main() {
           [ "$cmd" = restart ] && stop_service "$svc"
           start_service "$svc"
           if [ "$svc" = namenode ]; then wait_until_listening 9870 120 namenode; wait_healthy namenode 180
-          else wait_healthy "$svc" 180; fi ;;
+          else wait_healthy "$svc" 180; fi
+          if [ "$svc" = rabbitmq ]; then rabbit_quorum_leaders; fi ;;
       esac ;;
     run) run_foreground "$@" ;;
     env) printf 'export PATH=%q:\x24PATH\nexport LANDFALL_LAB=%q\n' "$LAB/bin" "$LAB" ;;
