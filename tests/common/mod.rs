@@ -104,7 +104,8 @@ pub async fn produce(topic: &str, messages: impl IntoIterator<Item = (i32, Vec<u
             return n;
         }
         eprintln!("{} messages to {topic} timed out (attempt {attempt}); reading the log back", timed_out.len());
-        let delivered: Vec<usize> = todo.iter().copied().filter(|i| !timed_out.contains(i)).collect();
+        let failed: std::collections::HashSet<usize> = timed_out.iter().copied().collect();
+        let delivered: Vec<usize> = todo.iter().copied().filter(|i| !failed.contains(i)).collect();
         todo = missing_from_log(topic, &messages, &delivered, &timed_out);
         if todo.is_empty() {
             return n;
