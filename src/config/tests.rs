@@ -42,7 +42,9 @@ fn the_contract_example_parses_and_validates() {
     assert_eq!(kafka.topics, ["clicks"]);
     assert_eq!(kafka.group, "landfall-clicks");
     assert_eq!(kafka.start, StartPosition::Earliest);
-    assert_eq!(kafka.session_timeout.get(), Duration::from_secs(45));
+    assert_eq!(kafka.session_timeout, None);
+    assert_eq!(kafka.session_timeout(), Duration::from_secs(45));
+    assert!(!kafka.next_gen_protocol());
     assert!(kafka.options.is_empty());
     assert_eq!(config.schema().len(), 6);
     assert_eq!(
@@ -452,4 +454,41 @@ fn settings_that_work_but_surprise_are_warnings_with_positions() {
     let short = format!("{EXAMPLE}staging:\n  grace: 30s\n");
     let found = errors(&short);
     assert!(found.iter().any(|e| e.contains("staging.grace: grace must be at least 1m")), "{found:?}");
+}
+
+#[test]
+fn the_next_generation_group_protocol_refuses_classic_settings_and_ignores_session_timeout_loudly() {
+    let next_gen = example_with("    options: {}", "    options: { group.protocol: consumer }");
+    let SourceConfig::Kafka(kafka) = parse(&next_gen).unwrap().source else { panic!("a kafka source") };
+    assert!(kafka.next_gen_protocol());
+    assert!(warnings(&next_gen).is_empty(), "{:?}", warnings(&next_gen));
+
+    let timed = next_gen.replace("    options: {", "    session_timeout: 10s\n    options: {");
+    let found = warnings(&timed);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains(
+            "warning: source.kafka.session_timeout: session_timeout 10s is ignored with `group.protocol: consumer`"
+        ),
+        "{}",
+        found[0]
+    );
+    // Without the option the same session_timeout is simply used.
+    let classic = example_with("    options: {}", "    session_timeout: 10s\n    options: {}");
+    assert!(warnings(&classic).is_empty(), "{:?}", warnings(&classic));
+
+    let assigned = example_with(
+        "    options: {}",
+        "    options: { group.protocol: consumer, partition.assignment.strategy: range }",
+    );
+    let found = errors(&assigned);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("source.kafka.options.partition.assignment.strategy: `partition.assignment.strategy` does not apply with `group.protocol: consumer`"),
+        "{}",
+        found[0]
+    );
+    // The classic protocol accepts another strategy (eager rebalances, the user's choice).
+    let eager = example_with("    options: {}", "    options: { partition.assignment.strategy: range }");
+    assert!(parse(&eager).is_ok());
 }
