@@ -204,7 +204,11 @@ impl ConsumerContext for LandfallContext {
             other => {
                 tracing::warn!(pipeline = %self.pipeline, error = ?other, "rebalance error; dropping the assignment");
                 let current = consumer.assignment();
-                let _ = consumer.unassign();
+                // A cooperative consumer may only change its assignment incrementally.
+                let _ = match (&current, cooperative) {
+                    (Ok(current), true) => consumer.incremental_unassign(current),
+                    _ => consumer.unassign(),
+                };
                 self.pending.lock().expect("pending lock").clear();
                 if let Ok(current) = current {
                     self.queue(current.elements().iter().map(|e| SourceEvent::Revoked(stream_of(e))));
