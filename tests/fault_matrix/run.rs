@@ -64,6 +64,9 @@ pub struct Run {
     pub healed: Option<Instant>,
     /// How many lines of a daemon's log a finding quotes.
     pub log_tail_lines: usize,
+    /// Takeovers measured by [`Run::watch_takeover`]: seconds until every partition published
+    /// again, or `None` when one did not within a minute.
+    pub takeovers: std::sync::Arc<std::sync::Mutex<Vec<Option<f64>>>>,
 }
 
 impl Run {
@@ -97,6 +100,7 @@ impl Run {
             refused,
             healed: None,
             log_tail_lines: 60,
+            takeovers: Default::default(),
         }
     }
 
@@ -277,33 +281,34 @@ impl Run {
     }
 
     /// Every message offset (or queue sequence number) covered by a published data or
-    /// quarantine file, read from the names: `part-<topic>-<p>[-g<gen>]-<start>-<end>-<n>…`.
+    /// quarantine file.
     pub async fn covered(&self) -> u64 {
-        let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
-        let mut ranges: BTreeSet<(String, i64, i64)> = BTreeSet::new();
-        let mut stack = vec![self.table.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = client.list_status(&d, false).await else { continue };
-            for st in entries {
-                let name = st.path.rsplit('/').next().unwrap().to_string();
-                if st.isdir {
-                    if !name.starts_with('_') && !name.starts_with('.') || name == "_rejected" {
-                        stack.push(st.path.clone());
-                    }
-                    continue;
+        published_ranges(&self.table).await.iter().map(|(_, s, e)| (e - s + 1) as u64).sum()
+    }
+
+    /// Measures, in the background, how long from now until each of `partitions` partitions
+    /// has published beyond what it had published now (a minute at most); the result goes to
+    /// [`Run::takeovers`].
+    pub fn watch_takeover(&self, partitions: usize) {
+        let table = self.table.clone();
+        let out = self.takeovers.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let before = tips(&table).await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = tips(&table).await;
+                let moved = now.iter().filter(|(k, end)| before.get(*k).is_none_or(|b| *end > b)).count();
+                if moved >= partitions {
+                    out.lock().unwrap().push(Some(started.elapsed().as_secs_f64()));
+                    return;
                 }
-                if name.starts_with('_') || name.starts_with('.') || !name.starts_with("part-") {
-                    continue;
-                }
-                let fields: Vec<&str> = name.rsplitn(4, '-').collect();
-                if let (Some(end), Some(start), Some(rest)) = (fields.get(1), fields.get(2), fields.get(3)) {
-                    if let (Ok(s), Ok(e)) = (start.parse(), end.parse()) {
-                        ranges.insert((rest.to_string(), s, e));
-                    }
+                if started.elapsed() > Duration::from_secs(60) {
+                    out.lock().unwrap().push(None);
+                    return;
                 }
             }
-        }
-        ranges.iter().map(|(_, s, e)| (e - s + 1) as u64).sum()
+        });
     }
 
     /// Waits until every message is covered; the seconds since the fault ended.
@@ -339,6 +344,12 @@ impl Run {
         match self.all_landed(Duration::from_secs(180)).await {
             Ok(secs) => o.recovery_s = secs,
             Err(e) => o.findings.push(e),
+        }
+        for t in self.takeovers.lock().unwrap().iter() {
+            match t {
+                Some(secs) => o.takeover_s.push(*secs),
+                None => o.takeover_missed += 1,
+            }
         }
         for slot in 0..self.instances.len() {
             let Some(i) = self.instances[slot].as_mut() else { continue };
@@ -400,6 +411,46 @@ impl Drop for Run {
             let _ = i.child.wait();
         }
     }
+}
+
+/// The ranges of every published data and quarantine file of `table`, read from the names:
+/// (`<topic>-<p>[-g<gen>]`, start, end) of `part-<topic>-<p>[-g<gen>]-<start>-<end>-<n>…`.
+pub async fn published_ranges(table: &str) -> BTreeSet<(String, i64, i64)> {
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let mut ranges: BTreeSet<(String, i64, i64)> = BTreeSet::new();
+    let mut stack = vec![table.to_string()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = client.list_status(&d, false).await else { continue };
+        for st in entries {
+            let name = st.path.rsplit('/').next().unwrap().to_string();
+            if st.isdir {
+                if !name.starts_with('_') && !name.starts_with('.') || name == "_rejected" {
+                    stack.push(st.path.clone());
+                }
+                continue;
+            }
+            if name.starts_with('_') || name.starts_with('.') || !name.starts_with("part-") {
+                continue;
+            }
+            let fields: Vec<&str> = name.rsplitn(4, '-').collect();
+            if let (Some(end), Some(start), Some(rest)) = (fields.get(1), fields.get(2), fields.get(3)) {
+                if let (Ok(s), Ok(e)) = (start.parse(), end.parse()) {
+                    ranges.insert((rest.to_string(), s, e));
+                }
+            }
+        }
+    }
+    ranges
+}
+
+/// The last published offset of each partition of `table` (by `<topic>-<p>[-g<gen>]`).
+pub async fn tips(table: &str) -> BTreeMap<String, i64> {
+    let mut out: BTreeMap<String, i64> = BTreeMap::new();
+    for (key, _, end) in published_ranges(table).await {
+        let tip = out.entry(key).or_insert(end);
+        *tip = (*tip).max(end);
+    }
+    out
 }
 
 pub fn fnv(s: &str) -> u64 {
