@@ -863,10 +863,19 @@ pub async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
 
 /// Declares a durable queue of `kind` (`quorum`, `classic` or `stream`).
 pub async fn declare_queue(queue: &str, kind: &str) {
+    declare_queue_with(queue, kind, false).await
+}
+
+/// [`declare_queue`], with `x-single-active-consumer` when `single_active` (one consumer
+/// receives at a time; the broker activates the next when it goes away).
+pub async fn declare_queue_with(queue: &str, kind: &str, single_active: bool) {
     use lapin::types::{AMQPValue, FieldTable, LongString};
     let (conn, ch) = amqp_channel().await;
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from(kind)));
+    if single_active {
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
     let options = lapin::options::QueueDeclareOptions { durable: true, ..Default::default() };
     ch.queue_declare(queue.into(), options, args).await.expect("declare the queue");
     let _ = conn.close(200, "done".into()).await;

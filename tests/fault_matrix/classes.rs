@@ -63,6 +63,11 @@ pub fn classes() -> Vec<Class> {
             scale_topic,
             12
         ),
+        class!(
+            "standby-queue",
+            "2 instances on a single-active-consumer queue; the active one is killed 5 times while events arrive",
+            standby_queue
+        ),
     ]
 }
 
@@ -476,6 +481,33 @@ pub async fn scale_topic(mut r: Run) -> Result<Run, String> {
     }
     if let Some(slot) = down {
         r.spawn(slot, &[]);
+    }
+    r.heal();
+    sender.await.map_err(|e| format!("sending: {e}"))?;
+    Ok(r)
+}
+
+/// Standby (issue 13): two instances on a queue declared with `x-single-active-consumer`, so
+/// only the first receives; events arrive at a steady rate (10 slices, 3 s apart). Five
+/// times, the active instance is killed (`kill -9`) and started again as the standby: the
+/// broker activates the other, which gets what the dead one held unacknowledged redelivered.
+/// Each takeover is timed (until the queue publishes again).
+pub async fn standby_queue(mut r: Run) -> Result<Run, String> {
+    r.queue_with(|p| p, true).await;
+    r.spawn(0, &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    r.spawn(1, &[]);
+    let n = r.messages.len();
+    let sender = r.send_paced(0..n, Duration::from_secs(3));
+    let mut active = 0;
+    for _ in 0..5 {
+        tokio::time::sleep(r.rng.secs(2.0, 5.0)).await;
+        if !sender.is_finished() {
+            r.watch_takeover(1);
+        }
+        r.kill9(active);
+        r.spawn(active, &[]);
+        active = 1 - active;
     }
     r.heal();
     sender.await.map_err(|e| format!("sending: {e}"))?;

@@ -122,9 +122,14 @@ impl Run {
 
     /// A queue named after the table (quorum or classic, seeded), and the pipeline on it.
     pub async fn queue(&mut self, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) {
+        self.queue_with(customise, false).await
+    }
+
+    /// [`Run::queue`], declared with `x-single-active-consumer` when `single_active`.
+    pub async fn queue_with(&mut self, customise: impl FnOnce(PipelineYaml) -> PipelineYaml, single_active: bool) {
         let name = self.name();
         let kind = if self.rng.between(0, 1) == 0 { "quorum" } else { "classic" };
-        declare_queue(&name, kind).await;
+        declare_queue_with(&name, kind, single_active).await;
         let yaml = customise(
             PipelineYaml::rabbitmq(&name.replace('-', "_"), &name, kind).roll_max_age("1s").sink_hdfs(&self.table),
         );
