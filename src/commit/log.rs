@@ -149,7 +149,7 @@ impl CommitLog {
             self.publish(&manifest, &path).await?;
         }
         if manifest.fence.is_some() {
-            self.publish_below_fences(&seqs, manifest.seq).await?;
+            self.publish_below_fences(&seqs, &manifest).await?;
         }
         if self.run.config.keep_ids > 0 {
             self.load_window(&seqs, manifest.seq, manifest.count(), manifest.message_ids.clone()).await?;
@@ -274,8 +274,10 @@ impl CommitLog {
                 )))
             }
         };
-        if to < 0 {
-            return Err(CommitError::Invalid(format!("a position jump to offset {to}: need an offset >= 0")));
+        if to < 0 || from < 1 {
+            return Err(CommitError::Invalid(format!(
+                "a position jump from offset {from} to {to}: need offsets >= 0 and at least one offset landed before"
+            )));
         }
         self.position = Position::Unknown;
         let seq = seq + 1;
@@ -394,9 +396,13 @@ impl CommitLog {
 
     /// A fence lands nothing, and the newest commit under it may be unpublished: its owner
     /// stopped between its commit point and its publish, and another lane fenced the log on
-    /// top. Publishes that commit (idempotent). Manifests pruned away were published before.
-    async fn publish_below_fences(&self, seqs: &[u64], top: u64) -> Result<(), CommitError> {
-        let mut below: Vec<u64> = seqs.iter().copied().filter(|s| *s < top).collect();
+    /// top. Publishes that commit (idempotent). It is found through the chain of `previous`
+    /// digests down from the tip, never by position: a manifest below the tip that is not in
+    /// the chain (a stale writer's, in a slot pruning had emptied, not yet retracted) is never
+    /// published. Manifests pruned away were published before.
+    async fn publish_below_fences(&self, seqs: &[u64], top: &Manifest) -> Result<(), CommitError> {
+        let Some(mut wanted) = top.previous.clone() else { return Ok(()) };
+        let mut below: Vec<u64> = seqs.iter().copied().filter(|s| *s < top.seq).collect();
         below.sort_unstable_by(|a, b| b.cmp(a));
         for seq in below {
             let path = paths::manifest_path(&self.dir, seq);
@@ -404,16 +410,23 @@ impl CommitLog {
                 with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.read_opt(&path))
                     .await?;
             let Some(bytes) = bytes else { continue };
+            if digest(&bytes) != wanted {
+                continue;
+            }
             let bad = |source| CommitError::BadManifest { path: path.clone(), source };
             let m = Manifest::parse(&bytes).map_err(bad)?;
             m.check_belongs(&self.root, &self.topic, self.partition, seq).map_err(bad)?;
             if m.fence.is_some() {
+                match m.previous {
+                    Some(p) => wanted = p,
+                    None => return Ok(()),
+                }
                 continue;
             }
             if !self.published_before(&m).await? {
                 self.publish(&m, &path).await?;
             }
-            break;
+            return Ok(());
         }
         Ok(())
     }

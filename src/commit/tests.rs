@@ -547,6 +547,9 @@ async fn a_fence_on_an_empty_log_takes_its_first_slot() {
     assert_eq!((fence.seq, fence.start, fence.end, fence.next()), (0, -1, -1, 0));
     assert!(matches!(owner.commit(0, 9, env.batch("run-a", "a")).await, Err(CommitError::Fenced { .. })));
     assert_eq!(owner.recover().await.unwrap(), Some(0));
+    let mut jumper = env.log("run-c");
+    assert_eq!(jumper.recover().await.unwrap(), Some(0));
+    assert!(jumper.jump(5, 0, 9, "latest").await.is_err(), "nothing landed before: no position to lose");
     assert_eq!(owner.commit(0, 9, env.batch("run-a", "a")).await.unwrap().seq, 1);
     // Only a fence may sit before offset 0, and a fence lands nothing.
     let mut bad = fence.clone();
@@ -575,4 +578,28 @@ async fn a_fencer_reads_the_ids_of_the_commits_under_its_fence() {
     let mut ids = fencer.take_recovered_ids();
     ids.sort();
     assert_eq!(ids, ["m0", "m1", "m2", "m3"]);
+}
+
+/// What recovery publishes under fences follows the chain of `previous` digests from the
+/// tip, not positions: a manifest in a slot below the fences that the chain does not name (a
+/// stale writer's, in a slot pruning had emptied) is never published.
+#[tokio::test]
+async fn under_fences_only_the_commit_the_chain_names_is_published() {
+    let env = env();
+    assert!(two_commits_with(&env, Some((Verb::List, "/commits/", 1, Fault::Fatal))).await.is_err());
+    env.store.fail_nth_matching(Verb::Rename, "part-", 1, Fault::Fatal);
+    assert!(env.log("run-b").fence(7).await.is_err(), "the fence is written, its recovery stops");
+    // A stale writer's manifest for offsets 10..=14 now sits in slot #1.
+    let mut stale = Manifest::parse(&env.store.get(&slot(1)).unwrap()).unwrap();
+    stale.end = 14;
+    stale.run_id = "run-z".into();
+    for (n, f) in stale.files.iter_mut().enumerate() {
+        f.staged = env.stage("run-z", "x", b"zombie").staged;
+        f.final_path = f.final_path.replace(&name(10, 19, n), &name(10, 14, n));
+        f.bytes = 6;
+    }
+    env.store.put(&slot(1), &stale.to_json());
+    assert_eq!(env.log("run-c").recover().await.unwrap(), Some(20));
+    let published = env.published();
+    assert!(published.keys().all(|p| !p.contains(&name(10, 14, 0)) && !p.contains(&name(10, 14, 1))), "{published:?}");
 }

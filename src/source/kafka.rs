@@ -510,6 +510,11 @@ impl Source for KafkaSource {
             wait = Duration::ZERO;
             // Rebalance callbacks ran inside that poll: their events come before its message.
             for event in self.take_events() {
+                if let SourceEvent::Revoked(stream) = &event {
+                    // Its offsets are the new owner's to mirror now (a cooperative rebalance
+                    // moves single partitions while this member goes on committing others).
+                    self.mirror.remove(stream);
+                }
                 on(Polled::Event(event));
             }
             match polled {

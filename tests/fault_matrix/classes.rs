@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::run::{Run, Source};
+use crate::run::{tail, Run, Source};
 
 /// A fault class: its name and the run it makes for a seed.
 pub struct Class {
@@ -459,7 +459,7 @@ pub async fn scale_topic(mut r: Run) -> Result<Run, String> {
         match r.rng.between(0, 2) {
             0 => {
                 if !sender.is_finished() {
-                    r.watch_takeover(PARTITIONS);
+                    r.watch_takeover(PARTITIONS).await;
                 }
                 r.kill9(slot);
                 down = Some(slot);
@@ -470,10 +470,10 @@ pub async fn scale_topic(mut r: Run) -> Result<Run, String> {
             }
             _ => {
                 let pid = r.instance(slot).child.id() as i32;
-                let frozen = Frozen::process(pid);
                 if !sender.is_finished() {
-                    r.watch_takeover(PARTITIONS);
+                    r.watch_takeover(PARTITIONS).await;
                 }
+                let frozen = Frozen::process(pid);
                 tokio::time::sleep(r.rng.secs(7.0, 10.0)).await;
                 drop(frozen);
             }
@@ -495,7 +495,15 @@ pub async fn scale_topic(mut r: Run) -> Result<Run, String> {
 pub async fn standby_queue(mut r: Run) -> Result<Run, String> {
     r.queue_with(|p| p, true).await;
     r.spawn(0, &[]);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Slot 0 registers its consumer first, so it is the active one.
+    let log = r.instance(0).log.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("consuming from RabbitMQ") {
+        if Instant::now() > deadline {
+            return Err(format!("the first instance did not start consuming in 60 s:\n{}", tail(&log, 40)));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     r.spawn(1, &[]);
     let n = r.messages.len();
     let sender = r.send_paced(0..n, Duration::from_secs(3));
@@ -503,7 +511,7 @@ pub async fn standby_queue(mut r: Run) -> Result<Run, String> {
     for _ in 0..5 {
         tokio::time::sleep(r.rng.secs(2.0, 5.0)).await;
         if !sender.is_finished() {
-            r.watch_takeover(1);
+            r.watch_takeover(1).await;
         }
         r.kill9(active);
         r.spawn(active, &[]);

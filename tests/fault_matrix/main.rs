@@ -219,9 +219,12 @@ fn report(all: &[Class], outcomes: &[Outcome], seeds: u64, first: u64, events: u
         let worst = mine.iter().map(|o| o.recovery_s).fold(0.0, f64::max);
         let mut takeovers: Vec<f64> = mine.iter().flat_map(|o| o.takeover_s.iter().copied()).collect();
         takeovers.sort_by(f64::total_cmp);
+        let missed = sum(|o| o.takeover_missed);
+        let missed = if missed > 0 { format!(", {missed} not within 60 s") } else { String::new() };
         let takeover = match takeovers.len() {
-            0 => "–".to_string(),
-            k => format!("{:.1} / {:.1} ({k} takeovers)", takeovers[k / 2], takeovers[k - 1]),
+            0 if missed.is_empty() => "–".to_string(),
+            0 => format!("none{missed}"),
+            k => format!("{:.1} / {:.1} ({k} takeovers{missed})", takeovers[k / 2], takeovers[k - 1]),
         };
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",

@@ -64,9 +64,9 @@ pub struct Run {
     pub healed: Option<Instant>,
     /// How many lines of a daemon's log a finding quotes.
     pub log_tail_lines: usize,
-    /// Takeovers measured by [`Run::watch_takeover`]: seconds until every partition published
-    /// again, or `None` when one did not within a minute.
-    pub takeovers: std::sync::Arc<std::sync::Mutex<Vec<Option<f64>>>>,
+    /// Takeovers being measured by [`Run::watch_takeover`]: each ends with the seconds until
+    /// every partition published again, or `None` when one did not within a minute.
+    pub takeovers: Vec<tokio::task::JoinHandle<Option<f64>>>,
 }
 
 impl Run {
@@ -100,7 +100,7 @@ impl Run {
             refused,
             healed: None,
             log_tail_lines: 60,
-            takeovers: Default::default(),
+            takeovers: Vec::new(),
         }
     }
 
@@ -292,28 +292,25 @@ impl Run {
     }
 
     /// Measures, in the background, how long from now until each of `partitions` partitions
-    /// has published beyond what it had published now (a minute at most); the result goes to
-    /// [`Run::takeovers`].
-    pub fn watch_takeover(&self, partitions: usize) {
+    /// has published beyond what it had published now (a minute at most); [`Run::judge`]
+    /// collects the result.
+    pub async fn watch_takeover(&mut self, partitions: usize) {
         let table = self.table.clone();
-        let out = self.takeovers.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let before = tips(&table).await;
+        let started = Instant::now();
+        let before = tips(&table).await;
+        self.takeovers.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let now = tips(&table).await;
                 let moved = now.iter().filter(|(k, end)| before.get(*k).is_none_or(|b| *end > b)).count();
                 if moved >= partitions {
-                    out.lock().unwrap().push(Some(started.elapsed().as_secs_f64()));
-                    return;
+                    return Some(started.elapsed().as_secs_f64());
                 }
                 if started.elapsed() > Duration::from_secs(60) {
-                    out.lock().unwrap().push(None);
-                    return;
+                    return None;
                 }
             }
-        });
+        }));
     }
 
     /// Waits until every message is covered; the seconds since the fault ended.
@@ -350,10 +347,11 @@ impl Run {
             Ok(secs) => o.recovery_s = secs,
             Err(e) => o.findings.push(e),
         }
-        for t in self.takeovers.lock().unwrap().iter() {
-            match t {
-                Some(secs) => o.takeover_s.push(*secs),
-                None => o.takeover_missed += 1,
+        for watch in std::mem::take(&mut self.takeovers) {
+            match watch.await {
+                Ok(Some(secs)) => o.takeover_s.push(secs),
+                Ok(None) => o.takeover_missed += 1,
+                Err(e) => o.findings.push(format!("a takeover watch failed: {e}")),
             }
         }
         for slot in 0..self.instances.len() {
