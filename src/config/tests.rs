@@ -130,7 +130,10 @@ fn known_keys_are_read_from_the_serde_structs() {
     assert_eq!(shapes["sink.local"], Shape::Struct(&["path"]));
     assert_eq!(shapes["parquet.compression"], Shape::Enum(&["zstd", "snappy", "gzip", "lz4", "none"]));
     assert_eq!(shapes["source.kafka.start"], Shape::Enum(&["earliest", "latest"]));
-    assert_eq!(shapes["source.rabbitmq.declare"], Shape::Struct(&["bindings", "dead_letter_exchange"]));
+    assert_eq!(
+        shapes["source.rabbitmq.declare"],
+        Shape::Struct(&["bindings", "dead_letter_exchange", "single_active_consumer"])
+    );
     assert_eq!(shapes["source.rabbitmq.queue_type"], Shape::Enum(&["quorum", "classic", "stream"]));
     for source in ["kafka", "rabbitmq"] {
         assert_eq!(shapes[&format!("source.{source}.on_position_lost")], Shape::Enum(&["fail", "earliest", "latest"]));

@@ -344,7 +344,7 @@ pub struct PipelineYaml {
     roll: Vec<(&'static str, String)>,
     compression: String,
     sink: Option<SinkYaml>,
-    /// More `key: value` lines of the source section, after the ones above.
+    /// More `key: value` lines of the source section, after the ones above (values in YAML).
     source_extra: Vec<(String, String)>,
 }
 
@@ -428,7 +428,22 @@ impl PipelineYaml {
 
     /// `on_position_lost` (`fail`, `earliest` or `latest`) of the Kafka or RabbitMQ source.
     pub fn on_position_lost(mut self, policy: &str) -> Self {
-        self.source_extra.push(("on_position_lost".into(), policy.into()));
+        self.source_extra.push(("on_position_lost".into(), q(policy)));
+        self
+    }
+
+    /// Kafka: librdkafka `options` (e.g. `partition.assignment.strategy`).
+    pub fn kafka_options(mut self, options: &[(&str, &str)]) -> Self {
+        assert!(matches!(self.source, SourceYaml::Kafka { .. }), "options here are Kafka's");
+        let map: Vec<String> = options.iter().map(|(k, v)| format!("{}: {}", q(k), q(v))).collect();
+        self.source_extra.push(("options".into(), format!("{{ {} }}", map.join(", "))));
+        self
+    }
+
+    /// RabbitMQ: declare the queue (`queue_type`) with `x-single-active-consumer`.
+    pub fn declare_single_active(mut self) -> Self {
+        assert!(matches!(self.source, SourceYaml::Rabbitmq { .. }), "declare is RabbitMQ's");
+        self.source_extra.push(("declare".into(), "{ single_active_consumer: true }".into()));
         self
     }
 
@@ -571,7 +586,7 @@ impl PipelineYaml {
             }
         }
         for (key, value) in &self.source_extra {
-            writeln!(y, "    {key}: {}", q(value)).unwrap();
+            writeln!(y, "    {key}: {value}").unwrap();
         }
         y.push_str("decode:\n  json:\n    schema:\n");
         for (name, t, required) in &self.schema {

@@ -130,9 +130,14 @@ impl Run {
         let name = self.name();
         let kind = if self.rng.between(0, 1) == 0 { "quorum" } else { "classic" };
         declare_queue_with(&name, kind, single_active).await;
-        let yaml = customise(
-            PipelineYaml::rabbitmq(&name.replace('-', "_"), &name, kind).roll_max_age("1s").sink_hdfs(&self.table),
-        );
+        let mut yaml =
+            PipelineYaml::rabbitmq(&name.replace('-', "_"), &name, kind).roll_max_age("1s").sink_hdfs(&self.table);
+        if single_active {
+            // Landfall declares it too, as a user would: a declaration that differs from the
+            // queue's (no `x-single-active-consumer`) is refused by the broker, failing the run.
+            yaml = yaml.declare_single_active();
+        }
+        let yaml = customise(yaml);
         self.pipeline_from(yaml);
         self.source = Some(Source::Queue { name });
     }
