@@ -177,16 +177,32 @@ fn is_rewind(line: &str) -> bool {
 /// re-assignment: a partition that came back paused was never fetched again (heartbeats going
 /// on, nothing logged). Must: once the DataNode is back, the first instance lands every event of
 /// every partition while it runs (no restart to mask a stall), exactly.
+///
+/// Eager (`range`): every partition is revoked and assigned again. Cooperative (the default):
+/// only the partitions the second member took move, twice; the others must keep their backoff.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebalance_during_rewind_backoff_leaves_no_partition_paused() {
+    rebalance_during_rewind_backoff(Some("range")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cooperative_rebalance_during_rewind_backoff_leaves_no_partition_paused() {
+    rebalance_during_rewind_backoff(None).await;
+}
+
+/// `strategy`: librdkafka's `partition.assignment.strategy`, `None` for Landfall's default.
+async fn rebalance_during_rewind_backoff(strategy: Option<&str>) {
     let _turn = SERIAL.lock().await;
     require_kafka();
     require_hdfs();
     let topic = unique("backoff-rebalance");
     create_topic(&topic, 4).await;
     let table = format!("/landing-test/{topic}");
-    let (_dir, pipeline) =
-        PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("1s").sink_hdfs(&table).file();
+    let mut yaml = PipelineYaml::kafka(&topic.replace('-', "_"), &topic).roll_max_age("1s").sink_hdfs(&table);
+    if let Some(strategy) = strategy {
+        yaml = yaml.kafka_options(&[("partition.assignment.strategy", strategy)]);
+    }
+    let (_dir, pipeline) = yaml.file();
     let n = 40_000u64;
     let (msgs, counts) = round_robin_events(n, 4);
     let quarter = (n / 4) as usize;
@@ -221,8 +237,10 @@ async fn a_rebalance_during_rewind_backoff_leaves_no_partition_paused() {
     signal(&b, SIGTERM);
     let b_status = b.wait().unwrap();
     assert!(b_status.success(), "the second member stops cleanly: {b_status}\n{}", log_of(&b_log));
-    let back = wait_for_lines(&a_log, "partition assigned", assigned_before + 4, Duration::from_secs(60));
-    assert!(back >= assigned_before + 4, "the first member takes every partition back:\n{}", log_of(&a_log));
+    // Eager: all 4 come back; cooperative: the ones the second member held.
+    let moved = if strategy.is_some() { 4 } else { log_of(&b_log).matches("partition assigned").count() };
+    let back = wait_for_lines(&a_log, "partition assigned", assigned_before + moved, Duration::from_secs(60));
+    assert!(back >= assigned_before + moved, "the first member takes the {moved} partitions back:\n{}", log_of(&a_log));
 
     drop(datanode);
     produce(&topic, msgs[2 * quarter..].to_vec()).await;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commit::manifest::{digest, Jump, Manifest, ManifestFile, MANIFEST_VERSION};
+use crate::commit::manifest::{digest, Fence, Jump, Manifest, ManifestFile, MANIFEST_VERSION};
 use crate::commit::paths;
 use crate::commit::{CommitError, RunContext};
 use crate::retry::{with_backoff, Backoff};
@@ -148,6 +148,9 @@ impl CommitLog {
         } else {
             self.publish(&manifest, &path).await?;
         }
+        if manifest.fence.is_some() {
+            self.publish_below_fences(&seqs, &manifest).await?;
+        }
         if self.run.config.keep_ids > 0 {
             self.load_window(&seqs, manifest.seq, manifest.count(), manifest.message_ids.clone()).await?;
         }
@@ -271,8 +274,10 @@ impl CommitLog {
                 )))
             }
         };
-        if to < 0 {
-            return Err(CommitError::Invalid(format!("a position jump to offset {to}: need an offset >= 0")));
+        if to < 0 || from < 1 {
+            return Err(CommitError::Invalid(format!(
+                "a position jump from offset {from} to {to}: need offsets >= 0 and at least one offset landed before"
+            )));
         }
         self.position = Position::Unknown;
         let seq = seq + 1;
@@ -290,6 +295,7 @@ impl CommitLog {
             previous: self.last_digest.clone(),
             generation: self.generation + 1,
             jump: Some(Jump { from, to, earliest, latest, policy: policy.to_string() }),
+            fence: None,
         };
         let bytes = manifest.to_json();
         let slot = paths::manifest_path(&self.dir, seq);
@@ -308,6 +314,121 @@ impl CommitLog {
         self.generation = manifest.generation;
         tracing::debug!(topic = %self.topic, partition = self.partition, seq, from, to, generation = self.generation, "position jump committed");
         Ok(manifest)
+    }
+
+    /// Fences this log against a commit its owner has in flight (docs/design/queue-lanes.md):
+    /// writes a manifest that lands nothing into the slot after the newest one, so that the
+    /// owner's commit point finds that slot taken (`Fenced`), while a commit that passed its
+    /// commit point first stays (its zombie check finds the fence continuing from it). Run by
+    /// the instance of lane `by` before it lands redelivered messages this log's owner may
+    /// hold. A slot taken meanwhile (the owner, or another fence) is read as the new tip and
+    /// the next one tried. Then recovers, so the ids of the newest commits are in
+    /// [`take_recovered_ids`](Self::take_recovered_ids) and the newest commit under the fence
+    /// is published (its owner may have stopped between its commit point and its publish).
+    /// Returns the fence written.
+    pub async fn fence(&mut self, by: i32) -> Result<Manifest, CommitError> {
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            self.position = Position::Unknown;
+            let latest =
+                with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.load_latest())
+                    .await?;
+            let (seq, last, previous, generation) = match &latest {
+                None => (0, -1, None, 0),
+                Some((_, m, d)) => (m.seq + 1, m.next() - 1, Some(d.clone()), m.generation),
+            };
+            let manifest = Manifest {
+                version: MANIFEST_VERSION,
+                topic: self.topic.clone(),
+                partition: self.partition,
+                seq,
+                start: last,
+                end: last,
+                files: Vec::new(),
+                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                run_id: self.run.run_id.clone(),
+                message_ids: Vec::new(),
+                previous,
+                generation,
+                jump: None,
+                fence: Some(Fence { by }),
+            };
+            let bytes = manifest.to_json();
+            let slot = paths::manifest_path(&self.dir, seq);
+            let tmp = with_backoff("write the manifest", &self.run.config.backoff, &self.run.stop, || {
+                self.write_tmp(seq, &bytes)
+            })
+            .await?;
+            match with_backoff("write a fence", &self.run.config.backoff, &self.run.stop, || {
+                self.commit_point(&manifest, &tmp, &slot, &bytes)
+            })
+            .await
+            .map_err(CommitError::from)
+            {
+                Ok(()) => {}
+                Err(CommitError::Fenced { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+            // A fence works only as the tip. It lands below a newer manifest only in a slot
+            // pruning had emptied; unless that newer one continues from it, take it back.
+            let seqs =
+                with_backoff("list the commit log", &self.run.config.backoff, &self.run.stop, || self.list_seqs())
+                    .await?;
+            if seqs.iter().any(|s| *s > seq) && !self.adopted(&manifest, &bytes).await? {
+                if let Ok(Some(found)) = self.read_opt(&slot).await {
+                    if found == bytes {
+                        let _ = self.store.delete(&slot).await;
+                    }
+                }
+                continue;
+            }
+            tracing::info!(topic = %self.topic, partition = self.partition, seq, by, "fenced the log of another lane");
+            self.recover().await?;
+            return Ok(manifest);
+        }
+        Err(CommitError::Store(StoreError::Transient {
+            op: "fence",
+            path: self.dir.clone(),
+            message: format!("the log moved on {ATTEMPTS} times while a fence was being written"),
+            hint: "its owner commits faster than a fence can be placed; fencing again".to_string(),
+        }))
+    }
+
+    /// A fence lands nothing, and the newest commit under it may be unpublished: its owner
+    /// stopped between its commit point and its publish, and another lane fenced the log on
+    /// top. Publishes that commit (idempotent). It is found through the chain of `previous`
+    /// digests down from the tip, never by position: a manifest below the tip that is not in
+    /// the chain (a stale writer's, in a slot pruning had emptied, not yet retracted) is never
+    /// published. Manifests pruned away were published before.
+    async fn publish_below_fences(&self, seqs: &[u64], top: &Manifest) -> Result<(), CommitError> {
+        let Some(mut wanted) = top.previous.clone() else { return Ok(()) };
+        let mut below: Vec<u64> = seqs.iter().copied().filter(|s| *s < top.seq).collect();
+        below.sort_unstable_by(|a, b| b.cmp(a));
+        for seq in below {
+            let path = paths::manifest_path(&self.dir, seq);
+            let bytes =
+                with_backoff("read the commit log", &self.run.config.backoff, &self.run.stop, || self.read_opt(&path))
+                    .await?;
+            let Some(bytes) = bytes else { continue };
+            if digest(&bytes) != wanted {
+                continue;
+            }
+            let bad = |source| CommitError::BadManifest { path: path.clone(), source };
+            let m = Manifest::parse(&bytes).map_err(bad)?;
+            m.check_belongs(&self.root, &self.topic, self.partition, seq).map_err(bad)?;
+            if m.fence.is_some() {
+                match m.previous {
+                    Some(p) => wanted = p,
+                    None => return Ok(()),
+                }
+                continue;
+            }
+            if !self.published_before(&m).await? {
+                self.publish(&m, &path).await?;
+            }
+            return Ok(());
+        }
+        Ok(())
     }
 
     /// How long the commit point may still take: grace/2 minus the age of the oldest staged
@@ -379,6 +500,7 @@ impl CommitLog {
             previous: self.last_digest.clone(),
             generation: self.generation,
             jump: None,
+            fence: None,
         };
         Ok((manifest, oldest))
     }

@@ -90,6 +90,21 @@ pub struct Manifest {
     /// last offset landed before it, and the next commit starts at [`Jump::to`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump: Option<Jump>,
+    /// Present on a fence, which lands nothing: another lane's instance wrote it into this
+    /// log's next free slot, so that a commit the log's owner has in flight finds its slot
+    /// taken (docs/design/queue-lanes.md). `files` is empty, `start` = `end` = the last
+    /// offset landed before it (-1 in a log without commits), and the next commit starts at
+    /// `end + 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<Fence>,
+}
+
+/// Who fenced a log, for operators and for the fenced owner's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fence {
+    /// The lane (partition number) of the instance that wrote the fence.
+    pub by: i32,
 }
 
 /// Why and where a partition's position jumped (`on_position_lost: earliest | latest`).
@@ -142,7 +157,8 @@ impl Manifest {
             },
         }
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| ManifestError::Syntax(e.to_string()))?;
-        if m.partition < 0 || m.start < 0 || m.end < m.start {
+        let empty_fence = m.fence.is_some() && m.start == -1 && m.end == -1;
+        if m.partition < 0 || (m.start < 0 && !empty_fence) || m.end < m.start {
             return Err(ManifestError::Invalid(format!(
                 "partition {} offsets {}..={} (need partition >= 0 and 0 <= start <= end)",
                 m.partition, m.start, m.end
@@ -161,6 +177,18 @@ impl Manifest {
                 )));
             }
         }
+        if m.fence.is_some()
+            && (!m.files.is_empty() || m.jump.is_some() || m.start != m.end || !m.message_ids.is_empty())
+        {
+            return Err(ManifestError::Invalid(format!(
+                "fence over offsets {}..={} with {} files{} (a fence lands nothing: no files, no ids, \
+                 no jump, and start = end = the last offset landed)",
+                m.start,
+                m.end,
+                m.files.len(),
+                if m.jump.is_some() { " and a jump" } else { "" }
+            )));
+        }
         Ok(m)
     }
 
@@ -169,9 +197,9 @@ impl Manifest {
         self.jump.as_ref().map_or(self.end + 1, |j| j.to)
     }
 
-    /// Messages this commit covers (a jump covers none).
+    /// Messages this commit covers (a jump or a fence covers none).
     pub fn count(&self) -> usize {
-        if self.jump.is_some() {
+        if self.jump.is_some() || self.fence.is_some() {
             0
         } else {
             (self.end - self.start + 1) as usize
@@ -232,6 +260,7 @@ mod tests {
             run_id: "r".into(),
             generation: 0,
             jump: None,
+            fence: None,
         }
     }
 

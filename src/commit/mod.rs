@@ -36,7 +36,7 @@ use tokio::sync::watch;
 pub use crate::retry::{with_backoff, Backoff, RetryError, Retryable};
 pub use error::CommitError;
 pub use log::{CommitLog, StagedFile};
-pub use manifest::{Manifest, ManifestError, ManifestFile, MANIFEST_VERSION};
+pub use manifest::{Fence, Manifest, ManifestError, ManifestFile, MANIFEST_VERSION};
 pub use orphans::{clean_orphans, CleanReport};
 pub use paths::{
     commit_dir, escape_name, final_file_name, final_path, manifest_path, new_run_id, staged_path, staging_dir,

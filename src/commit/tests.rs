@@ -486,3 +486,120 @@ async fn a_position_jump_opens_a_generation_whose_files_never_take_old_names() {
     assert_eq!(empty.recover().await.unwrap(), None);
     assert!(empty.jump(0, 0, 0, "earliest").await.is_err(), "an empty log has no position to lose");
 }
+
+/// Lanes (docs/design/queue-lanes.md): another lane's fence takes the owner's next slot, so
+/// the commit the owner has in flight is fenced; recovered, the owner commits the same range
+/// after the fence under the same names.
+#[tokio::test]
+async fn a_fence_stops_the_owners_commit_in_flight_and_the_owner_goes_on_after_it() {
+    let env = env();
+    let mut owner = env.log("run-a");
+    assert_eq!(owner.recover().await.unwrap(), None);
+    owner.commit(0, 9, env.batch("run-a", "a")).await.unwrap();
+    let fence = env.log("run-b").fence(7).await.unwrap();
+    assert_eq!(
+        (fence.seq, fence.start, fence.end, fence.files.len(), fence.next(), fence.count()),
+        (1, 9, 9, 0, 10, 0)
+    );
+    assert_eq!(fence.fence, Some(Fence { by: 7 }));
+    assert_eq!(Manifest::parse(&env.store.get(&slot(1)).unwrap()).unwrap(), fence);
+
+    let err = owner.commit(10, 19, env.batch("run-a", "b")).await.unwrap_err();
+    assert!(matches!(err, CommitError::Fenced { seq: 1, .. }), "{err}");
+    assert_eq!(env.published().len(), 2, "only the first commit is visible");
+    assert_eq!(owner.recover().await.unwrap(), Some(10), "a fence does not move the position");
+    let again = owner.commit(10, 19, env.batch("run-a", "b")).await.unwrap();
+    assert_eq!(again.seq, 2);
+    assert_eq!(env.published(), expected_two_commits());
+    assert_eq!(env.log("run-c").recover().await.unwrap(), Some(20));
+}
+
+/// The owner stopped after its commit point and before publishing; the fence goes on top of
+/// that commit, which stays (it is published by the fencer's recovery, and by any later one
+/// even under several fences).
+#[tokio::test]
+async fn a_commit_that_passed_its_commit_point_survives_fences_and_is_published_under_them() {
+    let env = env();
+    assert!(two_commits_with(&env, Some((Verb::List, "/commits/", 1, Fault::Fatal))).await.is_err());
+    assert_ne!(env.published(), expected_two_commits());
+    // The first fencer stops before it could publish the commit under its fence.
+    env.store.fail_nth_matching(Verb::Rename, "part-", 1, Fault::Fatal);
+    assert!(env.log("run-b").fence(7).await.is_err());
+    assert_eq!(env.store.armed(), 0);
+    assert_ne!(env.published(), expected_two_commits());
+    let second = env.log("run-c").fence(8).await.unwrap();
+    assert_eq!((second.seq, second.next()), (3, 20));
+    assert_eq!(env.published(), expected_two_commits(), "the commit under both fences is published");
+    assert_eq!(env.manifests(), vec![slot(1), slot(2), slot(3)], "the three newest are kept");
+    let mut restarted = env.log("run-d");
+    assert_eq!(restarted.recover().await.unwrap(), Some(20));
+    restarted.commit(20, 29, env.batch("run-d", "c")).await.unwrap();
+    assert_eq!(env.published().len(), 6);
+}
+
+/// A fence on a log without commits holds the first slot; the owner's first commit goes after it.
+#[tokio::test]
+async fn a_fence_on_an_empty_log_takes_its_first_slot() {
+    let env = env();
+    let mut owner = env.log("run-a");
+    assert_eq!(owner.recover().await.unwrap(), None);
+    let fence = env.log("run-b").fence(2).await.unwrap();
+    assert_eq!((fence.seq, fence.start, fence.end, fence.next()), (0, -1, -1, 0));
+    assert!(matches!(owner.commit(0, 9, env.batch("run-a", "a")).await, Err(CommitError::Fenced { .. })));
+    assert_eq!(owner.recover().await.unwrap(), Some(0));
+    let mut jumper = env.log("run-c");
+    assert_eq!(jumper.recover().await.unwrap(), Some(0));
+    assert!(jumper.jump(5, 0, 9, "latest").await.is_err(), "nothing landed before: no position to lose");
+    assert_eq!(owner.commit(0, 9, env.batch("run-a", "a")).await.unwrap().seq, 1);
+    // Only a fence may sit before offset 0, and a fence lands nothing.
+    let mut bad = fence.clone();
+    bad.fence = None;
+    assert!(matches!(Manifest::parse(&bad.to_json()), Err(ManifestError::Invalid(_))));
+    let mut bad = fence;
+    bad.message_ids = vec!["m1".into()];
+    assert!(matches!(Manifest::parse(&bad.to_json()), Err(ManifestError::Invalid(_))));
+}
+
+/// What the fencer judges redeliveries against: the ids of the owner's newest commits,
+/// including one its owner committed but never published.
+#[tokio::test]
+async fn a_fencer_reads_the_ids_of_the_commits_under_its_fence() {
+    let env = env();
+    let mut run = env.run("run-a");
+    run.config.keep_ids = 100;
+    let mut owner = CommitLog::new(Arc::new(env.store.clone()), ROOT, TOPIC, PART, run.clone()).unwrap();
+    assert_eq!(owner.recover().await.unwrap(), None);
+    owner.commit_ids(0, 1, env.batch("run-a", "a"), vec!["m0".into(), "m1".into()]).await.unwrap();
+    env.store.fail_nth_matching(Verb::List, "/commits/", 1, Fault::Fatal);
+    assert!(owner.commit_ids(2, 3, env.batch("run-a", "b"), vec!["m2".into(), "m3".into()]).await.is_err());
+    run.run_id = "run-b".into();
+    let mut fencer = CommitLog::new(Arc::new(env.store.clone()), ROOT, TOPIC, PART, run).unwrap();
+    fencer.fence(5).await.unwrap();
+    let mut ids = fencer.take_recovered_ids();
+    ids.sort();
+    assert_eq!(ids, ["m0", "m1", "m2", "m3"]);
+}
+
+/// What recovery publishes under fences follows the chain of `previous` digests from the
+/// tip, not positions: a manifest in a slot below the fences that the chain does not name (a
+/// stale writer's, in a slot pruning had emptied) is never published.
+#[tokio::test]
+async fn under_fences_only_the_commit_the_chain_names_is_published() {
+    let env = env();
+    assert!(two_commits_with(&env, Some((Verb::List, "/commits/", 1, Fault::Fatal))).await.is_err());
+    env.store.fail_nth_matching(Verb::Rename, "part-", 1, Fault::Fatal);
+    assert!(env.log("run-b").fence(7).await.is_err(), "the fence is written, its recovery stops");
+    // A stale writer's manifest for offsets 10..=14 now sits in slot #1.
+    let mut stale = Manifest::parse(&env.store.get(&slot(1)).unwrap()).unwrap();
+    stale.end = 14;
+    stale.run_id = "run-z".into();
+    for (n, f) in stale.files.iter_mut().enumerate() {
+        f.staged = env.stage("run-z", "x", b"zombie").staged;
+        f.final_path = f.final_path.replace(&name(10, 19, n), &name(10, 14, n));
+        f.bytes = 6;
+    }
+    env.store.put(&slot(1), &stale.to_json());
+    assert_eq!(env.log("run-c").recover().await.unwrap(), Some(20));
+    let published = env.published();
+    assert!(published.keys().all(|p| !p.contains(&name(10, 14, 0)) && !p.contains(&name(10, 14, 1))), "{published:?}");
+}

@@ -42,7 +42,9 @@ fn the_contract_example_parses_and_validates() {
     assert_eq!(kafka.topics, ["clicks"]);
     assert_eq!(kafka.group, "landfall-clicks");
     assert_eq!(kafka.start, StartPosition::Earliest);
-    assert_eq!(kafka.session_timeout.get(), Duration::from_secs(45));
+    assert_eq!(kafka.session_timeout, None);
+    assert_eq!(kafka.session_timeout(), Duration::from_secs(45));
+    assert!(!kafka.next_gen_protocol());
     assert!(kafka.options.is_empty());
     assert_eq!(config.schema().len(), 6);
     assert_eq!(
@@ -133,7 +135,10 @@ fn known_keys_are_read_from_the_serde_structs() {
     assert_eq!(shapes["sink.local"], Shape::Struct(&["path"]));
     assert_eq!(shapes["parquet.compression"], Shape::Enum(&["zstd", "snappy", "gzip", "lz4", "none"]));
     assert_eq!(shapes["source.kafka.start"], Shape::Enum(&["earliest", "latest"]));
-    assert_eq!(shapes["source.rabbitmq.declare"], Shape::Struct(&["bindings", "dead_letter_exchange"]));
+    assert_eq!(
+        shapes["source.rabbitmq.declare"],
+        Shape::Struct(&["bindings", "dead_letter_exchange", "single_active_consumer"])
+    );
     assert_eq!(shapes["source.rabbitmq.queue_type"], Shape::Enum(&["quorum", "classic", "stream"]));
     for source in ["kafka", "rabbitmq"] {
         assert_eq!(shapes[&format!("source.{source}.on_position_lost")], Shape::Enum(&["fail", "earliest", "latest"]));
@@ -531,4 +536,41 @@ fn sink_hive_needs_hive_style_partition_directories_apart_from_the_columns() {
     );
     // Without sink.hive the same template is fine.
     assert!(parse(&example_with("dt={ts:%Y-%m-%d}/hour={ts:%H}", "{ts:%Y-%m-%d}/id={id}")).is_ok());
+}
+
+#[test]
+fn the_next_generation_group_protocol_refuses_classic_settings_and_ignores_session_timeout_loudly() {
+    let next_gen = example_with("    options: {}", "    options: { group.protocol: consumer }");
+    let SourceConfig::Kafka(kafka) = parse(&next_gen).unwrap().source else { panic!("a kafka source") };
+    assert!(kafka.next_gen_protocol());
+    assert!(warnings(&next_gen).is_empty(), "{:?}", warnings(&next_gen));
+
+    let timed = next_gen.replace("    options: {", "    session_timeout: 10s\n    options: {");
+    let found = warnings(&timed);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains(
+            "warning: source.kafka.session_timeout: session_timeout 10s is ignored with `group.protocol: consumer`"
+        ),
+        "{}",
+        found[0]
+    );
+    // Without the option the same session_timeout is simply used.
+    let classic = example_with("    options: {}", "    session_timeout: 10s\n    options: {}");
+    assert!(warnings(&classic).is_empty(), "{:?}", warnings(&classic));
+
+    let assigned = example_with(
+        "    options: {}",
+        "    options: { group.protocol: consumer, partition.assignment.strategy: range }",
+    );
+    let found = errors(&assigned);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("source.kafka.options.partition.assignment.strategy: `partition.assignment.strategy` does not apply with `group.protocol: consumer`"),
+        "{}",
+        found[0]
+    );
+    // The classic protocol accepts another strategy (eager rebalances, the user's choice).
+    let eager = example_with("    options: {}", "    options: { partition.assignment.strategy: range }");
+    assert!(parse(&eager).is_ok());
 }

@@ -28,6 +28,7 @@ use super::{
     Assignment, Backlog, Delivery, Polled, PositionJump, Positions, Recovered, Recovery, RecoveryError, Rewound,
     Source, SourceError, SourceEvent, SourceHealth, StreamId, Verdict,
 };
+use crate::config::source::kafka::DEFAULT_ASSIGNMENT_STRATEGY;
 use crate::config::{KafkaSourceConfig, OnPositionLost, StartPosition};
 use crate::retry::Backoff;
 
@@ -133,10 +134,23 @@ impl ClientContext for LandfallContext {
         let text = error.to_string();
         let mut last = self.last_error.lock().expect("error lock");
         if last.as_deref() != Some(text.as_str()) {
-            tracing::warn!(pipeline = %self.pipeline, error = %text, "Kafka: {reason}; retrying (is the broker up? check source.kafka.brokers)");
+            tracing::warn!(pipeline = %self.pipeline, error = %text, "Kafka: {reason}; retrying ({})", advice(&error));
             *last = Some(text);
             self.failing.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// What to check for a client error librdkafka keeps retrying.
+fn advice(error: &KafkaError) -> &'static str {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match error.rdkafka_error_code() {
+        Some(Code::InconsistentGroupProtocol) => {
+            "the group's members have no partition.assignment.strategy in common (eager `range`/`roundrobin` \
+             vs `cooperative-sticky`, Landfall's default): stop every instance of the group, then start \
+             them all with the same source.kafka.options"
+        }
+        _ => "is the broker up? check source.kafka.brokers",
     }
 }
 
@@ -190,7 +204,11 @@ impl ConsumerContext for LandfallContext {
             other => {
                 tracing::warn!(pipeline = %self.pipeline, error = ?other, "rebalance error; dropping the assignment");
                 let current = consumer.assignment();
-                let _ = consumer.unassign();
+                // A cooperative consumer may only change its assignment incrementally.
+                let _ = match (&current, cooperative) {
+                    (Ok(current), true) => consumer.incremental_unassign(current),
+                    _ => consumer.unassign(),
+                };
                 self.pending.lock().expect("pending lock").clear();
                 if let Ok(current) = current {
                     self.queue(current.elements().iter().map(|e| SourceEvent::Revoked(stream_of(e))));
@@ -238,8 +256,16 @@ impl KafkaSource {
             // position that leaves the log while consuming (truncation by an unclean leader
             // election) must be reported, not silently moved to an end.
             .set("auto.offset.reset", "error")
-            .set("session.timeout.ms", cfg.session_timeout.get().as_millis().to_string())
             .set("client.id", format!("landfall-{pipeline}"));
+        if !cfg.next_gen_protocol() {
+            // The classic protocol: the client asks for its session timeout and picks the
+            // assignor. Cooperative: a rebalance revokes only the partitions that move, so the
+            // others keep landing through a member's restart.
+            client.set("session.timeout.ms", cfg.session_timeout().as_millis().to_string());
+            if client.get("partition.assignment.strategy").is_none() {
+                client.set("partition.assignment.strategy", DEFAULT_ASSIGNMENT_STRATEGY);
+            }
+        }
         if client.get("statistics.interval.ms").is_none() {
             client.set("statistics.interval.ms", STATS_INTERVAL_MS.to_string());
         }
@@ -484,6 +510,11 @@ impl Source for KafkaSource {
             wait = Duration::ZERO;
             // Rebalance callbacks ran inside that poll: their events come before its message.
             for event in self.take_events() {
+                if let SourceEvent::Revoked(stream) = &event {
+                    // Its offsets are the new owner's to mirror now (a cooperative rebalance
+                    // moves single partitions while this member goes on committing others).
+                    self.mirror.remove(stream);
+                }
                 on(Polled::Event(event));
             }
             match polled {
@@ -516,7 +547,7 @@ impl Source for KafkaSource {
                 Some(Err(e)) => {
                     let text = e.to_string();
                     if self.consume_error.as_deref() != Some(text.as_str()) {
-                        tracing::warn!(pipeline = %self.consumer.context().pipeline, error = %text, "Kafka consume error; retrying (check source.kafka.brokers and that the broker is up)");
+                        tracing::warn!(pipeline = %self.consumer.context().pipeline, error = %text, "Kafka consume error; retrying ({})", advice(&e));
                         self.consume_error = Some(text);
                     }
                     return Ok(());

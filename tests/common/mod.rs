@@ -350,7 +350,7 @@ pub struct PipelineYaml {
     sink: Option<SinkYaml>,
     /// `sink.hive`: (metastore URI, database, table).
     hive: Option<(String, String, String)>,
-    /// More `key: value` lines of the source section, after the ones above.
+    /// More `key: value` lines of the source section, after the ones above (values in YAML).
     source_extra: Vec<(String, String)>,
 }
 
@@ -435,7 +435,22 @@ impl PipelineYaml {
 
     /// `on_position_lost` (`fail`, `earliest` or `latest`) of the Kafka or RabbitMQ source.
     pub fn on_position_lost(mut self, policy: &str) -> Self {
-        self.source_extra.push(("on_position_lost".into(), policy.into()));
+        self.source_extra.push(("on_position_lost".into(), q(policy)));
+        self
+    }
+
+    /// Kafka: librdkafka `options` (e.g. `partition.assignment.strategy`).
+    pub fn kafka_options(mut self, options: &[(&str, &str)]) -> Self {
+        assert!(matches!(self.source, SourceYaml::Kafka { .. }), "options here are Kafka's");
+        let map: Vec<String> = options.iter().map(|(k, v)| format!("{}: {}", q(k), q(v))).collect();
+        self.source_extra.push(("options".into(), format!("{{ {} }}", map.join(", "))));
+        self
+    }
+
+    /// RabbitMQ: declare the queue (`queue_type`) with `x-single-active-consumer`.
+    pub fn declare_single_active(mut self) -> Self {
+        assert!(matches!(self.source, SourceYaml::Rabbitmq { .. }), "declare is RabbitMQ's");
+        self.source_extra.push(("declare".into(), "{ single_active_consumer: true }".into()));
         self
     }
 
@@ -584,7 +599,7 @@ impl PipelineYaml {
             }
         }
         for (key, value) in &self.source_extra {
-            writeln!(y, "    {key}: {}", q(value)).unwrap();
+            writeln!(y, "    {key}: {value}").unwrap();
         }
         y.push_str("decode:\n  json:\n    schema:\n");
         for (name, t, required) in &self.schema {
@@ -886,10 +901,19 @@ pub async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
 
 /// Declares a durable queue of `kind` (`quorum`, `classic` or `stream`).
 pub async fn declare_queue(queue: &str, kind: &str) {
+    declare_queue_with(queue, kind, false).await
+}
+
+/// [`declare_queue`], with `x-single-active-consumer` when `single_active` (one consumer
+/// receives at a time; the broker activates the next when it goes away).
+pub async fn declare_queue_with(queue: &str, kind: &str, single_active: bool) {
     use lapin::types::{AMQPValue, FieldTable, LongString};
     let (conn, ch) = amqp_channel().await;
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from(kind)));
+    if single_active {
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
     let options = lapin::options::QueueDeclareOptions { durable: true, ..Default::default() };
     ch.queue_declare(queue.into(), options, args).await.expect("declare the queue");
     let _ = conn.close(200, "done".into()).await;

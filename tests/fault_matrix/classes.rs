@@ -4,20 +4,25 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::run::{Run, Source};
+use crate::run::{tail, Run, Source};
 
 /// A fault class: its name and the run it makes for a seed.
 pub struct Class {
     pub name: &'static str,
     pub what: &'static str,
     pub run: fn(Run) -> futures::future::BoxFuture<'static, Result<Run, String>>,
+    /// Events per run, as a multiple of `LF_FAULT_EVENTS`.
+    pub scale: u64,
 }
 
 /// Every class, in the order they run.
 pub fn classes() -> Vec<Class> {
     macro_rules! class {
         ($name:literal, $what:literal, $f:ident) => {
-            Class { name: $name, what: $what, run: |r| Box::pin($f(r)) }
+            class!($name, $what, $f, 1)
+        };
+        ($name:literal, $what:literal, $f:ident, $scale:literal) => {
+            Class { name: $name, what: $what, run: |r| Box::pin($f(r)), scale: $scale }
         };
     }
     vec![
@@ -52,6 +57,17 @@ pub fn classes() -> Vec<Class> {
             storm_topic
         ),
         class!("storm-queue", "rebalance storm: 3 instances on one queue, seeded restarts and kills", storm_queue),
+        class!(
+            "scale-topic",
+            "3 instances on a 6-partition topic, 12x the events at a steady rate; one is killed, stopped or frozen past its session every 2–5 s",
+            scale_topic,
+            12
+        ),
+        class!(
+            "standby-queue",
+            "2 instances on a single-active-consumer queue; the active one is killed 5 times while events arrive",
+            standby_queue
+        ),
     ]
 }
 
@@ -417,4 +433,91 @@ pub async fn storm_topic(mut r: Run) -> Result<Run, String> {
 pub async fn storm_queue(mut r: Run) -> Result<Run, String> {
     r.queue(|p| p).await;
     storm(r).await
+}
+
+/// Scale-out (issue 13): three instances in one group on a 6-partition topic while 12x the
+/// run's events arrive at a steady rate (10 slices, 3 s apart). Every 2–5 s, 6–9 times, one
+/// instance is killed (`kill -9`; it comes back at the next step), stopped (SIGTERM) and
+/// restarted, or frozen past its 6 s session and thawed (it must be fenced). After each kill
+/// and freeze the run measures how long until every partition publishes again: the other
+/// members' takeover, from the broker's eviction through recovery to the next roll.
+pub async fn scale_topic(mut r: Run) -> Result<Run, String> {
+    const PARTITIONS: usize = 6;
+    r.topic(PARTITIONS as i32, |p| p.session_timeout("6s")).await;
+    for slot in 0..3 {
+        r.spawn(slot, &[]);
+    }
+    let n = r.messages.len();
+    let sender = r.send_paced(0..n, Duration::from_secs(3));
+    let mut down: Option<usize> = None;
+    for _ in 0..r.rng.between(6, 9) {
+        tokio::time::sleep(r.rng.secs(2.0, 5.0)).await;
+        if let Some(slot) = down.take() {
+            r.spawn(slot, &[]);
+        }
+        let slot = r.rng.between(0, 2) as usize;
+        match r.rng.between(0, 2) {
+            0 => {
+                if !sender.is_finished() {
+                    r.watch_takeover(PARTITIONS).await;
+                }
+                r.kill9(slot);
+                down = Some(slot);
+            }
+            1 => {
+                r.term(slot)?;
+                r.spawn(slot, &[]);
+            }
+            _ => {
+                let pid = r.instance(slot).child.id() as i32;
+                if !sender.is_finished() {
+                    r.watch_takeover(PARTITIONS).await;
+                }
+                let frozen = Frozen::process(pid);
+                tokio::time::sleep(r.rng.secs(7.0, 10.0)).await;
+                drop(frozen);
+            }
+        }
+    }
+    if let Some(slot) = down {
+        r.spawn(slot, &[]);
+    }
+    r.heal();
+    sender.await.map_err(|e| format!("sending: {e}"))?;
+    Ok(r)
+}
+
+/// Standby (issue 13): two instances on a queue declared with `x-single-active-consumer`, so
+/// only the first receives; events arrive at a steady rate (10 slices, 3 s apart). Five
+/// times, the active instance is killed (`kill -9`) and started again as the standby: the
+/// broker activates the other, which gets what the dead one held unacknowledged redelivered.
+/// Each takeover is timed (until the queue publishes again).
+pub async fn standby_queue(mut r: Run) -> Result<Run, String> {
+    r.queue_with(|p| p, true).await;
+    r.spawn(0, &[]);
+    // Slot 0 registers its consumer first, so it is the active one.
+    let log = r.instance(0).log.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("consuming from RabbitMQ") {
+        if Instant::now() > deadline {
+            return Err(format!("the first instance did not start consuming in 60 s:\n{}", tail(&log, 40)));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    r.spawn(1, &[]);
+    let n = r.messages.len();
+    let sender = r.send_paced(0..n, Duration::from_secs(3));
+    let mut active = 0;
+    for _ in 0..5 {
+        tokio::time::sleep(r.rng.secs(2.0, 5.0)).await;
+        if !sender.is_finished() {
+            r.watch_takeover(1).await;
+        }
+        r.kill9(active);
+        r.spawn(active, &[]);
+        active = 1 - active;
+    }
+    r.heal();
+    sender.await.map_err(|e| format!("sending: {e}"))?;
+    Ok(r)
 }

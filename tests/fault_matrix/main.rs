@@ -96,6 +96,12 @@ struct Outcome {
     recovery_s: f64,
     /// Everything else that was wrong (empty when the run passed).
     findings: Vec<String>,
+    /// Seconds from each kill or freeze of a group member until every partition published
+    /// again (classes that measure it), and how many such waits found no new events to land.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    takeover_s: Vec<f64>,
+    #[serde(skip_serializing_if = "is_zero")]
+    takeover_missed: u64,
     table: String,
     /// What our reader counted, for Spark to agree with.
     rows: u64,
@@ -104,8 +110,13 @@ struct Outcome {
     secs: f64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 async fn run_class(class: &Class, seed: u64, events: u64) -> Outcome {
     let started = Instant::now();
+    let events = events * class.scale;
     let run = Run::new(class.name, seed, events);
     let table = run.table.clone();
     // Each run in its own task: a panic (a lab command that failed) is a finding, not the end
@@ -120,6 +131,8 @@ async fn run_class(class: &Class, seed: u64, events: u64) -> Outcome {
         partial: 0,
         recovery_s: 0.0,
         findings: Vec::new(),
+        takeover_s: Vec::new(),
+        takeover_missed: 0,
         table,
         rows: 0,
         distinct: 0,
@@ -185,13 +198,18 @@ fn write_report(path: &str, table: &str) {
 /// The Markdown table of the matrix: per class, runs and the sums and worst case over them.
 fn report(all: &[Class], outcomes: &[Outcome], seeds: u64, first: u64, events: u64) -> String {
     let mut s = String::new();
+    let scaled: Vec<String> =
+        all.iter().filter(|c| c.scale > 1).map(|c| format!("{} for {}", events * c.scale, c.name)).collect();
+    let scaled = if scaled.is_empty() { String::new() } else { format!(" ({})", scaled.join(", ")) };
     s.push_str(&format!(
-        "Seeds {first}..{} ({seeds} per class), {events} events per run (0.5 % poison). Each run compares \
-         the whole input with the whole output; Spark reads every table.\n\n",
+        "Seeds {first}..{} ({seeds} per class), {events} events per run{scaled} (0.5 % poison). Each run \
+         compares the whole input with the whole output; Spark reads every table.\n\n",
         first + seeds - 1
     ));
-    s.push_str("| Class | Fault | Runs | Failed | Lost | Duplicated | Partial | Max recovery (s) |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str(
+        "| Class | Fault | Runs | Failed | Lost | Duplicated | Partial | Max recovery (s) | Takeover p50 / max (s) |\n",
+    );
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for class in all {
         let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.class == class.name).collect();
         if mine.is_empty() {
@@ -199,8 +217,17 @@ fn report(all: &[Class], outcomes: &[Outcome], seeds: u64, first: u64, events: u
         }
         let sum = |f: fn(&Outcome) -> u64| mine.iter().map(|o| f(o)).sum::<u64>();
         let worst = mine.iter().map(|o| o.recovery_s).fold(0.0, f64::max);
+        let mut takeovers: Vec<f64> = mine.iter().flat_map(|o| o.takeover_s.iter().copied()).collect();
+        takeovers.sort_by(f64::total_cmp);
+        let missed = sum(|o| o.takeover_missed);
+        let missed = if missed > 0 { format!(", {missed} not within 60 s") } else { String::new() };
+        let takeover = match takeovers.len() {
+            0 if missed.is_empty() => "–".to_string(),
+            0 => format!("none{missed}"),
+            k => format!("{:.1} / {:.1} ({k} takeovers{missed})", takeovers[k / 2], takeovers[k - 1]),
+        };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
             class.name,
             class.what,
             mine.len(),
@@ -208,7 +235,8 @@ fn report(all: &[Class], outcomes: &[Outcome], seeds: u64, first: u64, events: u
             sum(|o| o.lost),
             sum(|o| o.duplicated),
             sum(|o| o.partial),
-            worst
+            worst,
+            takeover
         ));
     }
     s

@@ -64,6 +64,9 @@ pub struct Run {
     pub healed: Option<Instant>,
     /// How many lines of a daemon's log a finding quotes.
     pub log_tail_lines: usize,
+    /// Takeovers being measured by [`Run::watch_takeover`]: each ends with the seconds until
+    /// every partition published again, or `None` when one did not within a minute.
+    pub takeovers: Vec<tokio::task::JoinHandle<Option<f64>>>,
 }
 
 impl Run {
@@ -97,6 +100,7 @@ impl Run {
             refused,
             healed: None,
             log_tail_lines: 60,
+            takeovers: Vec::new(),
         }
     }
 
@@ -118,12 +122,22 @@ impl Run {
 
     /// A queue named after the table (quorum or classic, seeded), and the pipeline on it.
     pub async fn queue(&mut self, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) {
+        self.queue_with(customise, false).await
+    }
+
+    /// [`Run::queue`], declared with `x-single-active-consumer` when `single_active`.
+    pub async fn queue_with(&mut self, customise: impl FnOnce(PipelineYaml) -> PipelineYaml, single_active: bool) {
         let name = self.name();
         let kind = if self.rng.between(0, 1) == 0 { "quorum" } else { "classic" };
-        declare_queue(&name, kind).await;
-        let yaml = customise(
-            PipelineYaml::rabbitmq(&name.replace('-', "_"), &name, kind).roll_max_age("1s").sink_hdfs(&self.table),
-        );
+        declare_queue_with(&name, kind, single_active).await;
+        let mut yaml =
+            PipelineYaml::rabbitmq(&name.replace('-', "_"), &name, kind).roll_max_age("1s").sink_hdfs(&self.table);
+        if single_active {
+            // Landfall declares it too, as a user would: a declaration that differs from the
+            // queue's (no `x-single-active-consumer`) is refused by the broker, failing the run.
+            yaml = yaml.declare_single_active();
+        }
+        let yaml = customise(yaml);
         self.pipeline_from(yaml);
         self.source = Some(Source::Queue { name });
     }
@@ -277,33 +291,31 @@ impl Run {
     }
 
     /// Every message offset (or queue sequence number) covered by a published data or
-    /// quarantine file, read from the names: `part-<topic>-<p>[-g<gen>]-<start>-<end>-<n>…`.
+    /// quarantine file.
     pub async fn covered(&self) -> u64 {
-        let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
-        let mut ranges: BTreeSet<(String, i64, i64)> = BTreeSet::new();
-        let mut stack = vec![self.table.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = client.list_status(&d, false).await else { continue };
-            for st in entries {
-                let name = st.path.rsplit('/').next().unwrap().to_string();
-                if st.isdir {
-                    if !name.starts_with('_') && !name.starts_with('.') || name == "_rejected" {
-                        stack.push(st.path.clone());
-                    }
-                    continue;
+        published_ranges(&self.table).await.iter().map(|(_, s, e)| (e - s + 1) as u64).sum()
+    }
+
+    /// Measures, in the background, how long from now until each of `partitions` partitions
+    /// has published beyond what it had published now (a minute at most); [`Run::judge`]
+    /// collects the result.
+    pub async fn watch_takeover(&mut self, partitions: usize) {
+        let table = self.table.clone();
+        let started = Instant::now();
+        let before = tips(&table).await;
+        self.takeovers.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = tips(&table).await;
+                let moved = now.iter().filter(|(k, end)| before.get(*k).is_none_or(|b| *end > b)).count();
+                if moved >= partitions {
+                    return Some(started.elapsed().as_secs_f64());
                 }
-                if name.starts_with('_') || name.starts_with('.') || !name.starts_with("part-") {
-                    continue;
-                }
-                let fields: Vec<&str> = name.rsplitn(4, '-').collect();
-                if let (Some(end), Some(start), Some(rest)) = (fields.get(1), fields.get(2), fields.get(3)) {
-                    if let (Ok(s), Ok(e)) = (start.parse(), end.parse()) {
-                        ranges.insert((rest.to_string(), s, e));
-                    }
+                if started.elapsed() > Duration::from_secs(60) {
+                    return None;
                 }
             }
-        }
-        ranges.iter().map(|(_, s, e)| (e - s + 1) as u64).sum()
+        }));
     }
 
     /// Waits until every message is covered; the seconds since the fault ended.
@@ -339,6 +351,13 @@ impl Run {
         match self.all_landed(Duration::from_secs(180)).await {
             Ok(secs) => o.recovery_s = secs,
             Err(e) => o.findings.push(e),
+        }
+        for watch in std::mem::take(&mut self.takeovers) {
+            match watch.await {
+                Ok(Some(secs)) => o.takeover_s.push(secs),
+                Ok(None) => o.takeover_missed += 1,
+                Err(e) => o.findings.push(format!("a takeover watch failed: {e}")),
+            }
         }
         for slot in 0..self.instances.len() {
             let Some(i) = self.instances[slot].as_mut() else { continue };
@@ -400,6 +419,46 @@ impl Drop for Run {
             let _ = i.child.wait();
         }
     }
+}
+
+/// The ranges of every published data and quarantine file of `table`, read from the names:
+/// (`<topic>-<p>[-g<gen>]`, start, end) of `part-<topic>-<p>[-g<gen>]-<start>-<end>-<n>…`.
+pub async fn published_ranges(table: &str) -> BTreeSet<(String, i64, i64)> {
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let mut ranges: BTreeSet<(String, i64, i64)> = BTreeSet::new();
+    let mut stack = vec![table.to_string()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = client.list_status(&d, false).await else { continue };
+        for st in entries {
+            let name = st.path.rsplit('/').next().unwrap().to_string();
+            if st.isdir {
+                if !name.starts_with('_') && !name.starts_with('.') || name == "_rejected" {
+                    stack.push(st.path.clone());
+                }
+                continue;
+            }
+            if name.starts_with('_') || name.starts_with('.') || !name.starts_with("part-") {
+                continue;
+            }
+            let fields: Vec<&str> = name.rsplitn(4, '-').collect();
+            if let (Some(end), Some(start), Some(rest)) = (fields.get(1), fields.get(2), fields.get(3)) {
+                if let (Ok(s), Ok(e)) = (start.parse(), end.parse()) {
+                    ranges.insert((rest.to_string(), s, e));
+                }
+            }
+        }
+    }
+    ranges
+}
+
+/// The last published offset of each partition of `table` (by `<topic>-<p>[-g<gen>]`).
+pub async fn tips(table: &str) -> BTreeMap<String, i64> {
+    let mut out: BTreeMap<String, i64> = BTreeMap::new();
+    for (key, _, end) in published_ranges(table).await {
+        let tip = out.entry(key).or_insert(end);
+        *tip = (*tip).max(end);
+    }
+    out
 }
 
 pub fn fnv(s: &str) -> u64 {

@@ -35,12 +35,18 @@ pub struct KafkaSourceConfig {
     #[serde(default)]
     pub on_position_lost: OnPositionLost,
     /// How long the broker waits for a heartbeat before it reassigns this consumer's
-    /// partitions (librdkafka `session.timeout.ms`).
-    #[serde(default = "default_session_timeout")]
-    pub session_timeout: HumanDuration,
+    /// partitions (librdkafka `session.timeout.ms`, default 45 s). With the next-generation
+    /// group protocol (`options: { group.protocol: consumer }`) the broker decides it
+    /// (`group.consumer.session.timeout.ms`), so a value set here is ignored with a warning.
+    #[serde(default)]
+    pub session_timeout: Option<HumanDuration>,
     /// Extra librdkafka settings (`security.protocol`, `sasl.*`, `ssl.*`, `fetch.*` …).
     /// Keys Landfall manages itself are refused (see `MANAGED_KAFKA_OPTIONS`); secret values
-    /// are hidden when printed.
+    /// are hidden when printed. `partition.assignment.strategy` defaults to
+    /// `cooperative-sticky` (a rebalance moves only the partitions that change owner; the
+    /// others keep landing); `range` or `roundrobin` bring back stop-the-world rebalances.
+    /// Switching a running group between eager and cooperative strategies needs all its
+    /// instances stopped first: members with no strategy in common cannot join one group.
     #[serde(default)]
     pub options: ClientOptions,
 }
@@ -52,8 +58,30 @@ fn default_start() -> StartPosition {
 }
 
 /// Mirrors librdkafka's `session.timeout.ms` default of 45000 ms (since librdkafka 1.9 / KIP-735).
-fn default_session_timeout() -> HumanDuration {
-    HumanDuration::from_secs(45)
+pub const DEFAULT_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Landfall's default `partition.assignment.strategy` for the classic group protocol.
+pub const DEFAULT_ASSIGNMENT_STRATEGY: &str = "cooperative-sticky";
+
+/// librdkafka settings of the classic group protocol that it refuses together with
+/// `group.protocol=consumer` (KIP-848: the broker assigns partitions and times sessions).
+const CLASSIC_ONLY_OPTIONS: &[(&str, &str)] = &[
+    ("partition.assignment.strategy", "the broker assigns partitions; `group.remote.assignor` picks its assignor"),
+    ("heartbeat.interval.ms", "the broker sets it (`group.consumer.heartbeat.interval.ms`)"),
+    ("group.protocol.type", "only the classic protocol has it"),
+];
+
+impl KafkaSourceConfig {
+    /// True with the next-generation consumer group protocol (KIP-848), chosen with
+    /// `options: { group.protocol: consumer }`.
+    pub fn next_gen_protocol(&self) -> bool {
+        self.options.get("group.protocol").is_some_and(|v| v.trim().eq_ignore_ascii_case("consumer"))
+    }
+
+    /// The session timeout the classic protocol asks the broker for.
+    pub fn session_timeout(&self) -> std::time::Duration {
+        self.session_timeout.map_or(DEFAULT_SESSION_TIMEOUT, |t| t.get())
+    }
 }
 
 /// librdkafka settings Landfall sets itself, each with the reason a user may not override it.
@@ -109,16 +137,33 @@ pub(crate) fn check(kafka: &KafkaSourceConfig, out: &mut Findings) {
     if kafka.group.trim().is_empty() {
         out.error(path(&["group"]), "group must not be empty".into());
     }
-    let timeout = kafka.session_timeout.get();
-    if timeout.as_millis() < 1 || timeout.as_millis() > 3_600_000 {
-        out.error(
-            path(&["session_timeout"]),
-            format!("session_timeout must be between 1ms and 1h (librdkafka's range), got {}", kafka.session_timeout),
-        );
+    if let Some(timeout) = kafka.session_timeout {
+        let ms = timeout.get().as_millis();
+        if !(1..=3_600_000).contains(&ms) {
+            out.error(
+                path(&["session_timeout"]),
+                format!("session_timeout must be between 1ms and 1h (librdkafka's range), got {timeout}"),
+            );
+        } else if kafka.next_gen_protocol() {
+            out.warn(
+                path(&["session_timeout"]),
+                format!(
+                    "session_timeout {timeout} is ignored with `group.protocol: consumer`: the broker's \
+                     `group.consumer.session.timeout.ms` decides when a silent instance loses its partitions"
+                ),
+            );
+        }
     }
     for option in kafka.options.keys() {
         if let Some((_, why)) = MANAGED_KAFKA_OPTIONS.iter().find(|(k, _)| *k == option) {
             out.error(path(&["options", option]), format!("`{option}` is managed by Landfall ({why}); remove it"));
+        } else if kafka.next_gen_protocol() {
+            if let Some((_, why)) = CLASSIC_ONLY_OPTIONS.iter().find(|(k, _)| *k == option) {
+                out.error(
+                    path(&["options", option]),
+                    format!("`{option}` does not apply with `group.protocol: consumer` ({why}); librdkafka refuses it, remove it"),
+                );
+            }
         }
     }
 }

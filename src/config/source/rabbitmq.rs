@@ -195,6 +195,12 @@ pub struct DeclareConfig {
     /// Exchange that receives messages the queue rejects or expires (`x-dead-letter-exchange`).
     #[serde(default)]
     pub dead_letter_exchange: Option<String>,
+    /// Declare the queue with `x-single-active-consumer`: the broker delivers to one consumer
+    /// at a time and activates a waiting one when it goes, so a second instance is a standby
+    /// that takes over in seconds (strict order, no scale-out; docs/scaling.md). Classic and
+    /// quorum queues only.
+    #[serde(default)]
+    pub single_active_consumer: bool,
 }
 
 /// One queue binding.
@@ -382,6 +388,14 @@ pub(crate) fn check(cfg: &RabbitMqSourceConfig, roll: &RollConfig, max_rows_is_d
         if cfg.is_stream() && d.dead_letter_exchange.is_some() {
             out.error(path("declare"), "streams do not support dead-lettering; remove dead_letter_exchange".into());
         }
+        if cfg.is_stream() && d.single_active_consumer {
+            out.error(
+                path("declare"),
+                "streams offer single active consumer only over RabbitMQ's stream protocol, not AMQP; remove \
+                 single_active_consumer (readers of a stream do not compete: each reads every message)"
+                    .into(),
+            );
+        }
     }
 }
 
@@ -438,6 +452,20 @@ mod tests {
         // A raw `/` in the password does not parse (lapin refuses it too): nothing leaks.
         let broken = amqp_endpoint("amqp://u:pa/ss@broker:5672/%2f");
         assert!(!broken.contains("pa/ss") && !broken.contains("ss@"), "{broken}");
+    }
+
+    #[test]
+    fn single_active_consumer_is_for_classic_and_quorum_queues() {
+        for queue_type in ["quorum", "classic"] {
+            let c = cfg(&format!(
+                "uri: amqp://u:p@h\nqueue: q\nqueue_type: {queue_type}\ndeclare: {{ single_active_consumer: true }}\n"
+            ));
+            assert!(c.declare.as_ref().unwrap().single_active_consumer);
+            assert_eq!(errors(&c, 60, 1, true), Vec::<String>::new(), "{queue_type}");
+        }
+        let stream = cfg("uri: amqp://u:p@h\nqueue: q\nqueue_type: stream\ndeclare: { single_active_consumer: true }\n");
+        assert_eq!(errors(&stream, 60, 1, true), vec!["declare".to_string()]);
+        assert!(!cfg("uri: amqp://u:p@h\nqueue: q\ndeclare: {}\n").declare.unwrap().single_active_consumer);
     }
 
     #[test]

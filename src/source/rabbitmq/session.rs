@@ -216,6 +216,9 @@ impl AmqpSession {
         if let Some(dlx) = &declare.dead_letter_exchange {
             args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from(dlx.as_str())));
         }
+        if declare.single_active_consumer {
+            args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        }
         let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
         let declared = channel
             .queue_declare(queue.into(), options, args)
