@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config::{self, DaemonConfig, HttpListen, PipelineConfig};
 use crate::observe::status::PipelineState;
@@ -163,6 +164,9 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
     let opts = RunOptions { mode, shutdown_deadline: deadline, progress: until_caught_up };
     let observer = Observer::new();
     let code = rt.block_on(async {
+        // Before anything that logs: once the status server says it listens, SIGTERM publishes
+        // and exits (a signal before this point finds nothing consumed and kills the process).
+        let signals = install_signal_handlers();
         let mut listening = String::from("no HTTP server (http_listen: off)");
         if let HttpListen::At(addr) = settings.http_listen {
             match server::start(addr, observer.clone(), shutdown.clone()).await {
@@ -174,7 +178,9 @@ pub fn run(settings: &DaemonConfig, pipelines: Vec<PathBuf>, until_caught_up: bo
             }
         }
         tokio::spawn(sample_history(observer.clone()));
-        tokio::spawn(watch_signals(shutdown.clone(), deadline));
+        if let Some(signals) = signals {
+            tokio::spawn(watch_signals(signals, shutdown.clone(), deadline));
+        }
         let mut tasks = Vec::new();
         for plan in plans {
             let watch = observer.pipeline(
@@ -297,12 +303,16 @@ async fn sample_history(observer: Arc<Observer>) {
     }
 }
 
-async fn watch_signals(shutdown: Shutdown, deadline: Duration) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+/// SIGTERM and SIGINT streams; `None` (logged) when they cannot be installed.
+fn install_signal_handlers() -> Option<(Signal, Signal)> {
+    let (Ok(term), Ok(int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; SIGTERM will kill without publishing");
-        return;
+        return None;
     };
+    Some((term, int))
+}
+
+async fn watch_signals((mut term, mut int): (Signal, Signal), shutdown: Shutdown, deadline: Duration) {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::info!(deadline_s = deadline.as_secs_f64(), "shutdown requested: publishing what is buffered");
     crate::systemd::notify_stopping();

@@ -243,9 +243,19 @@ impl Run {
         let _ = i.child.wait();
     }
 
-    /// SIGTERM the daemon in `slot`; it must exit 0 within 30 s.
+    /// SIGTERM the daemon in `slot` once it has started (a signal before its handlers are
+    /// installed kills a process that consumed nothing yet: not the shutdown under test); it
+    /// must exit 0 within 30 s.
     pub fn term(&mut self, slot: usize) -> Result<(), String> {
         let mut i = self.instances[slot].take().expect("a running instance");
+        let started = Instant::now();
+        while !std::fs::read_to_string(&i.log).unwrap_or_default().contains("status server listening") {
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = i.child.kill();
+                return Err(format!("not started 30 s after spawn:\n{}", tail(&i.log, self.log_tail_lines)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         signal(&i.child, SIGTERM);
         let asked = Instant::now();
         loop {

@@ -463,7 +463,8 @@ mod tests {
             assert!(c.declare.as_ref().unwrap().single_active_consumer);
             assert_eq!(errors(&c, 60, 1, true), Vec::<String>::new(), "{queue_type}");
         }
-        let stream = cfg("uri: amqp://u:p@h\nqueue: q\nqueue_type: stream\ndeclare: { single_active_consumer: true }\n");
+        let stream =
+            cfg("uri: amqp://u:p@h\nqueue: q\nqueue_type: stream\ndeclare: { single_active_consumer: true }\n");
         assert_eq!(errors(&stream, 60, 1, true), vec!["declare".to_string()]);
         assert!(!cfg("uri: amqp://u:p@h\nqueue: q\ndeclare: {}\n").declare.unwrap().single_active_consumer);
     }
