@@ -118,6 +118,27 @@ pub struct FileSummary {
     pub row_groups: usize,
 }
 
+/// A Parquet file whose every byte is written and shipped, waiting for its store file to close.
+pub struct SealedParquetFile {
+    path: String,
+    sink: Box<dyn StoreWriter>,
+    summary: FileSummary,
+}
+
+impl SealedParquetFile {
+    /// What the file holds once closed: rows, exact size, row groups.
+    pub fn summary(&self) -> &FileSummary {
+        &self.summary
+    }
+
+    /// Closes the store file: once this returns, the file is durable and complete.
+    pub async fn close(self) -> Result<FileSummary, ParquetWriteError> {
+        let SealedParquetFile { path, sink, summary } = self;
+        sink.close().await.map_err(|source| ParquetWriteError::Store { path, source })?;
+        Ok(summary)
+    }
+}
+
 /// One Parquet file being streamed into a store (normally a hidden staging path that the
 /// commit protocol later renames). Dropping it without [`finish`](Self::finish) leaves an
 /// incomplete file behind, which recovery deletes like any unpublished staging file.
@@ -236,7 +257,18 @@ impl StagedParquetFile {
     /// Writes the last row group and the footer with `key_value_metadata` (e.g.
     /// `landfall.source` = JSON of topic/partition/offset ranges), ships everything and
     /// closes the store file: once this returns, the file is durable and complete.
-    pub async fn finish(mut self, key_value_metadata: Vec<(String, String)>) -> Result<FileSummary, ParquetWriteError> {
+    pub async fn finish(self, key_value_metadata: Vec<(String, String)>) -> Result<FileSummary, ParquetWriteError> {
+        self.seal(key_value_metadata).await?.close().await
+    }
+
+    /// The first half of [`finish`](Self::finish): writes the last row group and the footer
+    /// and ships every byte, so the file's size is final; the store file is not closed yet.
+    /// A commit writes its manifest while its files close: on HDFS a close waits for the
+    /// DataNode's block report, often half a second, and doing both at once halves a commit.
+    pub async fn seal(
+        mut self,
+        key_value_metadata: Vec<(String, String)>,
+    ) -> Result<SealedParquetFile, ParquetWriteError> {
         let mut encoder = self.take_encoder()?;
         let (encoder, outcome) = Self::blocking(&self.path, move || {
             for (key, value) in key_value_metadata {
@@ -253,8 +285,7 @@ impl StagedParquetFile {
         self.ship(tail).await?;
         debug_assert_eq!(self.shipped, expected, "every encoded byte is shipped once");
         let StagedParquetFile { path, sink, rows, shipped, .. } = self;
-        sink.close().await.map_err(|source| ParquetWriteError::Store { path, source })?;
-        Ok(FileSummary { rows, bytes: shipped, row_groups })
+        Ok(SealedParquetFile { path, sink, summary: FileSummary { rows, bytes: shipped, row_groups } })
     }
 
     fn take_encoder(&mut self) -> Result<ArrowWriter<Vec<u8>>, ParquetWriteError> {

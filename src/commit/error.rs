@@ -59,6 +59,17 @@ pub enum CommitError {
     #[error("staged file {path} does not exist: it was never closed, or orphan cleanup removed it")]
     MissingStaged { path: String },
 
+    /// A staged file of the commit could not be closed (so the commit point was not made).
+    #[error("a staged file did not close: {reason}; the range is written again from the source")]
+    NotClosed { reason: String },
+
+    /// A staged file to commit does not hold the bytes the writer wrote.
+    #[error(
+        "staged file {path} holds {found} bytes, the writer wrote {written}: the store lost part \
+         of it; the range is written again from the source"
+    )]
+    StagedSize { path: String, found: u64, written: u64 },
+
     /// A file the protocol itself just wrote or renamed is gone.
     #[error("{what} {path} vanished during the commit (a writer stalled past the orphan grace period?)")]
     Vanished { what: &'static str, path: String },

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::commit::manifest::{digest, Fence, Jump, Manifest, ManifestFile, MANIFEST_VERSION};
 use crate::commit::paths;
@@ -24,6 +24,9 @@ pub struct StagedFile {
     pub ext: String,
     /// Rows (or quarantined records) in the file; recorded for operators and verifiers.
     pub rows: u64,
+    /// Its exact size as written (footer included): the commit point requires the store to
+    /// hold exactly this many bytes, and publishing compares the published file with it.
+    pub bytes: u64,
 }
 
 /// Where the log stands, as far as this writer knows.
@@ -204,6 +207,25 @@ impl CommitLog {
         files: Vec<StagedFile>,
         message_ids: Vec<String>,
     ) -> Result<Manifest, CommitError> {
+        self.commit_while_closing(start, end, files, message_ids, async { Ok(()) }).await
+    }
+
+    /// [`commit_ids`](Self::commit_ids) for files whose store files are still closing
+    /// (`closing` ends when all are, or says why one failed). The manifest is written to its
+    /// temp name meanwhile: on HDFS each close waits for the DataNode's block report (often
+    /// 500 ms), so a commit that closed first and wrote after waited twice. The commit point
+    /// still comes last, once every file is closed and the store holds each with the size
+    /// the writer recorded; a failed close deletes the temp manifest and returns
+    /// [`CommitError::NotClosed`]. A crash before the commit point leaves a temp manifest
+    /// and staged files that no commit names: orphans, as before.
+    pub async fn commit_while_closing(
+        &mut self,
+        start: i64,
+        end: i64,
+        files: Vec<StagedFile>,
+        message_ids: Vec<String>,
+        closing: impl std::future::Future<Output = Result<(), String>>,
+    ) -> Result<Manifest, CommitError> {
         let seq = match self.position {
             Position::Unknown => {
                 return Err(CommitError::NotRecovered { topic: self.topic.clone(), partition: self.partition })
@@ -225,15 +247,23 @@ impl CommitLog {
             return Err(CommitError::Invalid(format!("offsets {start}..={end}: need 0 <= start <= end")));
         }
         self.position = Position::Unknown;
+        let began = Instant::now();
         crate::crash::point("before_manifest", "with the commit's files staged, before its manifest");
-        let (mut manifest, oldest) = self.prepare(seq, start, end, &files).await?;
+        let mut manifest = self.draft(seq, start, end, &files)?;
         manifest.message_ids = message_ids;
         let bytes = manifest.to_json();
         let slot = paths::manifest_path(&self.dir, seq);
-        let tmp = with_backoff("write the manifest", &self.run.config.backoff, &self.run.stop, || {
+        let write = with_backoff("write the manifest", &self.run.config.backoff, &self.run.stop, || {
             self.write_tmp(seq, &bytes)
-        })
-        .await?;
+        });
+        let (tmp, closed) = tokio::join!(write, closing);
+        let tmp = tmp?;
+        if let Err(reason) = closed {
+            self.discard_tmp(&tmp).await;
+            return Err(CommitError::NotClosed { reason });
+        }
+        let written = began.elapsed();
+        let oldest = self.check_staged(&manifest.files).await?;
         // The commit point must come before orphan cleanup may take the staged files: within
         // grace/2 of the oldest one's creation, on the store's clock; retries stop there.
         crate::crash::point("before_commit_point", "with the manifest written to tmp, before the commit point");
@@ -254,7 +284,11 @@ impl CommitLog {
         self.prune(seq, &seqs).await;
         self.position = Position::After { seq, next: end + 1 };
         self.last_digest = Some(digest(&bytes));
-        tracing::debug!(topic = %self.topic, partition = self.partition, seq, start, end, files = manifest.files.len(), "committed");
+        tracing::debug!(
+            topic = %self.topic, partition = self.partition, seq, start, end, files = manifest.files.len(),
+            manifest_bytes = bytes.len(), written_ms = written.as_millis() as u64,
+            total_ms = began.elapsed().as_millis() as u64, "committed"
+        );
         Ok(manifest)
     }
 
@@ -447,25 +481,15 @@ impl CommitLog {
         .await?;
         let age_ms = now_ms.saturating_sub(created_ms);
         if age_ms > limit_ms {
-            if let Err(e) = self.store.delete(tmp).await {
-                tracing::debug!(tmp, error = %e, "could not delete the unused manifest temp file; orphan cleanup will");
-            }
+            self.discard_tmp(tmp).await;
             return Err(CommitError::StaleStaged { path, age_s: age_ms / 1000, limit_s: limit_ms / 1000 });
         }
         Ok(Duration::from_millis(limit_ms - age_ms))
     }
 
-    /// Stats every staged file and builds the manifest; also returns the oldest staged file
-    /// and its modification time.
-    async fn prepare(
-        &self,
-        seq: u64,
-        start: i64,
-        end: i64,
-        files: &[StagedFile],
-    ) -> Result<(Manifest, Option<(String, u64)>), CommitError> {
+    /// Builds the manifest of `files` (their sizes as the writer recorded them).
+    fn draft(&self, seq: u64, start: i64, end: i64, files: &[StagedFile]) -> Result<Manifest, CommitError> {
         let staging = format!("{}/{}/staging/", self.root, paths::STATE_DIR);
-        let mut oldest: Option<(String, u64)> = None;
         let mut out = Vec::with_capacity(files.len());
         for (n, f) in files.iter().enumerate() {
             if !f.staged.starts_with(&staging) || files[..n].iter().any(|g| g.staged == f.staged) {
@@ -476,17 +500,9 @@ impl CommitLog {
             }
             let name = paths::final_file_name(&self.topic, self.partition, self.generation, start, end, n, &f.ext)?;
             let final_path = paths::final_path(&self.root, &f.dir, &name)?;
-            let status = with_backoff("check a staged file", &self.run.config.backoff, &self.run.stop, || async {
-                self.store.stat(&f.staged).await.map_err(CommitError::from)
-            })
-            .await?
-            .ok_or_else(|| CommitError::MissingStaged { path: f.staged.clone() })?;
-            if oldest.as_ref().is_none_or(|(_, m)| status.modified_ms < *m) {
-                oldest = Some((f.staged.clone(), status.modified_ms));
-            }
-            out.push(ManifestFile { staged: f.staged.clone(), final_path, rows: f.rows, bytes: status.len });
+            out.push(ManifestFile { staged: f.staged.clone(), final_path, rows: f.rows, bytes: f.bytes });
         }
-        let manifest = Manifest {
+        Ok(Manifest {
             version: MANIFEST_VERSION,
             topic: self.topic.clone(),
             partition: self.partition,
@@ -501,8 +517,34 @@ impl CommitLog {
             generation: self.generation,
             jump: None,
             fence: None,
-        };
-        Ok((manifest, oldest))
+        })
+    }
+
+    /// Stats every staged file of a commit about to be made: each must exist with the size
+    /// its manifest records. Returns the oldest one and its modification time.
+    async fn check_staged(&self, files: &[ManifestFile]) -> Result<Option<(String, u64)>, CommitError> {
+        let mut oldest: Option<(String, u64)> = None;
+        for f in files {
+            let status = with_backoff("check a staged file", &self.run.config.backoff, &self.run.stop, || async {
+                self.store.stat(&f.staged).await.map_err(CommitError::from)
+            })
+            .await?
+            .ok_or_else(|| CommitError::MissingStaged { path: f.staged.clone() })?;
+            if status.len != f.bytes {
+                return Err(CommitError::StagedSize { path: f.staged.clone(), found: status.len, written: f.bytes });
+            }
+            if oldest.as_ref().is_none_or(|(_, m)| status.modified_ms < *m) {
+                oldest = Some((f.staged.clone(), status.modified_ms));
+            }
+        }
+        Ok(oldest)
+    }
+
+    /// Deletes a temp manifest no commit will use (best effort: orphan cleanup also does).
+    async fn discard_tmp(&self, tmp: &str) {
+        if let Err(e) = self.store.delete(tmp).await {
+            tracing::debug!(tmp, error = %e, "could not delete the unused manifest temp file; orphan cleanup will");
+        }
     }
 
     /// The `message_id`s of the newest manifests (at least `keep_ids` of them when the log
@@ -587,9 +629,7 @@ impl CommitLog {
         match self.read_opt(slot).await? {
             Some(found) if found == bytes => Ok(()),
             Some(_) => {
-                if let Err(e) = self.store.delete(tmp).await {
-                    tracing::debug!(tmp, error = %e, "could not delete the unused manifest temp file; orphan cleanup will");
-                }
+                self.discard_tmp(tmp).await;
                 Err(self.fenced(m, format!("{slot} was committed by another writer")))
             }
             None => Err(CommitError::Vanished { what: "manifest temp file", path: tmp.to_string() }),

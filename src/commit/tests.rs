@@ -47,7 +47,13 @@ impl Env {
     fn stage(&self, run_id: &str, dir: &str, data: &[u8]) -> StagedFile {
         let staged = staged_path(ROOT, run_id);
         self.store.put(&staged, data);
-        StagedFile { staged, dir: dir.into(), ext: "zstd.parquet".into(), rows: data.len() as u64 }
+        StagedFile {
+            staged,
+            dir: dir.into(),
+            ext: "zstd.parquet".into(),
+            rows: data.len() as u64,
+            bytes: data.len() as u64,
+        }
     }
 
     /// Two files: one data file in a Hive dir, one quarantine file.
@@ -602,4 +608,72 @@ async fn under_fences_only_the_commit_the_chain_names_is_published() {
     assert_eq!(env.log("run-c").recover().await.unwrap(), Some(20));
     let published = env.published();
     assert!(published.keys().all(|p| !p.contains(&name(10, 14, 0)) && !p.contains(&name(10, 14, 1))), "{published:?}");
+}
+
+/// Temp manifests present under the table's state dir.
+fn tmp_manifests(env: &Env) -> Vec<String> {
+    let dir = crate::commit::paths::tmp_dir(ROOT);
+    env.store.files_under(&dir).into_keys().filter(|p| p.ends_with(".json")).collect()
+}
+
+#[tokio::test]
+async fn the_manifest_is_written_while_the_files_close_and_the_commit_point_waits_for_them() {
+    let env = env();
+    let mut log = env.log("run-1");
+    log.recover().await.unwrap();
+    let files = env.batch("run-1", "a");
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    let store = env.store.clone();
+    let closing = async move {
+        // The temp manifest appears while this close is still pending...
+        let dir = crate::commit::paths::tmp_dir(ROOT);
+        for _ in 0..1000 {
+            if store.files_under(&dir).keys().any(|p| p.ends_with(".json")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let written = store.files_under(&dir).keys().any(|p| p.ends_with(".json"));
+        // ...and nothing is committed before it ends.
+        let committed = store.files_under(&format!("{ROOT}/_landfall/commits")).is_empty();
+        let _ = closed_tx.send(());
+        if written && committed {
+            Ok(())
+        } else {
+            Err(format!("temp manifest written: {written}, commit log still empty: {committed}"))
+        }
+    };
+    let m = log.commit_while_closing(0, 9, files, vec!["a".into()], closing).await.unwrap();
+    closed_rx.await.unwrap();
+    assert_eq!(m.seq, 0);
+    assert!(tmp_manifests(&env).is_empty(), "the temp manifest became the commit");
+    assert_eq!(log.next_offset(), Some(10));
+}
+
+#[tokio::test]
+async fn a_file_that_fails_to_close_voids_the_commit_and_its_temp_manifest() {
+    let env = env();
+    let mut log = env.log("run-1");
+    log.recover().await.unwrap();
+    let files = env.batch("run-1", "a");
+    let closing = async { Err("closing staged file x: the DataNode went away".to_string()) };
+    let err = log.commit_while_closing(0, 9, files, vec![], closing).await.unwrap_err();
+    assert!(matches!(&err, CommitError::NotClosed { reason } if reason.contains("DataNode")), "{err}");
+    assert!(tmp_manifests(&env).is_empty(), "the temp manifest of a void commit was left behind");
+    // Nothing was committed: a fresh writer finds an empty log.
+    let mut again = env.log("run-2");
+    assert_eq!(again.recover().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_staged_file_shorter_than_written_is_refused_before_the_commit_point() {
+    let env = env();
+    let mut log = env.log("run-1");
+    log.recover().await.unwrap();
+    let mut files = env.batch("run-1", "a");
+    files[0].bytes += 1;
+    let err = log.commit(0, 9, files).await.unwrap_err();
+    assert!(matches!(&err, CommitError::StagedSize { found, written, .. } if found + 1 == *written), "{err}");
+    let mut again = env.log("run-2");
+    assert_eq!(again.recover().await.unwrap(), None);
 }

@@ -453,31 +453,49 @@ impl Committer {
         let (mut rows, mut bytes) = (0, 0);
         let mut dirs: Vec<_> = files.into_iter().collect();
         dirs.sort_by(|a, b| a.0.cmp(&b.0));
-        // Close every file at once: each close waits on the store (HDFS completes the block).
+        // Seal every file at once (the last row group and the footer are written, so sizes
+        // are final), then close them in the background while the previous commit finishes
+        // and this one's manifest is written: a close waits for the store to complete the
+        // file (on HDFS the DataNode's block report), and the commit point waits for both.
         let meta = vec![("landfall.source".to_string(), source_meta)];
-        let closing = dirs.into_iter().map(|(dir, file)| {
+        let sealing = dirs.into_iter().map(|(dir, file)| {
             let meta = meta.clone();
             async move {
-                let result = file.writer.finish(meta).await;
+                let result = file.writer.seal(meta).await;
                 (dir, file.staged, result)
             }
         });
         let mut failure = None;
-        for (dir, staged_path, result) in futures::future::join_all(closing).await {
+        let mut sealed = Vec::with_capacity(staged.capacity());
+        for (dir, staged_path, result) in futures::future::join_all(sealing).await {
             match result {
-                Ok(summary) => {
+                Ok(file) => {
+                    let summary = *file.summary();
                     if !crate::quarantine::is_rejected_dir(&dir) {
                         rows += summary.rows;
                     }
                     bytes += summary.bytes;
-                    staged.push(StagedFile { staged: staged_path, dir, ext: self.ext.clone(), rows: summary.rows });
+                    staged.push(StagedFile {
+                        staged: staged_path,
+                        dir,
+                        ext: self.ext.clone(),
+                        rows: summary.rows,
+                        bytes: summary.bytes,
+                    });
+                    sealed.push(file);
                 }
                 Err(e) => {
                     let _ = self.store.delete(&staged_path).await;
-                    failure.get_or_insert(format!("closing staged file {staged_path}: {e}"));
+                    failure.get_or_insert(format!("writing staged file {staged_path}: {e}"));
                 }
             }
         }
+        let closing = tokio::spawn(async move {
+            let closed = futures::future::join_all(sealed.into_iter().map(|file| file.close())).await;
+            closed.into_iter().find_map(Result::err).map_or(Ok(()), |e| Err(e.to_string()))
+        });
+        let closing =
+            async move { closing.await.unwrap_or_else(|e| Err(format!("closing staged files panicked: {e}"))) };
         // Wait for the previous commit of this partition even when this one already failed,
         // so commits of one partition never overlap in the log. Its log continues here if it
         // succeeded in this epoch; if it failed in this epoch, this range cannot follow it.
@@ -493,9 +511,8 @@ impl Committer {
                 .then(|| "the range was voided by an earlier failure".to_string())
         });
         if let Some(reason) = failure {
-            for file in &staged {
-                let _ = self.store.delete(&file.staged).await;
-            }
+            let _ = closing.await;
+            self.delete_staged(&staged).await;
             return rewind(reason);
         }
         let count = staged.len();
@@ -520,7 +537,8 @@ impl Committer {
             Some(_) => staged.iter().map(|f| f.dir.clone()).collect(),
             None => Vec::new(),
         };
-        match log.commit_ids(start, end, staged, ids).await {
+        let written = staged.clone();
+        match log.commit_while_closing(start, end, staged, ids, closing).await {
             Ok(_) => {
                 // Published: the registration task adds the new Hive partitions, off this path.
                 if let Some(registrar) = &self.registrar {
@@ -540,8 +558,20 @@ impl Committer {
             Err(CommitError::Fenced { reason, .. }) => {
                 rewind_as(format!("offsets {start}..={end} were committed by another owner (fenced: {reason})"), true)
             }
+            Err(e @ CommitError::NotClosed { .. }) => {
+                self.delete_staged(&written).await;
+                rewind(e.to_string())
+            }
             Err(e) if is_fatal(&e) => (None, Feedback::Fatal { message: e.to_string() }),
             Err(e) => rewind(e.to_string()),
+        }
+    }
+
+    /// Deletes the staged files of a commit that will not be made (best effort: orphan cleanup
+    /// removes what is left).
+    async fn delete_staged(&self, files: &[StagedFile]) {
+        for file in files {
+            let _ = self.store.delete(&file.staged).await;
         }
     }
 
