@@ -1,10 +1,12 @@
 //! The metastore client against the lab's real Hive Metastore (4.0.1, thrift 127.0.0.1:9083,
 //! warehouse on the lab HDFS): a database, an external Parquet table, partitions added
-//! idempotently, read back, and a partition's location switched with `alter_partition`.
+//! idempotently, read back, a partition's location switched with `alter_partition`, and the
+//! table evolved with a nullable column (`alter_table_with_environment_context`, cascaded to
+//! the partitions).
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
@@ -42,6 +44,7 @@ async fn tables_and_partitions_are_registered_idempotently_and_read_back() {
         ],
         partition_keys: vec![Column::new("dt", "string"), Column::new("hour", "int")],
         parameters: BTreeMap::from([("landfall.pipeline".to_string(), "clicks".to_string())]),
+        required: BTreeSet::from(["event_id".to_string()]),
     };
     assert!(client.get_table(&db, "clicks").await.unwrap().is_none());
     let created = client.ensure_table(&spec).await.unwrap();
@@ -103,4 +106,37 @@ async fn tables_and_partitions_are_registered_idempotently_and_read_back() {
     let err = client.add_partition(&missing, &hour17, &loc17).await.unwrap_err();
     assert!(matches!(err, MetastoreError::Refused { .. }), "{err}");
     assert!(err.to_string().contains("no_such_table"), "{err}");
+
+    // Evolution: a nullable column appended, to the table and to every partition (CASCADE),
+    // every other field as it was.
+    let before = client.get_table(&db, "clicks").await.unwrap().unwrap();
+    let mut evolved = spec.clone();
+    evolved.columns.push(Column::new("country", "string"));
+    let ensured = client.ensure_table(&evolved).await.unwrap();
+    let Ensured::Evolved { table: after, added } = ensured else { panic!("evolved: {ensured:?}") };
+    assert_eq!(added, vec![Column::new("country", "string")]);
+    assert_eq!(after.columns, evolved.columns);
+    assert_eq!(after.partition_keys, spec.partition_keys);
+    assert_eq!((after.location.as_str(), after.table_type.as_str()), (spec.location.as_str(), "EXTERNAL_TABLE"));
+    assert_eq!(after.serde_lib, before.serde_lib);
+    assert_eq!(after.parameters.get("landfall.pipeline").map(String::as_str), Some("clicks"));
+    assert_eq!(after.parameters.get("EXTERNAL").map(String::as_str), Some("TRUE"));
+    assert!(after.parameters.contains_key(landfall::metastore::hms::DDL_TIME), "the metastore set the DDL time");
+    for (values, location) in [(&hour17, &generation), (&hour18, &loc18)] {
+        let p = client.get_partition(&db, "clicks", values).await.unwrap().unwrap();
+        assert_eq!(p.columns, evolved.columns, "partition {values:?} has the new column (CASCADE)");
+        assert_eq!(&p.location, location, "and keeps its location");
+    }
+    let p17 = client.get_partition(&db, "clicks", &hour17).await.unwrap().unwrap();
+    assert_eq!(p17.parameters.get("landfall.complete").map(String::as_str), Some("true"), "and its parameters");
+    assert!(matches!(client.ensure_table(&evolved).await.unwrap(), Ensured::Existing(_)), "evolved once");
+
+    // A new required column does not evolve the table.
+    let mut required = evolved.clone();
+    required.columns.push(Column::new("user_id", "bigint"));
+    required.required.insert("user_id".into());
+    let err = client.ensure_table(&required).await.unwrap_err();
+    assert!(matches!(err, MetastoreError::Incompatible { .. }), "{err}");
+    assert!(err.to_string().contains("column user_id bigint is new and required"), "{err}");
+    assert_eq!(client.get_table(&db, "clicks").await.unwrap().unwrap().columns, evolved.columns);
 }

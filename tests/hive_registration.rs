@@ -1,7 +1,8 @@
 //! `sink.hive` end to end: events from Kafka land in a table the lab's Hive Metastore knows,
 //! and Spark reads it by name (`spark.table("db.clicks")`) with no repair command; a metastore
-//! that is down delays registration, never landing; an incompatible table stops its pipeline
-//! only.
+//! that is down delays registration, never landing; a pipeline that appends a nullable column
+//! evolves the table, and Spark reads null in the rows landed before it; an incompatible table
+//! stops its pipeline only.
 
 mod common;
 
@@ -25,10 +26,26 @@ fn client() -> MetastoreClient {
     MetastoreClient::new(HIVE_METASTORE, Duration::from_secs(60)).unwrap()
 }
 
-/// A fresh topic with `n` generated events; a pipeline on it into `/landing-test/<topic>`,
-/// registered as `<db>.clicks`. Returns (topic, table path, pipeline builder).
-async fn setup(prefix: &str, n: u64, db: &str) -> (String, String, PipelineYaml) {
-    let topic = unique(prefix);
+/// One test's start: the metastore to itself ([`METASTORE`]), the lab services checked, a
+/// fresh topic `hive-<name>-…` with `n` generated events, and a pipeline on it into
+/// `/landing-test/<topic>`, registered as `<db>.clicks` in a fresh database `lf_<name>_…`.
+struct Case {
+    /// Held for the whole test: bind it (`let Case { _one, .. }`), as `_` or `..` would drop it.
+    _one: tokio::sync::MutexGuard<'static, ()>,
+    n: u64,
+    db: String,
+    topic: String,
+    table_path: String,
+    yaml: PipelineYaml,
+}
+
+async fn case(name: &str, n: u64) -> Case {
+    let one = METASTORE.lock().await;
+    require_kafka();
+    require_hdfs();
+    require_hive_metastore();
+    let db = unique_db(&format!("lf_{name}"));
+    let topic = unique(&format!("hive-{name}"));
     create_topic(&topic, PARTITIONS).await;
     let msgs: Vec<(i32, Vec<u8>)> =
         (0..n).map(|i| ((i % PARTITIONS as u64) as i32, event(i, n).into_bytes())).collect();
@@ -37,8 +54,8 @@ async fn setup(prefix: &str, n: u64, db: &str) -> (String, String, PipelineYaml)
     let yaml = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
         .roll_max_age("2s")
         .sink_hdfs(&table_path)
-        .sink_hive(HIVE_METASTORE, db, "clicks");
-    (topic, table_path, yaml)
+        .sink_hive(HIVE_METASTORE, &db, "clicks");
+    Case { _one: one, n, db, topic, table_path, yaml }
 }
 
 /// Each event's hour directory with its count, computed independently of Landfall.
@@ -70,13 +87,7 @@ fn counts(v: &serde_json::Value) -> BTreeMap<String, u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spark_reads_the_landed_events_by_table_name_with_partitions_and_types() {
-    let _one = METASTORE.lock().await;
-    require_kafka();
-    require_hdfs();
-    require_hive_metastore();
-    let n = 6_000;
-    let db = unique_db("lf_reg");
-    let (_topic, table_path, yaml) = setup("hive-reg", n, &db).await;
+    let Case { _one, n, db, table_path, yaml, .. } = case("reg", 6_000).await;
     let (_dir, pipeline) = yaml.file();
     let summary = run_until_caught_up(&pipeline);
     assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
@@ -144,13 +155,7 @@ async fn spark_reads_the_landed_events_by_table_name_with_partitions_and_types()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_metastore_that_is_down_delays_registration_never_landing() {
-    let _one = METASTORE.lock().await;
-    require_kafka();
-    require_hdfs();
-    require_hive_metastore();
-    let n = 3_000;
-    let db = unique_db("lf_down");
-    let (topic, _table_path, yaml) = setup("hive-down", n, &db).await;
+    let Case { _one, n, db, topic, yaml, .. } = case("down", 3_000).await;
     let (_dir, pipeline) = yaml.file();
     let pipeline_name = topic.replace('-', "_");
     let log = std::env::temp_dir().join(format!("{topic}.log"));
@@ -221,13 +226,7 @@ async fn a_metastore_that_is_down_delays_registration_never_landing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incompatible_table_stops_its_pipeline_naming_each_difference_and_others_land() {
-    let _one = METASTORE.lock().await;
-    require_kafka();
-    require_hdfs();
-    require_hive_metastore();
-    let n = 500;
-    let db = unique_db("lf_bad");
-    let (_topic, table_path, yaml) = setup("hive-bad", n, &db).await;
+    let Case { _one, n, db, table_path, yaml, .. } = case("bad", 500).await;
     // Someone made the table by hand, with another decimal and a typed partition key.
     let c = client();
     c.ensure_database(&db, None).await.unwrap();
@@ -245,6 +244,7 @@ async fn an_incompatible_table_stops_its_pipeline_naming_each_difference_and_oth
         ],
         partition_keys: vec![Column::new("dt", "string"), Column::new("hour", "int")],
         parameters: BTreeMap::new(),
+        required: BTreeSet::new(),
     };
     c.ensure_table(&spec).await.unwrap();
 
@@ -273,4 +273,117 @@ async fn an_incompatible_table_stops_its_pipeline_naming_each_difference_and_oth
     }
     let v = spark_verify(&format!("{HDFS_URL}/landing-test/{other_topic}"), &[]);
     assert_eq!(v["count"], n);
+}
+
+/// The default schema of [`PipelineYaml`] (the columns of [`event`]), then `extra`.
+fn schema_with(extra: &[(&'static str, &'static str, bool)]) -> Vec<(&'static str, &'static str, bool)> {
+    let mut schema = vec![
+        ("id", "string", true),
+        ("user_id", "int64", false),
+        ("amount", "decimal(12,2)", false),
+        ("ts", "timestamp", true),
+        ("tags", "list<string>", false),
+        ("geo", "struct<lat: float64, lon: float64>", false),
+    ];
+    schema.extend_from_slice(extra);
+    schema
+}
+
+/// A schema Hive's own Parquet SerDe reads, for the test that reads through it too: Spark's
+/// built-in Hive 2.3 SerDe fails on Landfall's `struct` columns (`geo`), whichever columns are
+/// selected, and the other columns of [`event`] are not needed here.
+const NARROW: [(&str, &str, bool); 3] =
+    [("id", "string", true), ("user_id", "int64", false), ("ts", "timestamp", true)];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_that_appends_a_nullable_column_evolves_the_table_and_older_rows_read_null() {
+    let Case { _one, n, db, topic, yaml, .. } = case("evolve", 1_000).await;
+    let yaml = yaml.schema(&NARROW);
+    let (_dir, pipeline) = yaml.file();
+    let summary = run_until_caught_up(&pipeline);
+    assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
+    assert_eq!(client().get_table(&db, "clicks").await.unwrap().unwrap().columns.len(), NARROW.len());
+
+    // New events carry `country`, over the same hours: they land in partitions registered
+    // before the table had the column.
+    let m = 600;
+    let countries = ["de", "fr", "nl"];
+    let fresh = |j: u64| {
+        let country = countries[j as usize % countries.len()];
+        event(j, m).replacen(r#"{"id":"evt-"#, &format!(r#"{{"country":"{country}","id":"new-"#), 1)
+    };
+    assert!(fresh(0).starts_with(r#"{"country":"de","id":"new-000000000""#), "{}", fresh(0));
+    let expected = expected_partitions(n);
+    assert!(expected_partitions(m).keys().all(|p| expected.contains_key(p)), "the same hours");
+    produce(&topic, (0..m).map(|j| ((j % PARTITIONS as u64) as i32, fresh(j).into_bytes()))).await;
+
+    let evolved = yaml.schema(&[NARROW.as_slice(), &[("country", "string", false)]].concat());
+    let (_dir2, pipeline) = evolved.file();
+    let out = landfall()
+        .arg("run")
+        .arg("--until-caught-up")
+        .arg(&pipeline)
+        .env("LANDFALL_LOG_LEVEL", "info")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the evolved pipeline runs:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("{m} events (0 rejected)")), "summary: {stdout}");
+    let evolved_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("Hive Metastore table evolved")).collect();
+    assert_eq!(evolved_lines.len(), 1, "one line says so:\n{stderr}");
+    assert!(evolved_lines[0].contains("added=country string"), "{}", evolved_lines[0]);
+    assert!(evolved_lines[0].contains(&format!("table={db}.clicks")), "{}", evolved_lines[0]);
+
+    // The table and every partition (CASCADE) have the column, appended.
+    let table = client().get_table(&db, "clicks").await.unwrap().unwrap();
+    assert_eq!(table.columns.len(), NARROW.len() + 1);
+    assert_eq!(table.columns.last(), Some(&Column::new("country", "string")));
+    for dir in expected.keys() {
+        let p = client().get_partition(&db, "clicks", &values(dir)).await.unwrap().unwrap();
+        assert_eq!(p.columns, table.columns, "partition {dir}");
+    }
+
+    // Spark by name, with its own Parquet reader (the default) and through Hive's SerDe: null
+    // before, the value after, in old and new partitions alike.
+    let out = run_spark("evolved_table.py", &[&format!("{db}.clicks"), "country"]);
+    let line = out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT:\n{out}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["types"]["country"], "string", "{v}");
+    for reader in ["native", "hive_serde"] {
+        let r = &v[reader];
+        assert_eq!(r["count"], n + m, "{reader}: {r}");
+        assert_eq!(r["groups"], serde_json::json!({"evt null": n, "new value": m}), "{reader}: {r}");
+        assert_eq!(r["values"], serde_json::json!(countries), "{reader}: {r}");
+    }
+    assert_eq!(v["native"]["parquet_scan"], true, "{v}");
+    assert_eq!(v["hive_serde"]["hive_scan"], true, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_that_does_not_evolve_stops_the_pipeline_naming_each_difference() {
+    let Case { _one, n, db, yaml, .. } = case("noevolve", 300).await;
+    let (_dir, pipeline) = yaml.file();
+    let summary = run_until_caught_up(&pipeline);
+    assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
+    let before = client().get_table(&db, "clicks").await.unwrap().unwrap().columns;
+
+    // `tags` dropped, `country` new and required, `user_id` another type.
+    let mut schema = schema_with(&[("country", "string", true)]);
+    schema.retain(|(name, _, _)| *name != "tags");
+    schema[1].1 = "int32";
+    let changed = yaml.schema(&schema);
+    let (_dir2, pipeline) = changed.file();
+    let out = landfall().arg("run").arg("--until-caught-up").arg(&pipeline).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the pipeline does not start:\n{stderr}");
+    for difference in [
+        "does not match the pipeline",
+        "column user_id: the table has user_id bigint, the pipeline declares user_id int",
+        "column tags array<string> is in the table",
+        "column country string is new and required",
+        "only by appending nullable columns",
+    ] {
+        assert!(stderr.contains(difference), "the error names `{difference}`:\n{stderr}");
+    }
+    assert_eq!(client().get_table(&db, "clicks").await.unwrap().unwrap().columns, before, "the table is unchanged");
 }

@@ -72,8 +72,10 @@ pub enum StoreConfig {
 
 /// The Hive Metastore table a pipeline registers (HDFS sinks only). On start the database and
 /// the external Parquet table are created from the declared schema and the partition template,
-/// or an existing table is checked against them; each Hive partition is added the first time a
-/// commit publishes into it. A metastore that is down delays registration, never landing.
+/// or an existing table is checked against them: one that lacks only nullable fields the schema
+/// appends gains them as columns (older rows read null), and any other difference stops the
+/// pipeline, each difference named (docs/hive.md). Each Hive partition is added the first time
+/// a commit publishes into it. A metastore that is down delays registration, never landing.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HiveConfig {

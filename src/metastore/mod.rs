@@ -4,11 +4,12 @@
 //! [`MetastoreClient`] speaks the metastore's Thrift interface directly (binary protocol,
 //! unframed, no SASL: what a metastore without Kerberos serves) over one tokio TCP connection,
 //! and makes only the calls registration needs: `get_database`/`create_database`,
-//! `get_table_req`/`create_table`, `add_partitions_req` (with `ifNotExists`), `get_partition`
-//! and `alter_partition`. The codec is [`thrift`]; the objects are [`hms`].
+//! `get_table_req`/`create_table`, `alter_table_with_environment_context` (a table gains
+//! nullable columns), `add_partitions_req` (with `ifNotExists`), `get_partition` and
+//! `alter_partition`. The codec is [`thrift`]; the objects are [`hms`].
 //!
 //! Why hand-written rather than generated: the maintained crate (`hive_metastore`, volo-thrift)
-//! compiles ~9 MB of generated code and ~45 more crates for 7 calls, and its Hive 3 IDL has no
+//! compiles ~9 MB of generated code and ~45 more crates for 8 calls, and its Hive 3 IDL has no
 //! way to say which calls a Hive 4 server removed (`get_table` is gone there); generating from
 //! the IDL at build time needs the Thrift compiler beside cargo. The calls used here exist from
 //! Hive 3.0 to 4.x; each one is exercised against the lab's metastore by
@@ -19,6 +20,7 @@ pub mod registrar;
 pub mod table;
 pub mod thrift;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
@@ -27,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-pub use hms::{Column, Database, Partition, Table, TableSpec};
+pub use hms::{Column, Database, Fit, Partition, Table, TableSpec};
 use thrift::{Struct, Value};
 
 /// What went wrong talking to the metastore. [`MetastoreError::is_transient`] separates what a
@@ -81,7 +83,8 @@ pub enum MetastoreError {
 
     #[error(
         "table {table} already exists in the Hive Metastore and does not match the pipeline: {}; \
-         alter or drop the table, or change the pipeline's schema or partition template",
+         Landfall evolves a table only by appending nullable columns: change the pipeline back, \
+         alter or drop the table, or register into a new one",
         .differences.join("; ")
     )]
     Incompatible { table: String, differences: Vec<String> },
@@ -131,17 +134,20 @@ pub enum Added {
     AlreadyThere,
 }
 
-/// Whether [`MetastoreClient::ensure_table`] created the table or found a compatible one.
+/// Whether [`MetastoreClient::ensure_table`] created the table, found a compatible one, or
+/// evolved one (appended the nullable columns `added`).
 #[derive(Debug, Clone)]
 pub enum Ensured {
     Created(Table),
     Existing(Table),
+    Evolved { table: Table, added: Vec<Column> },
 }
 
 impl Ensured {
+    /// The table as the metastore has it now.
     pub fn table(&self) -> &Table {
         match self {
-            Ensured::Created(t) | Ensured::Existing(t) => t,
+            Ensured::Created(t) | Ensured::Existing(t) | Ensured::Evolved { table: t, .. } => t,
         }
     }
 }
@@ -308,42 +314,79 @@ impl MetastoreClient {
         }
     }
 
-    /// The table `spec` describes: created (external, Parquet) if missing, otherwise the
-    /// existing one, or [`MetastoreError::Incompatible`] naming every difference. The
-    /// database must exist ([`MetastoreClient::ensure_database`]).
+    /// The table `spec` describes: created (external, Parquet) if missing; an existing one
+    /// as it is if it fits, evolved if it lacks only nullable columns the pipeline appends
+    /// ([`Fit::AddColumns`], one [`MetastoreClient::add_columns`]); otherwise
+    /// [`MetastoreError::Incompatible`] naming every difference. The database must exist
+    /// ([`MetastoreClient::ensure_database`]).
     pub async fn ensure_table(&self, spec: &TableSpec) -> Result<Ensured, MetastoreError> {
         let object = format!("{}.{}", spec.database, spec.name);
-        let check = |table: Table| {
-            let differences = spec.differences(&table);
-            if differences.is_empty() {
-                Ok(table)
-            } else {
-                Err(MetastoreError::Incompatible { table: object.clone(), differences })
-            }
-        };
-        if let Some(table) = self.get_table(&spec.database, &spec.name).await? {
-            return check(table).map(Ensured::Existing);
-        }
-        let args = Struct::new().with(1, Value::Struct(spec.create_struct(now())));
-        let throws: Throws = &[
-            (1, "AlreadyExistsException"),
-            (2, "InvalidObjectException"),
-            (3, "MetaException"),
-            (4, "NoSuchObjectException"),
-        ];
-        let created = match self.call("create_table", &object, args, throws).await {
-            Ok(_) => true,
-            Err(MetastoreError::Refused { kind: "AlreadyExistsException", .. }) => false, // a racing creator
-            Err(e) => return Err(e),
-        };
-        let table = self.get_table(&spec.database, &spec.name).await?.ok_or_else(|| MetastoreError::Refused {
+        let missing = |after: &str| MetastoreError::Refused {
             call: "get_table_req",
             object: object.clone(),
             kind: "NoSuchObjectException",
-            message: "the table is missing right after create_table".into(),
-        })?;
-        let table = check(table)?;
-        Ok(if created { Ensured::Created(table) } else { Ensured::Existing(table) })
+            message: format!("the table is missing right after {after}"),
+        };
+        let table = match self.get_table(&spec.database, &spec.name).await? {
+            Some(table) => table,
+            None => {
+                let args = Struct::new().with(1, Value::Struct(spec.create_struct(now())));
+                let throws: Throws = &[
+                    (1, "AlreadyExistsException"),
+                    (2, "InvalidObjectException"),
+                    (3, "MetaException"),
+                    (4, "NoSuchObjectException"),
+                ];
+                let created = match self.call("create_table", &object, args, throws).await {
+                    Ok(_) => true,
+                    Err(MetastoreError::Refused { kind: "AlreadyExistsException", .. }) => false, // a racing creator
+                    Err(e) => return Err(e),
+                };
+                let table = self.get_table(&spec.database, &spec.name).await?.ok_or_else(|| missing("create_table"))?;
+                if created {
+                    return match spec.fit(&table) {
+                        Fit::Same => Ok(Ensured::Created(table)),
+                        fit => Err(incompatible(&object, fit)),
+                    };
+                }
+                table
+            }
+        };
+        let added = match spec.fit(&table) {
+            Fit::Same => return Ok(Ensured::Existing(table)),
+            Fit::AddColumns(added) => added,
+            fit @ Fit::Incompatible(_) => return Err(incompatible(&object, fit)),
+        };
+        self.add_columns(&table, &added).await?;
+        let table = self.get_table(&spec.database, &spec.name).await?.ok_or_else(|| missing("alter_table"))?;
+        match spec.fit(&table) {
+            Fit::Same => Ok(Ensured::Evolved { table, added }),
+            fit => Err(incompatible(&object, fit)),
+        }
+    }
+
+    /// Appends `added` to the data columns of `table` (as read by
+    /// [`MetastoreClient::get_table`]; every other field is written back as read), and to
+    /// every partition's columns, in one `alter_table_with_environment_context` with
+    /// `CASCADE=true`, as Hive's `ALTER TABLE … ADD COLUMNS … CASCADE`. Without it, Hive's own
+    /// engine, which reads a partition with the partition's columns, would read null for the
+    /// new column in files landed after the change into a partition registered before it
+    /// (HIVE-6131; Spark reads the table's columns either way; docs/hive.md).
+    ///
+    /// Not a compare-and-set: an `ALTER TABLE` by someone else between the read and this call
+    /// is overwritten. Hive 4's `expected_parameter_key`/`value` would refuse it instead, but
+    /// its query fails on a metastore backed by Derby (CLOB comparison), such as the lab's.
+    pub async fn add_columns(&self, table: &Table, added: &[Column]) -> Result<(), MetastoreError> {
+        let object = format!("{}.{}", table.database, table.name);
+        let context = BTreeMap::from([("CASCADE".to_string(), "true".to_string())]);
+        let args = Struct::new()
+            .with(1, Value::string(&table.database))
+            .with(2, Value::string(&table.name))
+            .with(3, Value::Struct(table.evolved_struct(added)))
+            .with(4, Value::Struct(Struct::new().with(1, Value::string_map(&context))));
+        let throws: Throws = &[(1, "InvalidOperationException"), (2, "MetaException")];
+        self.call("alter_table_with_environment_context", &object, args, throws).await?;
+        Ok(())
     }
 
     /// Adds the partition `values` of `table` at `location` unless it exists (one
@@ -414,6 +457,19 @@ impl MetastoreClient {
     fn no_value(&self, call: &'static str) -> MetastoreError {
         MetastoreError::Protocol { addr: self.addr.clone(), call, detail: "a reply without the expected value".into() }
     }
+}
+
+/// [`MetastoreError::Incompatible`] for a fit that is not [`Fit::Same`].
+fn incompatible(object: &str, fit: Fit) -> MetastoreError {
+    let differences = match fit {
+        Fit::Incompatible(differences) => differences,
+        Fit::AddColumns(added) => {
+            let added: Vec<String> = added.iter().map(|c| format!("{} {}", c.name, c.hive_type)).collect();
+            vec![format!("the table lacks the columns ({}) right after it was created or altered", added.join(", "))]
+        }
+        Fit::Same => Vec::new(),
+    };
+    MetastoreError::Incompatible { table: object.to_string(), differences }
 }
 
 /// Seconds since the epoch, as the metastore's `i32` times want them.

@@ -2,9 +2,10 @@
 //! first time a commit publishes into it, always off the commit path.
 //!
 //! - **On start** ([`start`]): one attempt to ensure the database and table, bounded by
-//!   [`START_TIMEOUT`]. A table that differs from the pipeline, a refused name or a wrong URI
-//!   is the user's to fix: the pipeline does not start (the daemon retries it with its
-//!   restart backoff, and the other pipelines go on). A metastore that is down or hung is not:
+//!   [`START_TIMEOUT`]; a table that lacks only nullable columns the pipeline appends gains
+//!   them (logged once, with the columns). A table that differs otherwise, a refused name or a
+//!   wrong URI is the user's to fix: the pipeline does not start (the daemon retries it with
+//!   its restart backoff, and the other pipelines go on). A metastore that is down or hung is not:
 //!   landing starts, and the table is ensured in the background.
 //! - **After each commit** the committer hands the published directories to [`Registrar::published`]:
 //!   a set insert under a mutex, never a metastore call. The registration task adds each new
@@ -174,13 +175,23 @@ impl Registration {
     async fn ensure(&self) -> Result<Table, MetastoreError> {
         self.client.ensure_database(&self.spec.database, None).await?;
         let ensured = self.client.ensure_table(&self.spec).await?;
-        let verb = if matches!(ensured, super::Ensured::Created(_)) { "created" } else { "found" };
-        tracing::info!(
-            pipeline = %self.pipeline,
-            table = %format!("{}.{}", self.spec.database, self.spec.name),
-            location = %self.spec.location,
-            "Hive Metastore table {verb}"
-        );
+        let table = format!("{}.{}", self.spec.database, self.spec.name);
+        match &ensured {
+            super::Ensured::Evolved { added, .. } => {
+                let added: Vec<String> = added.iter().map(|c| format!("{} {}", c.name, c.hive_type)).collect();
+                tracing::info!(
+                    pipeline = %self.pipeline,
+                    table = %table,
+                    location = %self.spec.location,
+                    added = %added.join(", "),
+                    "Hive Metastore table evolved: nullable columns appended (to its partitions too)"
+                );
+            }
+            ensured => {
+                let verb = if matches!(ensured, super::Ensured::Created(_)) { "created" } else { "found" };
+                tracing::info!(pipeline = %self.pipeline, table = %table, location = %self.spec.location, "Hive Metastore table {verb}");
+            }
+        }
         Ok(ensured.table().clone())
     }
 
@@ -348,6 +359,7 @@ mod tests {
             columns: vec![super::super::Column::new("id", "string")],
             partition_keys: vec![super::super::Column::new("dt", "string")],
             parameters: Default::default(),
+            required: Default::default(),
         };
         let table = Table::from_thrift(spec.create_struct(0));
         let keys = vec!["dt".to_string()];

@@ -65,8 +65,9 @@ pub fn table_location(hdfs: &HdfsSinkConfig) -> String {
     format!("{base}/{}", hdfs.path.trim_matches('/'))
 }
 
-/// The external Parquet table for a pipeline: its columns in declaration order, `keys` as
-/// `string` partition columns, at `location`, marked with the pipeline's name.
+/// The external Parquet table for a pipeline: its columns in declaration order (the required
+/// ones noted, as a table cannot gain those), `keys` as `string` partition columns, at
+/// `location`, marked with the pipeline's name.
 pub fn table_spec(
     hive: &HiveConfig,
     pipeline: &str,
@@ -81,6 +82,7 @@ pub fn table_spec(
         columns: schema.iter().map(|f| Column::new(&f.name, hive_type(&f.field_type))).collect(),
         partition_keys: keys.iter().map(|k| Column::new(k, "string")).collect(),
         parameters: BTreeMap::from([("landfall.pipeline".to_string(), pipeline.to_string())]),
+        required: schema.iter().filter(|f| f.required).map(|f| f.name.clone()).collect(),
     }
 }
 
@@ -141,5 +143,6 @@ mod tests {
         assert_eq!(spec.columns, vec![Column::new("id", "string"), Column::new("ts", "timestamp")]);
         assert_eq!(spec.partition_keys, vec![Column::new("dt", "string"), Column::new("hour", "string")]);
         assert_eq!(spec.parameters.get("landfall.pipeline").map(String::as_str), Some("clicks"));
+        assert_eq!(spec.required, ["id".to_string(), "ts".to_string()].into());
     }
 }
