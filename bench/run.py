@@ -14,6 +14,7 @@ import argparse
 import ctypes
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -221,6 +222,19 @@ def data_files(files: list[tuple[str, int]], root: str) -> tuple[list[int], int]
             sizes.append(size)
             dirs.add("/".join(rel[:-1]))
     return sizes, len(dirs)
+
+
+def size_distribution(sizes: list[int]) -> dict | None:
+    """Nearest-rank percentiles of file sizes in bytes (Spark reads best near 128 MiB), and
+    how many files are under 8 MiB (the small-file count a compaction would merge)."""
+    if not sizes:
+        return None
+    ordered = sorted(sizes)
+
+    def rank(q: float) -> int:
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+    return {"min": ordered[0], "p10": rank(0.10), "p50": rank(0.50), "p90": rank(0.90), "max": ordered[-1],
+            "under_8mib": sum(1 for x in ordered if x < 8 << 20)}
 
 
 def local_files(root: Path) -> list[tuple[str, int]]:
@@ -501,6 +515,7 @@ def main() -> int:
                 files, entry["partitions"] = files
                 entry["files"] = len(files)
                 entry["files_bytes"] = sum(files)
+                entry["file_sizes"] = size_distribution(files)
             ev = rows or 0
             entry["events_per_s"] = ev / m["wall_s"] if ev else None
             entry["mb_per_s"] = bytes_in / 1e6 / m["wall_s"] if ev else None
@@ -590,6 +605,13 @@ def render(r: dict) -> str:
             f"| {name} | {status[:160]} | {f(e.get('events'), ',')} | {e['wall_s']:.1f} | {f(e['events_per_s'], ',.0f')} | "
             f"{f(e['mb_per_s'], '.1f')} | {e['cpu_s']:.1f} | {f(e['cpu_us_per_event'], '.2f')} | {e['peak_rss_mib']:.0f} | "
             f"{f(e.get('partitions'), 'd')} | {f(files, 'd')} | {f(e['files_bytes'] / 1e6 if files is not None else None, '.1f')} | {f(avg, '.2f')} |")
+    sized = [(name, e["file_sizes"]) for name, e in r["contenders"].items() if e.get("file_sizes")]
+    if sized:
+        lines += ["", "File sizes (MB; Spark reads best near 128 MiB):", "",
+                  "| contender | min | p10 | p50 | p90 | max | files under 8 MiB |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, d in sized:
+            mb = [f"{d[k] / 1e6:.2f}" for k in ("min", "p10", "p50", "p90", "max")]
+            lines.append(f"| {name} | {' | '.join(mb)} | {d['under_8mib']} |")
     lines += ["", "| target | measured | goal | verdict |", "|---|---:|---|---|"]
     for t in r["targets"]:
         lines.append(f"| {t['target']} | {t['shown']} | {t['goal']} | {t['verdict']} |")
