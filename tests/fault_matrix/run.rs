@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -67,6 +69,8 @@ pub struct Run {
     /// Takeovers being measured by [`Run::watch_takeover`]: each ends with the seconds until
     /// every partition published again, or `None` when one did not within a minute.
     pub takeovers: Vec<tokio::task::JoinHandle<Option<f64>>>,
+    /// Set once [`Run::send_paced`] has sent its last slice.
+    pub sent: Arc<AtomicBool>,
 }
 
 impl Run {
@@ -101,6 +105,7 @@ impl Run {
             healed: None,
             log_tail_lines: 60,
             takeovers: Vec::new(),
+            sent: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -171,6 +176,8 @@ impl Run {
         let source = self.source.clone().expect("a source");
         let messages: Vec<Vec<u8>> = self.messages[range.clone()].to_vec();
         let offset = range.start;
+        let sent = self.sent.clone();
+        sent.store(false, Ordering::SeqCst);
         tokio::spawn(async move {
             let slice = messages.len().div_ceil(10).max(1);
             for (k, chunk) in messages.chunks(slice).enumerate() {
@@ -195,6 +202,7 @@ impl Run {
                 }
                 tokio::time::sleep(pause).await;
             }
+            sent.store(true, Ordering::SeqCst);
         })
     }
 
@@ -303,22 +311,45 @@ impl Run {
     /// Every message offset (or queue sequence number) covered by a published data or
     /// quarantine file.
     pub async fn covered(&self) -> u64 {
-        published_ranges(&self.table).await.iter().map(|(_, s, e)| (e - s + 1) as u64).sum()
+        covered_in(&self.table).await
     }
 
     /// Measures, in the background, how long from now until each of `partitions` partitions
     /// has published beyond what it had published now (a minute at most); [`Run::judge`]
-    /// collects the result.
+    /// collects the result. Once [`Run::send_paced`] is done, a partition that has published
+    /// everything sent to it has nothing left to take over and is not waited for (a topic
+    /// gets message `i` in partition `i % partitions`, so offset `i / partitions`; a queue's
+    /// one "partition" is done when every message is covered).
     pub async fn watch_takeover(&mut self, partitions: usize) {
         let table = self.table.clone();
         let started = Instant::now();
-        let before = tips(&table).await;
+        let before = tips_by_partition(&table).await;
+        let sent = self.sent.clone();
+        let n = self.messages.len() as i64;
+        let last: Vec<i64> = match &self.source {
+            Some(Source::Topic { partitions: p, .. }) => {
+                let p = i64::from(*p);
+                (0..p).map(|k| (n - k + p - 1) / p - 1).collect()
+            }
+            _ => vec![n - 1],
+        };
+        let queue = matches!(self.source, Some(Source::Queue { .. }));
         self.takeovers.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let now = tips(&table).await;
-                let moved = now.iter().filter(|(k, end)| before.get(*k).is_none_or(|b| *end > b)).count();
-                if moved >= partitions {
+                let now = tips_by_partition(&table).await;
+                let all_sent = sent.load(Ordering::SeqCst);
+                let all_covered = queue && all_sent && covered_in(&table).await >= n as u64;
+                let done = (0..partitions as i32)
+                    .filter(|p| {
+                        let tip = now.get(p).copied();
+                        let moved = tip.is_some_and(|t| before.get(p).is_none_or(|b| t > *b));
+                        let nothing_left =
+                            all_sent && if queue { all_covered } else { tip.is_some_and(|t| t >= last[*p as usize]) };
+                        moved || nothing_left
+                    })
+                    .count();
+                if done >= partitions {
                     return Some(started.elapsed().as_secs_f64());
                 }
                 if started.elapsed() > Duration::from_secs(60) {
@@ -459,6 +490,30 @@ pub async fn published_ranges(table: &str) -> BTreeSet<(String, i64, i64)> {
         }
     }
     ranges
+}
+
+/// Every offset (or queue sequence number) covered by a published file of `table`.
+pub async fn covered_in(table: &str) -> u64 {
+    published_ranges(table).await.iter().map(|(_, s, e)| (e - s + 1) as u64).sum()
+}
+
+/// The last published offset of each source partition of `table`, whatever the generation.
+pub async fn tips_by_partition(table: &str) -> BTreeMap<i32, i64> {
+    let mut out: BTreeMap<i32, i64> = BTreeMap::new();
+    for (key, end) in tips(table).await {
+        let Some(p) = partition_of(&key) else { continue };
+        let tip = out.entry(p).or_insert(end);
+        *tip = (*tip).max(end);
+    }
+    out
+}
+
+/// The partition of a `<topic>-<p>[-g<gen>]` key.
+fn partition_of(key: &str) -> Option<i32> {
+    let mut parts = key.rsplit('-');
+    let last = parts.next()?;
+    let p = if last.starts_with('g') && last[1..].chars().all(|c| c.is_ascii_digit()) { parts.next()? } else { last };
+    p.parse().ok()
 }
 
 /// The last published offset of each partition of `table` (by `<topic>-<p>[-g<gen>]`).
