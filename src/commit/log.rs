@@ -64,6 +64,9 @@ pub struct CommitLog {
     /// The newest manifest's [`Manifest::generation`]: the next commit's, and part of its
     /// file names.
     generation: u64,
+    /// Whether [`recover`](Self::recover) reports where it resumes at info level (the
+    /// consumer's recovery) or at debug (the writer's re-read of a log the consumer announced).
+    announce: bool,
 }
 
 impl CommitLog {
@@ -101,7 +104,14 @@ impl CommitLog {
             recovered_ids: Vec::new(),
             last_digest: None,
             generation: 0,
+            announce: true,
         })
+    }
+
+    /// This log's [`recover`](Self::recover) logs where it resumes at debug level only.
+    pub fn quiet(mut self) -> Self {
+        self.announce = false;
+        self
     }
 
     pub fn topic(&self) -> &str {
@@ -142,7 +152,11 @@ impl CommitLog {
             self.position = Position::Empty;
             self.last_digest = None;
             self.generation = 0;
-            tracing::info!(topic = %self.topic, partition = self.partition, "commit log is empty");
+            if self.announce {
+                tracing::info!(topic = %self.topic, partition = self.partition, "commit log is empty");
+            } else {
+                tracing::debug!(topic = %self.topic, partition = self.partition, "commit log is empty");
+            }
             return Ok(None);
         };
         let path = paths::manifest_path(&self.dir, manifest.seq);
@@ -162,10 +176,14 @@ impl CommitLog {
         self.position = Position::After { seq: manifest.seq, next };
         self.last_digest = Some(latest_digest);
         self.generation = manifest.generation;
-        tracing::info!(
-            topic = %self.topic, partition = self.partition, seq = manifest.seq, next,
-            "recovered: resuming after commit #{} (offsets {}..={})", manifest.seq, manifest.start, manifest.end
-        );
+        if self.announce {
+            tracing::info!(
+                topic = %self.topic, partition = self.partition, seq = manifest.seq, next,
+                "recovered: resuming after commit #{} (offsets {}..={})", manifest.seq, manifest.start, manifest.end
+            );
+        } else {
+            tracing::debug!(topic = %self.topic, partition = self.partition, seq = manifest.seq, next, "commit log re-read");
+        }
         Ok(Some(next))
     }
 

@@ -577,7 +577,8 @@ impl Committer {
 
     async fn recovered_log(&self, stream: &StreamId) -> Result<CommitLog, CommitError> {
         let mut log =
-            CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, self.run.clone())?;
+            CommitLog::new(self.store.clone(), &self.table_root, &stream.name, stream.partition, self.run.clone())?
+                .quiet();
         log.recover().await?;
         // The consumer judges redeliveries; the writer needs the window only for pruning.
         drop(log.take_recovered_ids());
