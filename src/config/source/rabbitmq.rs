@@ -17,7 +17,7 @@ use crate::config::units::HumanDuration;
 use crate::config::validate::{at, Findings};
 
 /// Consumers per queue session, on one channel. AMQP caps `prefetch` at 65535 per consumer,
-/// and a queue's deliveries stay unacknowledged until published (about a second per commit on
+/// and a queue's deliveries stay unacknowledged until published (about half a second per commit on
 /// HDFS): with one consumer the broker stops delivering while a commit is recorded. Two double
 /// the window. A stream delivers everything to every consumer, so it gets one.
 pub const QUEUE_CONSUMERS: usize = 2;
@@ -118,7 +118,7 @@ impl RabbitMqSourceConfig {
 }
 
 /// AMQP's maximum. Deliveries stay unacknowledged until their commit is published (an HDFS
-/// commit takes about a second), so the prefetch sets both the throughput and the rows per
+/// commit takes about half a second), so the prefetch sets both the throughput and the rows per
 /// commit.
 fn default_prefetch() -> u32 {
     65535
