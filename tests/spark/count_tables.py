@@ -10,17 +10,9 @@ table does not hide the others.
 import json
 import sys
 
-from pyspark.sql import SparkSession
+from lab_spark import session
 
-spark = (
-    SparkSession.builder.appName("landfall-fault-matrix")
-    .config("spark.ui.enabled", "false")
-    .config("spark.driver.memory", "768m")
-    .config("spark.sql.session.timeZone", "UTC")
-    .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-    .getOrCreate()
-)
-spark.sparkContext.setLogLevel("ERROR")
+spark = session("landfall-fault-matrix", keep_partition_strings=True)
 out = {}
 for table in sys.argv[1:]:
     try:

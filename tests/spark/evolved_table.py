@@ -13,19 +13,12 @@ read, so the SerDe is not asked for types it does not read.
 import json
 import sys
 
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from lab_spark import session
+
 name, column = sys.argv[1], sys.argv[2]
-spark = (
-    SparkSession.builder.appName("landfall-evolved-table")
-    .config("spark.ui.enabled", "false")
-    .config("spark.driver.memory", "768m")
-    .config("spark.sql.session.timeZone", "UTC")
-    .enableHiveSupport()
-    .getOrCreate()
-)
-spark.sparkContext.setLogLevel("ERROR")
+spark = session("landfall-evolved-table", hive=True)
 out = {"types": {f.name: f.dataType.simpleString() for f in spark.table(name).schema.fields}}
 for reader, convert in [("native", "true"), ("hive_serde", "false")]:
     spark.conf.set("spark.sql.hive.convertMetastoreParquet", convert)

@@ -10,20 +10,13 @@ The lab's spark-defaults.conf points Spark's Hive 4 client at the lab metastore.
 import json
 import sys
 
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+
+from lab_spark import session
 
 name = sys.argv[1]
 ids = sys.argv[2:]
-spark = (
-    SparkSession.builder.appName("landfall-metastore-table")
-    .config("spark.ui.enabled", "false")
-    .config("spark.driver.memory", "768m")
-    .config("spark.sql.session.timeZone", "UTC")
-    .enableHiveSupport()
-    .getOrCreate()
-)
-spark.sparkContext.setLogLevel("ERROR")
+spark = session("landfall-metastore-table", hive=True)
 out = {}
 df = spark.table(name)
 out["count"] = df.count()

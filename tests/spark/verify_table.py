@@ -8,21 +8,13 @@ of the given ids (values rendered exactly), and the quarantine's row count and r
 import json
 import sys
 
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+
+from lab_spark import session
 
 table = sys.argv[1]
 ids = sys.argv[2:]
-spark = (
-    SparkSession.builder.appName("landfall-verify")
-    .config("spark.ui.enabled", "false")
-    .config("spark.driver.memory", "768m")
-    .config("spark.sql.session.timeZone", "UTC")
-    # Keep partition values as written (hour=07 stays "07").
-    .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-    .getOrCreate()
-)
-spark.sparkContext.setLogLevel("ERROR")
+spark = session("landfall-verify", keep_partition_strings=True)
 out = {}
 df = spark.read.parquet(table)
 out["count"] = df.count()
