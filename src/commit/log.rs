@@ -233,8 +233,8 @@ impl CommitLog {
     /// temp name meanwhile: on HDFS each close waits for the DataNode's block report (often
     /// 500 ms), so a commit that closed first and wrote after waited twice. The commit point
     /// still comes last, once every file is closed and the store holds each with the size
-    /// the writer recorded; a failed close deletes the temp manifest and returns
-    /// [`CommitError::NotClosed`]. A crash before the commit point leaves a temp manifest
+    /// the writer recorded; a failed close deletes the temp manifest and the staged files and
+    /// returns [`CommitError::NotClosed`]. A crash before the commit point leaves a temp manifest
     /// and staged files that no commit names: orphans, as before.
     pub async fn commit_while_closing(
         &mut self,
@@ -277,7 +277,11 @@ impl CommitLog {
         let (tmp, closed) = tokio::join!(write, closing);
         let tmp = tmp?;
         if let Err(reason) = closed {
+            // Never committed: the temp manifest and every staged file go (best effort).
             self.discard_tmp(&tmp).await;
+            for f in &manifest.files {
+                let _ = self.store.delete(&f.staged).await;
+            }
             return Err(CommitError::NotClosed { reason });
         }
         let written = began.elapsed();

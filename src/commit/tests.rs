@@ -656,10 +656,14 @@ async fn a_file_that_fails_to_close_voids_the_commit_and_its_temp_manifest() {
     let mut log = env.log("run-1");
     log.recover().await.unwrap();
     let files = env.batch("run-1", "a");
+    let files_copy = files.clone();
     let closing = async { Err("closing staged file x: the DataNode went away".to_string()) };
     let err = log.commit_while_closing(0, 9, files, vec![], closing).await.unwrap_err();
     assert!(matches!(&err, CommitError::NotClosed { reason } if reason.contains("DataNode")), "{err}");
     assert!(tmp_manifests(&env).is_empty(), "the temp manifest of a void commit was left behind");
+    for f in &files_copy {
+        assert!(!env.store.exists(&f.staged), "staged file {} of a void commit was left behind", f.staged);
+    }
     // Nothing was committed: a fresh writer finds an empty log.
     let mut again = env.log("run-2");
     assert_eq!(again.recover().await.unwrap(), None);

@@ -537,7 +537,6 @@ impl Committer {
             Some(_) => staged.iter().map(|f| f.dir.clone()).collect(),
             None => Vec::new(),
         };
-        let written = staged.clone();
         match log.commit_while_closing(start, end, staged, ids, closing).await {
             Ok(_) => {
                 // Published: the registration task adds the new Hive partitions, off this path.
@@ -557,10 +556,6 @@ impl Committer {
             }
             Err(CommitError::Fenced { reason, .. }) => {
                 rewind_as(format!("offsets {start}..={end} were committed by another owner (fenced: {reason})"), true)
-            }
-            Err(e @ CommitError::NotClosed { .. }) => {
-                self.delete_staged(&written).await;
-                rewind(e.to_string())
             }
             Err(e) if is_fatal(&e) => (None, Feedback::Fatal { message: e.to_string() }),
             Err(e) => rewind(e.to_string()),

@@ -311,7 +311,7 @@ impl Run {
     /// Every message offset (or queue sequence number) covered by a published data or
     /// quarantine file.
     pub async fn covered(&self) -> u64 {
-        covered_in(&self.table).await
+        covered_by(&published_ranges(&self.table).await)
     }
 
     /// Measures, in the background, how long from now until each of `partitions` partitions
@@ -323,7 +323,7 @@ impl Run {
     pub async fn watch_takeover(&mut self, partitions: usize) {
         let table = self.table.clone();
         let started = Instant::now();
-        let before = tips_by_partition(&table).await;
+        let before = tips_by_partition(&published_ranges(&table).await);
         let sent = self.sent.clone();
         let n = self.messages.len() as i64;
         let last: Vec<i64> = match &self.source {
@@ -337,9 +337,10 @@ impl Run {
         self.takeovers.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let now = tips_by_partition(&table).await;
+                let ranges = published_ranges(&table).await;
+                let now = tips_by_partition(&ranges);
                 let all_sent = sent.load(Ordering::SeqCst);
-                let all_covered = queue && all_sent && covered_in(&table).await >= n as u64;
+                let all_covered = queue && all_sent && covered_by(&ranges) >= n as u64;
                 let done = (0..partitions as i32)
                     .filter(|p| {
                         let tip = now.get(p).copied();
@@ -492,18 +493,18 @@ pub async fn published_ranges(table: &str) -> BTreeSet<(String, i64, i64)> {
     ranges
 }
 
-/// Every offset (or queue sequence number) covered by a published file of `table`.
-pub async fn covered_in(table: &str) -> u64 {
-    published_ranges(table).await.iter().map(|(_, s, e)| (e - s + 1) as u64).sum()
+/// Every offset (or queue sequence number) the published `ranges` cover.
+pub fn covered_by(ranges: &BTreeSet<(String, i64, i64)>) -> u64 {
+    ranges.iter().map(|(_, s, e)| (e - s + 1) as u64).sum()
 }
 
-/// The last published offset of each source partition of `table`, whatever the generation.
-pub async fn tips_by_partition(table: &str) -> BTreeMap<i32, i64> {
+/// The last published offset of each source partition in `ranges`, whatever the generation.
+pub fn tips_by_partition(ranges: &BTreeSet<(String, i64, i64)>) -> BTreeMap<i32, i64> {
     let mut out: BTreeMap<i32, i64> = BTreeMap::new();
-    for (key, end) in tips(table).await {
-        let Some(p) = partition_of(&key) else { continue };
-        let tip = out.entry(p).or_insert(end);
-        *tip = (*tip).max(end);
+    for (key, _, end) in ranges {
+        let Some(p) = partition_of(key) else { continue };
+        let tip = out.entry(p).or_insert(*end);
+        *tip = (*tip).max(*end);
     }
     out
 }
@@ -514,16 +515,6 @@ fn partition_of(key: &str) -> Option<i32> {
     let last = parts.next()?;
     let p = if last.starts_with('g') && last[1..].chars().all(|c| c.is_ascii_digit()) { parts.next()? } else { last };
     p.parse().ok()
-}
-
-/// The last published offset of each partition of `table` (by `<topic>-<p>[-g<gen>]`).
-pub async fn tips(table: &str) -> BTreeMap<String, i64> {
-    let mut out: BTreeMap<String, i64> = BTreeMap::new();
-    for (key, _, end) in published_ranges(table).await {
-        let tip = out.entry(key).or_insert(end);
-        *tip = (*tip).max(end);
-    }
-    out
 }
 
 pub fn fnv(s: &str) -> u64 {
