@@ -11,6 +11,7 @@
 //!   →  parquet (Spark-correct writer)  →  sink/ (hdfs, local: the FileStore seam)
 //!   →  commit (manifest = commit point and fence, publish by rename)   ← recovery reads it
 //!   →  metastore (Hive tables and partitions for what was published)
+//!   →  completion (`_SUCCESS` in partitions whose time bucket the watermark passed)
 //! ```
 //!
 //! - [`source`]: the [`source::Source`] trait and its three implementations (Kafka, RabbitMQ
@@ -24,6 +25,9 @@
 //! - [`metastore`]: a Hive Metastore client (Thrift) that creates external Parquet tables and
 //!   adds partitions idempotently; with `sink.hive`, its registrar adds each partition a commit
 //!   published into, off the commit path (`docs/hive.md`).
+//! - [`completion`]: with `partition.completion`, an event-time watermark over every source
+//!   partition's commit log decides which time buckets are complete and marks their
+//!   directories (`docs/design/partition-completion.md`).
 //! - [`retry`] and [`shutdown`]: the one backoff policy and the awaitable stop signal.
 //!
 //! `docs/exactly-once.md` explains the commit protocol and what happens at each crash point;
@@ -31,6 +35,7 @@
 //! `docs/hive.md` table registration.
 
 pub mod commit;
+pub mod completion;
 pub mod config;
 pub mod crash;
 pub mod daemon;

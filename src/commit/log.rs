@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::commit::manifest::{digest, Fence, Jump, Manifest, ManifestFile, MANIFEST_VERSION};
+use crate::commit::manifest::{digest, EventTime, Fence, Jump, Manifest, ManifestFile, MANIFEST_VERSION};
 use crate::commit::paths;
 use crate::commit::{CommitError, RunContext};
 use crate::retry::{with_backoff, Backoff};
@@ -64,6 +64,9 @@ pub struct CommitLog {
     /// The newest manifest's [`Manifest::generation`]: the next commit's, and part of its
     /// file names.
     generation: u64,
+    /// The partition's published event time ([`Manifest::event_time`]) as of the newest
+    /// commit, read through fences; `None` while unknown.
+    reached: Option<i64>,
     /// Whether [`recover`](Self::recover) reports where it resumes at info level (the
     /// consumer's recovery) or at debug (the writer's re-read of a log the consumer announced).
     announce: bool,
@@ -104,6 +107,7 @@ impl CommitLog {
             recovered_ids: Vec::new(),
             last_digest: None,
             generation: 0,
+            reached: None,
             announce: true,
         })
     }
@@ -152,6 +156,7 @@ impl CommitLog {
             self.position = Position::Empty;
             self.last_digest = None;
             self.generation = 0;
+            self.reached = None;
             if self.announce {
                 tracing::info!(topic = %self.topic, partition = self.partition, "commit log is empty");
             } else {
@@ -165,9 +170,11 @@ impl CommitLog {
         } else {
             self.publish(&manifest, &path).await?;
         }
-        if manifest.fence.is_some() {
-            self.publish_below_fences(&seqs, &manifest).await?;
-        }
+        // A fence records no event time; the commit under it holds the partition's.
+        let reached = match manifest.fence {
+            Some(_) => self.publish_below_fences(&seqs, &manifest).await?,
+            None => manifest.event_time.map(|t| t.reached),
+        };
         if self.run.config.keep_ids > 0 {
             self.load_window(&seqs, manifest.seq, manifest.count(), manifest.message_ids.clone()).await?;
         }
@@ -176,6 +183,7 @@ impl CommitLog {
         self.position = Position::After { seq: manifest.seq, next };
         self.last_digest = Some(latest_digest);
         self.generation = manifest.generation;
+        self.reached = reached;
         if self.announce {
             tracing::info!(
                 topic = %self.topic, partition = self.partition, seq = manifest.seq, next,
@@ -225,7 +233,13 @@ impl CommitLog {
         files: Vec<StagedFile>,
         message_ids: Vec<String>,
     ) -> Result<Manifest, CommitError> {
-        self.commit_while_closing(start, end, files, message_ids, async { Ok(()) }).await
+        self.commit_while_closing(start, end, files, message_ids, None, async { Ok(()) }).await
+    }
+
+    /// The partition's published event time as of the newest commit (µs since the epoch), as
+    /// recorded in the commit log; `None` while unknown.
+    pub fn reached(&self) -> Option<i64> {
+        self.reached
     }
 
     /// [`commit_ids`](Self::commit_ids) for files whose store files are still closing
@@ -236,12 +250,18 @@ impl CommitLog {
     /// the writer recorded; a failed close deletes the temp manifest and the staged files and
     /// returns [`CommitError::NotClosed`]. A crash before the commit point leaves a temp manifest
     /// and staged files that no commit names: orphans, as before.
+    ///
+    /// `event_max` is the greatest clock value among the range's rows; with
+    /// [`CommitConfig::record_event_time`](crate::commit::CommitConfig::record_event_time) the
+    /// manifest records the partition's cumulative maximum ([`Manifest::event_time`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit_while_closing(
         &mut self,
         start: i64,
         end: i64,
         files: Vec<StagedFile>,
         message_ids: Vec<String>,
+        event_max: Option<i64>,
         closing: impl std::future::Future<Output = Result<(), String>>,
     ) -> Result<Manifest, CommitError> {
         let seq = match self.position {
@@ -269,6 +289,11 @@ impl CommitLog {
         crate::crash::point("before_manifest", "with the commit's files staged, before its manifest");
         let mut manifest = self.draft(seq, start, end, &files)?;
         manifest.message_ids = message_ids;
+        if self.run.config.record_event_time {
+            // `None` orders below every value: the maximum of what is known.
+            let reached = self.reached.max(event_max);
+            manifest.event_time = reached.map(|reached| EventTime { reached });
+        }
         let bytes = manifest.to_json();
         let slot = paths::manifest_path(&self.dir, seq);
         let write = with_backoff("write the manifest", &self.run.config.backoff, &self.run.stop, || {
@@ -306,6 +331,9 @@ impl CommitLog {
         self.prune(seq, &seqs).await;
         self.position = Position::After { seq, next: end + 1 };
         self.last_digest = Some(digest(&bytes));
+        if let Some(t) = manifest.event_time {
+            self.reached = Some(t.reached);
+        }
         tracing::debug!(
             topic = %self.topic, partition = self.partition, seq, start, end, files = manifest.files.len(),
             manifest_bytes = bytes.len(), written_ms = written.as_millis() as u64,
@@ -352,6 +380,8 @@ impl CommitLog {
             generation: self.generation + 1,
             jump: Some(Jump { from, to, earliest, latest, policy: policy.to_string() }),
             fence: None,
+            // Lands nothing, so the partition's event time stays where the tip had it.
+            event_time: self.reached.map(|reached| EventTime { reached }),
         };
         let bytes = manifest.to_json();
         let slot = paths::manifest_path(&self.dir, seq);
@@ -408,6 +438,7 @@ impl CommitLog {
                 generation,
                 jump: None,
                 fence: Some(Fence { by }),
+                event_time: None,
             };
             let bytes = manifest.to_json();
             let slot = paths::manifest_path(&self.dir, seq);
@@ -455,9 +486,10 @@ impl CommitLog {
     /// top. Publishes that commit (idempotent). It is found through the chain of `previous`
     /// digests down from the tip, never by position: a manifest below the tip that is not in
     /// the chain (a stale writer's, in a slot pruning had emptied, not yet retracted) is never
-    /// published. Manifests pruned away were published before.
-    async fn publish_below_fences(&self, seqs: &[u64], top: &Manifest) -> Result<(), CommitError> {
-        let Some(mut wanted) = top.previous.clone() else { return Ok(()) };
+    /// published. Manifests pruned away were published before. Returns the event time that
+    /// commit recorded (`None` when it recorded none or is pruned away).
+    async fn publish_below_fences(&self, seqs: &[u64], top: &Manifest) -> Result<Option<i64>, CommitError> {
+        let Some(mut wanted) = top.previous.clone() else { return Ok(None) };
         let mut below: Vec<u64> = seqs.iter().copied().filter(|s| *s < top.seq).collect();
         below.sort_unstable_by(|a, b| b.cmp(a));
         for seq in below {
@@ -475,16 +507,16 @@ impl CommitLog {
             if m.fence.is_some() {
                 match m.previous {
                     Some(p) => wanted = p,
-                    None => return Ok(()),
+                    None => return Ok(None),
                 }
                 continue;
             }
             if !self.published_before(&m).await? {
                 self.publish(&m, &path).await?;
             }
-            return Ok(());
+            return Ok(m.event_time.map(|t| t.reached));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// How long the commit point may still take: grace/2 minus the age of the oldest staged
@@ -539,6 +571,7 @@ impl CommitLog {
             generation: self.generation,
             jump: None,
             fence: None,
+            event_time: None,
         })
     }
 

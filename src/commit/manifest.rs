@@ -97,6 +97,24 @@ pub struct Manifest {
     /// `end + 1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<Fence>,
+    /// How far the partition's event time has reached, once this commit is published; written
+    /// only while `partition.completion` is configured (older Landfall versions refuse the
+    /// field, so tables that never enable completion keep their downgrade path). Absent: not
+    /// known, which holds the table's watermark back (the safe direction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<EventTime>,
+}
+
+/// The event time a partition has published, for partition completion
+/// (docs/design/partition-completion.md): recorded at the commit point, so it is durable
+/// atomically with the rows it describes and costs no extra store call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTime {
+    /// The greatest clock value (µs since the epoch, UTC) of any row this partition has
+    /// published up to and including this commit: a cumulative maximum, so the newest
+    /// manifest alone answers and pruning cannot lose it, and late rows never lower it.
+    pub reached: i64,
 }
 
 /// Who fenced a log, for operators and for the fenced owner's decision.
@@ -178,15 +196,20 @@ impl Manifest {
             }
         }
         if m.fence.is_some()
-            && (!m.files.is_empty() || m.jump.is_some() || m.start != m.end || !m.message_ids.is_empty())
+            && (!m.files.is_empty()
+                || m.jump.is_some()
+                || m.start != m.end
+                || !m.message_ids.is_empty()
+                || m.event_time.is_some())
         {
             return Err(ManifestError::Invalid(format!(
-                "fence over offsets {}..={} with {} files{} (a fence lands nothing: no files, no ids, \
-                 no jump, and start = end = the last offset landed)",
+                "fence over offsets {}..={} with {} files{}{} (a fence lands nothing: no files, no ids, \
+                 no jump, no event time, and start = end = the last offset landed)",
                 m.start,
                 m.end,
                 m.files.len(),
-                if m.jump.is_some() { " and a jump" } else { "" }
+                if m.jump.is_some() { " and a jump" } else { "" },
+                if m.event_time.is_some() { " and an event time" } else { "" }
             )));
         }
         Ok(m)
@@ -261,6 +284,7 @@ mod tests {
             generation: 0,
             jump: None,
             fence: None,
+            event_time: None,
         }
     }
 
@@ -330,6 +354,26 @@ mod tests {
             bad(&mut b);
             assert!(matches!(Manifest::parse(&b.to_json()), Err(ManifestError::Invalid(_))), "{b:?}");
         }
+    }
+
+    #[test]
+    fn event_time_round_trips_is_absent_when_unknown_and_never_on_a_fence() {
+        assert!(!std::str::from_utf8(&sample().to_json()).unwrap().contains("event_time"), "absent when unknown");
+        let mut m = sample();
+        m.event_time = Some(EventTime { reached: 1_764_090_000_000_000 });
+        let json = m.to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(text.contains(r#""event_time":{"reached":1764090000000000}"#), "{text}");
+        assert_eq!(Manifest::parse(&json).unwrap(), m);
+        let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        v["event_time"]["low"] = serde_json::json!(1);
+        assert!(Manifest::parse(v.to_string().as_bytes()).is_err(), "unknown fields inside event_time are refused");
+        let mut fence = m.clone();
+        fence.files.clear();
+        fence.start = fence.end;
+        fence.fence = Some(Fence { by: 1 });
+        let err = Manifest::parse(&fence.to_json()).unwrap_err();
+        assert!(err.to_string().contains("an event time"), "{err}");
     }
 
     #[test]

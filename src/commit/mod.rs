@@ -36,8 +36,9 @@ use tokio::sync::watch;
 pub use crate::retry::{with_backoff, Backoff, RetryError, Retryable};
 pub use error::CommitError;
 pub use log::{CommitLog, StagedFile};
-pub use manifest::{Fence, Manifest, ManifestError, ManifestFile, MANIFEST_VERSION};
+pub use manifest::{EventTime, Fence, Manifest, ManifestError, ManifestFile, MANIFEST_VERSION};
 pub use orphans::{clean_orphans, CleanReport};
+pub(crate) use orphans::store_now_ms;
 pub use paths::{
     commit_dir, escape_name, final_file_name, final_path, manifest_path, new_run_id, staged_path, staging_dir,
 };
@@ -61,6 +62,10 @@ pub struct CommitConfig {
     /// Permission bits of quarantine files (`quarantine.permissions`); their directories get
     /// the same plus `x` where `r` is set.
     pub quarantine_mode: u32,
+    /// Record how far each partition's event time has reached ([`Manifest::event_time`]):
+    /// on while `partition.completion` is configured, off otherwise so that manifests stay
+    /// readable by Landfall versions without the field.
+    pub record_event_time: bool,
 }
 
 /// Default orphan grace period: one hour, far above any sane roll interval.
@@ -81,6 +86,7 @@ impl Default for CommitConfig {
             backoff: Backoff::default(),
             keep_ids: 0,
             quarantine_mode: crate::config::FileMode::default().0,
+            record_event_time: false,
         }
     }
 }

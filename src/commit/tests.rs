@@ -643,7 +643,7 @@ async fn the_manifest_is_written_while_the_files_close_and_the_commit_point_wait
             Err(format!("temp manifest written: {written}, commit log still empty: {committed}"))
         }
     };
-    let m = log.commit_while_closing(0, 9, files, vec!["a".into()], closing).await.unwrap();
+    let m = log.commit_while_closing(0, 9, files, vec!["a".into()], None, closing).await.unwrap();
     closed_rx.await.unwrap();
     assert_eq!(m.seq, 0);
     assert!(tmp_manifests(&env).is_empty(), "the temp manifest became the commit");
@@ -658,7 +658,7 @@ async fn a_file_that_fails_to_close_voids_the_commit_and_its_temp_manifest() {
     let files = env.batch("run-1", "a");
     let files_copy = files.clone();
     let closing = async { Err("closing staged file x: the DataNode went away".to_string()) };
-    let err = log.commit_while_closing(0, 9, files, vec![], closing).await.unwrap_err();
+    let err = log.commit_while_closing(0, 9, files, vec![], None, closing).await.unwrap_err();
     assert!(matches!(&err, CommitError::NotClosed { reason } if reason.contains("DataNode")), "{err}");
     assert!(tmp_manifests(&env).is_empty(), "the temp manifest of a void commit was left behind");
     for f in &files_copy {
@@ -680,4 +680,47 @@ async fn a_staged_file_shorter_than_written_is_refused_before_the_commit_point()
     assert!(matches!(&err, CommitError::StagedSize { found, written, .. } if found + 1 == *written), "{err}");
     let mut again = env.log("run-2");
     assert_eq!(again.recover().await.unwrap(), None);
+}
+
+/// Partition completion: each manifest records the partition's cumulative event-time maximum
+/// (a range of late rows never lowers it), recovery reads it back (through a fence), a jump
+/// carries it, and with `record_event_time` off no manifest has the field.
+#[tokio::test]
+async fn manifests_record_how_far_event_time_reached_and_recovery_reads_it_back() {
+    let env = env();
+    let recording = |run_id: &str| {
+        let mut run = env.run(run_id);
+        run.config.record_event_time = true;
+        CommitLog::new(Arc::new(env.store.clone()), ROOT, TOPIC, PART, run).unwrap()
+    };
+    let reached = |m: &Manifest| m.event_time.map(|t| t.reached);
+    let mut log = recording("run-1");
+    assert_eq!(log.recover().await.unwrap(), None);
+    let none = async { Ok(()) };
+    let m = log.commit_while_closing(0, 9, env.batch("run-1", "a"), vec![], None, none).await.unwrap();
+    assert_eq!(reached(&m), None, "no clock value known yet: nothing recorded");
+    let m = log.commit_while_closing(10, 19, env.batch("run-1", "b"), vec![], Some(500), async { Ok(()) }).await.unwrap();
+    assert_eq!(reached(&m), Some(500));
+    let m = log.commit_while_closing(20, 29, env.batch("run-1", "c"), vec![], Some(100), async { Ok(()) }).await.unwrap();
+    assert_eq!(reached(&m), Some(500), "late rows do not lower it");
+    assert_eq!(log.reached(), Some(500));
+
+    let mut restarted = recording("run-2");
+    assert_eq!(restarted.recover().await.unwrap(), Some(30));
+    assert_eq!(restarted.reached(), Some(500), "recovery reads the newest manifest's");
+    let m = restarted.commit_while_closing(30, 39, env.batch("run-2", "d"), vec![], None, async { Ok(()) }).await.unwrap();
+    assert_eq!(reached(&m), Some(500), "a range without clock values keeps the partition's");
+    let jump = restarted.jump(0, 0, 5, "earliest").await.unwrap();
+    assert_eq!(reached(&jump), Some(500), "a jump lands nothing and keeps it");
+
+    let fence = recording("run-3").fence(7).await.unwrap();
+    assert_eq!(reached(&fence), None, "a fence records none");
+    let mut under_fence = recording("run-4");
+    under_fence.recover().await.unwrap();
+    assert_eq!(under_fence.reached(), Some(500), "read through the fence from the commit below");
+
+    let mut off = env.log("run-5");
+    off.recover().await.unwrap();
+    let m = off.commit_while_closing(0, 9, env.batch("run-5", "e"), vec![], Some(900), async { Ok(()) }).await.unwrap();
+    assert_eq!(reached(&m), None, "not recorded unless completion is configured");
 }

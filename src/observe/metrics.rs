@@ -26,6 +26,11 @@ pub struct Metrics {
     position_jumps: IntCounterVec,
     rewinds: IntCounterVec,
     hive_partitions_added: IntCounterVec,
+    late_events: IntCounterVec,
+    partitions_completed: IntCounterVec,
+    watermark: IntGaugeVec,
+    completed_until: IntGaugeVec,
+    idle_partitions: IntGaugeVec,
     errors: IntCounterVec,
 }
 
@@ -76,6 +81,11 @@ impl Metrics {
             position_jumps: counter(&r, "landfall_position_jumps_total", "Times a partition's committed position was gone from the source (topic recreated or truncated) and on_position_lost moved landing to the log's start or end.", p),
             rewinds: counter(&r, "landfall_commit_rewinds_total", "Ranges that could not be written or committed and are consumed again from the last published position after a backoff (1 s doubling to 60 s per partition); the failures' cause is the open commit problem.", p),
             hive_partitions_added: counter(&r, "landfall_hive_partitions_added_total", "Partitions added to the Hive Metastore table (sink.hive); partitions found already there are not counted.", p),
+            late_events: counter(&r, "landfall_late_events_total", "partition.completion: rows published into a partition directory whose bucket was already complete (they land as usual; its _SUCCESS is not rewritten).", p),
+            partitions_completed: counter(&r, "landfall_partitions_completed_total", "partition.completion: completion markers (_SUCCESS) this instance created.", p),
+            watermark: gauge(&r, "landfall_watermark_timestamp_seconds", "partition.completion: the table's event-time watermark, Unix time (0: not known yet, or completion is off).", p),
+            completed_until: gauge(&r, "landfall_completed_until_timestamp_seconds", "partition.completion: every bucket ending at or before this Unix time is complete (0: none yet, or completion is off).", p),
+            idle_partitions: gauge(&r, "landfall_completion_idle_partitions", "partition.completion: source partitions counted idle (no commit for idle_timeout, nothing left to land), which no longer hold the watermark back.", p),
             errors: counter(&r, "landfall_errors_total", "Faults met, by kind: source (broker unreachable, session lost), store (table unreachable), commit (a commit failed and its range is consumed again), recovery (a partition waits for a person), pipeline (the pipeline stopped), metastore (sink.hive: registration failing; landing goes on).", &["pipeline", "kind"]),
             registry: r,
         }
@@ -101,6 +111,11 @@ impl Metrics {
             position_jumps: self.position_jumps.with_label_values(l),
             rewinds: self.rewinds.with_label_values(l),
             hive_partitions_added: self.hive_partitions_added.with_label_values(l),
+            late_events: self.late_events.with_label_values(l),
+            partitions_completed: self.partitions_completed.with_label_values(l),
+            watermark: self.watermark.with_label_values(l),
+            completed_until: self.completed_until.with_label_values(l),
+            idle_partitions: self.idle_partitions.with_label_values(l),
             events_rejected: self.events_rejected.clone(),
             consumer_lag: self.consumer_lag.clone(),
             errors: self.errors.clone(),
@@ -183,6 +198,12 @@ pub struct PipelineMetrics {
     pub rewinds: IntCounter,
     /// Partitions added to the metastore (`sink.hive`).
     pub hive_partitions_added: IntCounter,
+    /// Partition completion (`partition.completion`).
+    pub late_events: IntCounter,
+    pub partitions_completed: IntCounter,
+    pub watermark: IntGauge,
+    pub completed_until: IntGauge,
+    pub idle_partitions: IntGauge,
     events_rejected: IntCounterVec,
     consumer_lag: IntGaugeVec,
     errors: IntCounterVec,

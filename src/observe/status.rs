@@ -62,6 +62,23 @@ pub struct PipelineStatus {
     pub recent_errors: Vec<RecentError>,
     /// The last 15 minutes, oldest first, one point per `history_interval_seconds`.
     pub history: History,
+    /// `partition.completion`: where the watermark and the completed frontier stand; absent
+    /// when completion is off or before its first pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<CompletionStatus>,
+}
+
+/// Partition completion as the last pass saw it (`docs/hive.md`, "Completion").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompletionStatus {
+    /// The table's event-time watermark (RFC 3339); `None` while a partition's is unknown.
+    pub watermark: Option<String>,
+    /// Every bucket ending at or before this time (RFC 3339) is complete; `None`: none yet.
+    pub completed_until: Option<String>,
+    /// The source partition holding the watermark where it is (`clicks[3]`).
+    pub held_by: Option<String>,
+    /// Source partitions counted idle, which no longer hold the watermark back.
+    pub idle: Vec<String>,
 }
 
 /// How many errors [`PipelineStatus::recent_errors`] keeps.

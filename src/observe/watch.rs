@@ -197,6 +197,7 @@ struct Inner {
     restarts: u64,
     recent_errors: VecDeque<RecentError>,
     history: VecDeque<(f64, Option<u64>)>,
+    completion: Option<super::status::CompletionStatus>,
 }
 
 impl Inner {
@@ -227,6 +228,11 @@ impl PipelineWatch {
 
     fn update_up(&self, inner: &Inner) {
         self.metrics.pipeline_up.set(i64::from(inner.ready()));
+    }
+
+    /// What the last completion pass found, for `/status`.
+    pub fn set_completion(&self, status: super::status::CompletionStatus) {
+        self.inner.lock().expect("watch lock").completion = Some(status);
     }
 
     pub fn set_state(&self, state: PipelineState) {
@@ -403,6 +409,7 @@ impl PipelineWatch {
                 events_per_second: inner.history.iter().map(|(r, _)| *r).collect(),
                 lag: inner.history.iter().map(|(_, l)| *l).collect(),
             },
+            completion: inner.completion.clone(),
         }
     }
 }

@@ -26,11 +26,14 @@ pub use plan::Plan;
 pub use summary::RunSummary;
 
 use crate::config::{PipelineConfig, SourceConfig, StoreConfig};
+use crate::completion::task::{CompletionTask, HiveTarget};
+use crate::completion::Completion;
 use crate::metastore::registrar::{self, Registrar};
 use crate::observe::status::PipelineState;
 use crate::observe::{PipelineWatch, ProblemKey};
 use crate::sink::FileStore;
 use crate::source::kafka::KafkaSource;
+use crate::source::kafka_ends::KafkaEnds;
 use crate::source::rabbitmq::{QueueSource, StreamSource};
 use crate::source::{Recovery, Source, SourceError};
 
@@ -134,9 +137,17 @@ pub async fn run(
     let hive = start_registration(&plan, watch.clone()).await.map_err(setup)?;
     let (source_plan, mode) = (plan.clone(), opts.mode);
     let make = move |recovery, handle| build_source(&source_plan.cfg, recovery, handle, mode);
-    let registrar = hive.as_ref().map(|(r, _)| r.clone());
+    let completion = start_completion(&plan, &store, &table_root, &watch, &shutdown).map_err(setup)?;
+    let downstream = writer::Downstream {
+        registrar: hive.as_ref().map(|(r, _)| r.clone()),
+        completion: completion.as_ref().map(|(c, _)| c.clone()),
+    };
     let name = cfg.name.clone();
-    let result = drive(plan, opts, shutdown, store, table_root, watch, registrar, make).await;
+    let result = drive(plan, opts, shutdown, store, table_root, watch, downstream, make).await;
+    if let Some((_, task)) = completion {
+        // A pipeline that stops with an error is restarted with a task of its own.
+        task.abort();
+    }
     if let Some((registrar, task)) = hive {
         // One last pass over what the final commits published, bounded like the writer's.
         registrar.close();
@@ -165,6 +176,53 @@ async fn start_registration(
     Ok(Some((registrar, task)))
 }
 
+/// `partition.completion`: the shared completion state, and its task (spawned; it ends at
+/// shutdown). Kafka sources get a client of their own that reads partition ends.
+fn start_completion(
+    plan: &Plan,
+    store: &Arc<dyn FileStore>,
+    table_root: &str,
+    watch: &Arc<PipelineWatch>,
+    shutdown: &Shutdown,
+) -> Result<Option<(Arc<Completion>, tokio::task::JoinHandle<()>)>, String> {
+    let cfg = &plan.cfg;
+    let (Some(settings), Some(clock)) = (&cfg.partition.completion, &plan.clock) else { return Ok(None) };
+    let completion = Arc::new(Completion::new(clock.clone(), watch.metrics.clone()));
+    let (ends, starts_at_latest) = match &cfg.source {
+        SourceConfig::Kafka(k) => (
+            Some(Arc::new(KafkaEnds::build(&cfg.name, k)?)),
+            k.start == crate::config::StartPosition::Latest,
+        ),
+        SourceConfig::RabbitMq(_) => (None, false),
+    };
+    let hive = match (&cfg.sink.hive, &cfg.sink.store) {
+        (Some(h), StoreConfig::Hdfs(hdfs)) => {
+            let keys = crate::partition::hive_keys(plan.template.as_str())
+                .map_err(|p| format!("sink.hive: partition.path: {}", p.join("; ")))?;
+            Some(HiveTarget { config: h.clone(), keys, location: crate::metastore::table::table_location(hdfs) })
+        }
+        _ => None,
+    };
+    let task = CompletionTask {
+        pipeline: cfg.name.clone(),
+        store: store.clone(),
+        root: table_root.trim_end_matches('/').to_string(),
+        completion: completion.clone(),
+        settings: settings.clone(),
+        ends,
+        starts_at_latest,
+        hive,
+        watch: watch.clone(),
+        reader: Default::default(),
+        empty_since: Default::default(),
+        idle: Default::default(),
+        failing: None,
+        hive_client: None,
+    };
+    let handle = tokio::spawn(task.run(shutdown.clone()));
+    Ok(Some((completion, handle)))
+}
+
 /// How often the store is asked whether it answers, and how long it may take.
 const STORE_CHECK_EVERY: Duration = Duration::from_secs(5);
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -190,7 +248,8 @@ async fn watch_store(store: Arc<dyn FileStore>, table_root: String, watch: Arc<P
 
 /// The pipeline around a source that `make` builds (on the driver's thread) from the recovery
 /// handle: writer, recovery and driver. Tests drive it with an in-memory store and a fake.
-/// `registrar` (with `sink.hive`) is told the directories each commit published into.
+/// `downstream` (`sink.hive`, `partition.completion`) is told the directories each commit
+/// published into.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn drive<F>(
     plan: Arc<Plan>,
@@ -199,7 +258,7 @@ pub(crate) async fn drive<F>(
     store: Arc<dyn FileStore>,
     table_root: String,
     watch: Arc<PipelineWatch>,
-    registrar: Option<Arc<Registrar>>,
+    downstream: writer::Downstream,
     make: F,
 ) -> Result<RunSummary, PipelineError>
 where
@@ -209,7 +268,7 @@ where
     let handle = tokio::runtime::Handle::current();
     let run_id = crate::commit::new_run_id();
     let (tx, feedback, writer_task) =
-        writer::spawn(&plan, store.clone(), &table_root, &run_id, &shutdown, &handle, watch.clone(), registrar);
+        writer::spawn(&plan, store.clone(), &table_root, &run_id, &shutdown, &handle, watch.clone(), downstream);
     let store_watch = handle.spawn(watch_store(store.clone(), table_root.clone(), watch.clone()));
     let recovery: Recovery = Arc::new(recovery::StoreRecovery {
         store,

@@ -62,6 +62,8 @@ pub struct PartitionBuffer {
     pub roll_requested: bool,
     /// Queue sources: the `message_id`s of the open range, recorded by its commit.
     pub ids: Vec<String>,
+    /// The greatest clock value (µs) among the open range's rows, with partition completion.
+    event_max: Option<i64>,
 }
 
 impl PartitionBuffer {
@@ -81,6 +83,7 @@ impl PartitionBuffer {
             rejected_rows: 0,
             roll_requested: false,
             ids: Vec::new(),
+            event_max: None,
         }
     }
 
@@ -137,6 +140,11 @@ impl PartitionBuffer {
         (chunk, full || self.rejects_full(policy), opened)
     }
 
+    /// Notes a routed row's clock value (µs): its commit records how far event time reached.
+    pub fn note_event_time(&mut self, micros: i64) {
+        self.event_max = self.event_max.max(Some(micros));
+    }
+
     pub fn note_rejected(&mut self) {
         self.rejected_rows += 1;
     }
@@ -191,7 +199,8 @@ impl PartitionBuffer {
         self.rejected_rows = 0;
         self.roll_requested = false;
         self.next_expected = Some(end + 1);
-        Some(Cut { start, end, chunks, rejected, rejected_reasons })
+        let event_max = self.event_max.take();
+        Some(Cut { start, end, chunks, rejected, rejected_reasons, event_max })
     }
 
     /// Bytes buffered on the consumer side, for the memory budget.
@@ -212,6 +221,8 @@ pub struct Cut {
     pub rejected: Option<RecordBatch>,
     /// The quarantined rows per reason code.
     pub rejected_reasons: Vec<(&'static str, u64)>,
+    /// The greatest clock value (µs) among the range's rows, when partition completion is on.
+    pub event_max: Option<i64>,
 }
 
 #[cfg(test)]

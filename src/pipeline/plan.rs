@@ -26,6 +26,8 @@ pub struct Plan {
     pub parquet: WriterProperties,
     /// Published file suffix, e.g. `zstd.parquet`.
     pub ext: String,
+    /// `partition.completion`: the template's clock, whose buckets complete.
+    pub clock: Option<crate::partition::clock::Clock>,
 }
 
 impl Plan {
@@ -40,6 +42,13 @@ impl Plan {
             .timezone
             .parse()
             .map_err(|e| format!("partition.timezone {}: {e}", cfg.partition.timezone))?;
+        let clock = match &cfg.partition.completion {
+            Some(_) => Some(
+                crate::partition::clock::Clock::resolve(&template, tz)
+                    .map_err(|p| format!("partition.path: {}", p.join("; ")))?,
+            ),
+            None => None,
+        };
         let DecodeConfig::Json(json) = &cfg.decode;
         let keep_ids = match &cfg.source {
             SourceConfig::RabbitMq(r) if !r.is_stream() => r.dedup_window,
@@ -62,6 +71,7 @@ impl Plan {
                 keep_ids,
                 quarantine_mode: cfg.quarantine.permissions.0,
                 grace: cfg.staging.grace.get(),
+                record_event_time: clock.is_some(),
                 ..CommitConfig::default()
             },
             ext: format!("{}.parquet", cfg.parquet.compression.name()),
@@ -69,6 +79,7 @@ impl Plan {
             schema,
             template,
             tz,
+            clock,
             cfg,
         })
     }

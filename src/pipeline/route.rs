@@ -21,6 +21,9 @@ pub struct Router {
     tz: chrono_tz::Tz,
     uses_ingest: bool,
     path: String,
+    /// `partition.completion`: the template's clock, read once per routed row so that each
+    /// commit records how far its partition's event time reached.
+    clock: Option<crate::partition::clock::Clock>,
 }
 
 /// What routing one message asks of the caller.
@@ -46,6 +49,7 @@ impl Router {
             tz: plan.tz,
             uses_ingest: plan.template.uses_ingest_time(),
             path: String::with_capacity(128),
+            clock: plan.clock.clone(),
         }
     }
 
@@ -79,6 +83,9 @@ impl Router {
             buf.note_rejected();
             return Routed { chunk: None, roll: buf.rejects_full(policy), opened: false };
         }
+        if let Some(t) = self.clock.as_ref().and_then(|c| c.micros(row, ingest)) {
+            buf.note_event_time(t);
+        }
         let (chunk, roll, opened) = buf.append(&self.path, &self.schema, row, policy);
         Routed { chunk: chunk.map(|b| (self.path.clone(), b)), roll, opened }
     }
@@ -100,8 +107,8 @@ pub fn send_cut(tx: &ToWriter, stream: &StreamId, buf: &mut PartitionBuffer, ids
     if let Some(batch) = cut.rejected {
         append(rejected_dir(chrono::Utc::now()), batch)?;
     }
-    let rejected = cut.rejected_reasons;
-    tx.send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids, rejected })
+    let (rejected, event_max) = (cut.rejected_reasons, cut.event_max);
+    tx.send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids, rejected, event_max })
         .map_err(|e| e.to_string())?;
     Ok(true)
 }

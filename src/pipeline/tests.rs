@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::testing::{FakeLog, FakeSource, Script};
+use super::writer::Downstream;
 use super::{drive, RunMode, RunOptions, RunSummary, Shutdown};
 use crate::config::PipelineConfig;
 use crate::sink::memory::{Fault, MemStore, Verb};
@@ -134,7 +135,7 @@ fn run_mode(
     let registrar = Arc::new(crate::metastore::registrar::Registrar::default());
     let store_arc = Arc::new(store.clone());
     let result =
-        rt.block_on(drive(plan, opts, shutdown, store_arc, ROOT.to_string(), watch, Some(registrar.clone()), make));
+        rt.block_on(drive(plan, opts, shutdown, store_arc, ROOT.to_string(), watch, Downstream { registrar: Some(registrar.clone()), completion: None }, make));
     let took = started.elapsed();
     let log = log.lock().unwrap().clone();
     Run { result, log, store, took, observer, registrar }

@@ -10,6 +10,7 @@ use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 
 use crate::commit::{self, CommitError, CommitLog, RunContext, StagedFile};
+use crate::completion::Completion;
 use crate::metastore::registrar::Registrar;
 use crate::observe::PipelineWatch;
 use crate::parquet::StagedParquetFile;
@@ -24,7 +25,16 @@ pub enum WriterMsg {
     /// Close every file of `stream` and commit them as the offsets `start..=end`; queue sources
     /// also record the `message_id`s published (empty for offset sources).
     /// `rejected`: the range's quarantined rows per reason code, reported once published.
-    Commit { stream: StreamId, epoch: u64, start: i64, end: i64, ids: Vec<String>, rejected: Vec<(&'static str, u64)> },
+    /// `event_max`: the greatest clock value among its rows, with partition completion.
+    Commit {
+        stream: StreamId,
+        epoch: u64,
+        start: i64,
+        end: i64,
+        ids: Vec<String>,
+        rejected: Vec<(&'static str, u64)>,
+        event_max: Option<i64>,
+    },
     /// `stream` was revoked or fenced: delete its staged files, forget it.
     Drop { stream: StreamId },
 }
@@ -117,8 +127,18 @@ pub struct Writer {
     pub slots: HashMap<StreamId, Arc<tokio::sync::Semaphore>>,
     /// Where commit durations and the writer's buffers are reported.
     pub watch: Arc<PipelineWatch>,
-    /// `sink.hive`: told the directories each commit published into.
+    /// Who is told what each commit published.
+    pub downstream: Downstream,
+}
+
+/// Who is told, after each publish, which directories it published into: off the commit path,
+/// each one only takes a note.
+#[derive(Clone, Default)]
+pub struct Downstream {
+    /// `sink.hive`: registers the directories as metastore partitions.
     pub registrar: Option<Arc<Registrar>>,
+    /// `partition.completion`: counts late rows and marks directories of complete buckets.
+    pub completion: Option<Arc<Completion>>,
 }
 
 /// Starts the writer task of a pipeline: returns the channel to feed it, the feedback it
@@ -132,7 +152,7 @@ pub fn spawn(
     shutdown: &super::Shutdown,
     handle: &tokio::runtime::Handle,
     watch: Arc<PipelineWatch>,
-    registrar: Option<Arc<Registrar>>,
+    downstream: Downstream,
 ) -> (super::handoff::ToWriter, mpsc::UnboundedReceiver<Feedback>, tokio::task::JoinHandle<()>) {
     let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::channel::<WriterMsg>(64);
@@ -148,7 +168,7 @@ pub fn spawn(
         pending: HashMap::new(),
         slots: HashMap::new(),
         watch,
-        registrar,
+        downstream,
     };
     let task = handle.spawn(writer.run(rx));
     let tx = super::handoff::ToWriter::new(tx, plan.cfg.roll.handoff_bytes(), handle.clone());
@@ -170,7 +190,7 @@ struct Committer {
     table_root: String,
     run: RunContext,
     ext: String,
-    registrar: Option<Arc<Registrar>>,
+    downstream: Downstream,
 }
 
 impl Writer {
@@ -218,7 +238,7 @@ impl Writer {
                     self.enforce_budget(&mut parts, &mut dead).await;
                     drop(room); // the rows are in the writer's budget now
                 }
-                WriterMsg::Commit { stream, epoch, start, end, ids, rejected } => {
+                WriterMsg::Commit { stream, epoch, start, end, ids, rejected, event_max } => {
                     // Every commit gets an answer: the consumer counts commits in flight.
                     let taken = parts.remove(&stream);
                     let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &stream, epoch);
@@ -255,7 +275,7 @@ impl Writer {
                     let handle = tokio::spawn(async move {
                         let started = std::time::Instant::now();
                         let (log, mut fb) =
-                            committer.commit(previous, &task_stream, epoch, (start, end), files, ids).await;
+                            committer.commit(previous, &task_stream, epoch, (start, end), files, ids, event_max).await;
                         duration.observe(started.elapsed().as_secs_f64());
                         if let Feedback::Committed { rejected: reasons, .. } = &mut fb {
                             *reasons = rejected;
@@ -291,7 +311,7 @@ impl Writer {
             table_root: self.table_root.clone(),
             run: self.run.clone(),
             ext: self.ext.clone(),
-            registrar: self.registrar.clone(),
+            downstream: self.downstream.clone(),
         }
     }
 
@@ -440,6 +460,7 @@ impl Committer {
         (start, end): (i64, i64),
         files: HashMap<String, OpenFile>,
         ids: Vec<String>,
+        event_max: Option<i64>,
     ) -> (Option<CommitLog>, Feedback) {
         let rewind_as = |reason: String, superseded: bool| {
             (None, Feedback::Rewind { stream: stream.clone(), epoch, reason, answers_commit: true, superseded })
@@ -533,15 +554,18 @@ impl Committer {
                 );
             }
         }
-        let dirs: Vec<String> = match &self.registrar {
-            Some(_) => staged.iter().map(|f| f.dir.clone()).collect(),
-            None => Vec::new(),
+        let dirs: Vec<(String, u64)> = match (&self.downstream.registrar, &self.downstream.completion) {
+            (None, None) => Vec::new(),
+            _ => staged.iter().map(|f| (f.dir.clone(), f.rows)).collect(),
         };
-        match log.commit_while_closing(start, end, staged, ids, closing).await {
+        match log.commit_while_closing(start, end, staged, ids, event_max, closing).await {
             Ok(_) => {
                 // Published: the registration task adds the new Hive partitions, off this path.
-                if let Some(registrar) = &self.registrar {
-                    registrar.published(dirs.iter().map(String::as_str));
+                if let Some(registrar) = &self.downstream.registrar {
+                    registrar.published(dirs.iter().map(|(d, _)| d.as_str()));
+                }
+                if let Some(completion) = &self.downstream.completion {
+                    completion.published(dirs.iter().map(|(d, rows)| (d.as_str(), *rows)));
                 }
                 let committed = Feedback::Committed {
                     stream: stream.clone(),

@@ -15,6 +15,7 @@
 //! `docs/adding-a-source.md` walks through adding a fourth.
 
 pub mod kafka;
+pub mod kafka_ends;
 pub mod rabbitmq;
 
 use std::sync::Arc;

@@ -350,6 +350,8 @@ pub struct PipelineYaml {
     sink: Option<SinkYaml>,
     /// `sink.hive`: (metastore URI, database, table).
     hive: Option<(String, String, String)>,
+    /// `partition.completion`: (allowed_lateness, idle_timeout).
+    completion: Option<(String, String)>,
     /// More `key: value` lines of the source section, after the ones above (values in YAML).
     source_extra: Vec<(String, String)>,
 }
@@ -398,6 +400,7 @@ impl PipelineYaml {
             compression: "zstd".to_string(),
             sink: None,
             hive: None,
+            completion: None,
             source_extra: Vec::new(),
         }
     }
@@ -545,6 +548,12 @@ impl PipelineYaml {
         self
     }
 
+    /// `partition.completion` with this `allowed_lateness` and `idle_timeout`.
+    pub fn completion(mut self, allowed_lateness: &str, idle_timeout: &str) -> Self {
+        self.completion = Some((allowed_lateness.to_string(), idle_timeout.to_string()));
+        self
+    }
+
     /// `sink.hive`: register the table `database.table` in the metastore at `metastore`.
     pub fn sink_hive(mut self, metastore: &str, database: &str, table: &str) -> Self {
         self.hive = Some((metastore.to_string(), database.to_string(), table.to_string()));
@@ -606,6 +615,9 @@ impl PipelineYaml {
             writeln!(y, "      - {{ name: {}, type: {}, required: {required} }}", q(name), q(t)).unwrap();
         }
         writeln!(y, "partition:\n  path: {}\n  timezone: {}", q(&self.partition), q(&self.timezone)).unwrap();
+        if let Some((lateness, idle)) = &self.completion {
+            writeln!(y, "  completion:\n    allowed_lateness: {}\n    idle_timeout: {}", q(lateness), q(idle)).unwrap();
+        }
         y.push_str("roll:\n");
         for (key, value) in &self.roll {
             writeln!(y, "  {key}: {value}").unwrap();

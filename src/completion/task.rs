@@ -1,0 +1,386 @@
+//! The completion pass: every [`PASS_EVERY`], read every source partition's progress, compute
+//! the watermark, decide the frontier, write the markers, then the metastore parameters. Every
+//! write creates an empty file if absent, so a crash anywhere is re-driven by the next pass
+//! (the crash table of `docs/design/partition-completion.md`, section 5) and two instances
+//! completing at once write the same files.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::logs::{LogReader, LogView};
+use super::records::{self, Step};
+use super::watermark::{watermark, Progress, Watermark};
+use super::Completion;
+use crate::commit::paths::commit_dir;
+use crate::config::{CompletionConfig, HiveConfig};
+use crate::metastore::MetastoreClient;
+use crate::observe::PipelineWatch;
+use crate::retry::{cause_key, first_line};
+use crate::shutdown::Shutdown;
+use crate::sink::{FileStore, StoreError};
+use crate::source::kafka_ends::KafkaEnds;
+
+/// How often a pass runs: completion is a signal for batch jobs that wait for hours, so a
+/// few dozen NameNode calls every 30 s are plenty.
+pub const PASS_EVERY: Duration = Duration::from_secs(30);
+
+/// Parameters set on a completed metastore partition (`sink.hive`).
+pub const HIVE_COMPLETE: &str = "landfall.complete";
+pub const HIVE_WATERMARK: &str = "landfall.watermark";
+
+/// `sink.hive`: where completed partitions are marked.
+#[derive(Clone)]
+pub struct HiveTarget {
+    pub config: HiveConfig,
+    /// Partition keys in path order.
+    pub keys: Vec<String>,
+    /// The table's location (`hdfs://…/landing/clicks`), as the registrar adds partitions.
+    pub location: String,
+}
+
+/// One pipeline's completion task.
+pub struct CompletionTask {
+    pub pipeline: String,
+    pub store: Arc<dyn FileStore>,
+    pub root: String,
+    pub completion: Arc<Completion>,
+    pub settings: CompletionConfig,
+    /// Kafka sources: the client that reads partition ends.
+    pub ends: Option<Arc<KafkaEnds>>,
+    /// `start: latest` (a partition without commits has nothing old to land).
+    pub starts_at_latest: bool,
+    pub hive: Option<HiveTarget>,
+    pub watch: Arc<PipelineWatch>,
+    pub(crate) reader: LogReader,
+    /// Per commit directory without a manifest: (store time first seen empty, end then).
+    pub(crate) empty_since: HashMap<String, (u64, i64)>,
+    pub(crate) idle: BTreeSet<String>,
+    pub(crate) failing: Option<String>,
+    pub(crate) hive_client: Option<MetastoreClient>,
+}
+
+impl CompletionTask {
+    /// Runs passes until shutdown.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        loop {
+            match self.pass().await {
+                Ok(()) => {
+                    if self.failing.take().is_some() {
+                        tracing::info!(pipeline = %self.pipeline, "partition completion works again");
+                    }
+                }
+                Err(e) => {
+                    let key = cause_key(&e);
+                    if self.failing.as_deref() != Some(key.as_str()) {
+                        tracing::warn!(
+                            pipeline = %self.pipeline, error = first_line(&e),
+                            "partition completion pass failed; landing goes on, markers wait; retrying every {} s",
+                            PASS_EVERY.as_secs()
+                        );
+                        self.failing = Some(key);
+                    }
+                }
+            }
+            if shutdown.sleep(PASS_EVERY).await {
+                return;
+            }
+        }
+    }
+
+    /// One pass; an error ends it (the next pass starts over from the store).
+    pub async fn pass(&mut self) -> Result<(), String> {
+        let store = self.store.clone();
+        let now_ms = crate::commit::store_now_ms(store.as_ref(), &self.root).await.map_err(|e| e.to_string())?;
+        let progress = self.progress(now_ms).await?;
+        let lateness = self.settings.allowed_lateness.get().as_micros() as i64;
+        let idle_ms = self.settings.idle_timeout.get().as_millis() as u64;
+        let w = watermark(&progress, now_ms as i64 * 1000, lateness, idle_ms);
+        self.report(&w);
+
+        let mut recs = records::read(store.as_ref(), &self.root).await.map_err(|e| e.to_string())?;
+        if let Some(f) = recs.frontier() {
+            self.completion.advance(f);
+        }
+        // Re-drive decisions whose markers may be missing (a crash between records).
+        for f in recs.unmarked() {
+            self.mark_range(recs.before(f), f).await?;
+            records::create_empty(store.as_ref(), &records::path(&self.root, f, Step::Marked))
+                .await
+                .map_err(|e| e.to_string())?;
+            recs.marked.insert(f);
+        }
+        if let Some((at, f)) = w.at.and_then(|at| Some((at, self.completion.clock.bucket_at(at)?.start))) {
+            let previous = recs.frontier();
+            if previous.is_none_or(|p| f > p) && f > 0 {
+                crate::crash::point("before_decision", "with the watermark computed, before recording the decision");
+                records::create_empty(store.as_ref(), &records::path(&self.root, f, Step::Decided))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                recs.decided.insert(f);
+                self.completion.advance(f);
+                crate::crash::point("after_decision", "with the decision recorded, before its markers");
+                let dirs = self.mark_range(previous, f).await?;
+                records::create_empty(store.as_ref(), &records::path(&self.root, f, Step::Marked))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                recs.marked.insert(f);
+                tracing::info!(
+                    pipeline = %self.pipeline, until = %micros_text(f), watermark = %micros_text(at),
+                    dirs, held_by = w.held_by.as_deref().unwrap_or("-"), "partitions complete"
+                );
+            }
+        }
+        self.mark_published().await;
+        let frontier = self.completion.frontier();
+        if let Some(f) = frontier {
+            self.watch.metrics.completed_until.set(f.div_euclid(1_000_000));
+        }
+        self.watch.set_completion(crate::observe::status::CompletionStatus {
+            watermark: w.at.map(micros_text),
+            completed_until: frontier.map(micros_text),
+            held_by: w.held_by.clone(),
+            idle: w.idle.clone(),
+        });
+        if self.hive.is_some() {
+            for f in recs.without_hive() {
+                if !self.set_hive_parameters(recs.before(f), f, w.at.unwrap_or(f)).await {
+                    break; // the next pass tries again; markers never wait for the metastore
+                }
+                records::create_empty(store.as_ref(), &records::path(&self.root, f, Step::Hive))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                recs.hive.insert(f);
+            }
+        }
+        for (f, step) in recs.prunable(self.hive.is_some()) {
+            let _ = store.delete(&records::path(&self.root, f, step)).await;
+        }
+        Ok(())
+    }
+
+    /// Every source partition's progress: each commit log under `_landfall/commits/`, and
+    /// (Kafka) every partition of the topics, with or without a log.
+    async fn progress(&mut self, now_ms: u64) -> Result<Vec<Progress>, String> {
+        let store = self.store.clone();
+        let mut dirs: HashMap<String, Option<(String, i32)>> = HashMap::new();
+        for dir in LogReader::list_logs(store.as_ref(), &self.root).await.map_err(|e| e.to_string())? {
+            dirs.insert(dir, None);
+        }
+        if let Some(ends) = self.ends.clone() {
+            let listed = tokio::task::spawn_blocking(move || ends.partitions())
+                .await
+                .map_err(|e| format!("the Kafka partition lookup panicked: {e}"))??;
+            for (topic, p) in listed {
+                dirs.insert(commit_dir(&self.root, &topic, p), Some((topic, p)));
+            }
+        }
+        let idle_ms = self.settings.idle_timeout.get().as_millis() as u64;
+        let mut out = Vec::with_capacity(dirs.len());
+        let mut sorted: Vec<_> = dirs.into_iter().collect();
+        sorted.sort();
+        for (dir, kafka) in sorted {
+            let view = self.reader.read(store.as_ref(), &dir).await.map_err(|e| e.to_string())?;
+            let name = |v: &Option<LogView>| match (v, &kafka) {
+                (Some(v), _) => v.source.clone(),
+                (None, Some((t, p))) => format!("{t}[{p}]"),
+                (None, None) => dir.clone(),
+            };
+            let source = name(&view);
+            let progress = match view {
+                Some(v) => {
+                    self.empty_since.remove(&dir);
+                    let quiet_ms = now_ms.saturating_sub(v.newest_ms);
+                    let caught_up = if quiet_ms < idle_ms {
+                        None
+                    } else {
+                        match &kafka {
+                            // A log no topic of this pipeline lists (a topic dropped from the
+                            // config): nothing reads it any more, so its commit age decides.
+                            None => Some(true),
+                            Some((t, p)) => self.end(t, *p).await.map(|(_, high)| high <= v.next),
+                        }
+                    };
+                    Progress { source, reached: v.reached, quiet_ms, caught_up }
+                }
+                None => {
+                    let Some((t, p)) = kafka else { continue };
+                    let ends = self.end(&t, p).await;
+                    let (since, end_then) = *self
+                        .empty_since
+                        .entry(dir.clone())
+                        .or_insert((now_ms, ends.map_or(-1, |(_, high)| high)));
+                    // Nothing committed yet: nothing left if the partition is empty, or (with
+                    // `start: latest`) if nothing arrived since it was first seen.
+                    let caught_up =
+                        ends.map(|(low, high)| high == low || (self.starts_at_latest && high == end_then));
+                    Progress { source, reached: None, quiet_ms: now_ms.saturating_sub(since), caught_up }
+                }
+            };
+            out.push(progress);
+        }
+        Ok(out)
+    }
+
+    /// (low, high) of a Kafka partition; `None` if the broker did not answer (not idle then).
+    async fn end(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        let ends = self.ends.clone()?;
+        let topic = topic.to_string();
+        match tokio::task::spawn_blocking(move || ends.end(&topic, partition)).await {
+            Ok(Ok(end)) => Some(end),
+            Ok(Err(e)) => {
+                tracing::debug!(pipeline = %self.pipeline, error = %e, "completion: partition end unknown; not counted idle");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Metrics and the idle transitions, one log line per change.
+    fn report(&mut self, w: &Watermark) {
+        let m = &self.watch.metrics;
+        m.watermark.set(w.at.map_or(0, |at| at.div_euclid(1_000_000)));
+        m.idle_partitions.set(w.idle.len() as i64);
+        let now: BTreeSet<String> = w.idle.iter().cloned().collect();
+        for p in now.difference(&self.idle) {
+            tracing::info!(pipeline = %self.pipeline, partition = %p, "source partition idle; it no longer holds the watermark back");
+        }
+        for p in self.idle.difference(&now) {
+            tracing::info!(pipeline = %self.pipeline, partition = %p, "source partition active again");
+        }
+        self.idle = now;
+    }
+
+    /// Creates the marker in every partition directory whose bucket ends in `(from, to]`
+    /// (`from` `None`: every bucket ending at or before `to`). Returns how many directories.
+    async fn mark_range(&self, from: Option<i64>, to: i64) -> Result<usize, String> {
+        let dirs = self.dirs_in(from, to).await?;
+        for dir in &dirs {
+            self.mark(dir).await.map_err(|e| e.to_string())?;
+        }
+        crate::crash::point("after_markers", "with the markers written, before recording them");
+        Ok(dirs.len())
+    }
+
+    /// The partition directories (relative to the table) of buckets ending in `(from, to]`.
+    async fn dirs_in(&self, from: Option<i64>, to: i64) -> Result<Vec<String>, String> {
+        let clock = &self.completion.clock;
+        let leaves =
+            partition_dirs(self.store.as_ref(), &self.root, clock.segment_count()).await.map_err(|e| e.to_string())?;
+        Ok(leaves
+            .into_iter()
+            .filter(|d| clock.bucket_of_dir(d).is_some_and(|b| b.end <= to && from.is_none_or(|f| b.end > f)))
+            .collect())
+    }
+
+    /// Creates `dir`'s marker if absent.
+    async fn mark(&self, dir: &str) -> Result<(), StoreError> {
+        let path = format!("{}/{dir}/{}", self.root, self.settings.marker);
+        if records::create_empty(self.store.as_ref(), &path).await? {
+            self.watch.metrics.partitions_completed.inc();
+            tracing::debug!(pipeline = %self.pipeline, dir, "partition complete: marker created");
+        }
+        Ok(())
+    }
+
+    /// Markers for directories published by this instance whose bucket is complete: late rows,
+    /// and directories born after the pass that decided their bucket listed the table.
+    async fn mark_published(&self) {
+        let dirs = self.completion.take_to_mark();
+        let mut failed = Vec::new();
+        for dir in dirs {
+            if let Err(e) = self.mark(&dir).await {
+                tracing::debug!(pipeline = %self.pipeline, dir, error = %e, "completion: marker not created; retrying next pass");
+                failed.push(dir);
+            }
+        }
+        self.completion.retry_later(failed);
+    }
+
+    /// `sink.hive`: sets [`HIVE_COMPLETE`] and [`HIVE_WATERMARK`] on the metastore partition of
+    /// every directory of buckets ending in `(from, to]`, adding it first if its registration
+    /// is still pending. A partition that already says complete is not written again. True
+    /// when every partition says so; false (logged) to try again on the next pass.
+    async fn set_hive_parameters(&mut self, from: Option<i64>, to: i64, watermark_at: i64) -> bool {
+        let Some(HiveTarget { config: hive, keys, location }) = self.hive.clone() else { return true };
+        let dirs = match self.dirs_in(from, to).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(pipeline = %self.pipeline, error = %e, "completion: cannot list partitions for the metastore");
+                return false;
+            }
+        };
+        if self.hive_client.is_none() {
+            match MetastoreClient::new(&hive.metastore, crate::metastore::registrar::CALL_TIMEOUT) {
+                Ok(c) => self.hive_client = Some(c),
+                Err(e) => {
+                    tracing::warn!(pipeline = %self.pipeline, error = %e, "completion: no metastore client");
+                    return false;
+                }
+            }
+        }
+        let client = self.hive_client.as_ref().expect("just set");
+        let location = location.trim_end_matches('/');
+        let result: Result<bool, crate::metastore::MetastoreError> = async {
+            let mut table = None;
+            for dir in &dirs {
+                let Some(values) = crate::partition::hive_values(dir, &keys) else { continue };
+                let mut part = client.get_partition(&hive.database, &hive.table, &values).await?;
+                if part.is_none() {
+                    if table.is_none() {
+                        table = client.get_table(&hive.database, &hive.table).await?;
+                    }
+                    // The registrar creates the table (the metastore may have been down at start).
+                    let Some(t) = &table else { return Ok(false) };
+                    client.add_partition(t, &values, &format!("{location}/{dir}")).await?;
+                    part = client.get_partition(&hive.database, &hive.table, &values).await?;
+                }
+                let Some(mut part) = part else { continue };
+                if part.parameters.contains_key(HIVE_COMPLETE) {
+                    continue;
+                }
+                part.parameters.insert(HIVE_COMPLETE.to_string(), "true".to_string());
+                part.parameters.insert(HIVE_WATERMARK.to_string(), micros_text(watermark_at));
+                client.alter_partition(&hive.database, &hive.table, &part).await?;
+                crate::crash::point("mid_metastore", "with a metastore partition marked complete");
+            }
+            Ok(true)
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            tracing::warn!(
+                pipeline = %self.pipeline, error = first_line(&e.to_string()),
+                "completion: cannot mark metastore partitions complete; markers are written, the parameters follow when it answers"
+            );
+            false
+        })
+    }
+}
+
+/// The directories `depth` levels below the table root whose names start with neither `_`
+/// nor `.` (Landfall's state, the quarantine, markers and other hidden names), relative to it.
+pub(crate) async fn partition_dirs(store: &dyn FileStore, root: &str, depth: usize) -> Result<Vec<String>, StoreError> {
+    let mut level = vec![String::new()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for rel in &level {
+            let path = if rel.is_empty() { root.to_string() } else { format!("{root}/{rel}") };
+            for e in store.list(&path).await? {
+                let name = crate::commit::paths::file_name(&e.path);
+                if e.is_dir && !name.starts_with('_') && !name.starts_with('.') {
+                    next.push(if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") });
+                }
+            }
+        }
+        level = next;
+    }
+    level.sort();
+    Ok(level)
+}
+
+/// µs since the epoch as RFC 3339 UTC, for logs and the metastore parameter.
+pub fn micros_text(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| us.to_string())
+}

@@ -1,0 +1,118 @@
+//! `partition.completion` end to end: events of 14:00–17:29 land from a 2-partition topic into
+//! a metastore table; the hours the watermark passed get an empty `_SUCCESS` and
+//! `landfall.complete=true`, the last hour neither; a late event lands in its completed hour,
+//! is counted late and leaves the marker untouched; Spark reads every event by table name.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use landfall::metastore::MetastoreClient;
+
+const PARTITIONS: i32 = 2;
+const N: u64 = 6_000;
+/// 2026-11-25T17:00:00Z: with events up to 17:29:57 and 10 minutes of lateness, every hour
+/// before 17:00 is complete and 17:00–18:00 is not.
+const UNTIL_17: f64 = 1_795_626_000.0;
+
+async fn hdfs() -> hdfs_native::Client {
+    hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap()
+}
+
+/// (length, modification time) of `path`, `None` if absent.
+async fn stat(client: &hdfs_native::Client, path: &str) -> Option<(usize, u64)> {
+    match client.get_file_info(path).await {
+        Ok(st) => Some((st.length, st.modification_time)),
+        Err(hdfs_native::HdfsError::FileNotFound(_)) => None,
+        Err(e) => panic!("stat {path}: {e}"),
+    }
+}
+
+fn wait_for_metric(addr: std::net::SocketAddr, name: &str, pipeline: &str, want: f64, log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let (_, text) = http_get(addr, "/metrics");
+        if metric(&text, name, pipeline, &[]) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached {want}:\n{text}\nlog:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completed_hours_get_a_marker_and_a_parameter_and_late_events_still_land() {
+    require_kafka();
+    require_hdfs();
+    require_hive_metastore();
+    let db = unique("lf_done").replace('-', "_");
+    let topic = unique("done");
+    create_topic(&topic, PARTITIONS).await;
+    let msgs: Vec<(i32, Vec<u8>)> = (0..N).map(|i| ((i % PARTITIONS as u64) as i32, event(i, N).into_bytes())).collect();
+    produce(&topic, msgs).await;
+    let table = format!("/landing-test/{topic}");
+    let pipeline_name = topic.replace('-', "_");
+    // An hour of idle timeout: the events are of a past day, so idleness alone (the store's
+    // clock is in the future of every event) would complete all four hours.
+    let yaml = PipelineYaml::kafka(&pipeline_name, &topic)
+        .roll_max_age("2s")
+        .sink_hdfs(&table)
+        .sink_hive(HIVE_METASTORE, &db, "clicks")
+        .completion("10m", "1h");
+    let (_dir, pipeline) = yaml.file();
+    let log = std::env::temp_dir().join(format!("{topic}.log"));
+    let mut daemon = spawn_daemon(&pipeline, &log);
+    let addr = http_addr(&log);
+    wait_for_metric(addr, "landfall_completed_until_timestamp_seconds", &pipeline_name, UNTIL_17, &log);
+
+    let client = hdfs().await;
+    let hour = |h: u32| format!("{table}/dt=2026-11-25/hour={h}");
+    for h in [14, 15, 16] {
+        assert_eq!(stat(&client, &format!("{}/_SUCCESS", hour(h))).await.map(|s| s.0), Some(0), "hour {h} marked, empty");
+    }
+    assert_eq!(stat(&client, &format!("{}/_SUCCESS", hour(17))).await, None, "17:00–18:00 is not complete");
+    let hms = MetastoreClient::new(HIVE_METASTORE, Duration::from_secs(60)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for h in [14, 15, 16, 17] {
+        let values = vec!["2026-11-25".to_string(), h.to_string()];
+        loop {
+            let p = hms.get_partition(&db, "clicks", &values).await.unwrap();
+            let complete = p.as_ref().and_then(|p| p.parameters.get("landfall.complete").cloned());
+            if h == 17 {
+                assert_eq!(complete, None, "hour 17 is not complete in the metastore");
+                break;
+            }
+            if complete.as_deref() == Some("true") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "hour {h} not marked complete in the metastore: {p:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    // A late event: 14:30, long after its hour completed. It lands, is counted, and the
+    // marker keeps its length and modification time.
+    let marker_14 = stat(&client, &format!("{}/_SUCCESS", hour(14))).await;
+    produce(&topic, [(0, br#"{"id":"late-1","ts":"2026-11-25T14:30:00Z"}"#.to_vec())]).await;
+    wait_for_metric(addr, "landfall_late_events_total", &pipeline_name, 1.0, &log);
+    wait_for_metric(addr, "landfall_events_landed_total", &pipeline_name, (N + 1) as f64, &log);
+    assert_eq!(stat(&client, &format!("{}/_SUCCESS", hour(14))).await, marker_14, "the marker is never rewritten");
+    let (_, text) = http_get(addr, "/metrics");
+    assert_eq!(metric(&text, "landfall_partitions_completed_total", &pipeline_name, &[]), Some(3.0), "{text}");
+    signal(&daemon, SIGTERM);
+    assert!(daemon.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("partitions complete"), "one info line per decision:\n{text}");
+
+    let out = run_spark("metastore_table.py", &[&format!("{db}.clicks"), "late-1"]);
+    let line = out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT:\n{out}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["count"], N + 1, "every event, the late one too");
+    assert_eq!(v["distinct_ids"], N + 1);
+    assert_eq!(v["sample"]["late-1"]["hour"], "14");
+}
