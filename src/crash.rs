@@ -16,6 +16,12 @@
 //! - `local_publish_linked` (local store): a data or quarantine file has its published name
 //!   (a hard link) and still its staged name.
 //!
+//! Partition completion (`src/completion/task.rs`), in the order a pass reaches them:
+//! - `before_decision`: the watermark is computed, the frontier not recorded.
+//! - `after_decision`: `_landfall/completion/<F>.decided` exists, no marker of it does.
+//! - `after_markers`: every marker of a decision exists, `<F>.marked` does not.
+//! - `mid_metastore`: one metastore partition has `landfall.complete`, others may not.
+//!
 //! `LF_TEST_STALL_POINT=<name>` instead stalls the task that reaches the point, once per
 //! process, for `LF_TEST_STALL_SECS` seconds (default 20), as a long pause or a frozen VM
 //! would, while the rest of the process (its broker connections) goes on. Points:
