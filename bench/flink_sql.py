@@ -42,6 +42,11 @@ def sql_string(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def ident(name: str) -> str:
+    """A quoted identifier: `hour` is a reserved word in Flink SQL."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--brokers", default="127.0.0.1:9092")
@@ -82,10 +87,10 @@ CREATE TABLE events ({COLUMNS}
   'json.ignore-parse-errors' = 'false'
 )""")
     derived = [p for p in parts if p in DERIVED]
-    extra = "".join(f",\n  {p} STRING" for p in derived)
+    extra = "".join(f",\n  {ident(p)} STRING" for p in derived)
     env.execute_sql(f"""
 CREATE TABLE landed ({COLUMNS}{extra}
-) PARTITIONED BY ({", ".join(parts)}) WITH (
+) PARTITIONED BY ({", ".join(map(ident, parts))}) WITH (
   'connector' = 'filesystem',
   'path' = {sql_string(args.path)},
   'format' = 'parquet',
@@ -94,7 +99,7 @@ CREATE TABLE landed ({COLUMNS}{extra}
   'parquet.timestamp.time.unit' = 'micros',
   'parquet.utc-timezone' = 'true'
 )""")
-    select = ", ".join(NAMES + [f"{DERIVED[p]} AS {p}" for p in derived])
+    select = ", ".join(NAMES + [f"{DERIVED[p]} AS {ident(p)}" for p in derived])
     started = time.time()
     result = env.execute_sql(f"INSERT INTO landed SELECT {select} FROM events")
     client = result.get_job_client()
