@@ -142,9 +142,10 @@ install_venv() {
 # .lab/flink/hadoop. About 1 GB; the tests never need it.
 install_flink() {
   mkdir -p "$LOGS"
+  install_apt   # Java, Maven and python3-venv, when `flink` runs before any `up`
   local want="apache-flink==$PYFLINK_VERSION" stamp=$LAB/flink/venv/.stamp t0=$SECONDS
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "pip: installing $want into $LAB/flink/venv (several minutes the first time)"
+    say "pip: installing $want into $LAB/flink/venv (about a minute)"
     rm -rf "$LAB/flink/venv"
     /usr/bin/python3 -m venv "$LAB/flink/venv"
     "$LAB/flink/venv/bin/pip" install -q --disable-pip-version-check "$want" >"$LOGS/pip-flink.log" 2>&1 \
