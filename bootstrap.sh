@@ -16,6 +16,8 @@
 #   ./bootstrap.sh demo [COUNT]    the main job: lab up, build Landfall, produce COUNT sample
 #                                  clicks (default 100000), land them, query them with Spark
 #   ./bootstrap.sh query [TABLE]   Spark query over a landed table (default /landing/clicks)
+#   ./bootstrap.sh flink           install the benchmark's Flink SQL peer (PyFlink, connector
+#                                  jars, Hadoop client) into .lab/flink; bench/run.py calls it
 #   ./bootstrap.sh test            bring the lab up, then run the whole test suite
 #   ./bootstrap.sh faults [SEEDS] [CLASS,…]   the seeded fault matrix (tests/fault_matrix/),
 #                                  SEEDS runs per class (default 1); 20 or more, all classes,
@@ -31,6 +33,11 @@ HADOOP_VERSION=3.5.0
 HIVE_VERSION=4.0.1   # hive-standalone-metastore-server; vagrant/hive/pom.xml has the Hadoop pin too
 PYSPARK_VERSION=4.3.0
 CONFLUENT_KAFKA_VERSION=2.12.1
+# The benchmark's Flink SQL peer (`./bootstrap.sh flink`, never part of `up`): PyFlink 2.2.0,
+# because the newest Kafka SQL connector on Maven Central (5.0.0-2.2) is built for Flink 2.2 and
+# Central's Flink 2.2 Parquet format (flink-parquet) exists only as 2.2.0.
+PYFLINK_VERSION=2.2.0
+FLINK_KAFKA_VERSION=5.0.0-2.2
 KAFKA_CLUSTER_ID=bGFuZGZhbGwtbGFiLWthZg   # any 22-char base64 id; fixed so re-formats match
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -126,6 +133,58 @@ install_venv() {
   "$LAB/venv/bin/pip" install -q --disable-pip-version-check $want >"$LOGS/pip.log" 2>&1 \
     || die "pip could not install $want; see $LOGS/pip.log"
   echo "$want" >"$stamp"
+}
+
+# The Flink SQL peer of bench/run.py, only when asked (`./bootstrap.sh flink`; run.py asks when
+# the `flink` contender runs): a venv of its own in .lab/flink/venv (apache-flink pins
+# apache-beam, pandas < 2.3 and pyarrow < 21, which must not move the lab venv's pyspark), the
+# Kafka connector and Parquet format in .lab/flink/lib, Hadoop's shaded client in
+# .lab/flink/hadoop. About 1 GB; the tests never need it.
+install_flink() {
+  mkdir -p "$LOGS"
+  install_apt   # Java, Maven and python3-venv, when `flink` runs before any `up`
+  local want="apache-flink==$PYFLINK_VERSION" stamp=$LAB/flink/venv/.stamp t0=$SECONDS
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "pip: installing $want into $LAB/flink/venv (about a minute)"
+    rm -rf "$LAB/flink/venv"
+    /usr/bin/python3 -m venv "$LAB/flink/venv"
+    "$LAB/flink/venv/bin/pip" install -q --disable-pip-version-check "$want" >"$LOGS/pip-flink.log" 2>&1 \
+      || die "pip could not install $want; see $LOGS/pip-flink.log"
+    echo "$want" >"$stamp"
+  fi
+  local jars="flink $PYFLINK_VERSION kafka $FLINK_KAFKA_VERSION" lib=$LAB/flink/lib
+  if [ ! -f "$lib/.stamp" ] || [ "$(cat "$lib/.stamp")" != "$jars" ]; then
+    say "maven: resolving the Flink Kafka connector $FLINK_KAFKA_VERSION and flink-parquet $PYFLINK_VERSION"
+    rm -rf "$lib"; mkdir -p "$lib"
+    mvn -q -B -f "$VAGRANT_DIR/flink/pom.xml" "-Dflink.version=$PYFLINK_VERSION" \
+      "-Dflink.kafka.version=$FLINK_KAFKA_VERSION" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$lib" >"$LOGS/mvn-flink.log" 2>&1 \
+      || die "maven could not resolve the Flink jars; see $LOGS/mvn-flink.log"
+    echo "$jars" >"$lib/.stamp"
+  fi
+  lib=$LAB/flink/hadoop
+  if [ ! -f "$lib/.stamp" ] || [ "$(cat "$lib/.stamp")" != "$HADOOP_VERSION" ]; then
+    say "maven: resolving Hadoop's client $HADOOP_VERSION for Flink"
+    rm -rf "$lib"; mkdir -p "$lib"
+    mvn -q -B -f "$VAGRANT_DIR/flink/hadoop-pom.xml" "-Dhadoop.version=$HADOOP_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" >"$LOGS/mvn-flink-hadoop.log" 2>&1 \
+      || die "maven could not resolve Hadoop's client for Flink; see $LOGS/mvn-flink-hadoop.log"
+    echo "$HADOOP_VERSION" >"$lib/.stamp"
+  fi
+  # PyFlink starts its JVM itself: JAVA_HOME picks Java 17; HADOOP_CLASSPATH and HADOOP_CONF_DIR
+  # (PyFlink appends both to the JVM's classpath) give Flink its hdfs:// file system; Flink's own
+  # slf4j binding stays the only one. FLINK_LOG_DIR keeps Flink's log file out of the venv.
+  mkdir -p "$LAB/bin"
+  cat >"$LAB/bin/flink-python" <<EOF
+#!/usr/bin/env bash
+# PyFlink $PYFLINK_VERSION (local mini-cluster) with Hadoop $HADOOP_VERSION's client for the lab's HDFS.
+export JAVA_HOME="$(java_home)" HADOOP_CONF_DIR="$LAB/hadoop/conf"
+export HADOOP_CLASSPATH="\$(ls "$LAB"/flink/hadoop/*.jar | grep -v slf4j-api | tr '\n' :)"
+export FLINK_LOG_DIR="\${FLINK_LOG_DIR:-$LOGS}"
+exec "$LAB/flink/venv/bin/python" "\$@"
+EOF
+  chmod +x "$LAB/bin/flink-python"
+  [ $((SECONDS - t0)) -lt 2 ] || say "flink: PyFlink $PYFLINK_VERSION ready in $((SECONDS - t0))s"
 }
 
 render() { # template destination
@@ -687,9 +746,10 @@ main() {
     produce) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/kafka_tool.py" produce "$@" ;;
     query) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/query_clicks.py" "$@" ;;
     demo) demo "${1:-100000}" ;;
+    flink) install_flink ;;
     test) up; cd "$ROOT" && exec cargo test --locked --release ;;
     faults) faults "$@" ;;
-    -h|--help|help) sed -n '2,22p' "$0" ;;
+    -h|--help|help) sed -n '2,24p' "$0" ;;
     *) die "unknown command $cmd; see $0 --help" ;;
   esac
 }

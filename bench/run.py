@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Landfall's throughput/CPU/memory benchmark (issue #5): one command, every number measured.
 
-    python3 bench/run.py [--events N] [--skip spark,bare-amqp,...] [--keep]
+    python3 bench/run.py [--events N] [--skip spark,flink,bare-amqp,...] [--keep]
 
 Generates the events (a 4-partition topic, two identical RabbitMQ quorum queues, a 4-partition
 topic with 200 `shard` values), runs each contender alone while measuring it, prints a table,
@@ -31,9 +31,9 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CONTENDERS = ["raw-drain", "landfall-hdfs", "landfall-local", "spark",
+CONTENDERS = ["raw-drain", "landfall-hdfs", "landfall-local", "spark", "flink",
               "bare-amqp", "landfall-rabbitmq", "landfall-200"]
-KAFKA4 = {"raw-drain", "landfall-hdfs", "landfall-local", "spark"}
+KAFKA4 = {"raw-drain", "landfall-hdfs", "landfall-local", "spark", "flink"}
 AMQP = {"bare-amqp", "landfall-rabbitmq"}
 BROKERS = "127.0.0.1:9092"
 AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -212,13 +212,14 @@ class WebHdfs:
             r.read()
 
 
-def data_files(files: list[tuple[str, int]], root: str) -> tuple[list[int], int]:
+def data_files(files: list[tuple[str, int]], root: str, suffix: str = ".parquet") -> tuple[list[int], int]:
     """Sizes of the *.parquet files Spark would read (none under a `_`/`.`-prefixed name) and
-    the number of distinct partition dirs holding them."""
+    the number of distinct partition dirs holding them. Flink's filesystem sink names its files
+    `part-<uuid>-task-<n>-file-<m>` with no extension: suffix "" counts every visible file."""
     sizes, dirs = [], set()
     for path, size in files:
         rel = path[len(root):].strip("/").split("/")
-        if rel[-1].endswith(".parquet") and not any(p.startswith(("_", ".")) for p in rel):
+        if rel[-1].endswith(suffix) and not any(p.startswith(("_", ".")) for p in rel):
             sizes.append(size)
             dirs.add("/".join(rel[:-1]))
     return sizes, len(dirs)
@@ -331,6 +332,25 @@ def resolve_spark_kafka(version: str, spark_jars: Path, cache: Path) -> list[str
     return sorted(str(p) for p in jars.glob("*.jar") if strip(p.name) not in shipped)
 
 
+def prepare_flink(repo: Path, lab: Path) -> dict:
+    """Installs the Flink SQL peer through `bootstrap.sh flink` (a no-op once installed; the
+    install is not part of the tests) and returns its versions and jars."""
+    t = time.monotonic()
+    p = subprocess.run([str(repo / "bootstrap.sh"), "flink"], text=True, capture_output=True,
+                       env={**os.environ, "LANDFALL_LAB": str(lab)})
+    if p.returncode != 0:
+        raise SystemExit(f"./bootstrap.sh flink failed (rc {p.returncode}):\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
+    install_s = time.monotonic() - t
+    if p.stdout.strip():
+        print(p.stdout.strip(), flush=True)
+    out = run([str(lab / "bin" / "flink-python"), "-c", "import pyflink.version as v; print(v.__version__)"])
+    # Flink loads org.slf4j parent-first from its own lib dir; a second slf4j-api adds nothing.
+    jars = sorted(str(j) for j in (lab / "flink" / "lib").glob("*.jar") if not j.name.startswith("slf4j-api"))
+    hadoop = sorted(j.name for j in (lab / "flink" / "hadoop").glob("hadoop-client-*.jar"))
+    return {"pyflink": out.stdout.strip(), "install_s": round(install_s, 1),
+            "jars": jars, "hadoop_client": hadoop, "bootstrap_output": p.stdout.strip()}
+
+
 def machine_info() -> dict:
     model = ""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -374,6 +394,10 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep topics, queues and HDFS output")
     ap.add_argument("--timeout", type=float, help="seconds per contender before it is killed "
                     "and reported failed (default 300 + events/1000)")
+    ap.add_argument("--flink-partition-by", default="dt,country",
+                    help="the Flink SQL sink's PARTITIONED BY (default dt,country like the other "
+                    "contenders; dt,hour is the layout issue 16 names)")
+    ap.add_argument("--label", help="results file name suffix: RESULTS/<date>-<label>.md")
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(CONTENDERS)
@@ -411,7 +435,17 @@ def main() -> int:
                                          "why": why, "resolve_s": round(time.monotonic() - t, 1),
                                          "jars": [Path(j).name for j in spark_jars]}
         say(f"spark-sql-kafka {kv} ({why}); jars ready in {time.monotonic() - t:.1f}s")
+    flink: dict = {}
+    if "flink" in todo:
+        flink = prepare_flink(repo, lab)
+        report["prep"]["flink"] = {k: v for k, v in flink.items() if k != "jars"} | {
+            "jars": [Path(j).name for j in flink["jars"]],
+            "mode": "batch over the bounded topic (scan.bounded.mode = latest-offset)",
+            "partition_by": args.flink_partition_by, "parallelism": 2, "jvm_args": "-Xmx1g"}
+        say(f"PyFlink {flink['pyflink']} ready ({flink['install_s']:.1f}s incl. the install check)")
     report["versions"] = versions(landfall, lab, pyspark_version)
+    if flink:
+        report["versions"]["pyflink"] = flink["pyflink"]
 
     try:
         input_bytes = {}
@@ -453,7 +487,7 @@ def main() -> int:
             return [str(landfall), "--config", str(conf), "run", "--until-caught-up", str(p)]
 
         for c in todo:
-            out_dir, local_out, expect, rows = None, None, n, None
+            out_dir, local_out, expect, rows, env, suffix = None, None, n, None, None, ".parquet"
             bytes_in = input_bytes.get("t200" if c == "landfall-200" else "main", 0)
             if c == "raw-drain":
                 cmd = [drain, "--topic", names["t4"]]
@@ -477,14 +511,25 @@ def main() -> int:
                 cmd = [str(spark_submit), "--jars", ",".join(spark_jars), str(HERE / "spark_stream.py"),
                        "--brokers", BROKERS, "--topic", names["t4"],
                        "--path", f"{HDFS_URL}{out_dir}", "--checkpoint", f"{HDFS_URL}{hdfs_root}/spark-checkpoint"]
+            elif c == "flink":
+                out_dir, suffix = f"{hdfs_root}/flink", ""
+                cmd = [str(lab / "bin" / "flink-python"), str(HERE / "flink_sql.py"),
+                       "--brokers", BROKERS, "--topic", names["t4"], "--group", f"bench-flink-{run_id}",
+                       "--path", f"{HDFS_URL}{out_dir}", "--jars", ",".join(flink["jars"]),
+                       "--partition-by", args.flink_partition_by, "--parallelism", "2"]
+                # One JVM runs the whole local cluster: give it the heap Spark's driver has (1g).
+                (tmp / "flink-log").mkdir(exist_ok=True)
+                env = {**os.environ, "JVM_ARGS": "-Xmx1g", "FLINK_LOG_DIR": str(tmp / "flink-log")}
             say(f"running {c}")
-            m = measure(cmd, tmp, c, timeout)
+            load = os.getloadavg()[0]  # other work on the machine skews wall time: record it
+            m = measure(cmd, tmp, c, timeout, env=env)
             if m["wall_s"] >= timeout:
                 m["rc"] = m["rc"] or -9
                 m["stderr"] += f"\nkilled after the {timeout:.0f} s timeout"
             entry = {k: v for k, v in m.items() if k not in ("stdout", "stderr")}
             entry["command"] = " ".join(cmd)
             entry["input_bytes"] = bytes_in
+            entry["loadavg_1m_before"] = round(load, 2)
             if m["rc"] != 0:
                 entry["status"] = f"failed (rc {m['rc']}): {tail(m['stderr'] or m['stdout'])}"
             else:
@@ -500,13 +545,26 @@ def main() -> int:
                     r = result_line(out)
                     rows = r.get("rows")
                     entry["spark"] = r
+                elif c == "flink":
+                    # Flink reports no row count of its own: Spark reads the output back
+                    # (not measured), which also shows that Spark can read what Flink wrote.
+                    entry["flink"] = result_line(out)
+                    t = time.monotonic()
+                    rb = subprocess.run([lab_python(lab), str(HERE / "read_back.py"), f"{HDFS_URL}{out_dir}"],
+                                        text=True, capture_output=True)
+                    entry["read_back"] = result_line(rb.stdout) | {"secs": round(time.monotonic() - t, 1)}
+                    rows = entry["read_back"].get("rows")
+                    if rb.returncode != 0:
+                        entry["read_back"]["error"] = tail(rb.stderr)
+                    elif rows == expect and entry["read_back"].get("distinct_ids") != expect:
+                        entry["status"] = f"check: {entry['read_back'].get('distinct_ids')} distinct ids"
                 else:
                     rows = result_line(out).get("count")
                 if rows != expect:
                     entry["status"] = f"check: {rows} events seen, {expect} expected"
             entry["events"] = rows
             if out_dir:
-                files = data_files(webhdfs.list_files(out_dir), out_dir)
+                files = data_files(webhdfs.list_files(out_dir), out_dir, suffix)
             elif local_out:
                 files = data_files(local_files(local_out), str(local_out))
             else:
@@ -532,7 +590,7 @@ def main() -> int:
     text = render(report)
     print("\n" + text)
     args.results.mkdir(parents=True, exist_ok=True)
-    base = args.results / report["date"]
+    base = args.results / (report["date"] + (f"-{args.label}" if args.label else ""))
     base.with_suffix(".md").write_text(text)
     base.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     say(f"wrote {base}.md and {base}.json")
@@ -566,6 +624,8 @@ def targets(c: dict) -> list[dict]:
         ("Landfall Kafka→HDFS CPU µs per event", get("landfall-hdfs", "cpu_us_per_event"), "<=", 2.0, "{:.2f} µs"),
         ("Landfall events per CPU-second ÷ Spark's", ratio(get("landfall-hdfs", "events_per_cpu_s"),
          get("spark", "events_per_cpu_s")), ">=", 10.0, "{:.1f}×"),
+        ("Landfall events per CPU-second ÷ Flink SQL's", ratio(get("landfall-hdfs", "events_per_cpu_s"),
+         get("flink", "events_per_cpu_s")), ">=", 5.0, "{:.1f}×"),
         ("Landfall RabbitMQ→HDFS events/s ÷ bare AMQP consumer's", ratio(get("landfall-rabbitmq", "events_per_s"),
          get("bare-amqp", "events_per_s")), ">=", 0.80, "{:.0%}"),
         ("Landfall peak RSS, 4-partition topic (MiB)", get("landfall-hdfs", "peak_rss_mib"), "<=", 256.0, "{:.0f} MiB"),
@@ -592,6 +652,13 @@ def render(r: dict) -> str:
     sk = r["prep"].get("spark_kafka")
     if sk:
         lines += [f"Spark Kafka connector: {sk['package']} ({sk['why']}).", ""]
+    fl = r["prep"].get("flink")
+    if fl:
+        kafka_jar = next((j for j in fl["jars"] if j.startswith("flink-sql-connector-kafka")), "?")
+        parquet_jar = next((j for j in fl["jars"] if j.startswith("flink-parquet")), "?")
+        lines += [f"Flink SQL: PyFlink {fl['pyflink']} (local mini-cluster, parallelism {fl['parallelism']}, "
+                  f"JVM {fl['jvm_args']}), {kafka_jar[:-4]}, {parquet_jar[:-4]}, {', '.join(j[:-4] for j in fl['hadoop_client'])}; "
+                  f"{fl['mode']}; PARTITIONED BY ({fl['partition_by'].replace(',', ', ')}); row count read back with Spark.", ""]
     lines += ["| contender | status | events | wall s | events/s | MB/s | CPU s | µs CPU/event | peak RSS MiB | partitions | files | total MB | avg MB |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
