@@ -224,6 +224,38 @@ async fn a_metastore_that_is_down_delays_registration_never_landing() {
     assert_eq!(counts(&v["partitions"]), expected);
 }
 
+/// Registrations still pending when the daemon is killed (the metastore was down the whole
+/// run) are made by the next start, although nothing new lands in those partitions.
+#[tokio::test(flavor = "multi_thread")]
+async fn registrations_pending_at_a_kill_are_made_by_the_next_start() {
+    let Case { _one, n, db, topic, yaml, .. } = case("pend", 2_000).await;
+    let (_dir, pipeline) = yaml.file();
+    let pipeline_name = topic.replace('-', "_");
+    let log = std::env::temp_dir().join(format!("{topic}.log"));
+    let killed = Killed::kill("hive-metastore");
+    let mut daemon = spawn_daemon(&pipeline, &log);
+    let addr = http_addr(&log);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, text) = http_get(addr, "/metrics");
+        if metric(&text, "landfall_events_landed_total", &pipeline_name, &[]) == Some(n as f64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "landed too little without the metastore:\n{text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    signal(&daemon, 9); // SIGKILL: the pending registrations die with the process
+    let _ = daemon.wait();
+    drop(killed);
+    assert!(client().get_table(&db, "clicks").await.unwrap().is_none(), "nothing was registered");
+
+    run_until_caught_up(&pipeline); // lands nothing new: every event was published before the kill
+    for dir in expected_partitions(n).keys() {
+        let p = client().get_partition(&db, "clicks", &values(dir)).await.unwrap();
+        assert!(p.is_some(), "partition {dir} registered by the restart");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incompatible_table_stops_its_pipeline_naming_each_difference_and_others_land() {
     let Case { _one, n, db, table_path, yaml, .. } = case("bad", 500).await;

@@ -266,7 +266,7 @@ impl CompletionTask {
     async fn dirs_in(&self, from: Option<i64>, to: i64) -> Result<Vec<String>, String> {
         let clock = &self.completion.clock;
         let leaves =
-            partition_dirs(self.store.as_ref(), &self.root, clock.segment_count()).await.map_err(|e| e.to_string())?;
+            crate::sink::partition_dirs(self.store.as_ref(), &self.root, clock.segment_count()).await.map_err(|e| e.to_string())?;
         Ok(leaves
             .into_iter()
             .filter(|d| clock.bucket_of_dir(d).is_some_and(|b| b.end <= to && from.is_none_or(|f| b.end > f)))
@@ -355,27 +355,6 @@ impl CompletionTask {
             false
         })
     }
-}
-
-/// The directories `depth` levels below the table root whose names start with neither `_`
-/// nor `.` (Landfall's state, the quarantine, markers and other hidden names), relative to it.
-pub(crate) async fn partition_dirs(store: &dyn FileStore, root: &str, depth: usize) -> Result<Vec<String>, StoreError> {
-    let mut level = vec![String::new()];
-    for _ in 0..depth {
-        let mut next = Vec::new();
-        for rel in &level {
-            let path = if rel.is_empty() { root.to_string() } else { format!("{root}/{rel}") };
-            for e in store.list(&path).await? {
-                let name = crate::commit::paths::file_name(&e.path);
-                if e.is_dir && !name.starts_with('_') && !name.starts_with('.') {
-                    next.push(if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") });
-                }
-            }
-        }
-        level = next;
-    }
-    level.sort();
-    Ok(level)
 }
 
 /// µs since the epoch as RFC 3339 UTC, for logs and the metastore parameter.

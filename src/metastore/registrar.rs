@@ -18,9 +18,10 @@
 //!   changes) and one `info` when registration works again, opens the `metastore` problem on
 //!   `/ready` and counts `landfall_errors_total{kind="metastore"}` once.
 //!
-//! What the in-memory set cannot cover: a partition whose registration was still pending when
-//! the process died, and that receives no later commit, stays unregistered until a commit
-//! lands in it again (or `MSCK REPAIR TABLE` adds it).
+//! - **At start**, once the table is there, the task lists the table's partition directories
+//!   once and queues those the metastore does not list (`get_partition_names`): a
+//!   registration still pending when the last run ended (killed, or stopped while the
+//!   metastore was away) is made now, whether or not a commit lands in that partition again.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use super::{Added, MetastoreClient, MetastoreError};
 use crate::config::HiveConfig;
 use crate::observe::{PipelineWatch, ProblemKey};
 use crate::retry::{cause_key, first_line, Backoff};
+use crate::sink::FileStore;
 
 /// Bound on each metastore call. A metastore call reads its backing database and, for a
 /// partition, stats HDFS: seconds when healthy.
@@ -131,6 +133,9 @@ pub struct Registration {
     pub keys: Vec<String>,
     pub pipeline: String,
     pub watch: Arc<PipelineWatch>,
+    /// The table's store and root: its partition directories are compared with the
+    /// metastore's partitions once at start. `None` in tests that have no table.
+    pub table_dir: Option<(Arc<dyn FileStore>, String)>,
     /// The cause of the start-up attempt's failure, already logged and reported.
     start_failure: Option<String>,
 }
@@ -144,10 +149,18 @@ pub async fn start(
     spec: TableSpec,
     keys: Vec<String>,
     watch: Arc<PipelineWatch>,
+    table_dir: (Arc<dyn FileStore>, String),
 ) -> Result<(Registration, Option<Table>), String> {
     let client = MetastoreClient::new(&hive.metastore, CALL_TIMEOUT).map_err(|e| e.to_string())?;
-    let mut registration =
-        Registration { client, spec, keys, pipeline: pipeline.to_string(), watch, start_failure: None };
+    let mut registration = Registration {
+        client,
+        spec,
+        keys,
+        pipeline: pipeline.to_string(),
+        watch,
+        table_dir: Some(table_dir),
+        start_failure: None,
+    };
     let attempt = tokio::time::timeout(START_TIMEOUT, registration.ensure()).await;
     match attempt {
         Ok(Ok(table)) => Ok((registration, Some(table))),
@@ -220,10 +233,22 @@ impl Registration {
             },
         };
         let location = self.spec.location.trim_end_matches('/').to_string();
+        let mut unreconciled = self.table_dir.is_some();
         loop {
             let closing = registrar.is_closed();
             let mut failed = false;
-            for dir in registrar.pending() {
+            if unreconciled {
+                match self.queue_unregistered(&table, &registrar).await {
+                    Ok(()) => unreconciled = false,
+                    Err(Some(e)) => {
+                        self.failed(&mut outage, &e.to_string());
+                        failed = true;
+                    }
+                    Err(None) => {} // the store did not answer: again on the next round
+                }
+            }
+            let pending = if failed { Vec::new() } else { registrar.pending() };
+            for dir in pending {
                 let Some(values) = crate::partition::hive_values(&dir, &self.keys) else {
                     // Validation makes every table directory `key=…/…` with these keys.
                     tracing::warn!(pipeline = %self.pipeline, dir = %dir, keys = ?self.keys, "published directory is not a partition of the table; not registered");
@@ -267,6 +292,34 @@ impl Registration {
                 }
             }
         }
+    }
+
+    /// Queues the table's partition directories the metastore does not list. `Err(Some)`: the
+    /// metastore failed; `Err(None)`: the store did not answer (its own watch reports that).
+    async fn queue_unregistered(&self, table: &Table, registrar: &Registrar) -> Result<(), Option<MetastoreError>> {
+        let Some((store, root)) = &self.table_dir else { return Ok(()) };
+        let dirs = match crate::sink::partition_dirs(store.as_ref(), root.trim_end_matches('/'), self.keys.len()).await {
+            Ok(dirs) => dirs,
+            Err(e) => {
+                tracing::debug!(pipeline = %self.pipeline, error = %e, "cannot list the table's partition directories; trying again later");
+                return Err(None);
+            }
+        };
+        let known: HashSet<String> =
+            self.client.get_partition_names(&table.database, &table.name).await.map_err(Some)?.into_iter().collect();
+        let missing: Vec<&str> = dirs
+            .iter()
+            .map(String::as_str)
+            .filter(|d| !known.contains(*d) && crate::partition::hive_values(d, &self.keys).is_some())
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(
+                pipeline = %self.pipeline, count = missing.len(), first = missing[0],
+                "Hive partitions found unregistered at start (pending when the last run ended); registering them"
+            );
+            registrar.published(missing);
+        }
+        Ok(())
     }
 
     /// Ensures the table, retrying; `None` if closed first.
@@ -363,8 +416,15 @@ mod tests {
         };
         let table = Table::from_thrift(spec.create_struct(0));
         let keys = vec!["dt".to_string()];
-        let registration =
-            Registration { client, spec, keys, pipeline: "clicks".into(), watch: watch.clone(), start_failure: None };
+        let registration = Registration {
+            client,
+            spec,
+            keys,
+            pipeline: "clicks".into(),
+            watch: watch.clone(),
+            table_dir: None,
+            start_failure: None,
+        };
         let registrar = Arc::new(Registrar::default());
         registrar.published(["dt=2026-12-07"]);
         let task = tokio::spawn(registration.run(registrar.clone(), Some(table)));

@@ -134,7 +134,7 @@ pub async fn run(
             tracing::warn!(pipeline = %cfg.name, error = %e, "could not clean orphaned staged files; will retry next start")
         }
     }
-    let hive = start_registration(&plan, watch.clone()).await.map_err(setup)?;
+    let hive = start_registration(&plan, watch.clone(), (store.clone(), table_root.clone())).await.map_err(setup)?;
     let (source_plan, mode) = (plan.clone(), opts.mode);
     let make = move |recovery, handle| build_source(&source_plan.cfg, recovery, handle, mode);
     let completion = start_completion(&plan, &store, &table_root, &watch, &shutdown).map_err(setup)?;
@@ -163,6 +163,7 @@ pub async fn run(
 async fn start_registration(
     plan: &Plan,
     watch: Arc<PipelineWatch>,
+    table_dir: (Arc<dyn FileStore>, String),
 ) -> Result<Option<(Arc<Registrar>, tokio::task::JoinHandle<()>)>, String> {
     let cfg = &plan.cfg;
     let (Some(hive), StoreConfig::Hdfs(hdfs)) = (&cfg.sink.hive, &cfg.sink.store) else { return Ok(None) };
@@ -170,7 +171,7 @@ async fn start_registration(
         .map_err(|p| format!("sink.hive: partition.path: {}", p.join("; ")))?;
     let location = crate::metastore::table::table_location(hdfs);
     let spec = crate::metastore::table::table_spec(hive, &cfg.name, &plan.schema, &keys, &location);
-    let (registration, table) = registrar::start(hive, &cfg.name, spec, keys, watch).await?;
+    let (registration, table) = registrar::start(hive, &cfg.name, spec, keys, watch, table_dir).await?;
     let registrar = Arc::new(Registrar::default());
     let task = tokio::spawn(registration.run(registrar.clone(), table));
     Ok(Some((registrar, task)))

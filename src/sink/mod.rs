@@ -65,6 +65,28 @@ pub fn open_store(location: &str, user: Option<&str>) -> Result<Arc<dyn FileStor
     Ok(Arc::new(LocalStore::new(PathBuf::from(root))))
 }
 
+/// The directories `depth` levels below the table root whose names start with neither `_`
+/// nor `.` (Landfall's state, the quarantine, markers and other hidden names), relative to it:
+/// a partitioned table's partition directories. One listing per directory above the leaves.
+pub async fn partition_dirs(store: &dyn FileStore, root: &str, depth: usize) -> Result<Vec<String>, StoreError> {
+    let mut level = vec![String::new()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for rel in &level {
+            let path = if rel.is_empty() { root.to_string() } else { format!("{root}/{rel}") };
+            for e in store.list(&path).await? {
+                let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+                if e.is_dir && !name.starts_with('_') && !name.starts_with('.') {
+                    next.push(if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") });
+                }
+            }
+        }
+        level = next;
+    }
+    level.sort();
+    Ok(level)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
