@@ -62,8 +62,27 @@ pub struct CompletionTask {
 
 impl CompletionTask {
     /// Runs passes until shutdown.
-    pub async fn run(mut self, shutdown: Shutdown) {
+    /// Runs passes until shutdown, or until `finish` turns true: then one last pass over what
+    /// the pipeline's final commits published (a backfill with `--until-caught-up` completes
+    /// the buckets it finished).
+    pub async fn run(mut self, shutdown: Shutdown, mut finish: tokio::sync::watch::Receiver<bool>) {
         loop {
+            let last = *finish.borrow();
+            self.pass_and_report().await;
+            if last {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PASS_EVERY) => {}
+                _ = shutdown.wait() => return,
+                _ = finish.wait_for(|f| *f) => {}
+            }
+        }
+    }
+
+    /// One pass; a failure is logged once per cause.
+    async fn pass_and_report(&mut self) {
+        {
             match self.pass().await {
                 Ok(()) => {
                     if self.failing.take().is_some() {
@@ -81,9 +100,6 @@ impl CompletionTask {
                         self.failing = Some(key);
                     }
                 }
-            }
-            if shutdown.sleep(PASS_EVERY).await {
-                return;
             }
         }
     }

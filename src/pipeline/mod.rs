@@ -140,12 +140,19 @@ pub async fn run(
     let completion = start_completion(&plan, &store, &table_root, &watch, &shutdown).map_err(setup)?;
     let downstream = writer::Downstream {
         registrar: hive.as_ref().map(|(r, _)| r.clone()),
-        completion: completion.as_ref().map(|(c, _)| c.clone()),
+        completion: completion.as_ref().map(|(c, _, _)| c.clone()),
     };
     let name = cfg.name.clone();
     let result = drive(plan, opts, shutdown, store, table_root, watch, downstream, make).await;
-    if let Some((_, task)) = completion {
-        // A pipeline that stops with an error is restarted with a task of its own.
+    if let Some((_, mut task, finish)) = completion {
+        // A pipeline that stops with an error is restarted with a task of its own; one that
+        // ends cleanly gets a last pass over its final commits (none after a shutdown request).
+        if result.is_ok() {
+            finish.send_replace(true);
+            if tokio::time::timeout(Duration::from_secs(15), &mut task).await.is_err() {
+                tracing::warn!(pipeline = %name, "the last completion pass took over 15 s; the next run finishes it");
+            }
+        }
         task.abort();
     }
     if let Some((registrar, task)) = hive {
@@ -177,15 +184,20 @@ async fn start_registration(
     Ok(Some((registrar, task)))
 }
 
+/// A running completion task: the state committers report to, the task, and the switch that
+/// asks it for a last pass.
+type CompletionStarted = (Arc<Completion>, tokio::task::JoinHandle<()>, tokio::sync::watch::Sender<bool>);
+
 /// `partition.completion`: the shared completion state, and its task (spawned; it ends at
-/// shutdown). Kafka sources get a client of their own that reads partition ends.
+/// shutdown, or after a last pass once the pipeline ends). Kafka sources get a client of their
+/// own that reads partition ends.
 fn start_completion(
     plan: &Plan,
     store: &Arc<dyn FileStore>,
     table_root: &str,
     watch: &Arc<PipelineWatch>,
     shutdown: &Shutdown,
-) -> Result<Option<(Arc<Completion>, tokio::task::JoinHandle<()>)>, String> {
+) -> Result<Option<CompletionStarted>, String> {
     let cfg = &plan.cfg;
     let (Some(settings), Some(clock)) = (&cfg.partition.completion, &plan.clock) else { return Ok(None) };
     let completion = Arc::new(Completion::new(clock.clone(), watch.metrics.clone()));
@@ -220,8 +232,9 @@ fn start_completion(
         failing: None,
         hive_client: None,
     };
-    let handle = tokio::spawn(task.run(shutdown.clone()));
-    Ok(Some((completion, handle)))
+    let (finish, finishing) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(task.run(shutdown.clone(), finishing));
+    Ok(Some((completion, handle, finish)))
 }
 
 /// How often the store is asked whether it answers, and how long it may take.
