@@ -238,7 +238,7 @@ impl Clock {
 
     /// The start of the date `days` (since 1970-01-01) in the pipeline's zone: a date clock's
     /// value, so that [`Clock::bucket_at`] of it is the bucket its directory names.
-    pub fn date_micros(&self, days: i32) -> Option<i64> {
+    fn date_micros(&self, days: i32) -> Option<i64> {
         let date = NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(TimeDelta::try_days(i64::from(days))?)?;
         instant(self.tz, date.and_hms_opt(0, 0, 0)?)
     }
@@ -252,7 +252,7 @@ impl Clock {
     /// The bucket a directory (relative to the table, as published: `dt=2026-11-25/hour=17`,
     /// still escaped) names; `None` for a directory this template cannot have rendered: another
     /// depth, a hidden name (`_rejected/…`, `.x`), literals that differ, or time segments that
-    /// do not parse.
+    /// do not parse back to a bucket whose rendering they are.
     pub fn bucket_of_dir(&self, dir: &str) -> Option<Bucket> {
         let names: Vec<&str> = dir.split('/').collect();
         if names.len() != self.segments.len() {
@@ -289,7 +289,11 @@ impl Clock {
             parsed.set_month(1).ok()?;
         }
         let label = parsed.to_naive_date().ok()?.and_time(parsed.to_naive_time().ok()?);
-        self.bucket_of_label(label)
+        let bucket = self.bucket_of_label(label)?;
+        // Only what rendering produces: `hour=7` parses, but Landfall writes `hour=07`, and a
+        // label in a spring-forward gap renders as the hour after it.
+        let rendered = |(i, name): (usize, &str)| self.time_segment(bucket, i).is_none_or(|text| text == name);
+        dir.split('/').enumerate().all(rendered).then_some(bucket)
     }
 
     /// Path segment `i` rendered at the bucket's start, escaped as in a published path

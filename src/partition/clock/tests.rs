@@ -144,6 +144,7 @@ fn buckets_follow_local_labels_across_dst_switches() {
     let before = hours.bucket_of_dir("dt=2026-10-25/hour=01").unwrap();
     let after = hours.bucket_of_dir("dt=2026-10-25/hour=03").unwrap();
     assert_eq!((before.end, after.start), (micros("2026-10-25T00:00:00Z"), micros("2026-10-25T02:00:00Z")));
+    assert_eq!(hours.bucket_of_dir("dt=2026-03-29/hour=02"), None, "no instant renders it");
     let after = hours.bucket_of_dir("dt=2026-03-29/hour=03").unwrap();
     assert_eq!(after, bucket("2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"));
     // The fall-back day is 25 hours long, the spring-forward day 23.
@@ -228,8 +229,9 @@ fn time_segments_render_as_the_template_does() {
     assert_eq!(clock.time_segment(minute, 1), None, "a field segment");
     assert_eq!(clock.time_segment(minute, 2).as_deref(), Some("t=17%3A03"));
     assert_eq!(clock.time_segment(minute, 3), None);
-    // Unescaped, the name is not what the template renders, but it still reads back.
-    assert_eq!(clock.bucket_of_dir("dt=2026-11-25/country=NL/t=17:03"), Some(minute));
+    // Only names rendering produces: escaped, zero-padded, and no label of a DST gap.
+    assert_eq!(clock.bucket_of_dir("dt=2026-11-25/country=NL/t=17:03"), None);
+    assert_eq!(clock.bucket_of_dir("dt=2026-11-25/country=NL/t=7%3A03"), None);
     assert_eq!(clock.bucket_of_dir("dt=2026-11-25/country=N%2FL/t=17%3A03"), Some(minute));
 }
 
@@ -248,6 +250,7 @@ fn rejected_hidden_and_foreign_directories_have_no_bucket() {
         "dt=yesterday/hour=17",
         "day=2026-11-25/hour=17",
         "dt=2026-11-25/hour=17 ",
+        "dt=2026-11-25/hour=7",
         "",
     ] {
         assert_eq!(clock.bucket_of_dir(dir), None, "{dir:?}");
