@@ -22,6 +22,7 @@
 //! events mostly share an hour, so each timestamp placeholder caches its last rendering together
 //! with the UTC interval over which it stays the same (see [`time`]).
 
+pub mod clock;
 mod resolve;
 mod time;
 
@@ -76,10 +77,12 @@ pub struct PartitionTemplate {
 #[derive(Debug, Clone)]
 enum Part {
     Literal(String),
-    /// A scalar field rendered as its value.
+    /// A scalar field rendered as its value. `date` marks a date field (rendered `YYYY-MM-DD`),
+    /// which completion's [`clock::Clock`] counts as a time placeholder.
     Value {
         field: String,
         path: Vec<usize>,
+        date: bool,
     },
     /// A timestamp field (or arrival time when `path` is `None`) through a strftime format.
     Time {
@@ -194,7 +197,7 @@ impl PartitionTemplate {
             };
             match part {
                 Part::Literal(text) => out.push_str(text),
-                Part::Value { field, path } => match row.value_at(path) {
+                Part::Value { field, path, .. } => match row.value_at(path) {
                     Some(value) => push_value(value, field, out)?,
                     None => return Err(PartitionError::Missing { field: field.clone() }),
                 },
@@ -249,20 +252,7 @@ impl fmt::Display for PartitionTemplate {
 /// Only the text is read: placeholders are skipped whole, so a `/` or `=` inside one
 /// (`{ts:%Y/%m}`) does not split a segment.
 pub fn hive_keys(template: &str) -> Result<Vec<String>, Vec<String>> {
-    let mut segments = vec![String::new()];
-    let mut depth = 0usize;
-    for c in template.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth = depth.saturating_sub(1),
-            '/' if depth == 0 => {
-                segments.push(String::new());
-                continue;
-            }
-            _ => {}
-        }
-        segments.last_mut().expect("never empty").push(c);
-    }
+    let segments = template_segments(template);
     let mut keys: Vec<String> = Vec::new();
     let mut problems = Vec::new();
     for segment in &segments {
@@ -292,6 +282,26 @@ pub fn hive_keys(template: &str) -> Result<Vec<String>, Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// The template's path segments as written (`dt={ts:%Y-%m-%d}`, `hour={ts:%H}`): split at `/`
+/// outside placeholders, so a `/` inside one (`{ts:%Y/%m}`) does not split a segment.
+fn template_segments(template: &str) -> Vec<&str> {
+    let mut segments = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in template.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            '/' if depth == 0 => {
+                segments.push(&template[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    segments.push(&template[start..]);
+    segments
 }
 
 /// The partition values of a published directory (`dt=2026-11-25/hour=17`, relative to the
@@ -390,7 +400,8 @@ fn placeholder(content: &str, schema: &[FieldSpec], problems: &mut Vec<String>) 
             ));
             None
         }
-        (_, None) => Some(Part::Value { field, path }),
+        (FieldType::Date, None) => Some(Part::Value { field, path, date: true }),
+        (_, None) => Some(Part::Value { field, path, date: false }),
     }
 }
 

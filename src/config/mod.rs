@@ -43,8 +43,8 @@ pub use daemon::{load_daemon_config, DaemonConfig, DaemonConfigError, HttpListen
 pub use errors::{ConfigError, ConfigErrors, ConfigWarning};
 pub use options::ClientOptions;
 pub use pipeline::{
-    Compression, DecodeConfig, FileMode, JsonDecodeConfig, ParquetConfig, PartitionConfig, PipelineConfig,
-    QuarantineConfig, RollConfig, StagingConfig,
+    CompletionConfig, Compression, DecodeConfig, FileMode, JsonDecodeConfig, ParquetConfig, PartitionConfig,
+    PipelineConfig, QuarantineConfig, RollConfig, StagingConfig,
 };
 pub use secret::{is_secret_key, redact_uri, Redactor, Secret};
 pub use sink::{HdfsSinkConfig, HiveConfig, LocalSinkConfig, SinkConfig, StoreConfig};

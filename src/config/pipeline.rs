@@ -169,11 +169,62 @@ pub struct PartitionConfig {
     /// still stored in UTC.
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// Marks each directory complete once its time bucket is over and every source partition
+    /// has published past its end plus `allowed_lateness`: an empty marker file that Oozie,
+    /// Airflow or a downstream job can wait for. The bucket is the finest unit the template's
+    /// time field prints (`dt={ts:%Y-%m-%d}/hour={ts:%H}`: hours in `timezone`); the template
+    /// must name one interval per directory. Absent (the default): no markers.
+    #[serde(default)]
+    pub completion: Option<CompletionConfig>,
 }
 
 /// UTC: partition boundaries then match Spark's `spark.sql.session.timeZone=UTC` setups.
 fn default_timezone() -> String {
     "UTC".into()
+}
+
+/// Partition completion (`partition.completion`): when a directory gets its marker.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionConfig {
+    /// How far an event may trail the newest published event of its source partition and still
+    /// be on time (default `10m`). A bucket completes once every source partition has published
+    /// events this far past its end, so this is the wait after a bucket ends, and it must cover
+    /// producers' retries, batching and clock skew. Later events still land, in a new file of
+    /// the completed directory, and are counted as late.
+    #[serde(default = "default_allowed_lateness")]
+    pub allowed_lateness: HumanDuration,
+    /// How long a source partition may go without a commit, with nothing left to read, before
+    /// it stops holding completion back (default `5m`); its last event time then counts as the
+    /// store's clock. Must exceed `roll.max_age` (a busy partition commits at least that often),
+    /// preferably twice. Events a partition sends after being idle with older event times are
+    /// late.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Name of the empty file created in each complete directory (default `_SUCCESS`, as
+    /// Hadoop's `FileOutputCommitter` writes). One path component starting with `_` or `.`, so
+    /// Spark and Hive never read it as data; never `_landfall` or `_rejected`. A marker is
+    /// created once and never rewritten.
+    #[serde(default = "default_marker")]
+    pub marker: String,
+}
+
+/// 10 minutes: producers' retries and batching plus clock skew. No upstream default to
+/// mirror: Flink's `sink.partition-commit.delay` is 0 and must be set to the partition length;
+/// here the bucket's length comes from the template and only the lateness is added.
+fn default_allowed_lateness() -> HumanDuration {
+    HumanDuration::from_secs(600)
+}
+
+/// 5 minutes: five default `roll.max_age` intervals, so a partition with any traffic commits
+/// several times within it.
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+
+/// Hadoop's `FileOutputCommitter` success marker, what Oozie's `<done-flag>` waits for by default.
+fn default_marker() -> String {
+    "_SUCCESS".into()
 }
 
 /// When to close a file; whichever limit is reached first wins.

@@ -143,7 +143,8 @@ fn known_keys_are_read_from_the_serde_structs() {
     for source in ["kafka", "rabbitmq"] {
         assert_eq!(shapes[&format!("source.{source}.on_position_lost")], Shape::Enum(&["fail", "earliest", "latest"]));
     }
-    assert_eq!(shapes.len(), 28, "{shapes:#?}");
+    assert_eq!(shapes["partition.completion"], Shape::Struct(&["allowed_lateness", "idle_timeout", "marker"]));
+    assert_eq!(shapes.len(), 29, "{shapes:#?}");
 }
 
 #[test]
@@ -573,4 +574,143 @@ fn the_next_generation_group_protocol_refuses_classic_settings_and_ignores_sessi
     // The classic protocol accepts another strategy (eager rebalances, the user's choice).
     let eager = example_with("    options: {}", "    options: { partition.assignment.strategy: range }");
     assert!(parse(&eager).is_ok());
+}
+
+/// The contract example with partition template `path` and the YAML `completion` (indented
+/// below `partition.completion:`).
+fn example_with_completion(path: &str, completion: &str) -> String {
+    example_with("\"dt={ts:%Y-%m-%d}/hour={ts:%H}\"", &format!("\"{path}\""))
+        .replace("  timezone: UTC ", &format!("  completion:\n{completion}\n  timezone: UTC "))
+}
+
+const NOT_BUILT: &str = ": partition.completion: partition completion is not built yet";
+
+/// The errors and warnings of `text` (`key.path: message`, no position), less the refusal
+/// every completion config gets until the completer exists.
+fn completion_findings(text: &str) -> (Vec<String>, Vec<String>) {
+    let parsed = parse_pipeline_text(text, Path::new("p.yaml"), &env, validate::partition_template);
+    let errors: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.iter().filter(|e| e.contains(NOT_BUILT)).count(), 1, "{errors:?}");
+    let strip = |line: &str| {
+        let rest = line.split_once(": ").unwrap().1;
+        rest.strip_prefix("warning: ").unwrap_or(rest).to_string()
+    };
+    let errors = errors.iter().filter(|e| !e.contains(NOT_BUILT)).map(|e| strip(e)).collect();
+    let warnings = parsed.warnings.iter().map(|w| strip(&w.to_string())).collect();
+    (errors, warnings)
+}
+
+const HOURS: &str = "dt={ts:%Y-%m-%d}/hour={ts:%H}";
+
+#[test]
+fn completion_is_absent_by_default_and_has_documented_defaults() {
+    assert_eq!(parse(EXAMPLE).unwrap().partition.completion, None);
+    let text = example_with_completion(HOURS, "    marker: _SUCCESS");
+    let parsed = parse_pipeline_text(&text, Path::new("p.yaml"), &env, validate::partition_template);
+    assert_eq!(
+        parsed.config.unwrap().partition.completion,
+        Some(CompletionConfig {
+            allowed_lateness: HumanDuration::from_secs(600),
+            idle_timeout: HumanDuration::from_secs(300),
+            marker: "_SUCCESS".into(),
+        })
+    );
+    // Checked, then refused, until the completer exists; nothing else to say.
+    let line = text.lines().position(|l| l.contains("marker: _SUCCESS")).unwrap() + 1;
+    let lines: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with(&format!("p.yaml:{line}:5{NOT_BUILT}")), "{lines:?}");
+    assert_eq!(completion_findings(&text), (vec![], vec![]));
+    let typo = example_with_completion(HOURS, "    lateness: 5m");
+    let errors = errors(&typo);
+    assert!(errors[0].contains("partition.completion.lateness: unknown field `lateness`"), "{errors:?}");
+}
+
+#[test]
+fn completion_needs_one_clock_naming_one_interval_per_directory() {
+    for (path, message) in [
+        ("u={user_id}", "partition.path: completion needs a time field in partition.path, e.g. `dt={ts:%Y-%m-%d}`"),
+        ("dt={ts:%Y-%m-%d}/hour={_ingest:%H}", "partition.path: completion needs one clock, but"),
+        ("dt={user_id}-{ts:%Y-%m-%d}", "partition.path: segment `dt={user_id}-{ts:%Y-%m-%d}` mixes the time field"),
+        ("hour={ts:%H}", "partition.path: `hour={ts:%H}` does not name one hour per directory"),
+        ("m={ts:%m}", "partition.path: `m={ts:%m}` does not name one month per directory"),
+        ("dt={ts:%y-%m-%d}", "partition.path: `dt={ts:%y-%m-%d}` does not name one day per directory"),
+        ("dt={ts:%Y-%m-%d}/wd={ts:%a}/h={ts:%I}", "partition.path: `dt={ts:%Y-%m-%d}/wd={ts:%a}/h={ts:%I}` does not"),
+        ("t={ts:%Y%m%d%H%M%S}", "partition.path: `t={ts:%Y%m%d%H%M%S}` prints seconds or finer"),
+        ("w={ts:%G-%V}", "partition.path: `w={ts:%G-%V}` prints a week"),
+    ] {
+        let (errors, warnings) = completion_findings(&example_with_completion(path, "    marker: _SUCCESS"));
+        assert_eq!(errors.len(), 1, "{path}: {errors:?}");
+        assert!(errors[0].starts_with(message), "{path}: {errors:?}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+    // Without completion nothing is said.
+    let ok = example_with("\"dt={ts:%Y-%m-%d}/hour={ts:%H}\"", "\"hour={ts:%H}\"");
+    assert!(parse(&ok).is_ok());
+}
+
+#[test]
+fn the_marker_must_be_one_hidden_file_name_of_its_own() {
+    for marker in ["_SUCCESS", ".done", "_DONE.flag"] {
+        let text = example_with_completion(HOURS, &format!("    marker: \"{marker}\""));
+        assert_eq!(completion_findings(&text), (vec![], vec![]), "{marker}");
+    }
+    for (marker, why) in [
+        ("SUCCESS", "must start with `_` or `.`"),
+        ("_a/_b", "must be one file name, without `/`"),
+        ("..", "is not a file name"),
+        ("", "is not a file name: empty"),
+        ("_landfall", "is a directory of Landfall's own"),
+        ("_rejected", "is a directory of Landfall's own"),
+    ] {
+        let text = example_with_completion(HOURS, &format!("    marker: \"{marker}\""));
+        let (errors, _) = completion_findings(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let expected = format!("partition.completion.marker: marker `{marker}` {why}");
+        assert!(errors[0].starts_with(&expected), "{errors:?}");
+    }
+}
+
+#[test]
+fn idle_timeout_must_clear_the_roll_interval() {
+    let idle =
+        |timeout: &str| completion_findings(&example_with_completion(HOURS, &format!("    idle_timeout: {timeout}")));
+    let (errors, _) = idle("0s");
+    assert_eq!(errors, ["partition.completion.idle_timeout: idle_timeout must be greater than 0, e.g. `5m`"]);
+    // roll.max_age is 60s in the example.
+    let (errors, _) = idle("60s");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("partition.completion.idle_timeout: idle_timeout 1m must exceed roll.max_age 1m"),
+        "{errors:?}"
+    );
+    let (errors, warnings) = idle("90s");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .starts_with("partition.completion.idle_timeout: idle_timeout 90s is less than twice roll.max_age 1m"),
+        "{warnings:?}"
+    );
+    assert!(warnings[0].ends_with("keep it at least 2m"), "{warnings:?}");
+    assert_eq!(idle("2m"), (vec![], vec![]));
+}
+
+#[test]
+fn a_date_clock_with_lateness_is_a_warning() {
+    let with_day = |completion: &str| {
+        example_with_completion("dt={day}", completion)
+            .replace("      - { name: tags,", "      - { name: day,     type: date }\n      - { name: tags,")
+    };
+    let (errors, warnings) = completion_findings(&with_day("    marker: _SUCCESS"));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "partition.completion.allowed_lateness: the clock `day` is a date, so every row counts as the start of its day: \
+             with allowed_lateness 10m day d completes only once every source partition has published rows dated d+2"
+        ),
+        "{warnings:?}"
+    );
+    assert_eq!(completion_findings(&with_day("    allowed_lateness: 0s")), (vec![], vec![]));
 }

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use super::pipeline::PipelineConfig;
 use super::yaml::{path_string, Seg};
+use crate::partition::clock::Clock;
 use crate::partition::PartitionTemplate;
 use crate::schema::{FieldSpec, FieldType};
 
@@ -91,6 +92,7 @@ pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: Templ
         );
     }
     let mut source_findings = Findings::default();
+    let mut completion_findings = Findings::default();
     if clean.clean("source") {
         // The roll section's values if it parsed, else its defaults.
         let default = PipelineConfig::default_roll();
@@ -118,6 +120,7 @@ pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: Templ
                 ),
             );
         }
+        check_completion(config, clean, &mut completion_findings);
     }
     let mut grace_warning = None;
     if config.staging.grace.get() < std::time::Duration::from_secs(60) {
@@ -195,9 +198,98 @@ pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: Templ
     if let Some(message) = grace_warning {
         out.warn(at(&["roll", "max_age"]), message);
     }
-    out.errors.extend(source_findings.errors);
-    out.warnings.extend(source_findings.warnings);
+    for findings in [source_findings, completion_findings] {
+        out.errors.extend(findings.errors);
+        out.warnings.extend(findings.warnings);
+    }
     out
+}
+
+/// `partition.completion` (design: `docs/design/partition-completion.md`, section 6). The
+/// template needs one clock whose directories each name one interval; the marker must stay
+/// invisible to Spark and Hive; a busy source partition must never look idle between two
+/// commits.
+fn check_completion(config: &PipelineConfig, clean: &dyn SectionFilter, out: &mut Findings) {
+    let partition = &config.partition;
+    let Some(completion) = &partition.completion else { return };
+    let key = |name: &str| at(&["partition", "completion", name]);
+    // A setting is implemented where it is parsed, or refused there: until the completer
+    // exists (step 3 of the design's order of work) the settings are checked, then refused.
+    out.error(
+        at(&["partition", "completion"]),
+        "partition completion is not built yet: this version checks the settings but writes no markers; remove \
+         `completion`"
+            .into(),
+    );
+    // A template or time zone that does not parse is reported by the checks above.
+    let tz = chrono_tz::Tz::from_str(&partition.timezone).ok();
+    let template = clean.clean("decode").then(|| PartitionTemplate::parse(&partition.path, config.schema()).ok());
+    if let (Some(tz), Some(Some(template))) = (tz, template) {
+        match Clock::resolve(&template, tz) {
+            Ok(clock) if clock.is_date() && !completion.allowed_lateness.get().is_zero() => out.warn(
+                key("allowed_lateness"),
+                format!(
+                    "the clock `{}` is a date, so every row counts as the start of its day: with allowed_lateness \
+                     {} day d completes only once every source partition has published rows dated d+2; set \
+                     `allowed_lateness: 0s` to complete it with rows of d+1",
+                    clock.field(),
+                    completion.allowed_lateness
+                ),
+            ),
+            Ok(_) => {}
+            Err(problems) => {
+                for problem in problems {
+                    out.error(at(&["partition", "path"]), problem);
+                }
+            }
+        }
+    }
+    if let Some(why) = marker_problem(&completion.marker) {
+        out.error(key("marker"), format!("marker `{}` {why}; the default is `_SUCCESS`", completion.marker));
+    }
+    let idle = completion.idle_timeout;
+    if idle.get().is_zero() {
+        out.error(key("idle_timeout"), "idle_timeout must be greater than 0, e.g. `5m`".into());
+    } else if clean.clean("roll") {
+        let max_age = config.roll.max_age;
+        if idle.get() <= max_age.get() {
+            out.error(
+                key("idle_timeout"),
+                format!(
+                    "idle_timeout {idle} must exceed roll.max_age {max_age}: a busy source partition commits only \
+                     every max_age, so it would look idle between two commits and complete buckets it still has \
+                     rows for; the default is 5m"
+                ),
+            );
+        } else if idle.get() < 2 * max_age.get() {
+            out.warn(
+                key("idle_timeout"),
+                format!(
+                    "idle_timeout {idle} is less than twice roll.max_age {max_age}: one slow commit makes a busy \
+                     source partition look idle, and its rows in the buckets completed meanwhile land late; keep it \
+                     at least {}",
+                    super::units::HumanDuration(2 * max_age.get())
+                ),
+            );
+        }
+    }
+}
+
+/// Why `marker` cannot be the completion marker's file name, or `None`. Spark, Hive and Hadoop
+/// skip names starting with `_` or `.`; `_landfall` and `_rejected` are Landfall's own.
+fn marker_problem(marker: &str) -> Option<String> {
+    let why = if marker.contains('/') {
+        "must be one file name, without `/`".to_string()
+    } else if let Some(why) = crate::partition::segment_problem(marker) {
+        format!("is not a file name: {why}")
+    } else if !(marker.starts_with('_') || marker.starts_with('.')) {
+        "must start with `_` or `.`, so Spark and Hive never read it as data".to_string()
+    } else if marker == "_landfall" || marker == "_rejected" {
+        "is a directory of Landfall's own (`_landfall/` holds commits, `_rejected/` quarantined messages)".to_string()
+    } else {
+        return None;
+    };
+    Some(why)
 }
 
 /// With `sink.hive`, the partition template's directories become the table's partition

@@ -133,6 +133,11 @@ impl TimeFormat {
         Ok(TimeFormat { items, window })
     }
 
+    /// The compiled strftime items, for completion's clock (which renders and parses them).
+    pub(super) fn items(&self) -> &[Item<'static>] {
+        &self.items
+    }
+
     /// Appends `micros` (UTC) formatted in `tz`, escaped, to `out`.
     pub(crate) fn render(
         &self,
@@ -190,6 +195,11 @@ impl DateFormat {
             return Err(format!("format `{format}` uses time-of-day or timezone specifiers, but `{field}` is a date"));
         }
         Ok(DateFormat { items })
+    }
+
+    /// The compiled strftime items, for completion's clock (which renders and parses them).
+    pub(super) fn items(&self) -> &[Item<'static>] {
+        &self.items
     }
 
     /// Appends the date `days` (since 1970-01-01) formatted and escaped to `out`.
