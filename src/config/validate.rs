@@ -213,14 +213,16 @@ fn check_completion(config: &PipelineConfig, clean: &dyn SectionFilter, out: &mu
     let partition = &config.partition;
     let Some(completion) = &partition.completion else { return };
     let key = |name: &str| at(&["partition", "completion", name]);
-    // A setting is implemented where it is parsed, or refused there: until the completer
-    // exists (step 3 of the design's order of work) the settings are checked, then refused.
-    out.error(
-        at(&["partition", "completion"]),
-        "partition completion is not built yet: this version checks the settings but writes no markers; remove \
-         `completion`"
-            .into(),
-    );
+    if matches!(config.source, crate::config::SourceConfig::RabbitMq(_)) {
+        out.warn(
+            at(&["partition", "completion"]),
+            "with a RabbitMQ source a queue counts as idle after idle_timeout without a commit, whether or not \
+             messages wait in it (AMQP reports no end position to compare with): if its consumer is down for longer \
+             than idle_timeout, its buckets complete early and their rows land late (counted in \
+             landfall_late_events_total)"
+                .into(),
+        );
+    }
     // A template or time zone that does not parse is reported by the checks above.
     let tz = chrono_tz::Tz::from_str(&partition.timezone).ok();
     let template = clean.clean("decode").then(|| PartitionTemplate::parse(&partition.path, config.schema()).ok());
