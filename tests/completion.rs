@@ -1,7 +1,9 @@
 //! `partition.completion` end to end: events of 14:00–17:29 land from a 2-partition topic into
 //! a metastore table; the hours the watermark passed get an empty `_SUCCESS` and
-//! `landfall.complete=true`, the last hour neither; a late event lands in its completed hour,
-//! is counted late and leaves the marker untouched; Spark reads every event by table name.
+//! `landfall.complete=true`, the last hour neither; late events land in their completed hours,
+//! are counted late, leave an existing marker untouched and mark a directory only they created;
+//! a crash between a decision and its markers is finished by the next run; Spark reads every
+//! event by table name.
 
 mod common;
 
@@ -53,7 +55,8 @@ async fn completed_hours_get_a_marker_and_a_parameter_and_late_events_still_land
     let db = unique("lf_done").replace('-', "_");
     let topic = unique("done");
     create_topic(&topic, PARTITIONS).await;
-    let msgs: Vec<(i32, Vec<u8>)> = (0..N).map(|i| ((i % PARTITIONS as u64) as i32, event(i, N).into_bytes())).collect();
+    let msgs: Vec<(i32, Vec<u8>)> =
+        (0..N).map(|i| ((i % PARTITIONS as u64) as i32, event(i, N).into_bytes())).collect();
     produce(&topic, msgs).await;
     let table = format!("/landing-test/{topic}");
     let pipeline_name = topic.replace('-', "_");
@@ -73,7 +76,11 @@ async fn completed_hours_get_a_marker_and_a_parameter_and_late_events_still_land
     let client = hdfs().await;
     let hour = |h: u32| format!("{table}/dt=2026-11-25/hour={h}");
     for h in [14, 15, 16] {
-        assert_eq!(stat(&client, &format!("{}/_SUCCESS", hour(h))).await.map(|s| s.0), Some(0), "hour {h} marked, empty");
+        assert_eq!(
+            stat(&client, &format!("{}/_SUCCESS", hour(h))).await.map(|s| s.0),
+            Some(0),
+            "hour {h} marked, empty"
+        );
     }
     assert_eq!(stat(&client, &format!("{}/_SUCCESS", hour(17))).await, None, "17:00–18:00 is not complete");
     let hms = MetastoreClient::new(HIVE_METASTORE, Duration::from_secs(60)).unwrap();
@@ -95,26 +102,46 @@ async fn completed_hours_get_a_marker_and_a_parameter_and_late_events_still_land
         }
     }
 
-    // A late event: 14:30, long after its hour completed. It lands, is counted, and the
-    // marker keeps its length and modification time.
+    // Late events: 14:30, long after its hour completed, and 13:30, whose directory only a
+    // late event creates. Both land and are counted; the next pass marks hour 13 (with its
+    // metastore parameter) and leaves hour 14's marker as it was.
     let marker_14 = stat(&client, &format!("{}/_SUCCESS", hour(14))).await;
-    produce(&topic, [(0, br#"{"id":"late-1","ts":"2026-11-25T14:30:00Z"}"#.to_vec())]).await;
-    wait_for_metric(addr, "landfall_late_events_total", &pipeline_name, 1.0, &log);
-    wait_for_metric(addr, "landfall_events_landed_total", &pipeline_name, (N + 1) as f64, &log);
+    let late = [
+        br#"{"id":"late-1","ts":"2026-11-25T14:30:00Z"}"#.to_vec(),
+        br#"{"id":"late-2","ts":"2026-11-25T13:30:00Z"}"#.to_vec(),
+    ];
+    produce(&topic, late.into_iter().map(|m| (0, m))).await;
+    wait_for_metric(addr, "landfall_events_landed_total", &pipeline_name, (N + 2) as f64, &log);
+    wait_for_metric(addr, "landfall_late_events_total", &pipeline_name, 2.0, &log);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while stat(&client, &format!("{}/_SUCCESS", hour(13))).await.is_none() {
+        assert!(Instant::now() < deadline, "the directory only late rows created gets its marker at the next pass");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(stat(&client, &format!("{}/_SUCCESS", hour(14))).await, marker_14, "the marker is never rewritten");
+    let values_13 = vec!["2026-11-25".to_string(), "13".to_string()];
+    loop {
+        let p = hms.get_partition(&db, "clicks", &values_13).await.unwrap();
+        if p.as_ref().and_then(|p| p.parameters.get("landfall.complete")).map(String::as_str) == Some("true") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hour 13 not marked complete in the metastore: {p:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let (_, text) = http_get(addr, "/metrics");
-    assert_eq!(metric(&text, "landfall_partitions_completed_total", &pipeline_name, &[]), Some(3.0), "{text}");
+    assert_eq!(metric(&text, "landfall_partitions_completed_total", &pipeline_name, &[]), Some(4.0), "{text}");
     signal(&daemon, SIGTERM);
     assert!(daemon.wait().unwrap().success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("partitions complete"), "one info line per decision:\n{text}");
 
-    let out = run_spark("metastore_table.py", &[&format!("{db}.clicks"), "late-1"]);
+    let out = run_spark("metastore_table.py", &[&format!("{db}.clicks"), "late-1", "late-2"]);
     let line = out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT:\n{out}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    assert_eq!(v["count"], N + 1, "every event, the late one too");
-    assert_eq!(v["distinct_ids"], N + 1);
+    assert_eq!(v["count"], N + 2, "every event, the late ones too");
+    assert_eq!(v["distinct_ids"], N + 2);
     assert_eq!(v["sample"]["late-1"]["hour"], "14");
+    assert_eq!(v["sample"]["late-2"]["hour"], "13");
 }
 
 /// A backfill (`--until-caught-up`) completes what it landed in a last pass; killed right after
@@ -126,7 +153,8 @@ async fn a_crash_between_the_decision_and_its_markers_is_finished_by_the_next_ru
     require_hdfs();
     let topic = unique("done-crash");
     create_topic(&topic, PARTITIONS).await;
-    let msgs: Vec<(i32, Vec<u8>)> = (0..N).map(|i| ((i % PARTITIONS as u64) as i32, event(i, N).into_bytes())).collect();
+    let msgs: Vec<(i32, Vec<u8>)> =
+        (0..N).map(|i| ((i % PARTITIONS as u64) as i32, event(i, N).into_bytes())).collect();
     produce(&topic, msgs).await;
     let table = format!("/landing-test/{topic}");
     let yaml = PipelineYaml::kafka(&topic.replace('-', "_"), &topic).sink_hdfs(&table).completion("10m", "1h");
@@ -138,7 +166,11 @@ async fn a_crash_between_the_decision_and_its_markers_is_finished_by_the_next_ru
         .env("LF_TEST_CRASH_POINT", "after_decision")
         .output()
         .expect("start landfall");
-    assert!(!crashing.status.success(), "the run aborts at the crash point: {}", String::from_utf8_lossy(&crashing.stderr));
+    assert!(
+        !crashing.status.success(),
+        "the run aborts at the crash point: {}",
+        String::from_utf8_lossy(&crashing.stderr)
+    );
     let client = hdfs().await;
     let record = |step: &str| format!("{table}/_landfall/completion/{:020}.{step}", 1_795_626_000_000_000i64);
     assert_eq!(stat(&client, &record("decided")).await.map(|s| s.0), Some(0), "the decision was recorded first");

@@ -381,7 +381,7 @@ impl CommitLog {
             jump: Some(Jump { from, to, earliest, latest, policy: policy.to_string() }),
             fence: None,
             // Lands nothing, so the partition's event time stays where the tip had it.
-            event_time: self.reached.map(|reached| EventTime { reached }),
+            event_time: self.reached.filter(|_| self.run.config.record_event_time).map(|reached| EventTime { reached }),
         };
         let bytes = manifest.to_json();
         let slot = paths::manifest_path(&self.dir, seq);

@@ -37,8 +37,8 @@ pub use crate::retry::{with_backoff, Backoff, RetryError, Retryable};
 pub use error::CommitError;
 pub use log::{CommitLog, StagedFile};
 pub use manifest::{EventTime, Fence, Manifest, ManifestError, ManifestFile, MANIFEST_VERSION};
-pub use orphans::{clean_orphans, CleanReport};
 pub(crate) use orphans::store_now_ms;
+pub use orphans::{clean_orphans, CleanReport};
 pub use paths::{
     commit_dir, escape_name, final_file_name, final_path, manifest_path, new_run_id, staged_path, staging_dir,
 };

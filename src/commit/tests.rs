@@ -699,16 +699,19 @@ async fn manifests_record_how_far_event_time_reached_and_recovery_reads_it_back(
     let none = async { Ok(()) };
     let m = log.commit_while_closing(0, 9, env.batch("run-1", "a"), vec![], None, none).await.unwrap();
     assert_eq!(reached(&m), None, "no clock value known yet: nothing recorded");
-    let m = log.commit_while_closing(10, 19, env.batch("run-1", "b"), vec![], Some(500), async { Ok(()) }).await.unwrap();
+    let m =
+        log.commit_while_closing(10, 19, env.batch("run-1", "b"), vec![], Some(500), async { Ok(()) }).await.unwrap();
     assert_eq!(reached(&m), Some(500));
-    let m = log.commit_while_closing(20, 29, env.batch("run-1", "c"), vec![], Some(100), async { Ok(()) }).await.unwrap();
+    let m =
+        log.commit_while_closing(20, 29, env.batch("run-1", "c"), vec![], Some(100), async { Ok(()) }).await.unwrap();
     assert_eq!(reached(&m), Some(500), "late rows do not lower it");
     assert_eq!(log.reached(), Some(500));
 
     let mut restarted = recording("run-2");
     assert_eq!(restarted.recover().await.unwrap(), Some(30));
     assert_eq!(restarted.reached(), Some(500), "recovery reads the newest manifest's");
-    let m = restarted.commit_while_closing(30, 39, env.batch("run-2", "d"), vec![], None, async { Ok(()) }).await.unwrap();
+    let m =
+        restarted.commit_while_closing(30, 39, env.batch("run-2", "d"), vec![], None, async { Ok(()) }).await.unwrap();
     assert_eq!(reached(&m), Some(500), "a range without clock values keeps the partition's");
     let jump = restarted.jump(0, 0, 5, "earliest").await.unwrap();
     assert_eq!(reached(&jump), Some(500), "a jump lands nothing and keeps it");

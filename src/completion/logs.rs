@@ -19,6 +19,9 @@ pub struct LogView {
     pub newest_ms: u64,
     /// The offset the next commit starts at (the committed position).
     pub next: i64,
+    /// Whether every commit of the log is published. A committed range still staged is not
+    /// in the table yet: its partition must not count as idle, whatever the source says.
+    pub published: bool,
 }
 
 /// Reads logs, remembering each log's newest *published* manifest so that a pass reads a
@@ -63,7 +66,12 @@ impl LogReader {
                 return Ok(Some(view.clone()));
             }
         }
-        let Some(tip) = read_manifest(store, dir, newest).await? else { return Ok(None) };
+        let Some(tip) = read_manifest(store, dir, newest).await? else {
+            // Pruned meanwhile, or unreadable: known nothing, the partition holds the watermark.
+            let source = dir.rsplit('/').take(2).collect::<Vec<_>>();
+            let source = format!("{}[{}]", source.get(1).unwrap_or(&"?"), source.first().unwrap_or(&"?"));
+            return Ok(Some(LogView { source, reached: None, newest_ms, next: -1, published: false }));
+        };
         let next = tip.next();
         let source = format!("{}[{}]", tip.topic, tip.partition);
         // The newest commit counts once published; every one below it was (invariant I3 of
@@ -89,7 +97,7 @@ impl LogReader {
                 None => None,
             };
         }
-        let view = LogView { source, reached, newest_ms, next };
+        let view = LogView { source, reached, newest_ms, next, published };
         if published {
             self.seen.insert(dir.to_string(), (newest, view.clone()));
         }

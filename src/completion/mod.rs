@@ -16,10 +16,10 @@
 //!   has none (never rewritten); other directories are remembered until `F` passes them.
 
 mod logs;
-#[cfg(test)]
-mod tests;
 mod records;
 pub mod task;
+#[cfg(test)]
+mod tests;
 mod watermark;
 
 use std::collections::BTreeSet;
@@ -27,6 +27,11 @@ use std::sync::Mutex;
 
 use crate::observe::metrics::PipelineMetrics;
 use crate::partition::clock::Clock;
+
+/// Most directories remembered until the frontier passes them. The set only covers
+/// directories born after the deciding pass listed the table; the listing covers the rest, so
+/// a frontier stuck for long (a partition that never looks caught up) costs bounded memory.
+const OPEN_CAP: usize = 10_000;
 
 /// The completion state one pipeline's committers and its completion task share.
 pub struct Completion {
@@ -68,7 +73,7 @@ impl Completion {
             if shared.frontier.is_some_and(|f| bucket.end <= f) {
                 late += rows;
                 shared.to_mark.insert(dir.to_string());
-            } else {
+            } else if shared.open.len() < OPEN_CAP {
                 shared.open.insert(dir.to_string());
             }
         }
@@ -85,12 +90,8 @@ impl Completion {
             return;
         }
         shared.frontier = Some(f);
-        let passed: Vec<String> = shared
-            .open
-            .iter()
-            .filter(|d| self.clock.bucket_of_dir(d).is_none_or(|b| b.end <= f))
-            .cloned()
-            .collect();
+        let passed: Vec<String> =
+            shared.open.iter().filter(|d| self.clock.bucket_of_dir(d).is_none_or(|b| b.end <= f)).cloned().collect();
         for dir in passed {
             shared.open.remove(&dir);
             shared.to_mark.insert(dir);

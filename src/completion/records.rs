@@ -59,11 +59,8 @@ impl Records {
     /// Records that may go: all but the newest three decisions, keeping any decision still to
     /// re-drive and the one before the oldest kept (its range's start).
     pub fn prunable(&self, with_hive: bool) -> Vec<(i64, Step)> {
-        let pending: BTreeSet<i64> = self
-            .unmarked()
-            .into_iter()
-            .chain(if with_hive { self.without_hive() } else { Vec::new() })
-            .collect();
+        let pending: BTreeSet<i64> =
+            self.unmarked().into_iter().chain(if with_hive { self.without_hive() } else { Vec::new() }).collect();
         let mut keep: BTreeSet<i64> = self.decided.iter().rev().take(3).copied().collect();
         keep.extend(&pending);
         if let Some(oldest) = keep.first().copied() {
@@ -125,7 +122,8 @@ mod tests {
     #[tokio::test]
     async fn records_round_trip_through_their_names_and_are_created_once() {
         let store = MemStore::new();
-        for (f, step) in [(3_600_000_000, Step::Decided), (7_200_000_000, Step::Decided), (3_600_000_000, Step::Marked)] {
+        for (f, step) in [(3_600_000_000, Step::Decided), (7_200_000_000, Step::Decided), (3_600_000_000, Step::Marked)]
+        {
             assert!(create_empty(&store, &path("/t", f, step)).await.unwrap());
         }
         assert!(!create_empty(&store, &path("/t", 3_600_000_000, Step::Marked)).await.unwrap(), "exists: untouched");

@@ -50,6 +50,8 @@ pub struct CompletionTask {
     pub ends: Option<Arc<KafkaEnds>>,
     /// `start: latest` (a partition without commits has nothing old to land).
     pub starts_at_latest: bool,
+    /// Commit logs that hold the watermark even before they exist (a queue's lane 0).
+    pub expected_logs: Vec<String>,
     pub hive: Option<HiveTarget>,
     pub watch: Arc<PipelineWatch>,
     pub(crate) reader: LogReader,
@@ -58,6 +60,11 @@ pub struct CompletionTask {
     pub(crate) idle: BTreeSet<String>,
     pub(crate) failing: Option<String>,
     pub(crate) hive_client: Option<MetastoreClient>,
+    /// The cause of the metastore step's current failure, logged once.
+    pub(crate) hive_failing: Option<String>,
+    /// Directories marked after their frontier's metastore step (late rows, or born after
+    /// the decision's listing), waiting for their metastore parameter.
+    pub(crate) hive_late: BTreeSet<String>,
 }
 
 impl CompletionTask {
@@ -168,6 +175,13 @@ impl CompletionTask {
                     .map_err(|e| e.to_string())?;
                 recs.hive.insert(f);
             }
+            if !self.hive_late.is_empty() {
+                let late: Vec<String> = self.hive_late.iter().cloned().collect();
+                let at = self.completion.frontier().unwrap_or_default();
+                if self.hive_mark(&late, w.at.unwrap_or(at)).await {
+                    self.hive_late.clear();
+                }
+            }
         }
         for (f, step) in recs.prunable(self.hive.is_some()) {
             let _ = store.delete(&records::path(&self.root, f, step)).await;
@@ -182,6 +196,9 @@ impl CompletionTask {
         let mut dirs: HashMap<String, Option<(String, i32)>> = HashMap::new();
         for dir in LogReader::list_logs(store.as_ref(), &self.root).await.map_err(|e| e.to_string())? {
             dirs.insert(dir, None);
+        }
+        for dir in &self.expected_logs {
+            dirs.entry(dir.clone()).or_insert(None);
         }
         if let Some(ends) = self.ends.clone() {
             let listed = tokio::task::spawn_blocking(move || ends.partitions())
@@ -207,7 +224,7 @@ impl CompletionTask {
                 Some(v) => {
                     self.empty_since.remove(&dir);
                     let quiet_ms = now_ms.saturating_sub(v.newest_ms);
-                    let caught_up = if quiet_ms < idle_ms {
+                    let caught_up = if quiet_ms < idle_ms || !v.published {
                         None
                     } else {
                         match &kafka {
@@ -220,16 +237,20 @@ impl CompletionTask {
                     Progress { source, reached: v.reached, quiet_ms, caught_up }
                 }
                 None => {
-                    let Some((t, p)) = kafka else { continue };
+                    let Some((t, p)) = kafka else {
+                        // A queue's lane without a commit yet: its event time is unknown.
+                        out.push(Progress { source, reached: None, quiet_ms: 0, caught_up: None });
+                        continue;
+                    };
                     let ends = self.end(&t, p).await;
-                    let (since, end_then) = *self
-                        .empty_since
-                        .entry(dir.clone())
-                        .or_insert((now_ms, ends.map_or(-1, |(_, high)| high)));
+                    let Some((_, high)) = ends else {
+                        out.push(Progress { source, reached: None, quiet_ms: 0, caught_up: None });
+                        continue;
+                    };
+                    let (since, end_then) = *self.empty_since.entry(dir.clone()).or_insert((now_ms, high));
                     // Nothing committed yet: nothing left if the partition is empty, or (with
                     // `start: latest`) if nothing arrived since it was first seen.
-                    let caught_up =
-                        ends.map(|(low, high)| high == low || (self.starts_at_latest && high == end_then));
+                    let caught_up = ends.map(|(low, high)| high == low || (self.starts_at_latest && high == end_then));
                     Progress { source, reached: None, quiet_ms: now_ms.saturating_sub(since), caught_up }
                 }
             };
@@ -281,8 +302,9 @@ impl CompletionTask {
     /// The partition directories (relative to the table) of buckets ending in `(from, to]`.
     async fn dirs_in(&self, from: Option<i64>, to: i64) -> Result<Vec<String>, String> {
         let clock = &self.completion.clock;
-        let leaves =
-            crate::sink::partition_dirs(self.store.as_ref(), &self.root, clock.segment_count()).await.map_err(|e| e.to_string())?;
+        let leaves = crate::sink::partition_dirs(self.store.as_ref(), &self.root, clock.segment_count())
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(leaves
             .into_iter()
             .filter(|d| clock.bucket_of_dir(d).is_some_and(|b| b.end <= to && from.is_none_or(|f| b.end > f)))
@@ -301,13 +323,20 @@ impl CompletionTask {
 
     /// Markers for directories published by this instance whose bucket is complete: late rows,
     /// and directories born after the pass that decided their bucket listed the table.
-    async fn mark_published(&self) {
+    /// With `sink.hive` they also wait for their metastore parameter ([`Self::hive_late`]).
+    async fn mark_published(&mut self) {
         let dirs = self.completion.take_to_mark();
         let mut failed = Vec::new();
         for dir in dirs {
-            if let Err(e) = self.mark(&dir).await {
-                tracing::debug!(pipeline = %self.pipeline, dir, error = %e, "completion: marker not created; retrying next pass");
-                failed.push(dir);
+            match self.mark(&dir).await {
+                Ok(()) if self.hive.is_some() => {
+                    self.hive_late.insert(dir);
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::debug!(pipeline = %self.pipeline, dir, error = %e, "completion: marker not created; retrying next pass");
+                    failed.push(dir);
+                }
             }
         }
         self.completion.retry_later(failed);
@@ -318,7 +347,6 @@ impl CompletionTask {
     /// is still pending. A partition that already says complete is not written again. True
     /// when every partition says so; false (logged) to try again on the next pass.
     async fn set_hive_parameters(&mut self, from: Option<i64>, to: i64, watermark_at: i64) -> bool {
-        let Some(HiveTarget { config: hive, keys, location }) = self.hive.clone() else { return true };
         let dirs = match self.dirs_in(from, to).await {
             Ok(d) => d,
             Err(e) => {
@@ -326,6 +354,13 @@ impl CompletionTask {
                 return false;
             }
         };
+        self.hive_mark(&dirs, watermark_at).await
+    }
+
+    /// Sets the completion parameters on the metastore partitions of `dirs` (see
+    /// [`Self::set_hive_parameters`]). A failure is logged once per cause.
+    async fn hive_mark(&mut self, dirs: &[String], watermark_at: i64) -> bool {
+        let Some(HiveTarget { config: hive, keys, location }) = self.hive.clone() else { return true };
         if self.hive_client.is_none() {
             match MetastoreClient::new(&hive.metastore, crate::metastore::registrar::CALL_TIMEOUT) {
                 Ok(c) => self.hive_client = Some(c),
@@ -339,7 +374,7 @@ impl CompletionTask {
         let location = location.trim_end_matches('/');
         let result: Result<bool, crate::metastore::MetastoreError> = async {
             let mut table = None;
-            for dir in &dirs {
+            for dir in dirs {
                 let Some(values) = crate::partition::hive_values(dir, &keys) else { continue };
                 let mut part = client.get_partition(&hive.database, &hive.table, &values).await?;
                 if part.is_none() {
@@ -363,13 +398,26 @@ impl CompletionTask {
             Ok(true)
         }
         .await;
-        result.unwrap_or_else(|e| {
-            tracing::warn!(
-                pipeline = %self.pipeline, error = first_line(&e.to_string()),
-                "completion: cannot mark metastore partitions complete; markers are written, the parameters follow when it answers"
-            );
-            false
-        })
+        match result {
+            Ok(done) => {
+                if done && self.hive_failing.take().is_some() {
+                    tracing::info!(pipeline = %self.pipeline, "completion: metastore partitions are marked complete again");
+                }
+                done
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let key = cause_key(&text);
+                if self.hive_failing.as_deref() != Some(key.as_str()) {
+                    tracing::warn!(
+                        pipeline = %self.pipeline, error = first_line(&text),
+                        "completion: cannot mark metastore partitions complete; markers are written, the parameters follow when it answers"
+                    );
+                    self.hive_failing = Some(key);
+                }
+                false
+            }
+        }
     }
 }
 

@@ -70,6 +70,7 @@ impl Lab {
             settings: settings(idle_timeout_s),
             ends: None,
             starts_at_latest: false,
+            expected_logs: Vec::new(),
             hive: None,
             watch: self.watch.clone(),
             reader: Default::default(),
@@ -77,6 +78,8 @@ impl Lab {
             idle: Default::default(),
             failing: None,
             hive_client: None,
+            hive_failing: None,
+            hive_late: Default::default(),
         }
     }
 
@@ -196,4 +199,21 @@ async fn a_decision_without_its_markers_is_re_driven_by_the_next_pass() {
     let recs = records::read(&lab.store, ROOT).await.unwrap();
     assert!(recs.marked.contains(&at(11, 0)));
     assert_eq!(recs.frontier(), Some(at(11, 0)), "the frontier never moves back");
+}
+
+/// A partition whose newest commit is committed but not published yet (its owner was killed
+/// between the commit point and the publish, or is still retrying) is never idle, however
+/// long it has been quiet: its rows are not in the table yet.
+#[tokio::test]
+async fn a_committed_but_unpublished_partition_is_never_idle() {
+    let mut lab = lab();
+    lab.commit(0, &[dir(10), dir(11), dir(12)], Some(at(12, 30)), true).await;
+    lab.commit(1, &[dir(10)], Some(at(10, 5)), true).await;
+    lab.commit(1, &[dir(11), dir(12)], Some(at(12, 40)), true).await;
+    let newest = lab.store.files_under("/t/_landfall/commits/clicks/1/").into_values().last().unwrap();
+    let m = crate::commit::Manifest::parse(&newest).unwrap();
+    lab.store.put(&m.files[1].staged, b"rows");
+    lab.task(0).pass().await.unwrap();
+    assert!(lab.marked_hours().is_empty(), "held at 10:05 by partition 1's last published commit");
+    assert_eq!(lab.watch.metrics.idle_partitions.get(), 1, "only partition 0 is idle");
 }

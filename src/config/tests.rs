@@ -717,5 +717,23 @@ fn completion_on_a_queue_runs_with_a_warning_that_idleness_is_judged_by_commit_a
     let (errors, warnings) = completion_findings(&rabbit);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].starts_with("partition.completion: with a RabbitMQ source a queue counts as idle"), "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("partition.completion: with a RabbitMQ source a queue counts as idle"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn completion_refuses_a_topic_pattern_it_could_not_enumerate() {
+    let text = example_with_completion(HOURS, "    marker: _SUCCESS")
+        .replace("topics: [\"clicks\"]", "topics: [\"^clicks-.*\"]");
+    assert!(text.contains("^clicks-"), "the example lists its topic as expected");
+    let (errors, _) = completion_findings(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "partition.completion: completion needs every topic listed by name, not the pattern `^clicks-.*`"
+        ),
+        "{errors:?}"
+    );
 }

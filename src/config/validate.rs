@@ -213,6 +213,18 @@ fn check_completion(config: &PipelineConfig, clean: &dyn SectionFilter, out: &mu
     let partition = &config.partition;
     let Some(completion) = &partition.completion else { return };
     let key = |name: &str| at(&["partition", "completion", name]);
+    if let crate::config::SourceConfig::Kafka(k) = &config.source {
+        if let Some(pattern) = k.topics.iter().find(|t| t.starts_with('^')) {
+            out.error(
+                at(&["partition", "completion"]),
+                format!(
+                    "completion needs every topic listed by name, not the pattern `{pattern}`: a bucket is complete \
+                     only once every partition that could hold its rows has published past it, so completion must \
+                     know them all"
+                ),
+            );
+        }
+    }
     if matches!(config.source, crate::config::SourceConfig::RabbitMq(_)) {
         out.warn(
             at(&["partition", "completion"]),

@@ -440,10 +440,7 @@ impl MetastoreClient {
     /// Hive escapes directory names, which is how Landfall names them too).
     pub async fn get_partition_names(&self, database: &str, table: &str) -> Result<Vec<String>, MetastoreError> {
         let object = format!("{database}.{table}");
-        let args = Struct::new()
-            .with(1, Value::string(database))
-            .with(2, Value::string(table))
-            .with(3, Value::I16(-1)); // all of them
+        let args = Struct::new().with(1, Value::string(database)).with(2, Value::string(table)).with(3, Value::I16(-1)); // all of them
         let throws: Throws = &[(1, "NoSuchObjectException"), (2, "MetaException")];
         match self.call("get_partition_names", &object, args, throws).await? {
             Some(Value::List { items, .. }) => Ok(items.iter().filter_map(Value::as_str).map(str::to_string).collect()),

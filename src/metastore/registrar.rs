@@ -47,6 +47,9 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 pub const BACKOFF: Backoff =
     Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60), give_up_after: None };
 
+/// How many times the start-up comparison of directories and partitions is tried.
+const RECONCILE_TRIES: u32 = 5;
+
 /// How often a table found incompatible in the background is checked again.
 const INCOMPATIBLE_RECHECK: Duration = Duration::from_secs(300);
 
@@ -234,21 +237,30 @@ impl Registration {
         };
         let location = self.spec.location.trim_end_matches('/').to_string();
         let mut unreconciled = self.table_dir.is_some();
+        let mut reconcile_failures = 0u32;
         loop {
             let closing = registrar.is_closed();
             let mut failed = false;
             if unreconciled {
+                // Never holds back what this run publishes: its failure only delays itself.
                 match self.queue_unregistered(&table, &registrar).await {
                     Ok(()) => unreconciled = false,
-                    Err(Some(e)) => {
-                        self.failed(&mut outage, &e.to_string());
-                        failed = true;
+                    Err(e) => {
+                        reconcile_failures += 1;
+                        let cause = e.map_or_else(|| "the table's store did not answer".to_string(), |e| e.to_string());
+                        if reconcile_failures >= RECONCILE_TRIES {
+                            tracing::warn!(
+                                pipeline = %self.pipeline, error = first_line(&cause), tries = reconcile_failures,
+                                "could not compare the table's partition directories with the metastore; partitions pending when the last run ended may need MSCK REPAIR TABLE"
+                            );
+                            unreconciled = false;
+                        } else {
+                            tracing::debug!(pipeline = %self.pipeline, error = %cause, "comparing partition directories with the metastore failed; trying again");
+                        }
                     }
-                    Err(None) => {} // the store did not answer: again on the next round
                 }
             }
-            let pending = if failed { Vec::new() } else { registrar.pending() };
-            for dir in pending {
+            for dir in registrar.pending() {
                 let Some(values) = crate::partition::hive_values(&dir, &self.keys) else {
                     // Validation makes every table directory `key=…/…` with these keys.
                     tracing::warn!(pipeline = %self.pipeline, dir = %dir, keys = ?self.keys, "published directory is not a partition of the table; not registered");
@@ -289,6 +301,7 @@ impl Registration {
                 tokio::select! {
                     _ = registrar.wake.notified() => {}
                     _ = async { let mut c = registrar.closed.subscribe(); let _ = c.wait_for(|c| *c).await; } => {}
+                    _ = tokio::time::sleep(BACKOFF.delay(reconcile_failures)), if unreconciled => {}
                 }
             }
         }
@@ -298,7 +311,8 @@ impl Registration {
     /// metastore failed; `Err(None)`: the store did not answer (its own watch reports that).
     async fn queue_unregistered(&self, table: &Table, registrar: &Registrar) -> Result<(), Option<MetastoreError>> {
         let Some((store, root)) = &self.table_dir else { return Ok(()) };
-        let dirs = match crate::sink::partition_dirs(store.as_ref(), root.trim_end_matches('/'), self.keys.len()).await {
+        let dirs = match crate::sink::partition_dirs(store.as_ref(), root.trim_end_matches('/'), self.keys.len()).await
+        {
             Ok(dirs) => dirs,
             Err(e) => {
                 tracing::debug!(pipeline = %self.pipeline, error = %e, "cannot list the table's partition directories; trying again later");

@@ -25,9 +25,9 @@ pub use crate::shutdown::Shutdown;
 pub use plan::Plan;
 pub use summary::RunSummary;
 
-use crate::config::{PipelineConfig, SourceConfig, StoreConfig};
 use crate::completion::task::{CompletionTask, HiveTarget};
 use crate::completion::Completion;
+use crate::config::{PipelineConfig, SourceConfig, StoreConfig};
 use crate::metastore::registrar::{self, Registrar};
 use crate::observe::status::PipelineState;
 use crate::observe::{PipelineWatch, ProblemKey};
@@ -135,9 +135,17 @@ pub async fn run(
         }
     }
     let hive = start_registration(&plan, watch.clone(), (store.clone(), table_root.clone())).await.map_err(setup)?;
+    let completion = match start_completion(&plan, &store, &table_root, &watch, &shutdown) {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some((registrar, _)) = &hive {
+                registrar.close(); // its task ends; the restarted pipeline starts its own
+            }
+            return Err(setup(e));
+        }
+    };
     let (source_plan, mode) = (plan.clone(), opts.mode);
     let make = move |recovery, handle| build_source(&source_plan.cfg, recovery, handle, mode);
-    let completion = start_completion(&plan, &store, &table_root, &watch, &shutdown).map_err(setup)?;
     let downstream = writer::Downstream {
         registrar: hive.as_ref().map(|(r, _)| r.clone()),
         completion: completion.as_ref().map(|(c, _, _)| c.clone()),
@@ -201,12 +209,14 @@ fn start_completion(
     let cfg = &plan.cfg;
     let (Some(settings), Some(clock)) = (&cfg.partition.completion, &plan.clock) else { return Ok(None) };
     let completion = Arc::new(Completion::new(clock.clone(), watch.metrics.clone()));
-    let (ends, starts_at_latest) = match &cfg.source {
+    let root = table_root.trim_end_matches('/').to_string();
+    let (ends, starts_at_latest, expected_logs) = match &cfg.source {
         SourceConfig::Kafka(k) => (
             Some(Arc::new(KafkaEnds::build(&cfg.name, k)?)),
             k.start == crate::config::StartPosition::Latest,
+            Vec::new(),
         ),
-        SourceConfig::RabbitMq(_) => (None, false),
+        SourceConfig::RabbitMq(r) => (None, false, vec![crate::commit::commit_dir(&root, &r.queue, 0)]),
     };
     let hive = match (&cfg.sink.hive, &cfg.sink.store) {
         (Some(h), StoreConfig::Hdfs(hdfs)) => {
@@ -219,11 +229,12 @@ fn start_completion(
     let task = CompletionTask {
         pipeline: cfg.name.clone(),
         store: store.clone(),
-        root: table_root.trim_end_matches('/').to_string(),
+        root,
         completion: completion.clone(),
         settings: settings.clone(),
         ends,
         starts_at_latest,
+        expected_logs,
         hive,
         watch: watch.clone(),
         reader: Default::default(),
@@ -231,6 +242,8 @@ fn start_completion(
         idle: Default::default(),
         failing: None,
         hive_client: None,
+        hive_failing: None,
+        hive_late: Default::default(),
     };
     let (finish, finishing) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(task.run(shutdown.clone(), finishing));

@@ -134,8 +134,16 @@ fn run_mode(
     let watch = observer.pipeline("test", "fake", ROOT, Duration::from_secs(120));
     let registrar = Arc::new(crate::metastore::registrar::Registrar::default());
     let store_arc = Arc::new(store.clone());
-    let result =
-        rt.block_on(drive(plan, opts, shutdown, store_arc, ROOT.to_string(), watch, Downstream { registrar: Some(registrar.clone()), completion: None }, make));
+    let result = rt.block_on(drive(
+        plan,
+        opts,
+        shutdown,
+        store_arc,
+        ROOT.to_string(),
+        watch,
+        Downstream { registrar: Some(registrar.clone()), completion: None },
+        make,
+    ));
     let took = started.elapsed();
     let log = log.lock().unwrap().clone();
     Run { result, log, store, took, observer, registrar }

@@ -33,9 +33,9 @@ impl KafkaEnds {
             .set("enable.auto.commit", "false")
             .set("client.id", format!("landfall-{pipeline}-completion"));
         client.set_log_level(RDKafkaLogLevel::Warning);
-        let consumer: BaseConsumer = client
-            .create()
-            .map_err(|e| format!("cannot create a Kafka client for brokers {brokers}: {e}; check source.kafka.options"))?;
+        let consumer: BaseConsumer = client.create().map_err(|e| {
+            format!("cannot create a Kafka client for brokers {brokers}: {e}; check source.kafka.options")
+        })?;
         Ok(KafkaEnds { consumer, topics: cfg.topics.clone(), brokers })
     }
 
@@ -47,6 +47,13 @@ impl KafkaEnds {
                 format!("Kafka at {}: cannot read the partitions of {topic}: {e}; is the broker up?", self.brokers)
             })?;
             for t in md.topics() {
+                if let Some(e) = t.error() {
+                    // A partition this pass cannot see could hold the watermark: no pass.
+                    return Err(format!(
+                        "Kafka at {}: the partitions of {topic} are not known ({:?}); is the topic there?",
+                        self.brokers, e
+                    ));
+                }
                 out.extend(t.partitions().iter().map(|p| (t.name().to_string(), p.id())));
             }
         }
