@@ -274,8 +274,9 @@ impl Writer {
                     let duration = self.watch.metrics.commit_duration.clone();
                     let handle = tokio::spawn(async move {
                         let started = std::time::Instant::now();
-                        let (log, mut fb) =
-                            committer.commit(previous, &task_stream, epoch, (start, end), files, ids, event_max).await;
+                        let (log, mut fb) = committer
+                            .commit(previous, &task_stream, epoch, Cut { start, end, ids, event_max }, files)
+                            .await;
                         duration.observe(started.elapsed().as_secs_f64());
                         if let Feedback::Committed { rejected: reasons, .. } = &mut fb {
                             *reasons = rejected;
@@ -449,6 +450,15 @@ impl Writer {
     }
 }
 
+/// What a commit covers: offsets `start..=end`, the queue's `message_id`s among them, and the
+/// greatest clock value of its rows (with partition completion).
+struct Cut {
+    start: i64,
+    end: i64,
+    ids: Vec<String>,
+    event_max: Option<i64>,
+}
+
 impl Committer {
     /// Closes `files`, commits them as `start..=end` of `stream` and publishes them. Returns the
     /// log (positioned after this commit) only on success, and the answer for the consumer.
@@ -457,10 +467,8 @@ impl Committer {
         previous: Option<PendingCommit>,
         stream: &StreamId,
         epoch: u64,
-        (start, end): (i64, i64),
+        Cut { start, end, ids, event_max }: Cut,
         files: HashMap<String, OpenFile>,
-        ids: Vec<String>,
-        event_max: Option<i64>,
     ) -> (Option<CommitLog>, Feedback) {
         let rewind_as = |reason: String, superseded: bool| {
             (None, Feedback::Rewind { stream: stream.clone(), epoch, reason, answers_commit: true, superseded })
