@@ -31,22 +31,6 @@ async fn stat(client: &hdfs_native::Client, path: &str) -> Option<(usize, u64)> 
     }
 }
 
-fn wait_for_metric(addr: std::net::SocketAddr, name: &str, pipeline: &str, want: f64, log: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(150);
-    loop {
-        let (_, text) = http_get(addr, "/metrics");
-        if metric(&text, name, pipeline, &[]) == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never reached {want}:\n{text}\nlog:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn completed_hours_get_a_marker_and_a_parameter_and_late_events_still_land() {
     require_kafka();

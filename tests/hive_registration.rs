@@ -164,15 +164,7 @@ async fn a_metastore_that_is_down_delays_registration_never_landing() {
     let mut daemon = spawn_daemon(&pipeline, &log);
     let addr = http_addr(&log);
     // Everything lands while the metastore is away.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, text) = http_get(addr, "/metrics");
-        if metric(&text, "landfall_events_landed_total", &pipeline_name, &[]) == Some(n as f64) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "landed too little without the metastore:\n{text}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_metric(addr, "landfall_events_landed_total", &pipeline_name, n as f64, &log);
     let (code, body) = http_get(addr, "/ready");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("metastore"), "/ready names the metastore: {body}");
@@ -235,15 +227,7 @@ async fn registrations_pending_at_a_kill_are_made_by_the_next_start() {
     let killed = Killed::kill("hive-metastore");
     let mut daemon = spawn_daemon(&pipeline, &log);
     let addr = http_addr(&log);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, text) = http_get(addr, "/metrics");
-        if metric(&text, "landfall_events_landed_total", &pipeline_name, &[]) == Some(n as f64) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "landed too little without the metastore:\n{text}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_metric(addr, "landfall_events_landed_total", &pipeline_name, n as f64, &log);
     signal(&daemon, 9); // SIGKILL: the pending registrations die with the process
     let _ = daemon.wait();
     drop(killed);

@@ -54,17 +54,25 @@ pub struct CompletionTask {
     pub expected_logs: Vec<String>,
     pub hive: Option<HiveTarget>,
     pub watch: Arc<PipelineWatch>,
-    pub(crate) reader: LogReader,
+    /// What the task learns as it runs (empty at start).
+    pub state: State,
+}
+
+/// A completion task's memory between passes; a restart starts empty and rebuilds it from the
+/// store.
+#[derive(Default)]
+pub struct State {
+    reader: LogReader,
     /// Per commit directory without a manifest: (store time first seen empty, end then).
-    pub(crate) empty_since: HashMap<String, (u64, i64)>,
-    pub(crate) idle: BTreeSet<String>,
-    pub(crate) failing: Option<String>,
-    pub(crate) hive_client: Option<MetastoreClient>,
+    empty_since: HashMap<String, (u64, i64)>,
+    idle: BTreeSet<String>,
+    failing: Option<String>,
+    hive_client: Option<MetastoreClient>,
     /// The cause of the metastore step's current failure, logged once.
-    pub(crate) hive_failing: Option<String>,
+    hive_failing: Option<String>,
     /// Directories marked after their frontier's metastore step (late rows, or born after
     /// the decision's listing), waiting for their metastore parameter.
-    pub(crate) hive_late: BTreeSet<String>,
+    hive_late: BTreeSet<String>,
 }
 
 impl CompletionTask {
@@ -92,19 +100,19 @@ impl CompletionTask {
         {
             match self.pass().await {
                 Ok(()) => {
-                    if self.failing.take().is_some() {
+                    if self.state.failing.take().is_some() {
                         tracing::info!(pipeline = %self.pipeline, "partition completion works again");
                     }
                 }
                 Err(e) => {
                     let key = cause_key(&e);
-                    if self.failing.as_deref() != Some(key.as_str()) {
+                    if self.state.failing.as_deref() != Some(key.as_str()) {
                         tracing::warn!(
                             pipeline = %self.pipeline, error = first_line(&e),
                             "partition completion pass failed; landing goes on, markers wait; retrying every {} s",
                             PASS_EVERY.as_secs()
                         );
-                        self.failing = Some(key);
+                        self.state.failing = Some(key);
                     }
                 }
             }
@@ -175,11 +183,11 @@ impl CompletionTask {
                     .map_err(|e| e.to_string())?;
                 recs.hive.insert(f);
             }
-            if !self.hive_late.is_empty() {
-                let late: Vec<String> = self.hive_late.iter().cloned().collect();
+            if !self.state.hive_late.is_empty() {
+                let late: Vec<String> = self.state.hive_late.iter().cloned().collect();
                 let at = self.completion.frontier().unwrap_or_default();
                 if self.hive_mark(&late, w.at.unwrap_or(at)).await {
-                    self.hive_late.clear();
+                    self.state.hive_late.clear();
                 }
             }
         }
@@ -213,7 +221,7 @@ impl CompletionTask {
         let mut sorted: Vec<_> = dirs.into_iter().collect();
         sorted.sort();
         for (dir, kafka) in sorted {
-            let view = self.reader.read(store.as_ref(), &dir).await.map_err(|e| e.to_string())?;
+            let view = self.state.reader.read(store.as_ref(), &dir).await.map_err(|e| e.to_string())?;
             let name = |v: &Option<LogView>| match (v, &kafka) {
                 (Some(v), _) => v.source.clone(),
                 (None, Some((t, p))) => format!("{t}[{p}]"),
@@ -222,7 +230,7 @@ impl CompletionTask {
             let source = name(&view);
             let progress = match view {
                 Some(v) => {
-                    self.empty_since.remove(&dir);
+                    self.state.empty_since.remove(&dir);
                     let quiet_ms = now_ms.saturating_sub(v.newest_ms);
                     let caught_up = if quiet_ms < idle_ms || !v.published {
                         None
@@ -247,7 +255,7 @@ impl CompletionTask {
                         out.push(Progress { source, reached: None, quiet_ms: 0, caught_up: None });
                         continue;
                     };
-                    let (since, end_then) = *self.empty_since.entry(dir.clone()).or_insert((now_ms, high));
+                    let (since, end_then) = *self.state.empty_since.entry(dir.clone()).or_insert((now_ms, high));
                     // Nothing committed yet: nothing left if the partition is empty, or (with
                     // `start: latest`) if nothing arrived since it was first seen.
                     let caught_up = ends.map(|(low, high)| high == low || (self.starts_at_latest && high == end_then));
@@ -279,13 +287,13 @@ impl CompletionTask {
         m.watermark.set(w.at.map_or(0, |at| at.div_euclid(1_000_000)));
         m.idle_partitions.set(w.idle.len() as i64);
         let now: BTreeSet<String> = w.idle.iter().cloned().collect();
-        for p in now.difference(&self.idle) {
+        for p in now.difference(&self.state.idle) {
             tracing::info!(pipeline = %self.pipeline, partition = %p, "source partition idle; it no longer holds the watermark back");
         }
-        for p in self.idle.difference(&now) {
+        for p in self.state.idle.difference(&now) {
             tracing::info!(pipeline = %self.pipeline, partition = %p, "source partition active again");
         }
-        self.idle = now;
+        self.state.idle = now;
     }
 
     /// Creates the marker in every partition directory whose bucket ends in `(from, to]`
@@ -330,7 +338,7 @@ impl CompletionTask {
         for dir in dirs {
             match self.mark(&dir).await {
                 Ok(()) if self.hive.is_some() => {
-                    self.hive_late.insert(dir);
+                    self.state.hive_late.insert(dir);
                 }
                 Ok(()) => {}
                 Err(e) => {
@@ -361,16 +369,16 @@ impl CompletionTask {
     /// [`Self::set_hive_parameters`]). A failure is logged once per cause.
     async fn hive_mark(&mut self, dirs: &[String], watermark_at: i64) -> bool {
         let Some(HiveTarget { config: hive, keys, location }) = self.hive.clone() else { return true };
-        if self.hive_client.is_none() {
+        if self.state.hive_client.is_none() {
             match MetastoreClient::new(&hive.metastore, crate::metastore::registrar::CALL_TIMEOUT) {
-                Ok(c) => self.hive_client = Some(c),
+                Ok(c) => self.state.hive_client = Some(c),
                 Err(e) => {
                     tracing::warn!(pipeline = %self.pipeline, error = %e, "completion: no metastore client");
                     return false;
                 }
             }
         }
-        let client = self.hive_client.as_ref().expect("just set");
+        let client = self.state.hive_client.as_ref().expect("just set");
         let location = location.trim_end_matches('/');
         let result: Result<bool, crate::metastore::MetastoreError> = async {
             let mut table = None;
@@ -400,7 +408,7 @@ impl CompletionTask {
         .await;
         match result {
             Ok(done) => {
-                if done && self.hive_failing.take().is_some() {
+                if done && self.state.hive_failing.take().is_some() {
                     tracing::info!(pipeline = %self.pipeline, "completion: metastore partitions are marked complete again");
                 }
                 done
@@ -408,12 +416,12 @@ impl CompletionTask {
             Err(e) => {
                 let text = e.to_string();
                 let key = cause_key(&text);
-                if self.hive_failing.as_deref() != Some(key.as_str()) {
+                if self.state.hive_failing.as_deref() != Some(key.as_str()) {
                     tracing::warn!(
                         pipeline = %self.pipeline, error = first_line(&text),
                         "completion: cannot mark metastore partitions complete; markers are written, the parameters follow when it answers"
                     );
-                    self.hive_failing = Some(key);
+                    self.state.hive_failing = Some(key);
                 }
                 false
             }

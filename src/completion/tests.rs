@@ -73,13 +73,7 @@ impl Lab {
             expected_logs: Vec::new(),
             hive: None,
             watch: self.watch.clone(),
-            reader: Default::default(),
-            empty_since: Default::default(),
-            idle: Default::default(),
-            failing: None,
-            hive_client: None,
-            hive_failing: None,
-            hive_late: Default::default(),
+            state: Default::default(),
         }
     }
 

@@ -237,13 +237,7 @@ fn start_completion(
         expected_logs,
         hive,
         watch: watch.clone(),
-        reader: Default::default(),
-        empty_since: Default::default(),
-        idle: Default::default(),
-        failing: None,
-        hive_client: None,
-        hive_failing: None,
-        hive_late: Default::default(),
+        state: Default::default(),
     };
     let (finish, finishing) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(task.run(shutdown.clone(), finishing));

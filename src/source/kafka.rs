@@ -237,19 +237,15 @@ impl KafkaSource {
     /// through rebalance callbacks.
     pub fn build(pipeline: &str, cfg: &KafkaSourceConfig, recovery: Recovery) -> Result<KafkaSource, SourceError> {
         let brokers = cfg.brokers.join(",");
-        let mut client = ClientConfig::new();
+        let mut client = client_config(cfg);
         // librdkafka stops fetching a partition whose local queue is full and, by default,
         // waits 1 s (`fetch.queue.backoff.ms`) before fetching it again. Landfall drains the
         // queue in well under a second, so that pause left it idle most of the time: 1 M
         // events took 7.0 s with the default and 1.6 s with 10 ms. Options override it.
-        client.set("fetch.queue.backoff.ms", "10");
-        for (key, value) in cfg.options.iter() {
-            client.set(key, value);
+        if client.get("fetch.queue.backoff.ms").is_none() {
+            client.set("fetch.queue.backoff.ms", "10");
         }
         client
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", &cfg.group)
-            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             // Resume offsets are always explicit and checked against the log before a seek; a
@@ -471,6 +467,20 @@ fn set_paused(consumer: &BaseConsumer<LandfallContext>, stream: &StreamId, pause
 /// The committed position is past the end of the partition: the topic was deleted and
 /// recreated, or an unclean leader election truncated it. Resuming anywhere would skip or
 /// re-land data without a word, so the partition stops until a person decides.
+/// The client settings every Kafka client of a pipeline shares: `source.kafka.options` (security
+/// settings…), the brokers, the group, and no automatic offset commits.
+pub(crate) fn client_config(cfg: &KafkaSourceConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in cfg.options.iter() {
+        client.set(key, value);
+    }
+    client
+        .set("bootstrap.servers", cfg.brokers.join(","))
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false");
+    client
+}
+
 fn position_lost(stream: &StreamId, next: i64, low: i64, high: i64) -> RecoveryError {
     RecoveryError::Permanent(format!(
         "the commit log of {stream} resumes at offset {next}, but the partition now holds offsets {low}..{high} \

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
 use crate::config::KafkaSourceConfig;
 
@@ -23,15 +22,8 @@ impl KafkaEnds {
     /// A client for `cfg`'s brokers with its `options` (security settings apply here too).
     pub fn build(pipeline: &str, cfg: &KafkaSourceConfig) -> Result<KafkaEnds, String> {
         let brokers = cfg.brokers.join(",");
-        let mut client = ClientConfig::new();
-        for (key, value) in cfg.options.iter() {
-            client.set(key, value);
-        }
-        client
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", &cfg.group)
-            .set("enable.auto.commit", "false")
-            .set("client.id", format!("landfall-{pipeline}-completion"));
+        let mut client = super::kafka::client_config(cfg);
+        client.set("client.id", format!("landfall-{pipeline}-completion"));
         client.set_log_level(RDKafkaLogLevel::Warning);
         let consumer: BaseConsumer = client.create().map_err(|e| {
             format!("cannot create a Kafka client for brokers {brokers}: {e}; check source.kafka.options")

@@ -767,6 +767,24 @@ pub fn signal(child: &std::process::Child, sig: i32) {
     assert_eq!(rc, 0, "signal {sig} to pid {}", child.id());
 }
 
+/// Waits (150 s at most) until the daemon at `addr` reports `want` for the pipeline's metric
+/// `name` (no other labels); fails with the metrics and the daemon's `log` otherwise.
+pub fn wait_for_metric(addr: std::net::SocketAddr, name: &str, pipeline: &str, want: f64, log: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    loop {
+        let (_, text) = http_get(addr, "/metrics");
+        if metric(&text, name, pipeline, &[]) == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never reached {want}:\n{text}\nlog:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Writes `yaml` to a fresh temp dir and returns (dir guard, file path).
 pub fn pipeline_file(yaml: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
