@@ -254,7 +254,6 @@ impl CommitLog {
     /// `event_max` is the greatest clock value among the range's rows; with
     /// [`CommitConfig::record_event_time`](crate::commit::CommitConfig::record_event_time) the
     /// manifest records the partition's cumulative maximum ([`Manifest::event_time`]).
-    #[allow(clippy::too_many_arguments)]
     pub async fn commit_while_closing(
         &mut self,
         start: i64,

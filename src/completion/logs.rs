@@ -79,17 +79,15 @@ impl LogReader {
         // `published` stays true unless the newest commit (the only one that can be
         // unpublished) is found still staged.
         let mut published = true;
-        let mut newest_checked = false;
         let mut reached = None;
         let mut current = Some(tip);
         while let Some(m) = current {
             if m.fence.is_none() {
-                if newest_checked || is_published(store, &m).await? {
+                if !published || is_published(store, &m).await? {
                     reached = m.event_time.map(|t| t.reached);
                     break;
                 }
                 published = false;
-                newest_checked = true;
             }
             let below = seqs.range(..m.seq).next_back().map(|(s, _)| *s);
             current = match below {

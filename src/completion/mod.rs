@@ -56,10 +56,6 @@ impl Completion {
         Completion { clock, metrics, shared: Mutex::default() }
     }
 
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     /// A commit published `rows` rows into each directory (relative to the table; the
     /// quarantine's are skipped). Cheap and never waits on the store: called on the commit path.
     pub fn published<'a>(&self, dirs: impl IntoIterator<Item = (&'a str, u64)>) {

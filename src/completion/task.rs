@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::logs::{LogReader, LogView};
+use super::logs::LogReader;
 use super::records::{self, Step};
 use super::watermark::{watermark, Progress, Watermark};
 use super::Completion;
@@ -76,7 +76,6 @@ pub struct State {
 }
 
 impl CompletionTask {
-    /// Runs passes until shutdown.
     /// Runs passes until shutdown, or until `finish` turns true: then one last pass over what
     /// the pipeline's final commits published (a backfill with `--until-caught-up` completes
     /// the buckets it finished).
@@ -97,23 +96,21 @@ impl CompletionTask {
 
     /// One pass; a failure is logged once per cause.
     async fn pass_and_report(&mut self) {
-        {
-            match self.pass().await {
-                Ok(()) => {
-                    if self.state.failing.take().is_some() {
-                        tracing::info!(pipeline = %self.pipeline, "partition completion works again");
-                    }
+        match self.pass().await {
+            Ok(()) => {
+                if self.state.failing.take().is_some() {
+                    tracing::info!(pipeline = %self.pipeline, "partition completion works again");
                 }
-                Err(e) => {
-                    let key = cause_key(&e);
-                    if self.state.failing.as_deref() != Some(key.as_str()) {
-                        tracing::warn!(
-                            pipeline = %self.pipeline, error = first_line(&e),
-                            "partition completion pass failed; landing goes on, markers wait; retrying every {} s",
-                            PASS_EVERY.as_secs()
-                        );
-                        self.state.failing = Some(key);
-                    }
+            }
+            Err(e) => {
+                let key = cause_key(&e);
+                if self.state.failing.as_deref() != Some(key.as_str()) {
+                    tracing::warn!(
+                        pipeline = %self.pipeline, error = first_line(&e),
+                        "partition completion pass failed; landing goes on, markers wait; retrying every {} s",
+                        PASS_EVERY.as_secs()
+                    );
+                    self.state.failing = Some(key);
                 }
             }
         }
@@ -222,12 +219,11 @@ impl CompletionTask {
         sorted.sort();
         for (dir, kafka) in sorted {
             let view = self.state.reader.read(store.as_ref(), &dir).await.map_err(|e| e.to_string())?;
-            let name = |v: &Option<LogView>| match (v, &kafka) {
+            let source = match (&view, &kafka) {
                 (Some(v), _) => v.source.clone(),
                 (None, Some((t, p))) => format!("{t}[{p}]"),
                 (None, None) => dir.clone(),
             };
-            let source = name(&view);
             let progress = match view {
                 Some(v) => {
                     self.state.empty_since.remove(&dir);
@@ -236,8 +232,9 @@ impl CompletionTask {
                         None
                     } else {
                         match &kafka {
-                            // A log no topic of this pipeline lists (a topic dropped from the
-                            // config): nothing reads it any more, so its commit age decides.
+                            // A queue's lane (no end position to ask), or a log no topic of this
+                            // pipeline lists (a topic dropped from the config): its commit age
+                            // decides.
                             None => Some(true),
                             Some((t, p)) => self.end(t, *p).await.map(|(_, high)| high <= v.next),
                         }
@@ -250,15 +247,14 @@ impl CompletionTask {
                         out.push(Progress { source, reached: None, quiet_ms: 0, caught_up: None });
                         continue;
                     };
-                    let ends = self.end(&t, p).await;
-                    let Some((_, high)) = ends else {
+                    let Some((low, high)) = self.end(&t, p).await else {
                         out.push(Progress { source, reached: None, quiet_ms: 0, caught_up: None });
                         continue;
                     };
                     let (since, end_then) = *self.state.empty_since.entry(dir.clone()).or_insert((now_ms, high));
                     // Nothing committed yet: nothing left if the partition is empty, or (with
                     // `start: latest`) if nothing arrived since it was first seen.
-                    let caught_up = ends.map(|(low, high)| high == low || (self.starts_at_latest && high == end_then));
+                    let caught_up = Some(high == low || (self.starts_at_latest && high == end_then));
                     Progress { source, reached: None, quiet_ms: now_ms.saturating_sub(since), caught_up }
                 }
             };
