@@ -2,8 +2,9 @@
 //! a metastore table; the hours the watermark passed get an empty `_SUCCESS` and
 //! `landfall.complete=true`, the last hour neither; late events land in their completed hours,
 //! are counted late, leave an existing marker untouched and mark a directory only they created;
-//! a crash between a decision and its markers is finished by the next run; Spark reads every
-//! event by table name.
+//! a crash between a decision and its markers is finished by the next run; a transactional
+//! topic, whose ends sit past commit markers and aborted records, still goes idle; Spark reads
+//! every event by table name.
 
 mod common;
 
@@ -170,4 +171,69 @@ async fn a_crash_between_the_decision_and_its_markers_is_finished_by_the_next_ru
     }
     assert_eq!(stat(&client, &hour(17)).await, None);
     assert_eq!(stat(&client, &record("marked")).await.map(|s| s.0), Some(0), "the re-driven decision is recorded");
+}
+
+/// Sends `committed` in one transaction per partition, then `aborted` in a transaction that is
+/// aborted: each partition ends with a control record, partition 1 with aborted records too.
+fn produce_in_transactions(topic: &str, committed: &[(i32, Vec<u8>)], aborted: &[(i32, Vec<u8>)]) {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("transactional.id", unique("txn"))
+        .create()
+        .expect("transactional producer");
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).expect("init_transactions: is the transaction state log up?");
+    let send = |(p, payload): &(i32, Vec<u8>)| {
+        producer.send(BaseRecord::<(), _>::to(topic).partition(*p).payload(payload)).map_err(|(e, _)| e).unwrap();
+    };
+    for p in 0..PARTITIONS {
+        producer.begin_transaction().unwrap();
+        committed.iter().filter(|m| m.0 == p).for_each(send);
+        producer.commit_transaction(timeout).unwrap();
+    }
+    producer.begin_transaction().unwrap();
+    aborted.iter().for_each(send);
+    producer.flush(timeout).unwrap();
+    producer.abort_transaction(timeout).unwrap();
+}
+
+/// A transactional producer ends every transaction with a marker, so a partition's end is past
+/// its last record, and an aborted transaction leaves records Landfall never reads: the
+/// partitions still go idle once everything readable is landed, and the last hour completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transactional_topic_goes_idle_past_its_markers_and_aborted_records() {
+    require_kafka();
+    require_hdfs();
+    const EVENTS: u64 = 600;
+    let topic = unique("done-txn");
+    create_topic(&topic, PARTITIONS).await;
+    let committed: Vec<(i32, Vec<u8>)> =
+        (0..EVENTS).map(|i| ((i % PARTITIONS as u64) as i32, event(i, EVENTS).into_bytes())).collect();
+    let aborted = [(1, br#"{"id":"aborted-1","ts":"2026-11-25T17:40:00Z"}"#.to_vec())];
+    produce_in_transactions(&topic, &committed, &aborted);
+    let table = format!("/landing-test/{topic}");
+    let pipeline_name = topic.replace('-', "_");
+    let yaml = PipelineYaml::kafka(&pipeline_name, &topic).roll_max_age("1s").sink_hdfs(&table).completion("10m", "4s");
+    let (_dir, pipeline) = yaml.file();
+    let log = std::env::temp_dir().join(format!("{topic}.log"));
+    let mut daemon = spawn_daemon(&pipeline, &log);
+    let addr = http_addr(&log);
+    wait_for_metric(addr, "landfall_events_landed_total", &pipeline_name, EVENTS as f64, &log);
+    wait_for_metric(addr, "landfall_completion_idle_partitions", &pipeline_name, PARTITIONS as f64, &log);
+    let client = hdfs().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let marker_17 = format!("{table}/dt=2026-11-25/hour=17/_SUCCESS");
+    while stat(&client, &marker_17).await.is_none() {
+        assert!(Instant::now() < deadline, "idle partitions complete the last hour");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, text) = http_get(addr, "/metrics");
+    assert_eq!(
+        metric(&text, "landfall_events_landed_total", &pipeline_name, &[]),
+        Some(EVENTS as f64),
+        "aborted records never land"
+    );
+    signal(&daemon, SIGTERM);
+    assert!(daemon.wait().unwrap().success());
 }

@@ -1,4 +1,4 @@
-//! The completion pass: every [`PASS_EVERY`], read every source partition's progress, compute
+//! The completion pass: every [`pass_every`], read every source partition's progress, compute
 //! the watermark, decide the frontier, write the markers, then the metastore parameters. Every
 //! write creates an empty file if absent, so a crash anywhere is re-driven by the next pass
 //! (the crash table of `docs/design/partition-completion.md`, section 5) and two instances
@@ -21,9 +21,15 @@ use crate::shutdown::Shutdown;
 use crate::sink::{FileStore, StoreError};
 use crate::source::kafka_ends::KafkaEnds;
 
-/// How often a pass runs: completion is a signal for batch jobs that wait for hours, so a
-/// few dozen NameNode calls every 30 s are plenty.
+/// How often a pass runs at most: completion is a signal for batch jobs that wait for hours,
+/// so a few dozen NameNode calls every 30 s are plenty.
 pub const PASS_EVERY: Duration = Duration::from_secs(30);
+
+/// How often a pass runs: [`PASS_EVERY`], or a quarter of a shorter `idle_timeout` (at least
+/// every second), so an idle partition is noticed within a quarter of its timeout.
+pub fn pass_every(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_secs(1), PASS_EVERY)
+}
 
 /// Parameters set on a completed metastore partition (`sink.hive`).
 pub const HIVE_COMPLETE: &str = "landfall.complete";
@@ -87,7 +93,7 @@ impl CompletionTask {
                 return;
             }
             tokio::select! {
-                _ = tokio::time::sleep(PASS_EVERY) => {}
+                _ = tokio::time::sleep(pass_every(self.settings.idle_timeout.get())) => {}
                 _ = shutdown.wait() => return,
                 _ = finish.wait_for(|f| *f) => {}
             }
@@ -108,7 +114,7 @@ impl CompletionTask {
                     tracing::warn!(
                         pipeline = %self.pipeline, error = first_line(&e),
                         "partition completion pass failed; landing goes on, markers wait; retrying every {} s",
-                        PASS_EVERY.as_secs()
+                        pass_every(self.settings.idle_timeout.get()).as_secs()
                     );
                     self.state.failing = Some(key);
                 }
@@ -236,7 +242,7 @@ impl CompletionTask {
                             // pipeline lists (a topic dropped from the config): its commit age
                             // decides.
                             None => Some(true),
-                            Some((t, p)) => self.end(t, *p).await.map(|(_, high)| high <= v.next),
+                            Some((t, p)) => self.nothing_left(t, *p, v.next).await,
                         }
                     };
                     Progress { source, reached: v.reached, quiet_ms, caught_up }
@@ -252,15 +258,48 @@ impl CompletionTask {
                         continue;
                     };
                     let (since, end_then) = *self.state.empty_since.entry(dir.clone()).or_insert((now_ms, high));
+                    let quiet_ms = now_ms.saturating_sub(since);
                     // Nothing committed yet: nothing left if the partition is empty, or (with
-                    // `start: latest`) if nothing arrived since it was first seen.
-                    let caught_up = Some(high == low || (self.starts_at_latest && high == end_then));
-                    Progress { source, reached: None, quiet_ms: now_ms.saturating_sub(since), caught_up }
+                    // `start: latest`) if nothing arrived since it was first seen, or if all it
+                    // holds is transaction markers and aborted records.
+                    let caught_up = if high == low || (self.starts_at_latest && high == end_then) {
+                        Some(true)
+                    } else if quiet_ms >= idle_ms {
+                        self.holds_records(&t, p, low, high).await.map(|holds| !holds)
+                    } else {
+                        Some(false)
+                    };
+                    Progress { source, reached: None, quiet_ms, caught_up }
                 }
             };
             out.push(progress);
         }
         Ok(out)
+    }
+
+    /// Whether a Kafka partition committed up to `next` has nothing left to land: its end is at
+    /// `next`, or everything between is transaction markers and aborted records. `None` if the
+    /// broker did not answer (not idle then).
+    async fn nothing_left(&self, topic: &str, partition: i32, next: i64) -> Option<bool> {
+        let (_, high) = self.end(topic, partition).await?;
+        if high <= next {
+            return Some(true);
+        }
+        self.holds_records(topic, partition, next, high).await.map(|holds| !holds)
+    }
+
+    /// [`KafkaEnds::holds_records`] off the runtime; `None` if the broker did not answer.
+    async fn holds_records(&self, topic: &str, partition: i32, from: i64, high: i64) -> Option<bool> {
+        let ends = self.ends.clone()?;
+        let topic = topic.to_string();
+        match tokio::task::spawn_blocking(move || ends.holds_records(&topic, partition, from, high)).await {
+            Ok(Ok(holds)) => Some(holds),
+            Ok(Err(e)) => {
+                tracing::debug!(pipeline = %self.pipeline, error = %e, "completion: cannot tell what the partition holds past its commits; not counted idle");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// (low, high) of a Kafka partition; `None` if the broker did not answer (not idle then).

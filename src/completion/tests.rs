@@ -211,3 +211,12 @@ async fn a_committed_but_unpublished_partition_is_never_idle() {
     assert!(lab.marked_hours().is_empty(), "held at 10:05 by partition 1's last published commit");
     assert_eq!(lab.watch.metrics.idle_partitions.get(), 1, "only partition 0 is idle");
 }
+
+#[test]
+fn a_short_idle_timeout_shortens_the_pass_interval_within_bounds() {
+    use super::task::pass_every;
+    let s = Duration::from_secs;
+    assert_eq!(pass_every(s(300)), s(30), "the default timeout keeps the 30 s pass");
+    assert_eq!(pass_every(s(60)), s(15), "a quarter of a shorter timeout");
+    assert_eq!(pass_every(s(2)), s(1), "never more than once a second");
+}

@@ -198,7 +198,7 @@ pub struct CompletionConfig {
     /// it stops holding completion back (default `5m`); its last event time then counts as the
     /// store's clock. Must exceed `roll.max_age` (a busy partition commits at least that often),
     /// preferably twice. Events a partition sends after being idle with older event times are
-    /// late.
+    /// late. The completion pass runs every 30 s, or every quarter of a shorter timeout.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: HumanDuration,
     /// Name of the empty file created in each complete directory (default `_SUCCESS`, as
