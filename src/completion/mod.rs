@@ -23,6 +23,7 @@ mod tests;
 mod watermark;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::observe::metrics::PipelineMetrics;
@@ -38,6 +39,12 @@ pub struct Completion {
     clock: Clock,
     metrics: PipelineMetrics,
     shared: Mutex<Shared>,
+    /// Whether this instance is the pipeline's completer: its driver holds the pipeline's
+    /// first source partition ([`Completion::first_stream`]). Exactly one instance of a
+    /// consumer group holds it, so one instance reads every log and decides, instead of every
+    /// instance multiplying the NameNode calls; during a rebalance two may briefly both hold
+    /// it (every write is create-if-absent, so they write the same files) or none (passes wait).
+    completer: AtomicBool,
 }
 
 #[derive(Default)]
@@ -53,7 +60,26 @@ struct Shared {
 
 impl Completion {
     pub fn new(clock: Clock, metrics: PipelineMetrics) -> Completion {
-        Completion { clock, metrics, shared: Mutex::default() }
+        Completion { clock, metrics, shared: Mutex::default(), completer: AtomicBool::new(false) }
+    }
+
+    /// The source partition whose holder completes: a Kafka source's first topic's partition
+    /// 0, a queue's lane 0. Every instance derives the same one from the same configuration.
+    pub fn first_stream(source: &crate::config::SourceConfig) -> crate::source::StreamId {
+        match source {
+            crate::config::SourceConfig::Kafka(k) => crate::source::StreamId::new(k.topics[0].clone(), 0),
+            crate::config::SourceConfig::RabbitMq(r) => crate::source::StreamId::new(r.queue.clone(), 0),
+        }
+    }
+
+    /// Whether this instance's driver holds [`Completion::first_stream`] (assigned, consuming,
+    /// or failed and waiting): set by the driver as its assignment changes.
+    pub fn set_completer(&self, holds_first: bool) {
+        self.completer.store(holds_first, Ordering::Relaxed);
+    }
+
+    pub fn is_completer(&self) -> bool {
+        self.completer.load(Ordering::Relaxed)
     }
 
     /// A commit published `rows` rows into each directory (relative to the table; the

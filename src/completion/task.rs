@@ -125,16 +125,31 @@ impl CompletionTask {
     /// One pass; an error ends it (the next pass starts over from the store).
     pub async fn pass(&mut self) -> Result<(), String> {
         let store = self.store.clone();
-        let now_ms = crate::commit::store_now_ms(store.as_ref(), &self.root).await.map_err(|e| e.to_string())?;
-        let progress = self.progress(now_ms).await?;
-        let lateness = self.settings.allowed_lateness.get().as_micros() as i64;
-        let idle_ms = self.settings.idle_timeout.get().as_millis() as u64;
-        let w = watermark(&progress, now_ms as i64 * 1000, lateness, idle_ms);
-        self.report(&w);
+        // Only the completer reads every log and decides; every instance marks the directories
+        // its own late rows went to and follows the frontier.
+        let completer = self.completion.is_completer();
+        let w = if completer {
+            let now_ms = crate::commit::store_now_ms(store.as_ref(), &self.root).await.map_err(|e| e.to_string())?;
+            let progress = self.progress(now_ms).await?;
+            let lateness = self.settings.allowed_lateness.get().as_micros() as i64;
+            let idle_ms = self.settings.idle_timeout.get().as_millis() as u64;
+            watermark(&progress, now_ms as i64 * 1000, lateness, idle_ms)
+        } else {
+            Watermark::default()
+        };
+        self.report(&w, completer);
 
         let mut recs = records::read(store.as_ref(), &self.root).await.map_err(|e| e.to_string())?;
         if let Some(f) = recs.frontier() {
             self.completion.advance(f);
+        }
+        if !completer {
+            self.mark_published().await;
+            self.report_status(&w, false);
+            if self.hive.is_some() {
+                self.hive_mark_late(&w).await;
+            }
+            return Ok(());
         }
         // Re-drive decisions whose markers may be missing (a crash between records).
         for f in recs.unmarked() {
@@ -166,16 +181,7 @@ impl CompletionTask {
             }
         }
         self.mark_published().await;
-        let frontier = self.completion.frontier();
-        if let Some(f) = frontier {
-            self.watch.metrics.completed_until.set(f.div_euclid(1_000_000));
-        }
-        self.watch.set_completion(crate::observe::status::CompletionStatus {
-            watermark: w.at.map(micros_text),
-            completed_until: frontier.map(micros_text),
-            held_by: w.held_by.clone(),
-            idle: w.idle.clone(),
-        });
+        self.report_status(&w, true);
         if self.hive.is_some() {
             for f in recs.without_hive() {
                 if !self.set_hive_parameters(recs.before(f), f, w.at.unwrap_or(f)).await {
@@ -186,18 +192,39 @@ impl CompletionTask {
                     .map_err(|e| e.to_string())?;
                 recs.hive.insert(f);
             }
-            if !self.state.hive_late.is_empty() {
-                let late: Vec<String> = self.state.hive_late.iter().cloned().collect();
-                let at = self.completion.frontier().unwrap_or_default();
-                if self.hive_mark(&late, w.at.unwrap_or(at)).await {
-                    self.state.hive_late.clear();
-                }
-            }
+            self.hive_mark_late(&w).await;
         }
         for (f, step) in recs.prunable(self.hive.is_some()) {
             let _ = store.delete(&records::path(&self.root, f, step)).await;
         }
         Ok(())
+    }
+
+    /// The frontier in the metrics, and the completion block of `/api/status`.
+    fn report_status(&self, w: &Watermark, completer: bool) {
+        let frontier = self.completion.frontier();
+        if let Some(f) = frontier {
+            self.watch.metrics.completed_until.set(f.div_euclid(1_000_000));
+        }
+        self.watch.set_completion(crate::observe::status::CompletionStatus {
+            completer,
+            watermark: w.at.map(micros_text),
+            completed_until: frontier.map(micros_text),
+            held_by: w.held_by.clone(),
+            idle: w.idle.clone(),
+        });
+    }
+
+    /// The metastore parameter for directories marked after their frontier's metastore step
+    /// (late rows, or born after the decision's listing).
+    async fn hive_mark_late(&mut self, w: &Watermark) {
+        if !self.state.hive_late.is_empty() {
+            let late: Vec<String> = self.state.hive_late.iter().cloned().collect();
+            let at = self.completion.frontier().unwrap_or_default();
+            if self.hive_mark(&late, w.at.unwrap_or(at)).await {
+                self.state.hive_late.clear();
+            }
+        }
     }
 
     /// Every source partition's progress: each commit log under `_landfall/commits/`, and
@@ -316,11 +343,16 @@ impl CompletionTask {
         }
     }
 
-    /// Metrics and the idle transitions, one log line per change.
-    fn report(&mut self, w: &Watermark) {
+    /// Metrics and the idle transitions, one log line per change. An instance that is not the
+    /// completer reports no watermark (0) and no idle partitions, and logs no transitions.
+    fn report(&mut self, w: &Watermark, completer: bool) {
         let m = &self.watch.metrics;
         m.watermark.set(w.at.map_or(0, |at| at.div_euclid(1_000_000)));
         m.idle_partitions.set(w.idle.len() as i64);
+        if !completer {
+            self.state.idle.clear();
+            return;
+        }
         let now: BTreeSet<String> = w.idle.iter().cloned().collect();
         for p in now.difference(&self.state.idle) {
             tracing::info!(pipeline = %self.pipeline, partition = %p, "source partition idle; it no longer holds the watermark back");

@@ -61,12 +61,19 @@ fn settings(idle_timeout_s: u64) -> CompletionConfig {
 }
 
 impl Lab {
+    /// The completer's task (this instance holds the first source partition).
     fn task(&self, idle_timeout_s: u64) -> CompletionTask {
+        self.completion.set_completer(true);
+        self.task_of(self.completion.clone(), idle_timeout_s)
+    }
+
+    /// A task on `completion`, completer or not as it says.
+    fn task_of(&self, completion: Arc<Completion>, idle_timeout_s: u64) -> CompletionTask {
         CompletionTask {
             pipeline: "clicks".into(),
             store: Arc::new(self.store.clone()),
             root: ROOT.into(),
-            completion: self.completion.clone(),
+            completion,
             settings: settings(idle_timeout_s),
             ends: None,
             starts_at_latest: false,
@@ -219,4 +226,54 @@ fn a_short_idle_timeout_shortens_the_pass_interval_within_bounds() {
     assert_eq!(pass_every(s(300)), s(30), "the default timeout keeps the 30 s pass");
     assert_eq!(pass_every(s(60)), s(15), "a quarter of a shorter timeout");
     assert_eq!(pass_every(s(2)), s(1), "never more than once a second");
+}
+
+/// Another instance of the pipeline (not holding the first source partition) decides nothing
+/// and reports no watermark, but follows the completer's frontier and marks the directories
+/// its own late rows went to; it decides once it holds the partition.
+#[tokio::test]
+async fn only_the_completer_decides_and_every_instance_marks_its_late_rows() {
+    let mut lab = lab();
+    lab.commit(0, &[dir(10), dir(11), dir(12)], Some(at(12, 30)), true).await;
+    lab.commit(1, &[dir(10), dir(11)], Some(at(11, 20)), true).await;
+    let other_watch = crate::observe::Observer::new().pipeline("clicks", "kafka", ROOT, Duration::from_secs(120));
+    let clock = Clock::resolve(
+        &PartitionTemplate::parse(
+            "dt={ts:%Y-%m-%d}/hour={ts:%H}",
+            &[FieldSpec { name: "ts".into(), field_type: FieldType::Timestamp, required: true }],
+        )
+        .unwrap(),
+        chrono_tz::UTC,
+    )
+    .unwrap();
+    let other = Arc::new(Completion::new(clock, other_watch.metrics.clone()));
+    let mut other_task = lab.task_of(other.clone(), 3600);
+    other_task.watch = other_watch.clone();
+    other_task.pass().await.unwrap();
+    assert_eq!(lab.marked_hours(), Vec::<u32>::new(), "not the completer: no decision");
+    assert_eq!(records::read(&lab.store, ROOT).await.unwrap().frontier(), None);
+    assert_eq!(other_watch.metrics.watermark.get(), 0);
+
+    let mut task = lab.task(3600);
+    task.pass().await.unwrap();
+    assert_eq!(lab.marked_hours(), [10], "the completer decides");
+
+    // The other instance follows the frontier: its late rows count, and the directory they
+    // alone created gets its marker from it.
+    other_task.pass().await.unwrap();
+    assert_eq!(other.frontier(), Some(at(11, 0)));
+    other.published([(dir(9).as_str(), 3)]);
+    assert_eq!(other_watch.metrics.late_events.get(), 3);
+    lab.store.put(&format!("{ROOT}/{}/part-late.parquet", dir(9)), b"rows");
+    other_task.pass().await.unwrap();
+    assert_eq!(lab.marked_hours(), [9, 10]);
+    let status = other_watch.completion().expect("a completion block");
+    assert!(!status.completer && status.watermark.is_none(), "{status:?}");
+
+    // Holding the first partition (a rebalance moved it here), it decides.
+    lab.commit(1, &[dir(12)], Some(at(12, 20)), true).await;
+    other.set_completer(true);
+    other_task.pass().await.unwrap();
+    assert_eq!(lab.marked_hours(), [9, 10, 11]);
+    assert!(other_watch.completion().unwrap().completer);
 }

@@ -71,7 +71,13 @@ pub struct PipelineStatus {
 /// Partition completion as the last pass saw it (`docs/hive.md`, "Completion").
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CompletionStatus {
-    /// The table's event-time watermark (RFC 3339); `None` while a partition's is unknown.
+    /// Whether this instance is the pipeline's completer (it holds the pipeline's first
+    /// source partition): only the completer computes the watermark and decides; the others
+    /// follow the frontier and mark the directories their late rows went to.
+    #[serde(default)]
+    pub completer: bool,
+    /// The table's event-time watermark (RFC 3339); `None` while a partition's is unknown, or
+    /// on an instance that is not the completer.
     pub watermark: Option<String>,
     /// Every bucket ending at or before this time (RFC 3339) is complete; `None`: none yet.
     pub completed_until: Option<String>,

@@ -235,6 +235,11 @@ impl PipelineWatch {
         self.inner.lock().expect("watch lock").completion = Some(status);
     }
 
+    #[cfg(test)]
+    pub fn completion(&self) -> Option<super::status::CompletionStatus> {
+        self.inner.lock().expect("watch lock").completion.clone()
+    }
+
     pub fn set_state(&self, state: PipelineState) {
         let mut inner = self.inner.lock().expect("watch lock");
         if state == PipelineState::Running && inner.state != PipelineState::Running {

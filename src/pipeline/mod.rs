@@ -288,6 +288,10 @@ where
     let name = plan.cfg.name.clone();
     let handle = tokio::runtime::Handle::current();
     let run_id = crate::commit::new_run_id();
+    let completer_seat = downstream.completion.clone().map(|completion| driver::CompleterSeat {
+        first: crate::completion::Completion::first_stream(&plan.cfg.source),
+        completion,
+    });
     let (tx, feedback, writer_task) =
         writer::spawn(&plan, store.clone(), &table_root, &run_id, &shutdown, &handle, watch.clone(), downstream);
     let store_watch = handle.spawn(watch_store(store.clone(), table_root.clone(), watch.clone()));
@@ -300,6 +304,7 @@ where
         shutdown: shutdown.clone(),
     });
     let parts = driver::DriverParts {
+        completer_seat,
         pipeline: name.clone(),
         router: route::Router::new(&plan),
         policy: plan.policy,

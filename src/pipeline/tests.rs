@@ -53,6 +53,18 @@ struct Run {
     observer: Arc<crate::observe::Observer>,
     /// The directories the commits handed over for Hive registration (`sink.hive`).
     registrar: Arc<crate::metastore::registrar::Registrar>,
+    /// What the driver told partition completion (whether it holds topic `t`'s partition 0).
+    completion: Arc<crate::completion::Completion>,
+}
+
+/// Completion state for a run: the fake table has no time field, so its clock comes from a
+/// template of its own; the run only reports to it.
+fn completion(watch: &crate::observe::PipelineWatch) -> Arc<crate::completion::Completion> {
+    use crate::schema::{FieldSpec, FieldType};
+    let schema = [FieldSpec { name: "ts".into(), field_type: FieldType::Timestamp, required: true }];
+    let template = crate::partition::PartitionTemplate::parse("dt={ts:%Y-%m-%d}", &schema).unwrap();
+    let clock = crate::partition::clock::Clock::resolve(&template, chrono_tz::UTC).unwrap();
+    Arc::new(crate::completion::Completion::new(clock, watch.metrics.clone()))
 }
 
 impl Run {
@@ -133,6 +145,7 @@ fn run_mode(
     let observer = crate::observe::Observer::new();
     let watch = observer.pipeline("test", "fake", ROOT, Duration::from_secs(120));
     let registrar = Arc::new(crate::metastore::registrar::Registrar::default());
+    let completion = completion(&watch);
     let store_arc = Arc::new(store.clone());
     let result = rt.block_on(drive(
         plan,
@@ -141,12 +154,30 @@ fn run_mode(
         store_arc,
         ROOT.to_string(),
         watch,
-        Downstream { registrar: Some(registrar.clone()), completion: None },
+        Downstream { registrar: Some(registrar.clone()), completion: Some(completion.clone()) },
         make,
     ));
     let took = started.elapsed();
     let log = log.lock().unwrap().clone();
-    Run { result, log, store, took, observer, registrar }
+    Run { result, log, store, took, observer, registrar, completion }
+}
+
+/// The instance whose driver holds the pipeline's first source partition (topic `t`,
+/// partition 0) is the completer; one that holds other partitions is not.
+#[test]
+fn the_driver_holding_the_first_partition_makes_its_instance_the_completer() {
+    let holding = |topic: &'static str| {
+        let r = run(
+            Positions::SourceOffsets,
+            "max_rows: 50",
+            move |rec| FakeSource::new(Positions::SourceOffsets, topic, messages(2, 300, 3), rec, Script::default()),
+            |_, _| {},
+        );
+        assert_eq!(r.summary().events, 600);
+        r.completion.is_completer()
+    };
+    assert!(holding("t"), "t[0] is held");
+    assert!(!holding("u"), "u[0] and u[1] are not the first partition of topic t");
 }
 
 #[test]

@@ -148,6 +148,16 @@ pub struct Driver {
     watch: Arc<PipelineWatch>,
     /// The summary's counters as last reported to the metrics.
     reported: Reported,
+    /// `partition.completion`: the source partition whose holder completes, and where to say
+    /// whether this driver holds it.
+    completer_seat: Option<CompleterSeat>,
+}
+
+/// The source partition whose holder is the pipeline's completer, and the completion state
+/// told whether this driver holds it.
+pub struct CompleterSeat {
+    pub first: StreamId,
+    pub completion: Arc<crate::completion::Completion>,
 }
 
 /// Counters already added to the metrics.
@@ -170,6 +180,7 @@ pub struct DriverParts {
     pub tx: ToWriter,
     pub feedback: mpsc::UnboundedReceiver<Feedback>,
     pub watch: Arc<PipelineWatch>,
+    pub completer_seat: Option<CompleterSeat>,
 }
 
 impl Driver {
@@ -207,6 +218,7 @@ impl Driver {
             delivered: 0,
             watch: parts.watch,
             reported: Reported::default(),
+            completer_seat: parts.completer_seat,
         }
     }
 
@@ -264,6 +276,7 @@ impl Driver {
             let now = self.now;
             if now.duration_since(last_tick) >= TICK {
                 last_tick = now;
+                self.report_completer();
                 self.periodic_rolls(now)?;
                 self.resume_due(now);
                 if now.duration_since(last_report) >= REPORT_EVERY {
@@ -282,6 +295,15 @@ impl Driver {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Tells partition completion whether this driver holds the completer's source partition
+    /// (assigned, or failed and waiting for a person: it is still this instance's).
+    fn report_completer(&self) {
+        if let Some(seat) = &self.completer_seat {
+            let holds = self.failed.contains_key(&seat.first) || self.streams.iter().any(|s| s.id == seat.first);
+            seat.completion.set_completer(holds);
         }
     }
 
@@ -312,6 +334,7 @@ impl Driver {
             for stream in std::mem::take(&mut self.streams) {
                 let _ = self.tx.send(WriterMsg::Drop { stream: stream.id });
             }
+            self.report_completer();
             match self.wait_inflight(|d| d.shutdown.requested()) {
                 Ok(()) => {}
                 Err(Stop::Fatal(message)) => return Err(message),
