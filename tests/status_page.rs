@@ -1,6 +1,8 @@
 //! The live status page in a real browser: a daemon lands Kafka events, headless Chromium
 //! (Debian's `chromium`) loads `GET /`, and what it rendered after the page's first refreshes
-//! must name the pipeline and draw its events/s chart. A screenshot is kept under
+//! must name the pipeline, draw its events/s chart and show its partition completion (the
+//! watermark, the completed frontier, the partition holding the watermark, the idle ones) as
+//! `/api/status` reports it. A screenshot is kept under
 //! `target/test-artifacts/status-page.png` for people to look at. `landfall status` is checked
 //! against the same daemon.
 
@@ -12,13 +14,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use landfall::observe::status::{DaemonStatus, PipelineStatus};
+use landfall::observe::status::{CompletionStatus, DaemonStatus, PipelineStatus};
 
 /// Debian's package puts the browser here.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Events produced: enough for a visible rate, few enough to land in seconds.
 const EVENTS: u64 = 3_000;
+
+/// The watermark once every event landed, with 10 minutes of allowed lateness: partition 0
+/// (the even events) reached 17:29:51.6 with event 2998, partition 1 17:29:55.8, so partition
+/// 0 holds it at 17:19:51.6 (RFC 3339 to the second in `/api/status`).
+const WATERMARK: &str = "2026-11-25T17:19:51Z";
+/// Every hour ending at or before the watermark: 14:00 to 17:00.
+const COMPLETED_UNTIL: &str = "2026-11-25T17:00:00Z";
 
 /// The browser, or `None` outside CI when it is not installed. In CI (`CI` set) a missing
 /// browser fails the test: the page would otherwise go untested without anyone noticing.
@@ -114,6 +123,27 @@ fn wait_landed(addr: SocketAddr, pipeline: &str, events: u64) -> PipelineStatus 
     }
 }
 
+/// Waits until the completion pass after the landing reported `want` (a pass runs at start,
+/// before anything landed, then every 30 s); fails with the last status otherwise.
+fn wait_completion(addr: SocketAddr, pipeline: &str, want: &CompletionStatus) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let doc = status(addr);
+        let p = doc.pipelines.iter().find(|p| p.name == pipeline).unwrap_or_else(|| panic!("{pipeline} in {doc:?}"));
+        if p.completion.as_ref() == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pipeline}'s completion never became {want:?}: {:?}", p.completion);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// An RFC 3339 instant as the page shows it: `2026-11-25 17:19:51 UTC`.
+fn readable_utc(at: &str) -> String {
+    let t = chrono::DateTime::parse_from_rfc3339(at).unwrap_or_else(|e| panic!("{at} is not RFC 3339: {e}"));
+    t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// Runs headless Chromium on `url` with `args`, giving the page 5 s of (virtual) time, so its
 /// first fetches and refreshes happen before the DOM is dumped or the screenshot taken.
 /// Returns what it printed. Output goes through files in `work`: the browser's stderr is
@@ -176,14 +206,29 @@ async fn the_status_page_shows_a_running_pipeline_with_its_chart_in_chromium() {
     create_topic(&topic, 2).await;
     let name = topic.replace('-', "_");
     let table = tempfile::tempdir().unwrap();
+    // An hour of idle timeout: no partition turns idle during the test, so the watermark stays
+    // where the events put it.
     let (_pipeline_dir, pipeline) =
-        PipelineYaml::kafka(&name, &topic).roll_max_age("2s").sink_local(table.path()).file();
+        PipelineYaml::kafka(&name, &topic).roll_max_age("2s").sink_local(table.path()).completion("10m", "1h").file();
     let work = tempfile::tempdir().unwrap();
 
     let daemon = Daemon::start(&pipeline, work.path().join("landfall.log"));
     let addr = http_addr(&daemon.log);
     produce(&topic, (0..EVENTS).map(|i| ((i % 2) as i32, event(i, EVENTS).into_bytes()))).await;
-    let landed = tokio::task::spawn_blocking(move || wait_landed(addr, &name, EVENTS)).await.unwrap();
+    let completion = CompletionStatus {
+        watermark: Some(WATERMARK.to_string()),
+        completed_until: Some(COMPLETED_UNTIL.to_string()),
+        held_by: Some(format!("{topic}[0]")),
+        idle: vec![],
+    };
+    let want = completion.clone();
+    let landed = tokio::task::spawn_blocking(move || {
+        let landed = wait_landed(addr, &name, EVENTS);
+        wait_completion(addr, &name, &want);
+        landed
+    })
+    .await
+    .unwrap();
     let name = landed.name.as_str();
 
     // What the page rendered after its refreshes.
@@ -199,6 +244,18 @@ async fn the_status_page_shows_a_running_pipeline_with_its_chart_in_chromium() {
     assert!(points >= 2, "the events/s chart draws {points} points, expected at least 2:\n{chart}");
     assert!(element(card, "svg", "data-series=\"lag\"").is_some(), "no lag chart in {name}'s card:\n{card}");
     assert!(dom.contains("id=\"updated\"") && dom.contains("updated "), "the page says when it last updated:\n{dom}");
+
+    // Partition completion as /api/status reported it: both instants in readable UTC, the
+    // partition holding the watermark, how many partitions are idle.
+    let done = element(card, "dl", "class=\"completion\"")
+        .unwrap_or_else(|| panic!("no dl.completion (partition completion) in {name}'s card:\n{card}"));
+    for (field, at) in [("watermark", WATERMARK), ("completed_until", COMPLETED_UNTIL)] {
+        let shown = format!("data-field=\"{field}\"><time datetime=\"{at}\">{}</time>", readable_utc(at));
+        assert!(done.contains(&shown), "{name}'s completion does not show {field} {at} as `{shown}`:\n{done}");
+    }
+    let held_by = completion.held_by.as_deref().unwrap();
+    assert!(done.contains(&format!("data-field=\"held_by\"><code>{held_by}</code>")), "held by {held_by}:\n{done}");
+    assert!(done.contains("data-field=\"idle\" data-count=\"0\">0<"), "no partition is idle:\n{done}");
 
     // A screenshot for people: kept, and more than an empty page.
     let png = artifacts_dir().join("status-page.png");
