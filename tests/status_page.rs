@@ -216,6 +216,7 @@ async fn the_status_page_shows_a_running_pipeline_with_its_chart_in_chromium() {
     let addr = http_addr(&daemon.log);
     produce(&topic, (0..EVENTS).map(|i| ((i % 2) as i32, event(i, EVENTS).into_bytes()))).await;
     let completion = CompletionStatus {
+        completer: true,
         watermark: Some(WATERMARK.to_string()),
         completed_until: Some(COMPLETED_UNTIL.to_string()),
         held_by: Some(format!("{topic}[0]")),

@@ -16,6 +16,8 @@ pub struct Metrics {
     bytes_received: IntCounterVec,
     bytes_landed: IntCounterVec,
     files_published: IntCounterVec,
+    commits: IntCounterVec,
+    file_size: HistogramVec,
     commit_duration: HistogramVec,
     last_commit: IntGaugeVec,
     consumer_lag: IntGaugeVec,
@@ -63,6 +65,18 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(commit_duration.clone())).expect("registered once");
+        // Doublings from 64 KiB to 1 GiB: the default roll.max_bytes (128 MiB) is a bucket
+        // boundary, and the small files users meet (a fraction of a MiB) are told apart.
+        let file_size = HistogramVec::new(
+            HistogramOpts::new(
+                "landfall_file_size_bytes",
+                "Sizes of the table's Parquet files as written, observed when their commit is published (the quarantine's files are not counted).",
+            )
+            .buckets(prometheus::exponential_buckets((64 << 10) as f64, 2.0, 15).expect("valid buckets")),
+            p,
+        )
+        .expect("valid metric");
+        r.register(Box::new(file_size.clone())).expect("registered once");
         Metrics {
             events_received: counter(&r, "landfall_events_received_total", "Messages taken from the source, good and bad (redeliveries included).", p),
             events_landed: counter(&r, "landfall_events_landed_total", "Rows published into the table.", p),
@@ -71,6 +85,8 @@ impl Metrics {
             bytes_received: counter(&r, "landfall_bytes_received_total", "Payload bytes taken from the source.", p),
             bytes_landed: counter(&r, "landfall_bytes_landed_total", "Parquet bytes published (table and quarantine).", p),
             files_published: counter(&r, "landfall_files_published_total", "Parquet files published (table and quarantine).", p),
+            commits: counter(&r, "landfall_commits_total", "Commits published, by what cut them: max_rows, max_bytes, max_age, max_open_files (the roll.* limit a file or the range reached), window (a RabbitMQ queue's share of its unacknowledged window), shutdown (the run ended).", &["pipeline", "trigger"]),
+            file_size,
             commit_duration,
             last_commit: gauge(&r, "landfall_last_commit_timestamp_seconds", "Unix time of the last published commit (0: none yet).", p),
             consumer_lag: gauge(&r, "landfall_consumer_lag_events", "Messages in the source not landed yet: Kafka high watermark (last stable offset) minus the next position; queues ready + unacknowledged. 0 once caught up.", &["pipeline", "source", "partition"]),
@@ -116,13 +132,18 @@ impl Metrics {
             watermark: self.watermark.with_label_values(l),
             completed_until: self.completed_until.with_label_values(l),
             idle_partitions: self.idle_partitions.with_label_values(l),
+            file_size: self.file_size.with_label_values(l),
             events_rejected: self.events_rejected.clone(),
+            commits: self.commits.clone(),
             consumer_lag: self.consumer_lag.clone(),
             errors: self.errors.clone(),
         };
         // Series that exist from the start read 0 rather than missing.
         for kind in ErrorKind::ALL {
             m.errors.with_label_values(&[name, kind.label()]);
+        }
+        for trigger in crate::pipeline::partitions::Trigger::ALL {
+            m.commits.with_label_values(&[name, trigger.label()]);
         }
         m
     }
@@ -204,7 +225,9 @@ pub struct PipelineMetrics {
     pub watermark: IntGauge,
     pub completed_until: IntGauge,
     pub idle_partitions: IntGauge,
+    file_size: prometheus::Histogram,
     events_rejected: IntCounterVec,
+    commits: IntCounterVec,
     consumer_lag: IntGaugeVec,
     errors: IntCounterVec,
 }
@@ -212,6 +235,14 @@ pub struct PipelineMetrics {
 impl PipelineMetrics {
     pub fn rejected(&self, reason: &str, n: u64) {
         self.events_rejected.with_label_values(&[self.name.as_str(), reason]).inc_by(n);
+    }
+
+    /// A commit cut by `trigger` was published with table files of `file_sizes` bytes.
+    pub fn cut_published(&self, trigger: &str, file_sizes: &[u64]) {
+        self.commits.with_label_values(&[self.name.as_str(), trigger]).inc();
+        for &bytes in file_sizes {
+            self.file_size.observe(bytes as f64);
+        }
     }
 
     pub fn error(&self, kind: ErrorKind) {

@@ -10,6 +10,7 @@ pub mod partitions;
 mod plan;
 mod recovery;
 mod route;
+mod sizes;
 mod stream;
 mod summary;
 #[cfg(test)]

@@ -22,6 +22,62 @@ impl RollPolicy {
     pub fn of(roll: &crate::config::RollConfig) -> RollPolicy {
         RollPolicy { max_rows: roll.max_rows, max_bytes: roll.max_bytes.bytes(), max_age: roll.max_age.get() }
     }
+
+    /// The limit a file (or the quarantine) of `rows` and `bytes` reached, if any; rows first.
+    fn reached(&self, rows: u64, bytes: u64) -> Option<Trigger> {
+        if rows >= self.max_rows {
+            Some(Trigger::MaxRows)
+        } else if bytes >= self.max_bytes {
+            Some(Trigger::MaxBytes)
+        } else {
+            None
+        }
+    }
+}
+
+/// What cut a commit: the `trigger` label of `landfall_commits_total` and what the small-files
+/// advisory ([`super::sizes`]) names. Two things that look like cuts are not: over
+/// `roll.max_buffered_bytes` row groups are encoded early (smaller row groups, the same files),
+/// and a revoked partition's open range (a rebalance, a lost session, a rewind) is dropped and
+/// consumed again, not committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A file (or the range's quarantine) reached `roll.max_rows`.
+    MaxRows,
+    /// A file (or the quarantine) reached `roll.max_bytes`: as buffered rows on the consumer
+    /// side, or as encoded bytes in the writer.
+    MaxBytes,
+    /// The range's first message is `roll.max_age` old.
+    MaxAge,
+    /// A row opened a file past `roll.max_open_files`: the stream with the most open files.
+    MaxOpenFiles,
+    /// A queue's range holds its share of the unacknowledged window (a third of
+    /// 2 x `prefetch`, [`crate::source::Source::max_open_range`]).
+    Window,
+    /// The run ends: a stop signal, or `--until-caught-up` reached the end.
+    Shutdown,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 6] = [
+        Trigger::MaxRows,
+        Trigger::MaxBytes,
+        Trigger::MaxAge,
+        Trigger::MaxOpenFiles,
+        Trigger::Window,
+        Trigger::Shutdown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Trigger::MaxRows => "max_rows",
+            Trigger::MaxBytes => "max_bytes",
+            Trigger::MaxAge => "max_age",
+            Trigger::MaxOpenFiles => "max_open_files",
+            Trigger::Window => "window",
+            Trigger::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// Rows are shipped to the writer in chunks this size: large enough to amortise the hand-off,
@@ -58,7 +114,7 @@ pub struct PartitionBuffer {
     files: rustc_hash::FxHashMap<String, FileBuffer>,
     pub rejected: RejectBuilder,
     rejected_rows: u64,
-    /// A commit was requested by the writer (a file reached max_bytes).
+    /// A commit was requested by the writer (a file's encoded bytes reached max_bytes).
     pub roll_requested: bool,
     /// Queue sources: the `message_id`s of the open range, recorded by its commit.
     pub ids: Vec<String>,
@@ -106,7 +162,7 @@ impl PartitionBuffer {
     }
 
     /// Appends `row` to the file at `path` (one map lookup): returns the chunk to ship if the
-    /// builder filled up, whether the file (or the quarantine) reached a roll limit, and
+    /// builder filled up, the roll limit the file (or the quarantine) reached if any, and
     /// whether the row opened a new file.
     pub fn append(
         &mut self,
@@ -114,7 +170,7 @@ impl PartitionBuffer {
         schema: &[FieldSpec],
         row: &crate::decode::ParsedRow,
         policy: &RollPolicy,
-    ) -> (Option<RecordBatch>, bool, bool) {
+    ) -> (Option<RecordBatch>, Option<Trigger>, bool) {
         let mut opened = false;
         let f = match self.files.get_mut(path) {
             Some(f) => f,
@@ -135,9 +191,9 @@ impl PartitionBuffer {
         } else {
             None
         };
-        let full = f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
-            || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes;
-        (chunk, full || self.rejects_full(policy), opened)
+        let full = policy
+            .reached(f.rows_in_file + f.builder.len() as u64, f.bytes_in_file + f.builder.estimated_bytes() as u64);
+        (chunk, full.or_else(|| self.rejects_full(policy)), opened)
     }
 
     /// Notes a routed row's clock value (µs): its commit records how far event time reached.
@@ -149,25 +205,28 @@ impl PartitionBuffer {
         self.rejected_rows += 1;
     }
 
-    /// Whether a commit should be cut now.
-    pub fn should_roll(&self, policy: &RollPolicy, now: Instant) -> bool {
-        if self.start.is_none() {
-            return false;
+    /// Whether a commit should be cut now, and for which limit (a full file before age).
+    pub fn should_roll(&self, policy: &RollPolicy, now: Instant) -> Option<Trigger> {
+        self.start?;
+        if self.roll_requested {
+            return Some(Trigger::MaxBytes);
         }
-        self.roll_requested
-            || self.opened_at.is_some_and(|t| now.duration_since(t) >= policy.max_age)
-            || self.files.values().any(|f| {
-                f.rows_in_file + f.builder.len() as u64 >= policy.max_rows
-                    || f.bytes_in_file + f.builder.estimated_bytes() as u64 >= policy.max_bytes
+        self.files
+            .values()
+            .find_map(|f| {
+                policy.reached(
+                    f.rows_in_file + f.builder.len() as u64,
+                    f.bytes_in_file + f.builder.estimated_bytes() as u64,
+                )
             })
-            || self.rejected_rows >= policy.max_rows
-            || self.rejected.estimated_bytes() as u64 >= policy.max_bytes
+            .or_else(|| self.rejects_full(policy))
+            .or_else(|| self.opened_at.filter(|t| now.duration_since(*t) >= policy.max_age).map(|_| Trigger::MaxAge))
     }
 
-    /// Whether the quarantine of the open range reached the roll limits (checked after each
-    /// rejection; a file's limits are checked by [`append`](Self::append)).
-    pub fn rejects_full(&self, policy: &RollPolicy) -> bool {
-        self.rejected_rows >= policy.max_rows || self.rejected.estimated_bytes() as u64 >= policy.max_bytes
+    /// The roll limit the quarantine of the open range reached (checked after each rejection; a
+    /// file's limits are checked by [`append`](Self::append)).
+    pub fn rejects_full(&self, policy: &RollPolicy) -> Option<Trigger> {
+        policy.reached(self.rejected_rows, self.rejected.estimated_bytes() as u64)
     }
 
     /// The largest builder's rows as a chunk to ship now (consumer-side memory pressure).
@@ -239,8 +298,14 @@ mod tests {
         RollPolicy { max_rows: 3, max_bytes: 1 << 30, max_age: Duration::from_secs(60) }
     }
 
-    /// Appends a row; returns whether its file reached a roll limit.
-    fn append(buf: &mut PartitionBuffer, parser: &mut RowParser, path: &str, offset: i64, now: Instant) -> bool {
+    /// Appends a row; returns the roll limit its file reached.
+    fn append(
+        buf: &mut PartitionBuffer,
+        parser: &mut RowParser,
+        path: &str,
+        offset: i64,
+        now: Instant,
+    ) -> Option<Trigger> {
         let row = parser.parse(format!(r#"{{"id":"r{offset}"}}"#).as_bytes()).unwrap();
         let (_, roll, _) = buf.append(path, &schema(), row, &policy());
         buf.consumed(offset, now);
@@ -252,12 +317,16 @@ mod tests {
         let mut parser = RowParser::new(&schema(), false);
         let now = Instant::now();
         let mut buf = PartitionBuffer::new(1, Some(10), None, 100);
-        assert!(!buf.should_roll(&policy(), now), "nothing buffered, nothing to roll");
-        assert!(!append(&mut buf, &mut parser, "h=1", 10, now));
-        assert!(!append(&mut buf, &mut parser, "h=2", 11, now));
-        assert!(!append(&mut buf, &mut parser, "h=1", 12, now), "two rows in h=1");
-        assert!(append(&mut buf, &mut parser, "h=1", 13, now), "three rows reach max_rows");
-        assert!(buf.should_roll(&policy(), now));
+        assert_eq!(buf.should_roll(&policy(), now), None, "nothing buffered, nothing to roll");
+        assert_eq!(append(&mut buf, &mut parser, "h=1", 10, now), None);
+        assert_eq!(append(&mut buf, &mut parser, "h=2", 11, now), None);
+        assert_eq!(append(&mut buf, &mut parser, "h=1", 12, now), None, "two rows in h=1");
+        assert_eq!(append(&mut buf, &mut parser, "h=1", 13, now), Some(Trigger::MaxRows), "three rows reach max_rows");
+        assert_eq!(
+            buf.should_roll(&policy(), now + Duration::from_secs(60)),
+            Some(Trigger::MaxRows),
+            "full before old"
+        );
         let cut = buf.cut().unwrap();
         assert_eq!((cut.start, cut.end), (10, 13));
         let mut rows: Vec<(String, usize)> = cut.chunks.iter().map(|(p, b)| (p.clone(), b.num_rows())).collect();
@@ -276,8 +345,11 @@ mod tests {
         let mut buf = PartitionBuffer::new(1, None, None, 2);
         append(&mut buf, &mut parser, "h=1", 0, start);
         assert!(!buf.caught_up);
-        assert!(!buf.should_roll(&policy(), start + Duration::from_secs(59)));
-        assert!(buf.should_roll(&policy(), start + Duration::from_secs(60)));
+        assert_eq!(buf.should_roll(&policy(), start + Duration::from_secs(59)), None);
+        assert_eq!(buf.should_roll(&policy(), start + Duration::from_secs(60)), Some(Trigger::MaxAge));
+        buf.roll_requested = true;
+        assert_eq!(buf.should_roll(&policy(), start), Some(Trigger::MaxBytes), "the writer's encoded bytes");
+        buf.roll_requested = false;
         append(&mut buf, &mut parser, "h=1", 1, start);
         assert!(buf.caught_up, "offset 1 is the last before the end offset 2");
     }
@@ -299,6 +371,10 @@ mod tests {
         let (path, batch, _) = buf.ship_largest().unwrap();
         assert_eq!((path.as_str(), batch.num_rows()), ("h=1", 2));
         assert_eq!(buf.buffered_bytes(), 0);
-        assert!(append(&mut buf, &mut parser, "h=1", 2, now), "shipped rows still count toward max_rows");
+        assert_eq!(
+            append(&mut buf, &mut parser, "h=1", 2, now),
+            Some(Trigger::MaxRows),
+            "shipped rows still count toward max_rows"
+        );
     }
 }

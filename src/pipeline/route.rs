@@ -5,7 +5,7 @@
 use arrow::array::RecordBatch;
 
 use super::handoff::ToWriter;
-use super::partitions::{PartitionBuffer, RollPolicy};
+use super::partitions::{PartitionBuffer, RollPolicy, Trigger};
 use super::writer::WriterMsg;
 use crate::decode::RowParser;
 use crate::partition::PartitionTemplate;
@@ -30,8 +30,8 @@ pub struct Router {
 pub struct Routed {
     /// A builder filled up: ship this chunk (Hive path, rows) to the writer.
     pub chunk: Option<(String, RecordBatch)>,
-    /// The message's file (or the quarantine) reached a roll limit: cut the range.
-    pub roll: bool,
+    /// The message's file (or the quarantine) reached this roll limit: cut the range.
+    pub roll: Option<Trigger>,
     /// The message opened a new file (the open-file cap is checked then).
     pub opened: bool,
 }
@@ -92,8 +92,14 @@ impl Router {
 }
 
 /// Sends the open range of `buf` to the writer as chunks and a commit (with the queue's
-/// `message_id`s, empty for offset sources). Returns whether a commit was sent.
-pub fn send_cut(tx: &ToWriter, stream: &StreamId, buf: &mut PartitionBuffer, ids: Vec<String>) -> Result<bool, String> {
+/// `message_id`s, empty for offset sources, and what cut it). Returns whether a commit was sent.
+pub fn send_cut(
+    tx: &ToWriter,
+    stream: &StreamId,
+    buf: &mut PartitionBuffer,
+    ids: Vec<String>,
+    trigger: Trigger,
+) -> Result<bool, String> {
     let range_start = buf.next_expected;
     let epoch = buf.epoch;
     let append = |dir, batch| tx.append(stream.clone(), epoch, dir, batch).map_err(|e| e.to_string());
@@ -108,7 +114,16 @@ pub fn send_cut(tx: &ToWriter, stream: &StreamId, buf: &mut PartitionBuffer, ids
         append(rejected_dir(chrono::Utc::now()), batch)?;
     }
     let (rejected, event_max) = (cut.rejected_reasons, cut.event_max);
-    tx.send(WriterMsg::Commit { stream: stream.clone(), epoch, start, end: cut.end, ids, rejected, event_max })
-        .map_err(|e| e.to_string())?;
+    tx.send(WriterMsg::Commit {
+        stream: stream.clone(),
+        epoch,
+        start,
+        end: cut.end,
+        ids,
+        rejected,
+        event_max,
+        trigger,
+    })
+    .map_err(|e| e.to_string())?;
     Ok(true)
 }

@@ -81,6 +81,14 @@ impl Run {
         line[prefix.len()..].parse().unwrap()
     }
 
+    /// `landfall_commits_total` of the test pipeline for `trigger`.
+    fn commits_by(&self, trigger: &str) -> f64 {
+        let (_, text) = self.observer.metrics.encode();
+        let prefix = format!("landfall_commits_total{{pipeline=\"test\",trigger=\"{trigger}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+        line[prefix.len()..].parse().unwrap()
+    }
+
     fn commits(&self) -> BTreeMap<(String, i64, i64), usize> {
         let mut commits = BTreeMap::new();
         for path in self.store.files_under(ROOT).into_keys() {
@@ -195,6 +203,13 @@ fn offset_streams_land_every_message_once_and_report_what_was_published() {
     assert_eq!(r.metric("landfall_files_published_total"), r.summary().files as f64);
     assert_eq!(r.metric("landfall_bytes_landed_total"), r.summary().parquet_bytes as f64);
     assert!(r.metric("landfall_last_commit_timestamp_seconds") > 1.7e9);
+    // Each commit counts once under what cut it; each of its files is a size.
+    let triggers = crate::pipeline::partitions::Trigger::ALL.map(|t| r.commits_by(t.label()));
+    assert_eq!(triggers.iter().sum::<f64>(), r.commits().len() as f64, "{triggers:?}");
+    assert!(r.commits_by("max_rows") >= 4.0, "files of 50 rows cut most ranges: {triggers:?}");
+    assert_eq!(r.commits_by("max_age"), 0.0, "max_age is 60 s: {triggers:?}");
+    assert_eq!(r.metric("landfall_file_size_bytes_count"), r.summary().files as f64);
+    assert_eq!(r.metric("landfall_file_size_bytes_sum"), r.summary().parquet_bytes as f64);
     let log = r.log.lock().unwrap();
     for p in 0..2 {
         let last = log.published.iter().filter(|(s, _, _)| s.partition == p).map(|(_, next, _)| *next).max();
@@ -253,6 +268,7 @@ fn a_queue_is_acknowledged_only_after_publish() {
         log.published.iter().filter(|(_, _, t)| t.is_some()).count() >= 500 / 40,
         "a commit per 40 messages (the fake's window)"
     );
+    assert!(r.commits_by("window") >= 500.0 / 40.0 - 1.0, "cut by the window: {}", r.commits_by("window"));
     assert_eq!(r.summary().duplicates, 0);
 }
 
@@ -318,6 +334,7 @@ fn the_open_file_cap_holds_for_every_position_model() {
         let widest = commits.values().max().copied().unwrap_or(0);
         assert!(widest <= 5, "{positions:?}: a commit held {widest} files with max_open_files 4: {commits:?}");
         assert!(commits.len() >= 400 / 5, "{positions:?}: the cap cut {} commits", commits.len());
+        assert!(r.commits_by("max_open_files") >= 400.0 / 5.0 - 2.0, "{positions:?}: counted as max_open_files");
     }
 }
 

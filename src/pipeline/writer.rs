@@ -9,6 +9,7 @@ use arrow::array::RecordBatch;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 
+use super::partitions::Trigger;
 use crate::commit::{self, CommitError, CommitLog, RunContext, StagedFile};
 use crate::completion::Completion;
 use crate::metastore::registrar::Registrar;
@@ -26,6 +27,7 @@ pub enum WriterMsg {
     /// also record the `message_id`s published (empty for offset sources).
     /// `rejected`: the range's quarantined rows per reason code, reported once published.
     /// `event_max`: the greatest clock value among its rows, with partition completion.
+    /// `trigger`: what cut the range, reported back once published.
     Commit {
         stream: StreamId,
         epoch: u64,
@@ -34,6 +36,7 @@ pub enum WriterMsg {
         ids: Vec<String>,
         rejected: Vec<(&'static str, u64)>,
         event_max: Option<i64>,
+        trigger: Trigger,
     },
     /// `stream` was revoked or fenced: delete its staged files, forget it.
     Drop { stream: StreamId },
@@ -43,7 +46,8 @@ pub enum WriterMsg {
 #[derive(Debug)]
 pub enum Feedback {
     /// Published: the table now holds every offset before `next`.
-    /// `rejected`: quarantined rows per reason code.
+    /// `rejected`: quarantined rows per reason code. `files` and `bytes` count the quarantine
+    /// too; `file_sizes` are the table's files alone (one per Hive directory), as written.
     Committed {
         stream: StreamId,
         epoch: u64,
@@ -52,6 +56,8 @@ pub enum Feedback {
         rows: u64,
         rejected: Vec<(&'static str, u64)>,
         bytes: u64,
+        file_sizes: Vec<u64>,
+        trigger: Trigger,
     },
     /// A file of `stream` reached `roll.max_bytes`: cut a commit.
     RollRequested { stream: StreamId, epoch: u64 },
@@ -238,7 +244,7 @@ impl Writer {
                     self.enforce_budget(&mut parts, &mut dead).await;
                     drop(room); // the rows are in the writer's budget now
                 }
-                WriterMsg::Commit { stream, epoch, start, end, ids, rejected, event_max } => {
+                WriterMsg::Commit { stream, epoch, start, end, ids, rejected, event_max, trigger } => {
                     // Every commit gets an answer: the consumer counts commits in flight.
                     let taken = parts.remove(&stream);
                     let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &stream, epoch);
@@ -275,7 +281,7 @@ impl Writer {
                     let handle = tokio::spawn(async move {
                         let started = std::time::Instant::now();
                         let (log, mut fb) = committer
-                            .commit(previous, &task_stream, epoch, Cut { start, end, ids, event_max }, files)
+                            .commit(previous, &task_stream, epoch, Cut { start, end, ids, event_max, trigger }, files)
                             .await;
                         duration.observe(started.elapsed().as_secs_f64());
                         if let Feedback::Committed { rejected: reasons, .. } = &mut fb {
@@ -450,13 +456,14 @@ impl Writer {
     }
 }
 
-/// What a commit covers: offsets `start..=end`, the queue's `message_id`s among them, and the
-/// greatest clock value of its rows (with partition completion).
+/// What a commit covers: offsets `start..=end`, the queue's `message_id`s among them, the
+/// greatest clock value of its rows (with partition completion), and what cut it.
 struct Cut {
     start: i64,
     end: i64,
     ids: Vec<String>,
     event_max: Option<i64>,
+    trigger: Trigger,
 }
 
 impl Committer {
@@ -467,7 +474,7 @@ impl Committer {
         previous: Option<PendingCommit>,
         stream: &StreamId,
         epoch: u64,
-        Cut { start, end, ids, event_max }: Cut,
+        Cut { start, end, ids, event_max, trigger }: Cut,
         files: HashMap<String, OpenFile>,
     ) -> (Option<CommitLog>, Feedback) {
         let rewind_as = |reason: String, superseded: bool| {
@@ -545,6 +552,8 @@ impl Committer {
             return rewind(reason);
         }
         let count = staged.len();
+        let file_sizes: Vec<u64> =
+            staged.iter().filter(|f| !crate::quarantine::is_rejected_dir(&f.dir)).map(|f| f.bytes).collect();
         let log = previous.and_then(|(done, log, _)| log.filter(|_| done == epoch));
         let mut log = match log {
             Some(log) => log,
@@ -583,6 +592,8 @@ impl Committer {
                     rows,
                     rejected: Vec::new(), // the caller knows them
                     bytes,
+                    file_sizes,
+                    trigger,
                 };
                 (Some(log), committed)
             }

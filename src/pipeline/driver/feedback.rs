@@ -59,7 +59,7 @@ impl Driver {
     /// its stream (its messages are consumed again at the next start).
     pub(super) fn on_feedback(&mut self, fb: Feedback, finishing: bool) -> Result<(), Stop> {
         match fb {
-            Feedback::Committed { stream, epoch, next, files, rows, rejected, bytes } => {
+            Feedback::Committed { stream, epoch, next, files, rows, rejected, bytes, file_sizes, trigger } => {
                 self.inflight = self.inflight.saturating_sub(1);
                 self.summary.files += files as u64;
                 self.summary.parquet_bytes += bytes;
@@ -67,6 +67,10 @@ impl Driver {
                 let rejected_rows: u64 = rejected.iter().map(|(_, n)| n).sum();
                 self.summary.rejected += rejected_rows;
                 self.watch.committed(rows, &rejected, files as u64, bytes);
+                self.watch.metrics.cut_published(trigger.label(), &file_sizes);
+                if let Some(advice) = self.sizes.published(trigger, &file_sizes, Instant::now()) {
+                    advice.log(self.pipeline());
+                }
                 let Some(i) = self.index(&stream.name, stream.partition) else { return Ok(()) };
                 let s = &mut self.streams[i];
                 if let Flow::Rewound { failures, .. } = s.flow {

@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 mod feedback;
 
 use super::handoff::ToWriter;
-use super::partitions::RollPolicy;
+use super::partitions::{RollPolicy, Trigger};
 use super::route::{send_cut, Router};
+use super::sizes::SizeAdvisor;
 use super::stream::{Flow, Lane, Stream};
 use super::summary::{print_progress, RunSummary};
 use super::writer::{Feedback, WriterMsg};
@@ -151,6 +152,9 @@ pub struct Driver {
     /// `partition.completion`: the source partition whose holder completes, and where to say
     /// whether this driver holds it.
     completer_seat: Option<CompleterSeat>,
+    /// What cut the commits published lately and how large their files were: explains small
+    /// files in a log line, now and then.
+    sizes: SizeAdvisor,
 }
 
 /// The source partition whose holder is the pipeline's completer, and the completion state
@@ -185,9 +189,14 @@ pub struct DriverParts {
 
 impl Driver {
     pub fn new(source: Box<dyn Source>, parts: DriverParts) -> Driver {
+        let sizes = super::sizes::Settings {
+            policy: parts.policy,
+            max_open_files: parts.limits.max_open_files,
+            window: source.max_open_range(),
+        };
         Driver {
             positions: source.positions(),
-            max_open_range: source.max_open_range(),
+            max_open_range: sizes.window,
             source,
             opts: parts.opts,
             shutdown: parts.shutdown,
@@ -219,6 +228,7 @@ impl Driver {
             watch: parts.watch,
             reported: Reported::default(),
             completer_seat: parts.completer_seat,
+            sizes: SizeAdvisor::new(sizes, Instant::now()),
         }
     }
 
@@ -488,8 +498,9 @@ impl Driver {
             }
         }
         self.unmeasured_bytes += d.payload.map_or(0, <[u8]>::len);
-        let cut = if routed.roll || self.max_open_range.is_some_and(|max| self.streams[i].buf.open_rows() >= max) {
-            self.cut(i)
+        let window = self.max_open_range.is_some_and(|max| self.streams[i].buf.open_rows() >= max);
+        let cut = if let Some(trigger) = routed.roll.or(window.then_some(Trigger::Window)) {
+            self.cut(i, trigger)
         } else if routed.opened {
             self.cap_open_files()
         } else {
@@ -517,7 +528,7 @@ impl Driver {
         }
         let Some(i) = (0..self.streams.len()).max_by_key(|&i| self.streams[i].buf.open_files()) else { return Ok(()) };
         tracing::debug!(pipeline = %self.pipeline(), open_files = open, stream = %self.streams[i].id, "too many open files; committing the stream with the most");
-        self.cut(i)
+        self.cut(i, Trigger::MaxOpenFiles)
     }
 
     fn after_poll(&mut self) {
@@ -535,12 +546,12 @@ impl Driver {
         }
     }
 
-    /// Sends the open range of stream `i` to the writer as a commit.
-    fn cut(&mut self, i: usize) -> Result<(), String> {
+    /// Sends the open range of stream `i` to the writer as a commit, cut by `trigger`.
+    fn cut(&mut self, i: usize, trigger: Trigger) -> Result<(), String> {
         let s = &mut self.streams[i];
         let ids = std::mem::take(&mut s.buf.ids);
         let last = s.buf.last;
-        if send_cut(&self.tx, &s.id, &mut s.buf, ids)? {
+        if send_cut(&self.tx, &s.id, &mut s.buf, ids, trigger)? {
             self.inflight += 1;
             if let (Lane::Sequence { cuts, last_token, .. }, Some(end)) = (&mut s.lane, last) {
                 cuts.push_back((end, *last_token));
@@ -552,8 +563,8 @@ impl Driver {
     /// Age and size rolls.
     fn periodic_rolls(&mut self, now: Instant) -> Result<(), String> {
         for i in 0..self.streams.len() {
-            if self.streams[i].buf.should_roll(&self.policy, now) {
-                self.cut(i)?;
+            if let Some(trigger) = self.streams[i].buf.should_roll(&self.policy, now) {
+                self.cut(i, trigger)?;
             }
         }
         Ok(())
@@ -651,7 +662,7 @@ impl Driver {
         let mut result = outcome;
         if result.is_ok() {
             for i in 0..self.streams.len() {
-                if let Err(e) = self.cut(i) {
+                if let Err(e) = self.cut(i, Trigger::Shutdown) {
                     result = Err(e);
                     break;
                 }
