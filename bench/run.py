@@ -618,17 +618,25 @@ def targets(c: dict) -> list[dict]:
     def ratio(a, b):
         return a / b if a is not None and b else None
 
+    drain = get("raw-drain", "events_per_s")
+    # Issue 16's targets. The CPU-per-event goal holds on a box whose raw drain reaches
+    # 2,000,000 events/s; its row names the drain measured in this run.
+    drain_note = f" (drain {drain / 1e6:.2f} M/s; goal set for ≥ 2 M/s)" if drain else ""
     rows = [
-        ("Landfall Kafka→HDFS events/s ÷ raw drain events/s", ratio(get("landfall-hdfs", "events_per_s"),
-         get("raw-drain", "events_per_s")), ">=", 0.60, "{:.0%}"),
-        ("Landfall Kafka→HDFS CPU µs per event", get("landfall-hdfs", "cpu_us_per_event"), "<=", 2.0, "{:.2f} µs"),
+        ("Landfall Kafka→HDFS events/s ÷ raw drain events/s", ratio(get("landfall-hdfs", "events_per_s"), drain),
+         ">=", 0.40, "{:.0%}"),
+        ("Landfall Kafka→HDFS CPU s ÷ wall s (both cores busy)", ratio(get("landfall-hdfs", "cpu_s"),
+         get("landfall-hdfs", "wall_s")), ">=", 1.6, "{:.2f}"),
+        ("Landfall Kafka→HDFS CPU µs per event" + drain_note, get("landfall-hdfs", "cpu_us_per_event"), "<=", 1.3,
+         "{:.2f} µs"),
         ("Landfall events per CPU-second ÷ Spark's", ratio(get("landfall-hdfs", "events_per_cpu_s"),
-         get("spark", "events_per_cpu_s")), ">=", 10.0, "{:.1f}×"),
+         get("spark", "events_per_cpu_s")), ">=", 20.0, "{:.1f}×"),
         ("Landfall events per CPU-second ÷ Flink SQL's", ratio(get("landfall-hdfs", "events_per_cpu_s"),
          get("flink", "events_per_cpu_s")), ">=", 5.0, "{:.1f}×"),
         ("Landfall RabbitMQ→HDFS events/s ÷ bare AMQP consumer's", ratio(get("landfall-rabbitmq", "events_per_s"),
          get("bare-amqp", "events_per_s")), ">=", 0.80, "{:.0%}"),
         ("Landfall peak RSS, 4-partition topic (MiB)", get("landfall-hdfs", "peak_rss_mib"), "<=", 256.0, "{:.0f} MiB"),
+        ("Landfall events/s, 200 partition values", get("landfall-200", "events_per_s"), ">=", 500_000.0, "{:,.0f}"),
         ("Landfall peak RSS, 200 open partitions (MiB)", get("landfall-200", "peak_rss_mib"), "<=", 256.0, "{:.0f} MiB"),
     ]
     out = []
