@@ -99,9 +99,9 @@ impl Metrics {
             hive_partitions_added: counter(&r, "landfall_hive_partitions_added_total", "Partitions added to the Hive Metastore table (sink.hive); partitions found already there are not counted.", p),
             late_events: counter(&r, "landfall_late_events_total", "partition.completion: rows published into a partition directory whose bucket was already complete (they land as usual; its _SUCCESS is not rewritten).", p),
             partitions_completed: counter(&r, "landfall_partitions_completed_total", "partition.completion: completion markers (_SUCCESS) this instance created.", p),
-            watermark: gauge(&r, "landfall_watermark_timestamp_seconds", "partition.completion: the table's event-time watermark, Unix time (0: not known yet, or completion is off).", p),
+            watermark: gauge(&r, "landfall_watermark_timestamp_seconds", "partition.completion: the table's event-time watermark, Unix time (0: not known yet, completion is off, or another instance is the completer).", p),
             completed_until: gauge(&r, "landfall_completed_until_timestamp_seconds", "partition.completion: every bucket ending at or before this Unix time is complete (0: none yet, or completion is off).", p),
-            idle_partitions: gauge(&r, "landfall_completion_idle_partitions", "partition.completion: source partitions counted idle (no commit for idle_timeout, nothing left to land), which no longer hold the watermark back.", p),
+            idle_partitions: gauge(&r, "landfall_completion_idle_partitions", "partition.completion: source partitions counted idle (no commit for idle_timeout, nothing left to land), which no longer hold the watermark back (0 on an instance that is not the completer).", p),
             errors: counter(&r, "landfall_errors_total", "Faults met, by kind: source (broker unreachable, session lost), store (table unreachable), commit (a commit failed and its range is consumed again), recovery (a partition waits for a person), pipeline (the pipeline stopped), metastore (sink.hive: registration failing; landing goes on).", &["pipeline", "kind"]),
             registry: r,
         }

@@ -498,8 +498,11 @@ impl Driver {
             }
         }
         self.unmeasured_bytes += d.payload.map_or(0, <[u8]>::len);
-        let window = self.max_open_range.is_some_and(|max| self.streams[i].buf.open_rows() >= max);
-        let cut = if let Some(trigger) = routed.roll.or(window.then_some(Trigger::Window)) {
+        let roll = routed.roll.or_else(|| {
+            let window = self.max_open_range.is_some_and(|max| self.streams[i].buf.open_rows() >= max);
+            window.then_some(Trigger::Window)
+        });
+        let cut = if let Some(trigger) = roll {
             self.cut(i, trigger)
         } else if routed.opened {
             self.cap_open_files()
