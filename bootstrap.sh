@@ -18,7 +18,8 @@
 #   ./bootstrap.sh query [TABLE]   Spark query over a landed table (default /landing/clicks)
 #   ./bootstrap.sh flink           install the benchmark's Flink SQL peer (PyFlink, connector
 #                                  jars, Hadoop client) into .lab/flink; bench/run.py calls it
-#   ./bootstrap.sh test            bring the lab up, then run the whole test suite
+#   ./bootstrap.sh test [-- ARGS]  bring the lab up, then run the whole test suite, two test
+#                                  binaries at a time (tests/run_suite.py; ARGS go to each)
 #   ./bootstrap.sh faults [SEEDS] [CLASS,…]   the seeded fault matrix (tests/fault_matrix/),
 #                                  SEEDS runs per class (default 1); 20 or more, all classes,
 #                                  rewrites the table in docs/reliability.md
@@ -747,9 +748,9 @@ main() {
     query) exec "$LAB/bin/lab-python" "$VAGRANT_DIR/tools/query_clicks.py" "$@" ;;
     demo) demo "${1:-100000}" ;;
     flink) install_flink ;;
-    test) up; cd "$ROOT" && exec cargo test --locked --release ;;
+    test) up; cd "$ROOT" && exec /usr/bin/python3 tests/run_suite.py "$@" ;;
     faults) faults "$@" ;;
-    -h|--help|help) sed -n '2,24p' "$0" ;;
+    -h|--help|help) sed -n '2,25p' "$0" ;;
     *) die "unknown command $cmd; see $0 --help" ;;
   esac
 }

@@ -34,9 +34,9 @@ async fn stat(client: &hdfs_native::Client, path: &str) -> Option<(usize, u64)> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn completed_hours_get_a_marker_and_a_parameter_and_late_events_still_land() {
-    require_kafka();
-    require_hdfs();
-    require_hive_metastore();
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let _hms = require_hive_metastore();
     let db = unique("lf_done").replace('-', "_");
     let topic = unique("done");
     create_topic(&topic, PARTITIONS).await;
@@ -134,8 +134,8 @@ async fn completed_hours_get_a_marker_and_a_parameter_and_late_events_still_land
 /// (the decision stands and is never taken again).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_the_decision_and_its_markers_is_finished_by_the_next_run() {
-    require_kafka();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
     let topic = unique("done-crash");
     create_topic(&topic, PARTITIONS).await;
     let msgs: Vec<(i32, Vec<u8>)> =
@@ -203,8 +203,8 @@ fn produce_in_transactions(topic: &str, committed: &[(i32, Vec<u8>)], aborted: &
 /// partitions still go idle once everything readable is landed, and the last hour completes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transactional_topic_goes_idle_past_its_markers_and_aborted_records() {
-    require_kafka();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
     const EVENTS: u64 = 600;
     let topic = unique("done-txn");
     create_topic(&topic, PARTITIONS).await;

@@ -2,7 +2,7 @@
 //! partitions wait in rewind backoff: the daemon honours the shutdown deadline, leaves no
 //! partition paused, and the table ends exact. Service faults under load (a NameNode, DataNode
 //! or broker killed or hung, and the rest) are the seeded fault matrix's (tests/fault_matrix/).
-//! Its own test binary, and the tests take turns: each one disturbs a service all tests use.
+//! Each test disturbs a service every test uses, so it has the lab alone (`lab_alone`).
 
 mod common;
 
@@ -11,9 +11,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-
-/// One fault at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// (partition, payload) of each event, and how many events each partition gets.
 type Spread = (Vec<(i32, Vec<u8>)>, BTreeMap<i32, i64>);
@@ -40,12 +37,13 @@ struct Stopping {
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _logdir: tempfile::TempDir,
+    _lab: LabTurn,
 }
 
 impl Stopping {
     async fn start(name: &str, n: u64, deadline: &str) -> Stopping {
-        require_kafka();
-        require_hdfs();
+        let lab = require_kafka();
+        let _hdfs = require_hdfs();
         let topic = unique(name);
         create_topic(&topic, 2).await;
         let table = format!("/landing-test/{topic}");
@@ -64,7 +62,7 @@ impl Stopping {
         produce(&topic, (0..n).map(|i| ((i % 2) as i32, event(i, n).into_bytes()))).await;
         // Buffered, not published: roll.max_age is 60 s.
         tokio::time::sleep(Duration::from_secs(4)).await;
-        Stopping { daemon, pipeline, table, log, _dir, _logdir: logdir }
+        Stopping { daemon, pipeline, table, log, _dir, _logdir: logdir, _lab: lab }
     }
 
     fn log(&self) -> String {
@@ -94,7 +92,7 @@ impl Stopping {
 /// could not publish lands on the next run, exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_while_the_namenode_hangs_exits_within_the_deadline() {
-    let _serial = SERIAL.lock().await;
+    let _lab = lab_alone();
     let n = 20_000;
     let mut s = Stopping::start("termhung", n, "6s").await;
     let frozen = Frozen::freeze("namenode");
@@ -115,7 +113,7 @@ async fn sigterm_while_the_namenode_hangs_exits_within_the_deadline() {
 /// exits, instead of giving up at the first failed attempt.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_hdfs_safe_mode_still_publishes_before_the_deadline() {
-    let _serial = SERIAL.lock().await;
+    let _lab = lab_alone();
     let n = 20_000;
     let mut s = Stopping::start("termsafe", n, "60s").await;
     let safe_mode = SafeMode::enter();
@@ -192,9 +190,9 @@ async fn a_cooperative_rebalance_during_rewind_backoff_leaves_no_partition_pause
 
 /// `strategy`: librdkafka's `partition.assignment.strategy`, `None` for Landfall's default.
 async fn rebalance_during_rewind_backoff(strategy: Option<&str>) {
-    let _turn = SERIAL.lock().await;
-    require_kafka();
-    require_hdfs();
+    let _lab = lab_alone();
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
     let topic = unique("backoff-rebalance");
     create_topic(&topic, 4).await;
     let table = format!("/landing-test/{topic}");

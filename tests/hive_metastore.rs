@@ -18,8 +18,8 @@ fn strings(values: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn tables_and_partitions_are_registered_idempotently_and_read_back() {
-    require_hive_metastore();
-    require_hdfs(); // the metastore creates database and partition directories there
+    let _hms = require_hive_metastore();
+    let _hdfs = require_hdfs(); // the metastore creates database and partition directories there
     let client = MetastoreClient::new(HIVE_METASTORE, Duration::from_secs(60)).unwrap();
 
     // Hive names: lower case letters, digits and underscores.

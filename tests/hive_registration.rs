@@ -12,9 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use landfall::metastore::{Column, MetastoreClient, TableSpec};
 
-/// The tests kill the lab metastore or need it up: one at a time.
-static METASTORE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const PARTITIONS: i32 = 2;
 
 /// A Hive name no other run uses (`[a-z0-9_]`).
@@ -26,12 +23,12 @@ fn client() -> MetastoreClient {
     MetastoreClient::new(HIVE_METASTORE, Duration::from_secs(60)).unwrap()
 }
 
-/// One test's start: the metastore to itself ([`METASTORE`]), the lab services checked, a
-/// fresh topic `hive-<name>-…` with `n` generated events, and a pipeline on it into
+/// One test's start: its turn on the lab (alone for a test that kills the metastore), the
+/// lab services checked, a fresh topic `hive-<name>-…` with `n` generated events, and a pipeline on it into
 /// `/landing-test/<topic>`, registered as `<db>.clicks` in a fresh database `lf_<name>_…`.
 struct Case {
     /// Held for the whole test: bind it (`let Case { _one, .. }`), as `_` or `..` would drop it.
-    _one: tokio::sync::MutexGuard<'static, ()>,
+    _one: LabTurn,
     n: u64,
     db: String,
     topic: String,
@@ -39,11 +36,11 @@ struct Case {
     yaml: PipelineYaml,
 }
 
-async fn case(name: &str, n: u64) -> Case {
-    let one = METASTORE.lock().await;
-    require_kafka();
-    require_hdfs();
-    require_hive_metastore();
+async fn case(name: &str, n: u64, alone: bool) -> Case {
+    let one = if alone { lab_alone() } else { require_kafka() };
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let _hms = require_hive_metastore();
     let db = unique_db(&format!("lf_{name}"));
     let topic = unique(&format!("hive-{name}"));
     create_topic(&topic, PARTITIONS).await;
@@ -87,7 +84,7 @@ fn counts(v: &serde_json::Value) -> BTreeMap<String, u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spark_reads_the_landed_events_by_table_name_with_partitions_and_types() {
-    let Case { _one, n, db, table_path, yaml, .. } = case("reg", 6_000).await;
+    let Case { _one, n, db, table_path, yaml, .. } = case("reg", 6_000, false).await;
     let (_dir, pipeline) = yaml.file();
     let summary = run_until_caught_up(&pipeline);
     assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
@@ -155,7 +152,7 @@ async fn spark_reads_the_landed_events_by_table_name_with_partitions_and_types()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_metastore_that_is_down_delays_registration_never_landing() {
-    let Case { _one, n, db, topic, yaml, .. } = case("down", 3_000).await;
+    let Case { _one, n, db, topic, yaml, .. } = case("down", 3_000, true).await;
     let (_dir, pipeline) = yaml.file();
     let pipeline_name = topic.replace('-', "_");
     let log = std::env::temp_dir().join(format!("{topic}.log"));
@@ -220,7 +217,7 @@ async fn a_metastore_that_is_down_delays_registration_never_landing() {
 /// run) are made by the next start, although nothing new lands in those partitions.
 #[tokio::test(flavor = "multi_thread")]
 async fn registrations_pending_at_a_kill_are_made_by_the_next_start() {
-    let Case { _one, n, db, topic, yaml, .. } = case("pend", 2_000).await;
+    let Case { _one, n, db, topic, yaml, .. } = case("pend", 2_000, true).await;
     let (_dir, pipeline) = yaml.file();
     let pipeline_name = topic.replace('-', "_");
     let log = std::env::temp_dir().join(format!("{topic}.log"));
@@ -242,7 +239,7 @@ async fn registrations_pending_at_a_kill_are_made_by_the_next_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incompatible_table_stops_its_pipeline_naming_each_difference_and_others_land() {
-    let Case { _one, n, db, table_path, yaml, .. } = case("bad", 500).await;
+    let Case { _one, n, db, table_path, yaml, .. } = case("bad", 500, false).await;
     // Someone made the table by hand, with another decimal and a typed partition key.
     let c = client();
     c.ensure_database(&db, None).await.unwrap();
@@ -313,7 +310,7 @@ const NARROW: [(&str, &str, bool); 3] =
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipeline_that_appends_a_nullable_column_evolves_the_table_and_older_rows_read_null() {
-    let Case { _one, n, db, topic, yaml, .. } = case("evolve", 1_000).await;
+    let Case { _one, n, db, topic, yaml, .. } = case("evolve", 1_000, false).await;
     let yaml = yaml.schema(&NARROW);
     let (_dir, pipeline) = yaml.file();
     let summary = run_until_caught_up(&pipeline);
@@ -377,7 +374,7 @@ async fn a_pipeline_that_appends_a_nullable_column_evolves_the_table_and_older_r
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_that_does_not_evolve_stops_the_pipeline_naming_each_difference() {
-    let Case { _one, n, db, yaml, .. } = case("noevolve", 300).await;
+    let Case { _one, n, db, yaml, .. } = case("noevolve", 300, false).await;
     let (_dir, pipeline) = yaml.file();
     let summary = run_until_caught_up(&pipeline);
     assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");

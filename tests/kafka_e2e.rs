@@ -44,18 +44,19 @@ struct Setup {
     table_url: String,
     _dir: tempfile::TempDir,
     pipeline: std::path::PathBuf,
+    _lab: LabTurn,
 }
 
 /// A fresh topic and table, and the clicks pipeline on them as `customise` adjusts it.
 async fn setup(name: &str, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) -> Setup {
-    require_kafka();
-    require_hdfs();
+    let lab = require_kafka();
+    let _hdfs = require_hdfs();
     let topic = unique(name);
     create_topic(&topic, PARTITIONS).await;
     let table_path = format!("/landing-test/{topic}");
     let yaml = customise(PipelineYaml::kafka(&topic.replace('-', "_"), &topic).sink_hdfs(&table_path));
     let (dir, pipeline) = yaml.file();
-    Setup { table_url: format!("{HDFS_URL}{table_path}"), topic, table_path, _dir: dir, pipeline }
+    Setup { table_url: format!("{HDFS_URL}{table_path}"), topic, table_path, _dir: dir, pipeline, _lab: lab }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,8 +211,8 @@ async fn sigterm_mid_batch_publishes_and_exits_zero_within_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_mix_is_quarantined_with_reasons_and_good_rows_are_exact() {
-    require_kafka();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
     let topic = unique("poison");
     create_topic(&topic, PARTITIONS).await;
     let table_path = format!("/landing-test/{topic}");

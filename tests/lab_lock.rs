@@ -27,9 +27,9 @@ fn holders_of(path: &Path) -> Vec<(u32, String)> {
 
 #[test]
 fn no_lab_service_holds_the_up_lock_and_a_second_up_returns_at_once() {
-    require_kafka();
-    require_rabbitmq();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _rabbitmq = require_rabbitmq();
+    let _hdfs = require_hdfs();
     let lock = lab_dir().join(".up.lock");
     let lock = lock.canonicalize().unwrap_or(lock);
     let holders = holders_of(&lock);

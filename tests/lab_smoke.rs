@@ -21,7 +21,7 @@ use common::*;
 
 #[tokio::test]
 async fn kafka_topic_produce_and_consume() {
-    require_kafka();
+    let _kafka = require_kafka();
     let topic = unique("smoke");
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", KAFKA).create().unwrap();
@@ -65,7 +65,7 @@ async fn rabbitmq_publish_and_consume() {
     use lapin::types::FieldTable;
     use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-    require_rabbitmq();
+    let _rabbitmq = require_rabbitmq();
     let conn = Connection::connect(AMQP_URI, ConnectionProperties::default()).await.expect("connect to RabbitMQ");
     let channel = conn.create_channel().await.unwrap();
     channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
@@ -117,7 +117,7 @@ fn hdfs_client() -> hdfs_native::Client {
 
 #[tokio::test]
 async fn hdfs_create_write_rename_list_delete() {
-    require_hdfs();
+    let _hdfs = require_hdfs();
     let client = hdfs_client();
     let dir = format!("/landfall-test/{}", unique("smoke"));
     client.mkdirs(&dir, 0o755, true).await.expect("mkdirs on HDFS");
@@ -139,7 +139,7 @@ async fn hdfs_create_write_rename_list_delete() {
 
 #[tokio::test]
 async fn spark_reads_parquet_from_hdfs() {
-    require_hdfs();
+    let _hdfs = require_hdfs();
     let schema =
         Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false), Field::new("n", DataType::Int64, false)]));
     let rows = 1234;

@@ -18,17 +18,18 @@ struct KafkaTable {
     path: String,
     pipeline: std::path::PathBuf,
     _dir: tempfile::TempDir,
+    _lab: LabTurn,
 }
 
 impl KafkaTable {
     async fn new(name: &str, partitions: i32, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) -> KafkaTable {
-        require_kafka();
-        require_hdfs();
+        let lab = require_kafka();
+        let _hdfs = require_hdfs();
         let topic = unique(name);
         create_topic(&topic, partitions).await;
         let path = format!("/landing-test/{topic}");
         let (_dir, pipeline) = customise(PipelineYaml::kafka(&topic.replace('-', "_"), &topic)).sink_hdfs(&path).file();
-        KafkaTable { topic, path, pipeline, _dir }
+        KafkaTable { topic, path, pipeline, _dir, _lab: lab }
     }
 
     /// Spark's view of the table.
@@ -157,7 +158,7 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_publish_interrupted_between_link_and_unlink_completes_on_restart() {
     use std::os::unix::fs::MetadataExt;
-    require_kafka();
+    let _kafka = require_kafka();
     let n = 20_000u64;
     let topic = unique("linkcrash");
     create_topic(&topic, 1).await;
@@ -362,8 +363,8 @@ async fn offsets_taken_by_transaction_markers_do_not_stop_the_commit_log() {
 /// at most 1,048,576 items per directory).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_topic_name_of_249_characters_lands_and_quarantine_is_split_by_day() {
-    require_kafka();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
     let short = unique("long");
     let topic = format!("{short}-{}", "x".repeat(249 - short.len() - 1));
     create_topic(&topic, 2).await;
@@ -466,8 +467,8 @@ async fn quarantine_files_are_not_world_readable() {
 /// and hangs, whatever Landfall does; the age rule is the same for every source.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_clock_40_minutes_off_the_namenode_still_lands_exactly() {
-    require_rabbitmq();
-    require_hdfs();
+    let _rabbitmq = require_rabbitmq();
+    let _hdfs = require_hdfs();
     let lib = libfaketime();
     for skew in ["+40m", "-40m"] {
         let queue = unique("skew");
@@ -507,7 +508,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 /// daemon stopped with "Too many open files (os error 24)".
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hundred_thousand_partition_values_stay_within_the_open_file_cap_and_memory() {
-    require_kafka();
+    let _kafka = require_kafka();
     let (n, cap) = (300_000u64, 1000usize);
     let topic = unique("cardinality");
     create_topic(&topic, 1).await;

@@ -1,7 +1,8 @@
 //! Watching the daemon run, on the real lab: the counters of `/metrics` match what landed,
 //! `/ready` names a pipeline whose NameNode is gone within seconds and recovers with it, and
 //! one broken pipeline does not stop the others in the same daemon.
-//! Its own test binary; the tests take turns (one of them kills the NameNode).
+//! The test that kills the NameNode, and the one that puts HDFS in safe mode, have the lab
+//! alone (`lab_alone`); the others share it.
 
 mod common;
 
@@ -9,8 +10,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Polls `what` every 250 ms until it returns `Some`, failing after `limit` with `context()`.
 fn wait_for<T>(limit: Duration, mut what: impl FnMut() -> Option<T>, context: impl Fn() -> String) -> (T, Duration) {
@@ -70,9 +69,9 @@ impl Drop for Daemon {
 /// of the NameNode's death and 200 within 60 s of its start; the table is exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_exactly_and_ready_follows_the_namenode() {
-    let _serial = SERIAL.lock().await;
-    require_kafka();
-    require_hdfs();
+    let _lab = lab_alone(); // kills the NameNode
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
     let topic = unique("observe");
     create_topic(&topic, 4).await;
     let name = topic.replace('-', "_");
@@ -153,10 +152,9 @@ async fn metrics_count_exactly_and_ready_follows_the_namenode() {
 /// other two land exactly.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_pipeline_is_reported_while_the_others_land() {
-    let _serial = SERIAL.lock().await;
-    require_kafka();
-    require_rabbitmq();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _rabbitmq = require_rabbitmq();
+    let _hdfs = require_hdfs();
     let topic = unique("iso-k");
     create_topic(&topic, 2).await;
     let queue = unique("iso-q");
@@ -266,7 +264,6 @@ fn json_logs_are_one_object_per_line_without_colour_codes() {
 /// everything lands, exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_hdfs_quota_is_reported_and_lands_exactly_once_lifted() {
-    let _serial = SERIAL.lock().await;
     needs_a_person(Fault {
         // Not "quota": the log lines naming the cause are counted, and every line names the topic.
         prefix: "space",
@@ -286,7 +283,6 @@ async fn an_exhausted_hdfs_quota_is_reported_and_lands_exactly_once_lifted() {
 /// lands, exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_permission_denied_by_hdfs_is_reported_and_lands_exactly_once_granted() {
-    let _serial = SERIAL.lock().await;
     let user = "landfall-item11";
     needs_a_person(Fault {
         prefix: "perm",
@@ -304,7 +300,7 @@ async fn a_permission_denied_by_hdfs_is_reported_and_lands_exactly_once_granted(
 /// the capped backoff, and once safe mode is left everything lands, exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_safe_mode_that_does_not_end_is_reported_and_lands_exactly_once_left() {
-    let _serial = SERIAL.lock().await;
+    let _lab = lab_alone(); // safe mode refuses every write, every table's
     needs_a_person(Fault {
         prefix: "safemode",
         user: None,
@@ -342,8 +338,8 @@ struct Fault {
 /// the cause a few times, not once per retry. Once the fault ends, everything lands within 90 s,
 /// `/ready` turns 200, and Spark counts each event once.
 async fn needs_a_person(fault: Fault) {
-    require_kafka();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
     let topic = unique(fault.prefix);
     create_topic(&topic, 2).await;
     let name = topic.replace('-', "_");

@@ -1,15 +1,14 @@
 //! RabbitMQ → HDFS end to end, on the real lab services, checked through Spark: a quorum queue
 //! acknowledged only after publish with redeliveries deduplicated by `message_id` (kill -9,
 //! broker restart), a stream read by offset (kill -9), and poison messages quarantined.
-//! The tests share one broker that one of them restarts, so they run one at a time.
+//! The test that restarts the broker, and the one that kills the NameNode, have the lab alone
+//! (`lab_alone`); the others share it.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn tail(log: &std::path::Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -22,18 +21,19 @@ struct Setup {
     table_url: String,
     _dir: tempfile::TempDir,
     pipeline: std::path::PathBuf,
+    _lab: LabTurn,
 }
 
 /// A fresh queue and table, and the clicks pipeline on them as `customise` adjusts it.
 async fn setup(name: &str, queue_type: &str, customise: impl FnOnce(PipelineYaml) -> PipelineYaml) -> Setup {
-    require_rabbitmq();
-    require_hdfs();
+    let lab = require_rabbitmq();
+    let _hdfs = require_hdfs();
     let queue = unique(name);
     declare_queue(&queue, queue_type).await;
     let table_path = format!("/landing-test/{queue}");
     let yaml = customise(PipelineYaml::rabbitmq(&queue.replace('-', "_"), &queue, queue_type).sink_hdfs(&table_path));
     let (dir, pipeline) = yaml.file();
-    Setup { table_url: format!("{HDFS_URL}{table_path}"), queue, _dir: dir, pipeline }
+    Setup { table_url: format!("{HDFS_URL}{table_path}"), queue, _dir: dir, pipeline, _lab: lab }
 }
 
 fn messages(range: std::ops::Range<u64>, n: u64) -> Vec<(Option<String>, Vec<u8>)> {
@@ -79,7 +79,6 @@ async fn kill_rounds(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quorum_queue_kill_9_lands_every_order_once() {
-    let _serial = SERIAL.lock().await;
     let n = 100_000;
     let s = setup("rmq-kill", "quorum", |p| p.roll_max_age("2s")).await;
     let producer = publish_slowly(s.queue.clone(), n, 40, Duration::from_millis(900));
@@ -101,7 +100,6 @@ async fn quorum_queue_kill_9_lands_every_order_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
-    let _serial = SERIAL.lock().await;
     let n = 30_000;
     // Commits of 5,000 messages: the crash leaves every published message unacknowledged.
     let s = setup("rmq-dedup", "quorum", |p| p.roll_max_age("60s").prefetch(10_000)).await;
@@ -138,7 +136,6 @@ async fn a_crash_between_publish_and_ack_drops_the_redelivered_duplicates() {
 /// backfill that believed the count ended before landing it (issue 10, item 14).
 #[tokio::test(flavor = "multi_thread")]
 async fn until_caught_up_lands_the_tail_still_on_the_wire() {
-    let _serial = SERIAL.lock().await;
     let n = 4_000;
     let line = DelayLine::start("127.0.0.1:5672", Duration::from_millis(600)).await;
     let uri = format!("amqp://guest:guest@{}/%2f", line.addr);
@@ -156,7 +153,7 @@ async fn until_caught_up_lands_the_tail_still_on_the_wire() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
-    let _serial = SERIAL.lock().await;
+    let _lab = lab_alone(); // restarts the broker
     let n = 60_000;
     let s = setup("rmq-restart", "quorum", |p| p.roll_max_age("2s")).await;
     publish_confirmed(&s.queue, messages(0..n / 2, n)).await;
@@ -164,9 +161,7 @@ async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
     let log = logdir.path().join("landfall.log");
     let mut child = spawn_daemon(&s.pipeline, &log);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let restart =
-        std::process::Command::new(repo_root().join("bootstrap.sh")).args(["restart", "rabbitmq"]).status().unwrap();
-    assert!(restart.success(), "./bootstrap.sh restart rabbitmq");
+    lab(&["restart", "rabbitmq"]);
     publish_confirmed(&s.queue, messages(n / 2..n, n)).await;
     // The daemon reconnects by itself and drains the queue; SIGTERM then publishes the rest.
     let mut drained = false;
@@ -198,7 +193,6 @@ async fn broker_restart_mid_run_reconnects_and_lands_exactly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_kill_9_lands_exactly_by_offset() {
-    let _serial = SERIAL.lock().await;
     let n = 100_000;
     let s = setup("rmq-stream", "stream", |p| p.roll_max_age("2s")).await;
     let producer = publish_slowly(s.queue.clone(), n, 40, Duration::from_millis(900));
@@ -220,7 +214,6 @@ async fn stream_kill_9_lands_exactly_by_offset() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_are_quarantined_acknowledged_and_never_redelivered() {
-    let _serial = SERIAL.lock().await;
     let s = setup("rmq-poison", "quorum", |p| p.roll_max_age("60s")).await;
     let n_good = 5_000u64;
     let mut msgs = messages(0..n_good, n_good);
@@ -252,9 +245,8 @@ async fn poison_messages_are_quarantined_acknowledged_and_never_redelivered() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_with_a_custom_ca_and_a_client_certificate_logs_in_by_external_auth() {
-    let _serial = SERIAL.lock().await;
     require("RabbitMQ TLS listener", "127.0.0.1:5671");
-    require_hdfs();
+    let _hdfs = require_hdfs();
     let queue = unique("rmq-tls");
     declare_queue(&queue, "quorum").await;
     let n = 5_000;
@@ -401,7 +393,6 @@ async fn land_paced(s: &Setup, bursts: Vec<Vec<(Option<String>, Vec<u8>)>>, paus
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quorum_queue_commits_are_capped_by_max_open_files() {
-    let _serial = SERIAL.lock().await;
     const SHOPS: u64 = 40;
     const PER_SHOP: u64 = 250;
     const CAP: usize = 4;
@@ -460,7 +451,6 @@ async fn quorum_queue_commits_are_capped_by_max_open_files() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quorum_queue_row_groups_stay_within_the_memory_budget() {
-    let _serial = SERIAL.lock().await;
     const ROWS: u64 = 3000;
     const BURST: u64 = 50;
     const PAD: usize = 4000;
@@ -510,7 +500,6 @@ async fn quorum_queue_row_groups_stay_within_the_memory_budget() {
 /// where that commit's ids were and landed their redeliveries twice. Must: exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commit_adopted_by_another_instance_still_deduplicates_its_redeliveries() {
-    let _serial = SERIAL.lock().await;
     let n = 3_000;
     let s = setup("rmq-adopted", "quorum", |p| p.roll_max_age("1s").prefetch(200)).await;
     publish_confirmed(&s.queue, messages(0..n, n)).await;
@@ -588,7 +577,6 @@ fn backfill_within(pipeline: &std::path::Path, limit: Duration) -> std::process:
 /// files of a new generation, and the old rows stay.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recreated_stream_is_not_skipped_silently() {
-    let _serial = SERIAL.lock().await;
     let s = setup("rmq-recreated", "stream", |p| p.roll_max_age("2s")).await;
     publish_confirmed(&s.queue, messages(0..1000, 1600)).await;
     assert!(run_until_caught_up(&s.pipeline).contains(": 1000 events ("));
@@ -628,12 +616,6 @@ async fn a_recreated_stream_is_not_skipped_silently() {
 
 // ---- Memory in bytes on the queue path (issue 10, item 7) ---------------------------------------
 
-fn lab(args: &[&str]) {
-    let status =
-        std::process::Command::new(repo_root().join("bootstrap.sh")).args(args).status().expect("./bootstrap.sh");
-    assert!(status.success(), "./bootstrap.sh {args:?}");
-}
-
 /// `(VmRSS, VmHWM)` of a running process, in KiB: resident now and the peak so far.
 fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -644,23 +626,6 @@ fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// The NameNode, killed; started again when dropped, so a failing assertion does not leave
-/// the shared lab without its store.
-struct NameNodeDown;
-
-impl NameNodeDown {
-    fn kill() -> NameNodeDown {
-        lab(&["kill", "namenode"]);
-        NameNodeDown
-    }
-}
-
-impl Drop for NameNodeDown {
-    fn drop(&mut self) {
-        lab(&["start", "namenode"]);
-    }
-}
-
 /// Issue 10, item 7. A queue fills with 6,000 messages of 64 KiB (375 MiB) while the NameNode
 /// is down: the writer waits for the store, the driver waits for the writer, and the broker
 /// goes on sending up to `prefetch` unacknowledged deliveries per consumer into the client.
@@ -668,7 +633,7 @@ impl Drop for NameNodeDown {
 /// (8 MiB here), not grow with the queue; once the NameNode is back every message lands once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blocked_store_holds_a_queue_of_large_messages_within_the_memory_budget() {
-    let _serial = SERIAL.lock().await;
+    let _lab = lab_alone(); // kills the NameNode
     const N: u64 = 6000;
     const PAD: usize = 64 * 1024 - 96;
     const BUDGET_MIB: u64 = 8;
@@ -694,7 +659,7 @@ async fn a_blocked_store_holds_a_queue_of_large_messages_within_the_memory_budge
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (baseline, _) = rss_kib(child.id()).expect("the daemon runs");
 
-    let outage = NameNodeDown::kill();
+    let outage = Killed::kill("namenode");
     let pid = child.id();
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {

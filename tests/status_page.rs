@@ -201,7 +201,7 @@ fn artifacts_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_page_shows_a_running_pipeline_with_its_chart_in_chromium() {
     let Some(browser) = chromium() else { return };
-    require_kafka();
+    let _kafka = require_kafka();
     let topic = unique("status-page");
     create_topic(&topic, 2).await;
     let name = topic.replace('-', "_");

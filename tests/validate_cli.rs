@@ -95,8 +95,8 @@ fn several_problems_are_reported_at_once() {
 
 #[tokio::test]
 async fn connect_probes_the_broker_and_the_store() {
-    require_kafka();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
     let topic = unique("probe");
     create_topic(&topic, 1).await;
     let good = pipeline_yaml("probe", &topic, &hdfs_sink(&format!("/landing-test/{topic}")), "60s");
@@ -192,7 +192,7 @@ fn rabbitmq_settings_that_work_but_surprise_are_warnings_not_errors() {
 
 #[test]
 fn run_logs_the_warnings_of_the_pipelines_it_loads() {
-    require_rabbitmq();
+    let _rabbitmq = require_rabbitmq();
     // The queue does not exist, so the run stops right after loading: the warning came first.
     let queue = unique("no-such-queue");
     let table = std::env::temp_dir().join(unique("landfall-warn"));
@@ -214,7 +214,7 @@ fn run_logs_the_warnings_of_the_pipelines_it_loads() {
 
 #[tokio::test]
 async fn connect_names_a_missing_rabbitmq_queue() {
-    require_rabbitmq();
+    let _rabbitmq = require_rabbitmq();
     let queue = unique("no-such-queue");
     let yaml = rabbitmq_base().replace("queue: orders", &format!("queue: {queue}"));
     let (_dir, path) = pipeline_file(&yaml);

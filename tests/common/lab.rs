@@ -5,8 +5,12 @@
 use super::repo_root;
 use std::process::Command;
 
-/// `./bootstrap.sh ARGS…`; fails the test if it fails.
+/// `./bootstrap.sh ARGS…`; fails the test if it fails. Stopping or starting a service needs the
+/// lab alone (`turn.rs`).
 pub fn lab(args: &[&str]) {
+    if matches!(args.first(), Some(&("kill" | "stop" | "start" | "restart"))) {
+        super::assert_alone(&format!("./bootstrap.sh {}", args.join(" ")));
+    }
     let status = Command::new(repo_root().join("bootstrap.sh")).args(args).status().expect("./bootstrap.sh");
     assert!(status.success(), "./bootstrap.sh {args:?}");
 }
@@ -28,6 +32,7 @@ pub struct Frozen(i32);
 
 impl Frozen {
     pub fn freeze(service: &str) -> Frozen {
+        super::assert_alone(&format!("freezing {service}"));
         Frozen::process(service_pid(service))
     }
 
@@ -65,6 +70,7 @@ pub struct SafeMode;
 
 impl SafeMode {
     pub fn enter() -> SafeMode {
+        super::assert_alone("HDFS safe mode");
         lab(&["hdfs", "dfsadmin", "-safemode", "enter"]);
         SafeMode
     }

@@ -3,8 +3,10 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 mod lab;
+mod turn;
 #[allow(unused_imports)] // not every test binary injects faults
 pub use lab::*;
+pub use turn::*;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -26,19 +28,31 @@ pub fn require(service: &str, addr: &str) {
     }
 }
 
-pub fn require_kafka() {
+/// Kafka, with a shared turn on the lab (`turn.rs`): hold it for the whole test.
+pub fn require_kafka() -> LabTurn {
+    let turn = lab_shared();
     require("Kafka", KAFKA);
+    turn
 }
-pub fn require_rabbitmq() {
+/// RabbitMQ, with a shared turn on the lab: hold it for the whole test.
+pub fn require_rabbitmq() -> LabTurn {
+    let turn = lab_shared();
     require("RabbitMQ", "127.0.0.1:5672");
+    turn
 }
-pub fn require_hdfs() {
+/// HDFS, with a shared turn on the lab: hold it for the whole test.
+pub fn require_hdfs() -> LabTurn {
+    let turn = lab_shared();
     require("HDFS NameNode", "127.0.0.1:9000");
     require("HDFS DataNode", "127.0.0.1:9866");
+    turn
 }
 pub const HIVE_METASTORE: &str = "thrift://127.0.0.1:9083";
-pub fn require_hive_metastore() {
+/// The Hive Metastore, with a shared turn on the lab: hold it for the whole test.
+pub fn require_hive_metastore() -> LabTurn {
+    let turn = lab_shared();
     require("Hive Metastore", "127.0.0.1:9083");
+    turn
 }
 
 /// A name no other test run uses: `prefix-<pid>-<random>`.
@@ -81,7 +95,7 @@ pub fn run_spark(script: &str, args: &[&str]) -> String {
 pub async fn create_topic(topic: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    require_kafka();
+    require("Kafka", KAFKA);
     let admin: AdminClient<DefaultClientContext> =
         rdkafka::ClientConfig::new().set("bootstrap.servers", KAFKA).create().unwrap();
     let res = admin
@@ -741,6 +755,7 @@ pub fn run_until_caught_up(pipeline: &std::path::Path) -> String {
 
 /// The daemon (`landfall run PIPELINE`) in the background, logging to `log` (appended).
 pub fn spawn_daemon(pipeline: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    assert_turn("a daemon");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     landfall()
         .arg("run")
@@ -921,7 +936,7 @@ pub fn assert_tiles(
 
 /// A connection and channel to the lab broker (fails the test if it is down).
 pub async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
-    require_rabbitmq();
+    require("RabbitMQ", "127.0.0.1:5672");
     let conn = lapin::Connection::connect(AMQP_URI, lapin::ConnectionProperties::default())
         .await
         .expect("connect to RabbitMQ");

@@ -38,9 +38,9 @@ use run::Run;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fault_class_lands_every_event_exactly_once() {
-    require_kafka();
-    require_rabbitmq();
-    require_hdfs();
+    let _kafka = require_kafka();
+    let _rabbitmq = require_rabbitmq();
+    let _hdfs = require_hdfs();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let seeds: u64 = env("LF_FAULT_SEEDS").map_or(1, |v| v.parse().expect("LF_FAULT_SEEDS: a number"));
     let first: u64 = env("LF_FAULT_SEED").map_or_else(
