@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::status::{DaemonStatus, PipelineState, PipelineStatus};
+use super::status::{CompletionStatus, DaemonStatus, PipelineState, PipelineStatus};
 use crate::config::HttpListen;
 
 /// Where `landfall status` asks when neither `--url` nor a fixed-port `http_listen` says
@@ -101,7 +101,8 @@ const HEADINGS: [&str; 7] = ["PIPELINE", "STATE", "READY", "EVENTS/S", "LAG", "L
 const RIGHT_ALIGNED: [bool; 7] = [false, false, false, true, true, true, true];
 
 /// What `landfall status` prints: a heading, one aligned line per pipeline with its problems
-/// indented under it, and a line on the daemon's health when it is not healthy.
+/// and, with `partition.completion`, where completion stands indented under it, and a line on
+/// the daemon's health when it is not healthy.
 pub fn status_lines(status: &DaemonStatus) -> Vec<String> {
     if status.pipelines.is_empty() {
         return vec![format!("landfall {}: no pipelines running", status.version)];
@@ -114,6 +115,7 @@ pub fn status_lines(status: &DaemonStatus) -> Vec<String> {
     for (row, p) in rows.iter().zip(&status.pipelines) {
         lines.push(aligned(row, &widths));
         lines.extend(p.problems.iter().map(|problem| format!("    ! {problem}")));
+        lines.extend(p.completion.as_ref().map(completion_line));
     }
     if !status.healthy {
         lines.push("daemon unhealthy: a pipeline is stuck (GET /health answers 503)".to_string());
@@ -132,6 +134,43 @@ fn cells(p: &PipelineStatus) -> [String; 7] {
         p.last_commit_age_seconds.map_or_else(|| "never".to_string(), |s| format!("{} ago", age(s))),
         p.events_rejected.to_string(),
     ]
+}
+
+/// Idle partitions named on the completion line; the rest are counted.
+const IDLE_NAMED: usize = 5;
+
+/// Where partition completion stands, as the status page's completion box says it: the
+/// completed frontier, the watermark and the partition holding it, the idle partitions. Only
+/// the completer (the instance holding the first source partition) knows the watermark.
+fn completion_line(c: &CompletionStatus) -> String {
+    let until = c.completed_until.as_deref().map_or_else(|| "none yet".to_string(), utc);
+    let mut line = format!("    completion: complete until {until}");
+    if !c.completer {
+        line.push_str("; the watermark is decided by the instance holding the first source partition");
+        return line;
+    }
+    let watermark = c.watermark.as_deref().map_or_else(|| "unknown".to_string(), utc);
+    line.push_str(&format!("; watermark {watermark}"));
+    if let Some(held_by) = &c.held_by {
+        line.push_str(&format!(", held by {held_by}"));
+    }
+    if !c.idle.is_empty() {
+        let mut names = c.idle.iter().take(IDLE_NAMED).cloned().collect::<Vec<_>>().join(", ");
+        if c.idle.len() > IDLE_NAMED {
+            names.push_str(&format!(" +{} more", c.idle.len() - IDLE_NAMED));
+        }
+        line.push_str(&format!("; idle: {names}"));
+    }
+    line
+}
+
+/// An RFC 3339 instant as "2026-11-25 17:00:00 UTC" (as the status page shows it), or as given
+/// when it does not parse.
+fn utc(at: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(at).map_or_else(
+        |_| at.to_string(),
+        |t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
 }
 
 fn state_word(state: PipelineState) -> &'static str {
@@ -223,6 +262,35 @@ mod tests {
             "daemon unhealthy: a pipeline is stuck (GET /health answers 503)",
         ];
         assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn completion_is_one_line_under_its_pipeline_in_utc() {
+        let mut status = fixture();
+        status.pipelines.truncate(1);
+        status.pipelines[0].completion = Some(CompletionStatus {
+            completer: true,
+            watermark: Some("2026-11-25T19:48:12+01:00".to_string()),
+            completed_until: Some("2026-11-25T17:00:00Z".to_string()),
+            held_by: Some("clicks[3]".to_string()),
+            idle: (0..7).map(|p| format!("clicks[{p}]")).collect(),
+        });
+        assert_eq!(
+            status_lines(&status)[2],
+            "    completion: complete until 2026-11-25 17:00:00 UTC; watermark 2026-11-25 18:48:12 UTC, \
+             held by clicks[3]; idle: clicks[0], clicks[1], clicks[2], clicks[3], clicks[4] +2 more"
+        );
+
+        let c = status.pipelines[0].completion.as_mut().unwrap();
+        (c.completer, c.watermark, c.completed_until, c.held_by, c.idle) = (false, None, None, None, vec![]);
+        assert_eq!(
+            status_lines(&status)[2],
+            "    completion: complete until none yet; the watermark is decided by the instance holding \
+             the first source partition"
+        );
+        let c = status.pipelines[0].completion.as_mut().unwrap();
+        c.completer = true;
+        assert_eq!(status_lines(&status)[2], "    completion: complete until none yet; watermark unknown");
     }
 
     #[test]
