@@ -35,6 +35,7 @@
 //! `docs/hive.md` table registration.
 
 pub mod commit;
+pub mod compaction;
 pub mod completion;
 pub mod config;
 pub mod crash;

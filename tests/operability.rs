@@ -24,7 +24,7 @@ fn wait_for<T>(limit: Duration, mut what: impl FnMut() -> Option<T>, context: im
 }
 
 struct Daemon {
-    child: std::process::Child,
+    child: DaemonChild,
     log: std::path::PathBuf,
     addr: SocketAddr,
     _dir: tempfile::TempDir,

@@ -16,7 +16,7 @@
 //!   has none (never rewritten); other directories are remembered until `F` passes them.
 
 mod logs;
-mod records;
+pub(crate) mod records;
 pub mod task;
 #[cfg(test)]
 mod tests;

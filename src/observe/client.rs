@@ -167,10 +167,8 @@ fn completion_line(c: &CompletionStatus) -> String {
 /// An RFC 3339 instant as "2026-11-25 17:00:00 UTC" (as the status page shows it), or as given
 /// when it does not parse.
 fn utc(at: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(at).map_or_else(
-        |_| at.to_string(),
-        |t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map_or_else(|_| at.to_string(), |t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 fn state_word(state: PipelineState) -> &'static str {

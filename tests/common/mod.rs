@@ -754,17 +754,46 @@ pub fn run_until_caught_up(pipeline: &std::path::Path) -> String {
 }
 
 /// The daemon (`landfall run PIPELINE`) in the background, logging to `log` (appended).
-pub fn spawn_daemon(pipeline: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+pub fn spawn_daemon(pipeline: &std::path::Path, log: &std::path::Path) -> DaemonChild {
     assert_turn("a daemon");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    landfall()
-        .arg("run")
-        .arg(pipeline)
-        .env("LANDFALL_LOG_LEVEL", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start landfall")
+    DaemonChild(
+        landfall()
+            .arg("run")
+            .arg(pipeline)
+            .env("LANDFALL_LOG_LEVEL", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start landfall"),
+    )
+}
+
+/// A daemon a test started, killed (SIGKILL) when dropped: a test that fails mid-way must not
+/// leave its daemon landing, and holding the lab's ports and CPU, for the tests after it. Use
+/// it as the `Child` it derefs to.
+pub struct DaemonChild(pub std::process::Child);
+
+impl std::ops::Deref for DaemonChild {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for DaemonChild {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for DaemonChild {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 pub const SIGCONT: i32 = 18;

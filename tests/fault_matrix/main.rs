@@ -38,6 +38,7 @@ use run::Run;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fault_class_lands_every_event_exactly_once() {
+    let _lab = lab_alone(); // kills, freezes and restarts every service in turn
     let _kafka = require_kafka();
     let _rabbitmq = require_rabbitmq();
     let _hdfs = require_hdfs();

@@ -1,0 +1,13 @@
+//! Compaction of completed partitions (issue 14, item 5): the small files of a complete
+//! metastore partition rewritten into a few target-size files in a new generation directory,
+//! and the partition's location switched there in one `alter_partition`. The design and its
+//! crash-point analysis: `docs/design/compaction.md`.
+//!
+//! Built so far: the plan of a generation ([`plan`]), its records in the store ([`records`]),
+//! and the build with its row-count check ([`build`]). Not built yet, and so not configurable:
+//! the round that picks partitions, switches the metastore and cleans after the grace, and the
+//! `sink.hive.compaction` settings that turn it on.
+
+pub mod build;
+pub mod plan;
+pub mod records;
