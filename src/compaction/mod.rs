@@ -4,10 +4,17 @@
 //! crash-point analysis: `docs/design/compaction.md`.
 //!
 //! Built so far: the plan of a generation ([`plan`]), its records in the store ([`records`]),
-//! and the build with its row-count check ([`build`]). Not built yet, and so not configurable:
-//! the round that picks partitions, switches the metastore and cleans after the grace, and the
+//! the build with its row-count check ([`build`]), the round over one partition that resumes
+//! from its records, switches the metastore and cleans after the grace ([`round`]), and the
+//! metastore behind it ([`catalog`]). Not built yet, and so not configurable: choosing the
+//! partitions a round visits, running rounds from the completer, and the
 //! `sink.hive.compaction` settings that turn it on.
 
 pub mod build;
+pub mod catalog;
 pub mod plan;
 pub mod records;
+pub mod round;
+#[cfg(test)]
+mod tests;
+pub mod todo;
