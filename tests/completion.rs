@@ -2,7 +2,8 @@
 //! a metastore table; the hours the watermark passed get an empty `_SUCCESS` and
 //! `landfall.complete=true`, the last hour neither; late events land in their completed hours,
 //! are counted late, leave an existing marker untouched and mark a directory only they created;
-//! a crash between a decision and its markers is finished by the next run; a transactional
+//! a crash at each step of a decision (before it, after it, after its markers, midway through
+//! the metastore parameters) is finished by the next run; a transactional
 //! topic, whose ends sit past commit markers and aborted records, still goes idle; Spark reads
 //! every event by table name.
 
@@ -129,48 +130,141 @@ async fn completed_hours_get_a_marker_and_a_parameter_and_late_events_still_land
     assert_eq!(v["sample"]["late-2"]["hour"], "13");
 }
 
-/// A backfill (`--until-caught-up`) completes what it landed in a last pass; killed right after
-/// recording that decision, before any marker, the next run's first pass writes the markers
-/// (the decision stands and is never taken again).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_crash_between_the_decision_and_its_markers_is_finished_by_the_next_run() {
-    let _kafka = require_kafka();
-    let _hdfs = require_hdfs();
+/// A backfill (`--until-caught-up`) of 14:00–17:29 killed at completion crash point `point`
+/// (`LF_TEST_CRASH_POINT`), with a metastore table when `hive`. Returns the table's path, the
+/// pipeline (and the guard of its file) and the database, for the next run.
+struct Crashed {
+    table: String,
+    pipeline: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    db: String,
+}
+
+async fn crashed_at(point: &str, hive: bool) -> Crashed {
     let topic = unique("done-crash");
     create_topic(&topic, PARTITIONS).await;
     let msgs: Vec<(i32, Vec<u8>)> =
         (0..N).map(|i| ((i % PARTITIONS as u64) as i32, event(i, N).into_bytes())).collect();
     produce(&topic, msgs).await;
     let table = format!("/landing-test/{topic}");
-    let yaml = PipelineYaml::kafka(&topic.replace('-', "_"), &topic).sink_hdfs(&table).completion("10m", "1h");
-    let (_dir, pipeline) = yaml.file();
+    let db = unique("lf_crash").replace('-', "_");
+    let mut yaml = PipelineYaml::kafka(&topic.replace('-', "_"), &topic).sink_hdfs(&table);
+    if hive {
+        yaml = yaml.sink_hive(HIVE_METASTORE, &db, "clicks");
+    }
+    let (_dir, pipeline) = yaml.completion("10m", "1h").file();
     let crashing = landfall()
         .arg("run")
         .arg("--until-caught-up")
         .arg(&pipeline)
-        .env("LF_TEST_CRASH_POINT", "after_decision")
+        .env("LF_TEST_CRASH_POINT", point)
         .output()
         .expect("start landfall");
-    assert!(
-        !crashing.status.success(),
-        "the run aborts at the crash point: {}",
-        String::from_utf8_lossy(&crashing.stderr)
-    );
-    let client = hdfs().await;
-    let record = |step: &str| format!("{table}/_landfall/completion/{:020}.{step}", 1_795_626_000_000_000i64);
-    assert_eq!(stat(&client, &record("decided")).await.map(|s| s.0), Some(0), "the decision was recorded first");
-    assert_eq!(stat(&client, &record("marked")).await, None);
-    let hour = |h: u32| format!("{table}/dt=2026-11-25/hour={h}/_SUCCESS");
-    for h in [14, 15, 16] {
-        assert_eq!(stat(&client, &hour(h)).await, None, "no marker before the crash");
+    let stderr = String::from_utf8_lossy(&crashing.stderr);
+    assert!(!crashing.status.success(), "the run aborts at {point}: {stderr}");
+    assert!(stderr.contains(&format!("LF_TEST_CRASH_POINT={point}")), "aborted at {point}: {stderr}");
+    Crashed { table, pipeline, _dir, db }
+}
+
+impl Crashed {
+    /// The completion record of the 17:00 frontier for `step` (`decided`, `marked`, `hive`).
+    fn record(&self, step: &str) -> String {
+        format!("{}/_landfall/completion/{:020}.{step}", self.table, 1_795_626_000_000_000i64)
     }
 
-    run_until_caught_up(&pipeline);
-    for h in [14, 15, 16] {
-        assert_eq!(stat(&client, &hour(h)).await.map(|s| s.0), Some(0), "hour {h} marked by the next run");
+    fn marker(&self, h: u32) -> String {
+        format!("{}/dt=2026-11-25/hour={h}/_SUCCESS", self.table)
     }
-    assert_eq!(stat(&client, &hour(17)).await, None);
-    assert_eq!(stat(&client, &record("marked")).await.map(|s| s.0), Some(0), "the re-driven decision is recorded");
+
+    /// Which records of the 17:00 frontier exist, and which hours have their marker.
+    async fn state(&self, client: &hdfs_native::Client) -> (Vec<&'static str>, Vec<u32>) {
+        let mut records = Vec::new();
+        for step in ["decided", "marked", "hive"] {
+            if stat(client, &self.record(step)).await.is_some() {
+                records.push(step);
+            }
+        }
+        let mut marked = Vec::new();
+        for h in [14, 15, 16, 17] {
+            if let Some((len, _)) = stat(client, &self.marker(h)).await {
+                assert_eq!(len, 0, "hour {h}: a marker is empty");
+                marked.push(h);
+            }
+        }
+        (records, marked)
+    }
+
+    /// Hours whose metastore partition carries `landfall.complete`.
+    async fn complete_in_metastore(&self) -> Vec<u32> {
+        let hms = MetastoreClient::new(HIVE_METASTORE, Duration::from_secs(60)).unwrap();
+        let mut complete = Vec::new();
+        for h in [14, 15, 16, 17] {
+            let values = vec!["2026-11-25".to_string(), h.to_string()];
+            let p = hms.get_partition(&self.db, "clicks", &values).await.unwrap();
+            if p.is_some_and(|p| p.parameters.get("landfall.complete").map(String::as_str) == Some("true")) {
+                complete.push(h);
+            }
+        }
+        complete
+    }
+}
+
+/// Killed right after recording a decision, before any marker: the next run's first pass
+/// writes the markers (the decision stands and is never taken again).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_the_decision_and_its_markers_is_finished_by_the_next_run() {
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let crashed = crashed_at("after_decision", false).await;
+    let client = hdfs().await;
+    assert_eq!(crashed.state(&client).await, (vec!["decided"], vec![]), "the decision was recorded first");
+    run_until_caught_up(&crashed.pipeline);
+    assert_eq!(crashed.state(&client).await, (vec!["decided", "marked"], vec![14, 15, 16]));
+}
+
+/// Killed with the watermark computed, before the decision: nothing was promised, and the next
+/// run decides and marks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_before_the_decision_leaves_nothing_and_the_next_run_decides() {
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let crashed = crashed_at("before_decision", false).await;
+    let client = hdfs().await;
+    assert_eq!(crashed.state(&client).await, (vec![], vec![]));
+    run_until_caught_up(&crashed.pipeline);
+    assert_eq!(crashed.state(&client).await, (vec!["decided", "marked"], vec![14, 15, 16]));
+}
+
+/// Killed with every marker written, before recording it: the next run finds them present
+/// (never rewritten) and records the step.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_markers_before_their_record_is_recorded_by_the_next_run() {
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let crashed = crashed_at("after_markers", false).await;
+    let client = hdfs().await;
+    assert_eq!(crashed.state(&client).await, (vec!["decided"], vec![14, 15, 16]));
+    let before = stat(&client, &crashed.marker(14)).await;
+    run_until_caught_up(&crashed.pipeline);
+    assert_eq!(crashed.state(&client).await, (vec!["decided", "marked"], vec![14, 15, 16]));
+    assert_eq!(stat(&client, &crashed.marker(14)).await, before, "the marker is never rewritten");
+}
+
+/// With a metastore table, killed after the first partition's `landfall.complete`: the markers
+/// and their record stand, and the next run sets the parameter on the other partitions and
+/// records the metastore step.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_midway_through_the_metastore_parameters_is_finished_by_the_next_run() {
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let _hms = require_hive_metastore();
+    let crashed = crashed_at("mid_metastore", true).await;
+    let client = hdfs().await;
+    assert_eq!(crashed.state(&client).await, (vec!["decided", "marked"], vec![14, 15, 16]));
+    assert_eq!(crashed.complete_in_metastore().await.len(), 1, "one partition altered before the crash");
+    run_until_caught_up(&crashed.pipeline);
+    assert_eq!(crashed.state(&client).await, (vec!["decided", "marked", "hive"], vec![14, 15, 16]));
+    assert_eq!(crashed.complete_in_metastore().await, [14, 15, 16]);
 }
 
 /// Sends `committed` in one transaction per partition, then `aborted` in a transaction that is
