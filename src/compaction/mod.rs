@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod plan;
 pub mod records;
 pub mod round;
+pub mod task;
 #[cfg(test)]
 mod tests;
 pub mod todo;

@@ -59,6 +59,9 @@ pub struct CompletionTask {
     /// Commit logs that hold the watermark even before they exist (a queue's lane 0).
     pub expected_logs: Vec<String>,
     pub hive: Option<HiveTarget>,
+    /// `sink.hive.compaction` is on: every directory marked complete goes on the compaction
+    /// round's todo list (`crate::compaction::todo`).
+    pub compaction: bool,
     pub watch: Arc<PipelineWatch>,
     /// What the task learns as it runs (empty at start).
     pub state: State,
@@ -386,12 +389,16 @@ impl CompletionTask {
             .collect())
     }
 
-    /// Creates `dir`'s marker if absent.
+    /// Creates `dir`'s marker if absent, and with compaction puts `dir` on the compaction
+    /// round's todo list (again: late rows may have come with this marking).
     async fn mark(&self, dir: &str) -> Result<(), StoreError> {
         let path = format!("{}/{dir}/{}", self.root, self.settings.marker);
         if records::create_empty(self.store.as_ref(), &path).await? {
             self.watch.metrics.partitions_completed.inc();
             tracing::debug!(pipeline = %self.pipeline, dir, "partition complete: marker created");
+        }
+        if self.compaction {
+            crate::compaction::todo::add(self.store.as_ref(), &self.root, dir).await?;
         }
         Ok(())
     }

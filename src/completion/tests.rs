@@ -79,6 +79,7 @@ impl Lab {
             starts_at_latest: false,
             expected_logs: Vec::new(),
             hive: None,
+            compaction: false,
             watch: self.watch.clone(),
             state: Default::default(),
         }

@@ -47,7 +47,7 @@ pub use pipeline::{
     PipelineConfig, QuarantineConfig, RollConfig, StagingConfig,
 };
 pub use secret::{is_secret_key, redact_uri, Redactor, Secret};
-pub use sink::{HdfsSinkConfig, HiveConfig, LocalSinkConfig, SinkConfig, StoreConfig};
+pub use sink::{CompactionConfig, HdfsSinkConfig, HiveConfig, LocalSinkConfig, SinkConfig, StoreConfig};
 pub use source::{
     KafkaSourceConfig, OnPositionLost, QueueType, RabbitMqSourceConfig, SourceConfig, StartPosition,
     MANAGED_KAFKA_OPTIONS,

@@ -14,6 +14,7 @@ use url::Url;
 
 use super::options::ClientOptions;
 use super::secret::{redact_uri, Redactor};
+use super::units::{ByteSize, HumanDuration};
 use super::validate::{at, Findings};
 
 /// Where finished Parquet files are published, and where the table is registered.
@@ -89,6 +90,48 @@ pub struct HiveConfig {
     /// `[a-z0-9_]`. The partition template must then be Hive-style, every directory
     /// `key=value` (`dt={ts:%Y-%m-%d}/hour={ts:%H}`): its keys become the partition columns.
     pub table: String,
+    /// Compaction of completed partitions (absent: off). Needs `partition.completion`.
+    #[serde(default)]
+    pub compaction: Option<CompactionConfig>,
+}
+
+/// `sink.hive.compaction`: once a partition is complete (`partition.completion`) and holds
+/// `min_files` files, the completer rewrites them into files of about `target_file_size` in a
+/// new directory under `_landfall/generations/` and points the metastore partition there in one
+/// call, so readers by table name see all old files or all new ones. Rows that land later are
+/// rewritten with the generation at the next round. Readers of the table's paths (not through
+/// the metastore) lose the compacted files after `grace`: read a compacted table by name
+/// (docs/hive.md, "Compaction").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Compact a complete partition once it holds this many data files (default 10, at
+    /// least 2).
+    #[serde(default = "default_min_files")]
+    pub min_files: usize,
+    /// Output files are closed once their estimated size reaches this (default `128MiB`, what
+    /// Spark reads in one task by default).
+    #[serde(default = "default_target_file_size")]
+    pub target_file_size: ByteSize,
+    /// How long the compacted files stay after the switch (default `1h`, at least `10m`): a
+    /// query planned on the old location must still find them.
+    #[serde(default = "default_grace")]
+    pub grace: HumanDuration,
+}
+
+/// Ten files: below that, a partition costs Spark little more than one file would.
+fn default_min_files() -> usize {
+    10
+}
+
+/// 128 MiB: `spark.sql.files.maxPartitionBytes`' default.
+fn default_target_file_size() -> ByteSize {
+    ByteSize(128 << 20)
+}
+
+/// An hour: far longer than a query over one partition, and than a metastore call's timeout.
+fn default_grace() -> HumanDuration {
+    HumanDuration::from_secs(3600)
 }
 
 /// An HDFS directory written with the native client (no JVM).
@@ -219,6 +262,25 @@ fn check_hive(hive: &HiveConfig, store: &StoreConfig, out: &mut Findings) {
     for (key, name) in [("database", &hive.database), ("table", &hive.table)] {
         if let Some(why) = hive_name_problem(name) {
             out.error(at(&["sink", "hive", key]), format!("{key} `{name}` {why}"));
+        }
+    }
+    if let Some(compaction) = &hive.compaction {
+        let key = |name: &str| at(&["sink", "hive", "compaction", name]);
+        if compaction.min_files < 2 {
+            out.error(key("min_files"), format!("min_files must be at least 2 (got {})", compaction.min_files));
+        }
+        if compaction.grace.get() < std::time::Duration::from_secs(600) {
+            out.error(
+                key("grace"),
+                format!(
+                    "grace must be at least 10m (got {}): a query planned on a partition's old files must still find \
+                     them after the switch; the default is 1h",
+                    compaction.grace
+                ),
+            );
+        }
+        if compaction.target_file_size.bytes() < (1 << 20) {
+            out.error(key("target_file_size"), "target_file_size must be at least 1MiB, e.g. `128MiB`".into());
         }
     }
 }

@@ -486,7 +486,8 @@ fn sink_hive_names_the_metastore_database_and_table() {
         Some(HiveConfig {
             metastore: "thrift://127.0.0.1:9083".into(),
             database: "landing".into(),
-            table: "clicks".into()
+            table: "clicks".into(),
+            compaction: None,
         })
     );
 }
@@ -502,11 +503,37 @@ fn sink_hive_problems_are_reported_at_their_keys() {
             "p.yaml:32:16: sink.hive.metastore: `http://127.0.0.1:9083`: the scheme is \"http\", not thrift; write thrift://HOST:PORT",
             "p.yaml:33:15: sink.hive.database: database `Landing` must be lower case, as Hive stores it: write `landing`",
             "p.yaml:34:12: sink.hive.table: table `click-s` may only use a-z, 0-9 and `_` (Hive's identifier characters)",
-            "p.yaml:35:5: sink.hive.tabel: unknown field `tabel`, expected one of `metastore`, `database`, `table` (did you mean `table`?)",
+            "p.yaml:35:5: sink.hive.tabel: unknown field `tabel`, expected one of `metastore`, `database`, `table`, `compaction` (did you mean `table`?)",
         ]
     );
     let text = example_with_hive("    metastore: thrift://127.0.0.1:9083\n    database: landing\n");
     assert_eq!(errors(&text), ["p.yaml:31:3: sink.hive.table: missing required field `table`"]);
+}
+
+#[test]
+fn sink_hive_compaction_has_defaults_needs_completion_and_refuses_what_cannot_work() {
+    let hive = "    metastore: thrift://127.0.0.1:9083\n    database: landing\n    table: clicks\n    compaction: {}\n";
+    let text = example_with_hive(hive);
+    let lines = errors(&text);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("sink.hive.compaction: compaction rewrites only complete partitions"), "{}", lines[0]);
+
+    let with_completion =
+        |hive: &str| example_with_hive(hive).replace("  path: \"dt=", "  completion: {}\n  path: \"dt=");
+    let config = parse(&with_completion(hive)).unwrap();
+    let compaction = config.sink.hive.unwrap().compaction.unwrap();
+    assert_eq!(
+        (compaction.min_files, compaction.target_file_size.bytes(), compaction.grace.get().as_secs()),
+        (10, 128 << 20, 3600)
+    );
+    let bad =
+        "    metastore: thrift://127.0.0.1:9083\n    database: landing\n    table: clicks\n    compaction:\n      \
+               min_files: 1\n      grace: 1m\n      target_file_size: 1KiB\n";
+    let lines = errors(&with_completion(bad));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, key) in lines.iter().zip(["min_files", "grace", "target_file_size"]) {
+        assert!(line.contains(&format!("sink.hive.compaction.{key}: {key} must be at least")), "{line}");
+    }
 }
 
 #[test]

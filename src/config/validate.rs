@@ -191,6 +191,15 @@ pub fn check(config: &PipelineConfig, clean: &dyn SectionFilter, template: Templ
     }
     if clean.clean("sink") {
         super::sink::check(&config.sink, &mut out);
+        let compaction = config.sink.hive.as_ref().is_some_and(|h| h.compaction.is_some());
+        if compaction && clean.clean("partition") && config.partition.completion.is_none() {
+            out.error(
+                at(&["sink", "hive", "compaction"]),
+                "compaction rewrites only complete partitions and needs `partition.completion` (e.g. \
+                 `completion: {}` for the defaults)"
+                    .into(),
+            );
+        }
         if config.sink.hive.is_some() && clean.clean("partition") && clean.clean("decode") {
             check_hive_partitions(&config.partition.path, config.schema(), &mut out);
         }

@@ -131,8 +131,12 @@ mod tests {
         assert_eq!(table_location(&hdfs("hdfs://lf:secret@nn:8020/", "/t/")), "hdfs://nn:8020/t");
         assert_eq!(table_location(&hdfs("hdfs://ns1", "/landing/x")), "hdfs://ns1/landing/x");
 
-        let hive =
-            HiveConfig { metastore: "thrift://m:9083".into(), database: "landing".into(), table: "clicks".into() };
+        let hive = HiveConfig {
+            metastore: "thrift://m:9083".into(),
+            database: "landing".into(),
+            table: "clicks".into(),
+            compaction: None,
+        };
         let schema = vec![
             FieldSpec { name: "id".into(), field_type: FieldType::String, required: true },
             FieldSpec { name: "ts".into(), field_type: FieldType::Timestamp, required: true },

@@ -26,6 +26,10 @@ pub use crate::shutdown::Shutdown;
 pub use plan::Plan;
 pub use summary::RunSummary;
 
+use crate::compaction::build::BuildSettings;
+use crate::compaction::catalog::HiveCatalog;
+use crate::compaction::round::{CompactionSettings, Compactor};
+use crate::compaction::task::CompactionTask;
 use crate::completion::task::{CompletionTask, HiveTarget};
 use crate::completion::Completion;
 use crate::config::{PipelineConfig, SourceConfig, StoreConfig};
@@ -149,11 +153,16 @@ pub async fn run(
     let make = move |recovery, handle| build_source(&source_plan.cfg, recovery, handle, mode);
     let downstream = writer::Downstream {
         registrar: hive.as_ref().map(|(r, _)| r.clone()),
-        completion: completion.as_ref().map(|(c, _, _)| c.clone()),
+        completion: completion.as_ref().map(|c| c.completion.clone()),
     };
     let name = cfg.name.clone();
     let result = drive(plan, opts, shutdown, store, table_root, watch, downstream, make).await;
-    if let Some((_, mut task, finish)) = completion {
+    if let Some(CompletionStarted { mut task, finish, compacting, .. }) = completion {
+        // A build stopped here is left unrecorded; the next run builds again (and a restarted
+        // pipeline has a compaction task of its own).
+        if let Some(compacting) = compacting {
+            compacting.abort();
+        }
         // A pipeline that stops with an error is restarted with a task of its own; one that
         // ends cleanly gets a last pass over its final commits (none after a shutdown request).
         if result.is_ok() {
@@ -193,9 +202,14 @@ async fn start_registration(
     Ok(Some((registrar, task)))
 }
 
-/// A running completion task: the state committers report to, the task, and the switch that
-/// asks it for a last pass.
-type CompletionStarted = (Arc<Completion>, tokio::task::JoinHandle<()>, tokio::sync::watch::Sender<bool>);
+/// A running completion task: the state committers report to, the task, the switch that asks
+/// it for a last pass, and with `sink.hive.compaction` the compaction task.
+struct CompletionStarted {
+    completion: Arc<Completion>,
+    task: tokio::task::JoinHandle<()>,
+    finish: tokio::sync::watch::Sender<bool>,
+    compacting: Option<tokio::task::JoinHandle<()>>,
+}
 
 /// `partition.completion`: the shared completion state, and its task (spawned; it ends at
 /// shutdown, or after a last pass once the pipeline ends). Kafka sources get a client of their
@@ -227,6 +241,15 @@ fn start_completion(
         }
         _ => None,
     };
+    let compaction = match &hive {
+        Some(target) => target
+            .config
+            .compaction
+            .as_ref()
+            .map(|c| compactor(plan, store, &root, target, c, &settings.marker))
+            .transpose()?,
+        None => None,
+    };
     let task = CompletionTask {
         pipeline: cfg.name.clone(),
         store: store.clone(),
@@ -237,12 +260,50 @@ fn start_completion(
         starts_at_latest,
         expected_logs,
         hive,
+        compaction: compaction.is_some(),
         watch: watch.clone(),
         state: Default::default(),
     };
+    let every = crate::completion::task::pass_every(settings.idle_timeout.get());
     let (finish, finishing) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(task.run(shutdown.clone(), finishing));
-    Ok(Some((completion, handle, finish)))
+    let compacting = compaction.map(|compactor| {
+        let task = CompactionTask { compactor, completion: completion.clone(), watch: watch.clone(), every };
+        tokio::spawn(task.run(shutdown.clone()))
+    });
+    Ok(Some(CompletionStarted { completion, task: handle, finish, compacting }))
+}
+
+/// `sink.hive.compaction`: the compactor of the pipeline's metastore table.
+fn compactor(
+    plan: &Plan,
+    store: &Arc<dyn FileStore>,
+    root: &str,
+    target: &HiveTarget,
+    config: &crate::config::CompactionConfig,
+    marker: &str,
+) -> Result<Compactor, String> {
+    let client =
+        crate::metastore::MetastoreClient::new(&target.config.metastore, crate::metastore::registrar::CALL_TIMEOUT)
+            .map_err(|e| format!("sink.hive.compaction: {e}"))?;
+    let catalog = HiveCatalog { client, database: target.config.database.clone(), table: target.config.table.clone() };
+    let schema = Arc::new(crate::schema::arrow_schema(&plan.schema));
+    Ok(Compactor {
+        pipeline: plan.cfg.name.clone(),
+        store: store.clone(),
+        root: root.to_string(),
+        location: target.location.clone(),
+        keys: target.keys.clone(),
+        catalog: Arc::new(catalog),
+        settings: CompactionSettings {
+            min_files: config.min_files,
+            target_bytes: config.target_file_size.bytes(),
+            grace: config.grace.get(),
+            marker: marker.to_string(),
+        },
+        build: BuildSettings { schema, props: plan.parquet.clone(), target_bytes: 0, prefix: String::new() },
+        run: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+    })
 }
 
 /// How often the store is asked whether it answers, and how long it may take.

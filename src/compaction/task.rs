@@ -1,0 +1,73 @@
+//! The compaction task of one pipeline: a round ([`Compactor::round`]) as often as the
+//! completion pass runs, on the completer only (the instance holding the first source
+//! partition, as for completion), in a task of its own so a long build never delays a
+//! completion pass. A failure is logged once per cause and retried by the next round; landing
+//! never waits for compaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::round::{Compactor, Outcome};
+use crate::completion::Completion;
+use crate::observe::PipelineWatch;
+use crate::retry::first_line;
+use crate::shutdown::Shutdown;
+
+pub struct CompactionTask {
+    pub compactor: Compactor,
+    pub completion: Arc<Completion>,
+    pub watch: Arc<PipelineWatch>,
+    /// Between rounds: the completion pass's interval.
+    pub every: Duration,
+}
+
+impl CompactionTask {
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut failing: Option<String> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.every) => {}
+                _ = shutdown.wait() => return,
+            }
+            if !self.completion.is_completer() {
+                continue;
+            }
+            // Stopped mid-round, a build is left unrecorded: the next round builds again in a
+            // fresh directory and the cleanup deletes the stray one.
+            let result = tokio::select! {
+                r = self.round() => r,
+                _ = shutdown.wait() => return,
+            };
+            let pipeline = &self.compactor.pipeline;
+            match result {
+                Ok(()) => {
+                    if failing.take().is_some() {
+                        tracing::info!(pipeline = %pipeline, "compaction works again");
+                    }
+                }
+                Err(e) => {
+                    let cause = first_line(&e).to_string();
+                    if failing.as_deref() != Some(cause.as_str()) {
+                        tracing::warn!(
+                            pipeline = %pipeline, error = %cause,
+                            "compaction round failed; landing goes on, the partition keeps its files; retrying every {} s",
+                            self.every.as_secs()
+                        );
+                        failing = Some(cause);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn round(&self) -> Result<(), String> {
+        let c = &self.compactor;
+        let now_ms = crate::commit::store_now_ms(c.store.as_ref(), &c.root).await.map_err(|e| e.to_string())?;
+        for (_, outcome) in c.round(now_ms).await? {
+            if matches!(outcome, Outcome::Switched { .. }) {
+                self.watch.metrics.partitions_compacted.inc();
+            }
+        }
+        Ok(())
+    }
+}
