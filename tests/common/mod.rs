@@ -364,6 +364,8 @@ pub struct PipelineYaml {
     sink: Option<SinkYaml>,
     /// `sink.hive`: (metastore URI, database, table).
     hive: Option<(String, String, String)>,
+    /// `sink.hive.compaction.min_files`, when compaction is on.
+    compaction: Option<usize>,
     /// `partition.completion`: (allowed_lateness, idle_timeout).
     completion: Option<(String, String)>,
     /// More `key: value` lines of the source section, after the ones above (values in YAML).
@@ -414,6 +416,7 @@ impl PipelineYaml {
             compression: "zstd".to_string(),
             sink: None,
             hive: None,
+            compaction: None,
             completion: None,
             source_extra: Vec::new(),
         }
@@ -574,6 +577,12 @@ impl PipelineYaml {
         self
     }
 
+    /// `sink.hive.compaction` with `min_files` (the other settings at their defaults).
+    pub fn compaction(mut self, min_files: usize) -> Self {
+        self.compaction = Some(min_files);
+        self
+    }
+
     /// The table in a local directory (`sink.local`).
     pub fn sink_local(mut self, path: &std::path::Path) -> Self {
         self.sink = Some(SinkYaml::Local { path: path.display().to_string() });
@@ -655,6 +664,9 @@ impl PipelineYaml {
                 q(table)
             )
             .unwrap();
+            if let Some(min_files) = self.compaction {
+                writeln!(y, "    compaction: {{ min_files: {min_files} }}").unwrap();
+            }
         }
         y
     }

@@ -1,0 +1,199 @@
+//! `sink.hive.compaction` end to end, on the lab's Kafka, HDFS, metastore and Spark: the small
+//! files of completed hours become one file each in a new generation that the metastore points
+//! at, while a Spark session querying the table by name never sees a wrong count; and a daemon
+//! killed at each compaction step (`LF_TEST_CRASH_POINT`) leaves a table the next run finishes,
+//! every event once. Cleaning after the grace (at least 10 minutes) is covered by the unit
+//! tests (`src/compaction/tests.rs`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use landfall::metastore::MetastoreClient;
+
+const PARTITIONS: i32 = 2;
+const N: u64 = 4_000;
+const HOURS: [u32; 4] = [14, 15, 16, 17];
+
+struct Table {
+    db: String,
+    topic: String,
+    path: String,
+    pipeline: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// N events of 14:00–17:29 in a 2-partition topic, and a pipeline that lands them in small
+/// files (50 rows per commit), completes hours once the partitions are idle for 40 s (long
+/// enough for the Spark loop to start before any compaction), and compacts hours holding 10
+/// files or more.
+async fn table(name: &str) -> Table {
+    let topic = unique(name);
+    create_topic(&topic, PARTITIONS).await;
+    let msgs: Vec<(i32, Vec<u8>)> =
+        (0..N).map(|i| ((i % PARTITIONS as u64) as i32, event(i, N).into_bytes())).collect();
+    produce(&topic, msgs).await;
+    let db = unique("lf_compact").replace('-', "_");
+    let path = format!("/landing-test/{topic}");
+    let (_dir, pipeline) = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
+        .roll_max_rows(50)
+        .roll_max_age("2s")
+        .sink_hdfs(&path)
+        .sink_hive(HIVE_METASTORE, &db, "clicks")
+        .completion("10m", "40s")
+        .compaction(10)
+        .file();
+    Table { db, topic, path, pipeline, _dir }
+}
+
+impl Table {
+    fn pipeline_name(&self) -> String {
+        self.topic.replace('-', "_")
+    }
+
+    /// Each hour's metastore location.
+    async fn locations(&self) -> BTreeMap<u32, String> {
+        let hms = MetastoreClient::new(HIVE_METASTORE, Duration::from_secs(60)).unwrap();
+        let mut out = BTreeMap::new();
+        for h in HOURS {
+            let values = vec!["2026-11-25".to_string(), h.to_string()];
+            if let Some(p) = hms.get_partition(&self.db, "clicks", &values).await.unwrap() {
+                out.insert(h, p.location);
+            }
+        }
+        out
+    }
+
+    /// Waits until every hour's metastore location is a compacted generation.
+    async fn wait_compacted(&self, limit: Duration) -> BTreeMap<u32, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let locations = self.locations().await;
+            if locations.len() == HOURS.len() && locations.values().all(|l| l.contains("/_landfall/generations/")) {
+                return locations;
+            }
+            assert!(Instant::now() < deadline, "not every hour was compacted within {limit:?}: {locations:?}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Data files (not `_`/`.`-prefixed) in a directory given as a location or a path.
+    async fn data_files(&self, dir: &str) -> usize {
+        let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+        let path = dir.strip_prefix(HDFS_URL).unwrap_or(dir);
+        client
+            .list_status(path, false)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|f| !f.isdir)
+            .filter(|f| {
+                let name = f.path.rsplit('/').next().unwrap_or_default();
+                !name.starts_with('_') && !name.starts_with('.')
+            })
+            .count()
+    }
+
+    /// Spark's view by name: every event once.
+    fn assert_exact(&self) -> BTreeMap<String, u64> {
+        let out = run_spark("metastore_table.py", &[&format!("{}.clicks", self.db)]);
+        let line = out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT:\n{out}"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["count"], N, "every event through the metastore: {v}");
+        assert_eq!(v["distinct_ids"], N, "each once: {v}");
+        serde_json::from_value(v["partitions"].clone()).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn small_files_of_complete_hours_become_one_file_each_while_spark_reads_by_name() {
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let _hms = require_hive_metastore();
+    let t = table("compact").await;
+    let log = std::env::temp_dir().join(format!("{}.log", t.topic));
+    let mut daemon = spawn_daemon(&t.pipeline, &log);
+    let addr = http_addr(&log);
+    wait_for_metric(addr, "landfall_events_landed_total", &t.pipeline_name(), N as f64, &log);
+    let mut small = BTreeMap::new();
+    for h in HOURS {
+        small.insert(h, t.data_files(&format!("{}/dt=2026-11-25/hour={h}", t.path)).await);
+    }
+    assert!(small.values().all(|&n| n >= 10), "small files per hour before compaction: {small:?}");
+
+    // A session querying by name from now until well past the compaction.
+    let name = format!("{}.clicks", t.db);
+    let looping = std::thread::spawn(move || run_spark("query_loop.py", &[&name, "100"]));
+    let locations = t.wait_compacted(Duration::from_secs(150)).await;
+    for (h, location) in &locations {
+        let files = t.data_files(location).await;
+        assert_eq!(files, 1, "hour {h}: {} small files became one at {location}", small[h]);
+    }
+    let loop_out = looping.join().expect("the Spark loop");
+
+    let (_, text) = http_get(addr, "/metrics");
+    let compacted = metric(&text, "landfall_partitions_compacted_total", &t.pipeline_name(), &[]);
+    assert_eq!(compacted, Some(HOURS.len() as f64), "one switch per hour:\n{text}");
+    signal(&daemon, SIGTERM);
+    assert!(daemon.wait().unwrap().success());
+
+    let expected = t.assert_exact();
+    let mut seen_files = Vec::new();
+    for line in loop_out.lines().filter_map(|l| l.strip_prefix("LOOP ")) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for h in HOURS {
+            let want = expected[&format!("dt=2026-11-25/hour={h}")];
+            assert_eq!(v["counts"][h.to_string()], want, "a query during compaction read hour {h} wrong: {line}");
+        }
+        seen_files.push(v["files"].as_u64().unwrap());
+    }
+    let before = small.values().sum::<usize>() as u64;
+    assert!(
+        seen_files.first() == Some(&before) && seen_files.last() == Some(&(HOURS.len() as u64)),
+        "the loop saw the {before} small files, then one file per hour: {seen_files:?}"
+    );
+}
+
+/// Killed at each step in turn, the compaction is finished by the next run and every event
+/// reads once by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_at_each_compaction_step_leaves_a_table_the_next_run_finishes() {
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let _hms = require_hive_metastore();
+    let t = table("compact-crash").await;
+    let log = std::env::temp_dir().join(format!("{}.log", t.topic));
+    for point in ["compact_planned", "compact_built", "compact_switched"] {
+        let mut daemon = DaemonChild(
+            landfall()
+                .arg("run")
+                .arg(&t.pipeline)
+                .env("LF_TEST_CRASH_POINT", point)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+                .spawn()
+                .expect("start landfall"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(150);
+        let status = loop {
+            if let Some(status) = daemon.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the daemon never reached {point}:\n{}", std::fs::read_to_string(&log).unwrap());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(!status.success(), "aborted at {point}");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains(&format!("LF_TEST_CRASH_POINT={point}")), "aborted at {point}:\n{text}");
+    }
+    let mut daemon = spawn_daemon(&t.pipeline, &log);
+    let locations = t.wait_compacted(Duration::from_secs(150)).await;
+    for (h, location) in &locations {
+        assert_eq!(t.data_files(location).await, 1, "hour {h} at {location}");
+    }
+    signal(&daemon, SIGTERM);
+    assert!(daemon.wait().unwrap().success());
+    t.assert_exact();
+}
