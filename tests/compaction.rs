@@ -181,7 +181,11 @@ async fn a_daemon_killed_at_each_compaction_step_leaves_a_table_the_next_run_fin
             if let Some(status) = daemon.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "the daemon never reached {point}:\n{}", std::fs::read_to_string(&log).unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never reached {point}:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert!(!status.success(), "aborted at {point}");

@@ -67,8 +67,11 @@ pub struct Compactor {
 /// What a round did to one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Nothing to do: not complete, too few files, or nothing new since its generation.
+    /// Nothing to do: too few files, or nothing new since its generation.
     Idle,
+    /// Marked complete in the store, not yet in the metastore (its completion step lags, or the
+    /// registrar has not added it yet): looked at again next round.
+    Pending,
     /// Generation `n` is built and the metastore points at it.
     Switched { generation: u32, inputs: usize, outputs: usize },
     /// Generation `n`'s inputs are deleted.
@@ -143,9 +146,11 @@ impl Compactor {
             return self.clean(partition, &values, n, newest_switched).await;
         }
 
-        let Some(part) = self.catalog.partition(&values).await? else { return Ok(Outcome::Idle) };
-        if !part.complete {
-            return Ok(Outcome::Idle);
+        // Only completion puts a partition on the todo list, so one the metastore does not
+        // call complete yet is waiting for completion's metastore step.
+        let complete = self.catalog.partition(&values).await?.is_some_and(|p| p.complete);
+        if !complete {
+            return Ok(waiting.map_or(Outcome::Pending, |generation| Outcome::Waiting { generation }));
         }
         let template = store.list(&format!("{}/{partition}", self.root)).await.map_err(|e| e.to_string())?;
         let next = match recs.switched() {

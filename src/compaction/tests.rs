@@ -193,12 +193,19 @@ async fn a_complete_partition_is_switched_to_one_file_and_its_small_files_go_aft
 }
 
 #[tokio::test]
-async fn incomplete_partitions_and_partitions_with_few_files_are_left_alone() {
+async fn partitions_with_few_files_are_left_alone_and_incomplete_ones_wait() {
     let lab = Lab::new(9).await;
     assert_eq!(lab.compactor("r").partition(P, 0).await.unwrap(), Outcome::Idle, "9 files, min_files 10");
     lab.small_file("part-late.parquet", 90).await;
     lab.metastore.add(&["2026-11-25", "17"], &format!("{LOCATION}/{P}"), false);
-    assert_eq!(lab.compactor("r").partition(P, 0).await.unwrap(), Outcome::Idle, "not complete");
+    assert_eq!(
+        lab.compactor("r").partition(P, 0).await.unwrap(),
+        Outcome::Pending,
+        "not complete in the metastore yet: its completion step lags"
+    );
+    super::todo::add(lab.store.as_ref(), ROOT, P).await.unwrap();
+    assert_eq!(lab.compactor("r").round(0).await.unwrap(), [(P.to_string(), Outcome::Pending)]);
+    assert_eq!(super::todo::list(lab.store.as_ref(), ROOT).await.unwrap(), [P], "kept on the list");
     assert_eq!(lab.compactor("r").partition("not/a=partition", 0).await.unwrap(), Outcome::Idle);
     assert_eq!(*lab.metastore.switches.lock().unwrap(), 0);
 }
