@@ -130,7 +130,8 @@ fn known_keys_are_read_from_the_serde_structs() {
     assert_eq!(shapes["source.kafka.options"], Shape::OpenMap);
     assert_eq!(shapes["decode.json.schema[]"], Shape::Struct(&["name", "type", "required"]));
     assert_eq!(shapes["sink"], Shape::Struct(&["hdfs", "local", "hive"]));
-    assert_eq!(shapes["sink.hive"], Shape::Struct(&["metastore", "database", "table"]));
+    assert_eq!(shapes["sink.hive"], Shape::Struct(&["metastore", "database", "table", "compaction"]));
+    assert_eq!(shapes["sink.hive.compaction"], Shape::Struct(&["min_files", "target_file_size", "grace"]));
     assert_eq!(shapes["sink.hdfs"], Shape::Struct(&["url", "path", "user", "options"]));
     assert_eq!(shapes["sink.local"], Shape::Struct(&["path"]));
     assert_eq!(shapes["parquet.compression"], Shape::Enum(&["zstd", "snappy", "gzip", "lz4", "none"]));
@@ -144,7 +145,7 @@ fn known_keys_are_read_from_the_serde_structs() {
         assert_eq!(shapes[&format!("source.{source}.on_position_lost")], Shape::Enum(&["fail", "earliest", "latest"]));
     }
     assert_eq!(shapes["partition.completion"], Shape::Struct(&["allowed_lateness", "idle_timeout", "marker"]));
-    assert_eq!(shapes.len(), 29, "{shapes:#?}");
+    assert_eq!(shapes.len(), 30, "{shapes:#?}");
 }
 
 #[test]
