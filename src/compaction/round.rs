@@ -92,25 +92,21 @@ impl Compactor {
         location.trim_end_matches('/') == self.location_of(path).trim_end_matches('/')
     }
 
-    /// One round: every partition with a todo file ([`super::todo`]), each taken off the list
-    /// before it is looked at and put back while it still has a step waiting (its grace, or a
-    /// failure). Returns each visited partition's outcome; a failure ends the round (the next
-    /// one starts over from the records).
+    /// One round: every partition with a todo file ([`super::todo`]), each taken before it is
+    /// looked at and listed again while it still has a step waiting (its grace, or a
+    /// failure). Returns each visited partition's outcome; a failure ends the round (the
+    /// partition keeps its todo file, and the next round starts over from the records).
     pub async fn round(&self, now_ms: u64) -> Result<Vec<(String, Outcome)>, String> {
         let store = self.store.as_ref();
         let mut outcomes = Vec::new();
-        for partition in todo::list(store, &self.root).await.map_err(|e| e.to_string())? {
-            todo::take(store, &self.root, &partition).await.map_err(|e| e.to_string())?;
-            let outcome = match self.partition(&partition, now_ms).await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    let _ = todo::add(store, &self.root, &partition).await;
-                    return Err(format!("compaction of {partition}: {e}"));
-                }
-            };
+        for (partition, mut taken) in todo::list(store, &self.root).await.map_err(|e| e.to_string())? {
+            taken.push(todo::take(store, &self.root, &partition, &self.run).await.map_err(|e| e.to_string())?);
+            let outcome =
+                self.partition(&partition, now_ms).await.map_err(|e| format!("compaction of {partition}: {e}"))?;
             if outcome != Outcome::Idle {
                 todo::add(store, &self.root, &partition).await.map_err(|e| e.to_string())?;
             }
+            todo::done(store, &taken).await.map_err(|e| e.to_string())?;
             outcomes.push((partition, outcome));
         }
         Ok(outcomes)
