@@ -94,22 +94,40 @@ impl Compactor {
 
     /// One round: every partition with a todo file ([`super::todo`]), each taken before it is
     /// looked at and listed again while it still has a step waiting (its grace, or a
-    /// failure). Returns each visited partition's outcome; a failure ends the round (the
-    /// partition keeps its todo file, and the next round starts over from the records).
-    pub async fn round(&self, now_ms: u64) -> Result<Vec<(String, Outcome)>, String> {
+    /// failure). Returns each visited partition's outcome. A partition that fails keeps its
+    /// taken file and the round goes on with the others (one unreadable file must not stop
+    /// every other partition's compaction); the first failure is returned at the end, after
+    /// the outcomes of the rest are counted.
+    pub async fn round(&self, now_ms: u64) -> (Vec<(String, Outcome)>, Option<String>) {
         let store = self.store.as_ref();
         let mut outcomes = Vec::new();
-        for (partition, mut taken) in todo::list(store, &self.root).await.map_err(|e| e.to_string())? {
-            taken.push(todo::take(store, &self.root, &partition, &self.run).await.map_err(|e| e.to_string())?);
-            let outcome =
-                self.partition(&partition, now_ms).await.map_err(|e| format!("compaction of {partition}: {e}"))?;
-            if outcome != Outcome::Idle {
-                todo::add(store, &self.root, &partition).await.map_err(|e| e.to_string())?;
+        let mut failed = None;
+        let listed = match todo::list(store, &self.root).await {
+            Ok(listed) => listed,
+            Err(e) => return (outcomes, Some(e.to_string())),
+        };
+        for (partition, taken) in listed {
+            match self.visit(&partition, taken, now_ms).await {
+                Ok(outcome) => outcomes.push((partition, outcome)),
+                Err(e) => {
+                    failed.get_or_insert(format!("compaction of {partition}: {e}"));
+                }
             }
-            todo::done(store, &taken).await.map_err(|e| e.to_string())?;
-            outcomes.push((partition, outcome));
         }
-        Ok(outcomes)
+        (outcomes, failed)
+    }
+
+    /// One partition of a round: take its todo file, do its next step, list it again if it
+    /// has one waiting, then let go of the taken files.
+    async fn visit(&self, partition: &str, mut taken: Vec<String>, now_ms: u64) -> Result<Outcome, String> {
+        let store = self.store.as_ref();
+        taken.push(todo::take(store, &self.root, partition, &self.run).await.map_err(|e| e.to_string())?);
+        let outcome = self.partition(partition, now_ms).await?;
+        if outcome != Outcome::Idle {
+            todo::add(store, &self.root, partition).await.map_err(|e| e.to_string())?;
+        }
+        todo::done(store, &taken).await.map_err(|e| e.to_string())?;
+        Ok(outcome)
     }
 
     /// One partition (its directory relative to the root, `dt=2026-11-25/hour=17`): finishes

@@ -63,11 +63,12 @@ impl CompactionTask {
     async fn round(&self) -> Result<(), String> {
         let c = &self.compactor;
         let now_ms = crate::commit::store_now_ms(c.store.as_ref(), &c.root).await.map_err(|e| e.to_string())?;
-        for (_, outcome) in c.round(now_ms).await? {
+        let (outcomes, failed) = c.round(now_ms).await;
+        for (_, outcome) in outcomes {
             if matches!(outcome, Outcome::Switched { .. }) {
                 self.watch.metrics.partitions_compacted.inc();
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }

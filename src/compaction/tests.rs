@@ -204,7 +204,7 @@ async fn partitions_with_few_files_are_left_alone_and_incomplete_ones_wait() {
         "not complete in the metastore yet: its completion step lags"
     );
     super::todo::add(lab.store.as_ref(), ROOT, P).await.unwrap();
-    assert_eq!(lab.compactor("r").round(0).await.unwrap(), [(P.to_string(), Outcome::Pending)]);
+    assert_eq!(lab.compactor("r").round(0).await.0, [(P.to_string(), Outcome::Pending)]);
     let listed = super::todo::list(lab.store.as_ref(), ROOT).await.unwrap();
     assert_eq!(listed.keys().collect::<Vec<_>>(), [P], "kept on the list");
     assert_eq!(lab.compactor("r").partition("not/a=partition", 0).await.unwrap(), Outcome::Idle);
@@ -301,18 +301,18 @@ async fn a_location_put_back_by_another_writer_is_switched_again_and_nothing_is_
 async fn a_round_visits_the_partitions_on_its_list_and_keeps_those_with_a_step_waiting() {
     let lab = Lab::new(10).await;
     let c = lab.compactor("r");
-    assert_eq!(c.round(0).await.unwrap(), [], "nothing on the list, nothing done");
+    assert_eq!(c.round(0).await.0, [], "nothing on the list, nothing done");
     super::todo::add(lab.store.as_ref(), ROOT, P).await.unwrap();
-    let visited = c.round(0).await.unwrap();
+    let visited = c.round(0).await.0;
     assert!(matches!(visited[..], [(ref p, Outcome::Switched { generation: 1, .. })] if p == P), "{visited:?}");
-    assert_eq!(c.round(0).await.unwrap(), [(P.to_string(), Outcome::Waiting { generation: 1 })], "kept for its grace");
+    assert_eq!(c.round(0).await.0, [(P.to_string(), Outcome::Waiting { generation: 1 })], "kept for its grace");
     let after = lab.switched_ms(1).await + GRACE.as_millis() as u64;
-    assert_eq!(c.round(after).await.unwrap(), [(P.to_string(), Outcome::Cleaned { generation: 1 })]);
-    assert_eq!(c.round(after).await.unwrap(), [(P.to_string(), Outcome::Idle)]);
-    assert_eq!(c.round(after).await.unwrap(), [], "an idle partition leaves the list");
+    assert_eq!(c.round(after).await.0, [(P.to_string(), Outcome::Cleaned { generation: 1 })]);
+    assert_eq!(c.round(after).await.0, [(P.to_string(), Outcome::Idle)]);
+    assert_eq!(c.round(after).await.0, [], "an idle partition leaves the list");
     lab.small_file("part-late.parquet", 100).await;
     super::todo::add(lab.store.as_ref(), ROOT, P).await.unwrap();
-    assert!(matches!(c.round(after).await.unwrap()[..], [(_, Outcome::Switched { generation: 2, .. })]));
+    assert!(matches!(c.round(after).await.0[..], [(_, Outcome::Switched { generation: 2, .. })]));
     assert_eq!(lab.rows_read_by_name().await, ids(0..110));
 }
 
@@ -327,7 +327,33 @@ async fn a_partition_taken_by_a_round_that_crashed_is_finished_by_the_next_round
     let plan = super::plan::next(&store.list(&format!("{ROOT}/{P}")).await.unwrap(), None, 10).unwrap();
     records::decide(store, ROOT, P, &plan, "dead").await.unwrap();
 
-    let visited = lab.compactor("r").round(0).await.unwrap();
+    let visited = lab.compactor("r").round(0).await.0;
     assert!(matches!(visited[..], [(ref p, Outcome::Switched { generation: 1, .. })] if p == P), "{visited:?}");
     assert_eq!(lab.rows_read_by_name().await, ids(0..100));
+}
+
+/// One partition whose files cannot be read fails on every round, and the others are still
+/// compacted.
+#[tokio::test]
+async fn a_partition_that_fails_does_not_stop_the_others() {
+    let lab = Lab::new(10).await;
+    let broken = "dt=2026-11-25/hour=16";
+    for k in 0..10 {
+        let path = format!("{ROOT}/{broken}/part-{k:03}.parquet");
+        let mut w = lab.store.create(&path).await.unwrap();
+        w.write(bytes::Bytes::from_static(b"not parquet")).await.unwrap();
+        w.close().await.unwrap();
+    }
+    lab.metastore.add(&["2026-11-25", "16"], &format!("{LOCATION}/{broken}"), true);
+    for p in [broken, P] {
+        super::todo::add(lab.store.as_ref(), ROOT, p).await.unwrap();
+    }
+    let (visited, failed) = lab.compactor("r").round(0).await;
+    assert!(
+        failed.is_some_and(|e| e.contains(broken) && e.contains("part-000.parquet")),
+        "the failure names the partition and the file"
+    );
+    assert!(matches!(visited[..], [(ref p, Outcome::Switched { generation: 1, .. })] if p == P), "{visited:?}");
+    let listed = super::todo::list(lab.store.as_ref(), ROOT).await.unwrap();
+    assert!(listed.contains_key(broken), "the failed partition stays listed: {listed:?}");
 }
