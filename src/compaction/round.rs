@@ -59,7 +59,9 @@ pub struct Compactor {
     pub keys: Vec<String>,
     pub catalog: Arc<dyn Catalog>,
     pub settings: CompactionSettings,
-    pub build: BuildSettings,
+    /// The pipeline's Arrow schema and Parquet writer settings, for every output file.
+    pub schema: arrow::datatypes::SchemaRef,
+    pub props: parquet::file::properties::WriterProperties,
     /// This process's run id: names its build directories and temporary records.
     pub run: String,
 }
@@ -195,8 +197,8 @@ impl Compactor {
         let dir = build_dir(&self.root, partition, plan.generation, &self.run);
         store.delete(&dir).await.map_err(|e| e.to_string())?;
         let settings = BuildSettings {
-            schema: self.build.schema.clone(),
-            props: self.build.props.clone(),
+            schema: self.schema.clone(),
+            props: self.props.clone(),
             target_bytes: self.settings.target_bytes,
             prefix: format!("part-{}-c{}", self.pipeline, plan.generation),
         };

@@ -12,7 +12,6 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::build::BuildSettings;
 use super::plan::data_files;
 use super::records::{self, record};
 use super::round::{Catalog, CatalogPartition, CompactionSettings, Compactor, Outcome, HIVE_GENERATION};
@@ -127,7 +126,8 @@ impl Lab {
                 grace: GRACE,
                 marker: "_SUCCESS".into(),
             },
-            build: BuildSettings { schema: schema(), props: props(), target_bytes: 0, prefix: String::new() },
+            schema: schema(),
+            props: props(),
             run: run.into(),
         }
     }

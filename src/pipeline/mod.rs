@@ -26,7 +26,6 @@ pub use crate::shutdown::Shutdown;
 pub use plan::Plan;
 pub use summary::RunSummary;
 
-use crate::compaction::build::BuildSettings;
 use crate::compaction::catalog::HiveCatalog;
 use crate::compaction::round::{CompactionSettings, Compactor};
 use crate::compaction::task::CompactionTask;
@@ -301,7 +300,8 @@ fn compactor(
             grace: config.grace.get(),
             marker: marker.to_string(),
         },
-        build: BuildSettings { schema, props: plan.parquet.clone(), target_bytes: 0, prefix: String::new() },
+        schema,
+        props: plan.parquet.clone(),
         run: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
     })
 }
