@@ -56,3 +56,39 @@ fn no_lab_service_holds_the_up_lock_and_a_second_up_returns_at_once() {
     assert!(took < Duration::from_secs(90), "a second ./bootstrap.sh up took {took:?} with the lab already up");
     assert!(holders_of(&lock).is_empty(), "the second up left a process holding the lock");
 }
+
+/// A test waiting for the lab alone goes before shared turns asked for after it began to wait
+/// (`turn.rs`): without that, two binaries whose tests overlap keep it waiting until both pause
+/// at once, which took minutes in the suite.
+#[test]
+fn a_test_waiting_for_the_lab_alone_is_not_overtaken_by_later_shared_turns() {
+    use std::sync::mpsc;
+    use std::thread;
+    let started = Instant::now();
+    let (held_tx, held_rx) = mpsc::channel();
+    let first = thread::spawn(move || {
+        let _turn = lab_shared();
+        held_tx.send(()).unwrap();
+        thread::sleep(Duration::from_secs(3));
+    });
+    held_rx.recv().unwrap();
+    let alone = thread::spawn(move || {
+        let _turn = lab_alone();
+        let got = started.elapsed();
+        thread::sleep(Duration::from_secs(1));
+        (got, started.elapsed())
+    });
+    thread::sleep(Duration::from_millis(500)); // the alone one is waiting for `first` now
+    let later = thread::spawn(move || {
+        let _turn = lab_shared();
+        started.elapsed()
+    });
+    first.join().unwrap();
+    let (alone_got, alone_done) = alone.join().unwrap();
+    let later_got = later.join().unwrap();
+    assert!(
+        later_got >= alone_done,
+        "a shared turn asked for at 0.5 s was granted at {later_got:?}, before the test waiting for the \
+         lab alone since before then had it ({alone_got:?}..{alone_done:?})"
+    );
+}

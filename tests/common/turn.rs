@@ -10,6 +10,14 @@
 //!
 //! Both are `flock(2)` on one file in the lab directory: shared for the many, exclusive for the
 //! one. The kernel drops a lock with its process, so a test that dies leaves nothing behind.
+//!
+//! `flock` alone favours the many: a shared lock is granted whenever nobody holds the exclusive
+//! one, so while two binaries' tests overlap, a test waiting for the lab alone waits until
+//! both happen to pause at once. A second file, the gate, makes the one waiting go first: a
+//! test asks for the lab alone holding the gate, and a new shared turn passes the gate before
+//! it takes its lock, so it queues behind the waiting test instead of overtaking it. A thread
+//! that already holds a turn takes another without the gate (the waiting test is waiting for
+//! that thread, which must not wait for it).
 
 use std::cell::Cell;
 use std::fs::File;
@@ -56,9 +64,18 @@ impl Drop for LabTurn {
 }
 
 fn locked(operation: i32) -> File {
+    locked_file("tests.lock", operation)
+}
+
+/// The gate (see the module's doc), held while it is returned.
+fn gate() -> File {
+    locked_file("tests.gate", LOCK_EX)
+}
+
+fn locked_file(name: &str, operation: i32) -> File {
     let dir = super::lab_dir();
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let path = dir.join("tests.lock");
+    let path = dir.join(name);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -82,7 +99,9 @@ pub fn lab_alone() -> LabTurn {
         0,
         "lab_alone() must come first in the test: it already shares the lab, and would wait for itself"
     );
+    let gate = gate();
     let lock = locked(LOCK_EX);
+    drop(gate); // the lock now keeps everyone out; the gate is only for the wait
     HELD.set(1);
     ALONE.set(1);
     HELD_ANYWHERE.fetch_add(1, Ordering::SeqCst);
@@ -92,7 +111,10 @@ pub fn lab_alone() -> LabTurn {
 
 /// A shared turn (what `require_*` hold): waits while a test has the lab alone.
 pub fn lab_shared() -> LabTurn {
-    let lock = (ALONE.get() == 0).then(|| locked(LOCK_SH));
+    let lock = (ALONE.get() == 0).then(|| {
+        let _gate = (HELD.get() == 0).then(gate);
+        locked(LOCK_SH)
+    });
     HELD.set(HELD.get() + 1);
     HELD_ANYWHERE.fetch_add(1, Ordering::SeqCst);
     LabTurn { _lock: lock, alone: false }

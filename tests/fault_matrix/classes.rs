@@ -13,6 +13,10 @@ pub struct Class {
     pub run: fn(Run) -> futures::future::BoxFuture<'static, Result<Run, String>>,
     /// Events per run, as a multiple of `LF_FAULT_EVENTS`.
     pub scale: u64,
+    /// Whether the class disturbs a lab service (kills, freezes or restarts it, or puts HDFS
+    /// in safe mode), and so runs with the lab alone; the others share it with the rest of the
+    /// suite (`common/turn.rs`).
+    pub alone: bool,
 }
 
 /// Every class, in the order they run.
@@ -22,7 +26,10 @@ pub fn classes() -> Vec<Class> {
             class!($name, $what, $f, 1)
         };
         ($name:literal, $what:literal, $f:ident, $scale:literal) => {
-            Class { name: $name, what: $what, run: |r| Box::pin($f(r)), scale: $scale }
+            Class { name: $name, what: $what, run: |r| Box::pin($f(r)), scale: $scale, alone: false }
+        };
+        (alone $name:literal, $what:literal, $f:ident) => {
+            Class { alone: true, ..class!($name, $what, $f) }
         };
     }
     vec![
@@ -30,12 +37,12 @@ pub fn classes() -> Vec<Class> {
         class!("commit-steps", "daemon aborted at each commit step in turn (seeded order and count)", commit_steps),
         class!("sigterm", "daemon stopped (SIGTERM) at a random moment, restarted", sigterm),
         class!("zombie", "daemon frozen (SIGSTOP) past its session, a second member takes over, then it wakes", zombie),
-        class!("broker-kill", "Kafka broker killed, started again", broker_kill),
-        class!("broker-hung", "Kafka broker frozen (SIGSTOP: sockets open, nothing answers)", broker_hung),
-        class!("namenode-kill", "NameNode killed, started again", namenode_kill),
-        class!("namenode-hung", "NameNode frozen (SIGSTOP)", namenode_hung),
-        class!("datanode-kill", "DataNode killed, started again", datanode_kill),
-        class!("safe-mode", "HDFS safe mode entered by hand, left later", safe_mode),
+        class!(alone "broker-kill", "Kafka broker killed, started again", broker_kill),
+        class!(alone "broker-hung", "Kafka broker frozen (SIGSTOP: sockets open, nothing answers)", broker_hung),
+        class!(alone "namenode-kill", "NameNode killed, started again", namenode_kill),
+        class!(alone "namenode-hung", "NameNode frozen (SIGSTOP)", namenode_hung),
+        class!(alone "datanode-kill", "DataNode killed, started again", datanode_kill),
+        class!(alone "safe-mode", "HDFS safe mode entered by hand, left later", safe_mode),
         class!("quota", "HDFS space quota of the table exhausted, then lifted", quota),
         class!("permission", "the table's `_landfall/` made read-only for the pipeline's user, then fixed", permission),
         class!("clock-skew", "host clock off the NameNode's (faketime), the sign flipped at a restart", clock_skew),
@@ -45,7 +52,7 @@ pub fn classes() -> Vec<Class> {
             "topic recreated shorter than the committed position (`on_position_lost: earliest`)",
             position_lost
         ),
-        class!("rabbitmq-restart", "RabbitMQ broker killed, started again", rabbitmq_restart),
+        class!(alone "rabbitmq-restart", "RabbitMQ broker killed, started again", rabbitmq_restart),
         class!(
             "crash-before-ack",
             "RabbitMQ: daemon aborted between a publish and its acknowledgement",
