@@ -3,7 +3,8 @@
 //! A round runs on the completer only, after its completion pass; every step is
 //! create-if-absent or idempotent, so a crash anywhere is finished by a later round.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -64,6 +65,37 @@ pub struct Compactor {
     pub props: parquet::file::properties::WriterProperties,
     /// This process's run id: names its build directories and temporary records.
     pub run: String,
+    /// Partitions whose last visit failed, and when they are tried again.
+    pub deferred: Deferred,
+}
+
+/// Partitions that failed, retried with backoff (1 minute, doubling to an hour, by store time)
+/// rather than every round: a partition that cannot be compacted (an unreadable file, say)
+/// would otherwise be read again in full every completion pass, for as long as it stays broken.
+#[derive(Debug, Default)]
+pub struct Deferred(Mutex<HashMap<String, (u32, u64)>>);
+
+impl Deferred {
+    const BACKOFF: crate::retry::Backoff =
+        crate::retry::Backoff { initial: Duration::from_secs(60), max: Duration::from_secs(3600), give_up_after: None };
+
+    fn due(&self, partition: &str, now_ms: u64) -> bool {
+        self.0.lock().expect("deferred").get(partition).is_none_or(|&(_, not_before)| now_ms >= not_before)
+    }
+
+    /// Records a failure; returns the delay until the next try.
+    fn failed(&self, partition: &str, now_ms: u64) -> Duration {
+        let mut map = self.0.lock().expect("deferred");
+        let (failures, not_before) = map.entry(partition.to_string()).or_default();
+        *failures += 1;
+        let delay = Self::BACKOFF.delay(*failures);
+        *not_before = now_ms + delay.as_millis() as u64;
+        delay
+    }
+
+    fn succeeded(&self, partition: &str) {
+        self.0.lock().expect("deferred").remove(partition);
+    }
 }
 
 /// What a round did to one partition.
@@ -98,8 +130,9 @@ impl Compactor {
     /// looked at and listed again while it still has a step waiting (its grace, or a
     /// failure). Returns each visited partition's outcome. A partition that fails keeps its
     /// taken file and the round goes on with the others (one unreadable file must not stop
-    /// every other partition's compaction); the first failure is returned at the end, after
-    /// the outcomes of the rest are counted.
+    /// every other partition's compaction); it is left out of the rounds until its backoff
+    /// ([`Deferred`]) has passed. The first failure is returned at the end, after the outcomes
+    /// of the rest are counted.
     pub async fn round(&self, now_ms: u64) -> (Vec<(String, Outcome)>, Option<String>) {
         let store = self.store.as_ref();
         let mut outcomes = Vec::new();
@@ -109,10 +142,20 @@ impl Compactor {
             Err(e) => return (outcomes, Some(e.to_string())),
         };
         for (partition, taken) in listed {
+            if !self.deferred.due(&partition, now_ms) {
+                continue;
+            }
             match self.visit(&partition, taken, now_ms).await {
-                Ok(outcome) => outcomes.push((partition, outcome)),
+                Ok(outcome) => {
+                    self.deferred.succeeded(&partition);
+                    outcomes.push((partition, outcome));
+                }
                 Err(e) => {
-                    failed.get_or_insert(format!("compaction of {partition}: {e}"));
+                    let delay = self.deferred.failed(&partition, now_ms);
+                    failed.get_or_insert(format!(
+                        "compaction of {partition}: {e} (this partition is tried again in {} s)",
+                        delay.as_secs()
+                    ));
                 }
             }
         }

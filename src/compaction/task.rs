@@ -1,8 +1,8 @@
 //! The compaction task of one pipeline: a round ([`Compactor::round`]) as often as the
 //! completion pass runs, on the completer only (the instance holding the first source
 //! partition, as for completion), in a task of its own so a long build never delays a
-//! completion pass. A failure is logged once per cause and retried by the next round; landing
-//! never waits for compaction.
+//! completion pass. A failure is logged once per cause and the partition that failed is retried
+//! with backoff ([`super::round::Deferred`]); landing never waits for compaction.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +50,7 @@ impl CompactionTask {
                     if failing.as_deref() != Some(cause.as_str()) {
                         tracing::warn!(
                             pipeline = %pipeline, error = %cause,
-                            "compaction round failed; landing goes on, the partition keeps its files; retrying every {} s",
-                            self.every.as_secs()
+                            "compaction round failed; landing goes on, the partition keeps its files and is tried again with backoff (1 min doubling to 1 h); the other partitions go on"
                         );
                         failing = Some(cause);
                     }

@@ -129,6 +129,7 @@ impl Lab {
             schema: schema(),
             props: props(),
             run: run.into(),
+            deferred: Default::default(),
         }
     }
 
@@ -348,12 +349,21 @@ async fn a_partition_that_fails_does_not_stop_the_others() {
     for p in [broken, P] {
         super::todo::add(lab.store.as_ref(), ROOT, p).await.unwrap();
     }
-    let (visited, failed) = lab.compactor("r").round(0).await;
+    let c = lab.compactor("r");
+    let (visited, failed) = c.round(0).await;
     assert!(
-        failed.is_some_and(|e| e.contains(broken) && e.contains("part-000.parquet")),
-        "the failure names the partition and the file"
+        failed.is_some_and(|e| e.contains(broken) && e.contains("part-000.parquet") && e.contains("tried again in")),
+        "the failure names the partition, the file and the next try"
     );
     assert!(matches!(visited[..], [(ref p, Outcome::Switched { generation: 1, .. })] if p == P), "{visited:?}");
     let listed = super::todo::list(lab.store.as_ref(), ROOT).await.unwrap();
     assert!(listed.contains_key(broken), "the failed partition stays listed: {listed:?}");
+
+    // Backoff: not read again on the next rounds, tried again after a minute (30–60 s with
+    // jitter), then after 1–2 minutes more.
+    let (visited, failed) = c.round(20_000).await;
+    assert_eq!((visited.len(), failed), (1, None), "only the compacted partition is visited: {visited:?}");
+    assert!(c.round(61_000).await.1.is_some(), "tried again after its first backoff");
+    assert!(c.round(100_000).await.1.is_none(), "the second backoff is at least a minute");
+    assert!(c.round(182_000).await.1.is_some(), "and at most two");
 }

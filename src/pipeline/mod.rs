@@ -303,6 +303,7 @@ fn compactor(
         schema,
         props: plan.parquet.clone(),
         run: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        deferred: Default::default(),
     })
 }
 
