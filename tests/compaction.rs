@@ -1,9 +1,9 @@
 //! `sink.hive.compaction` end to end, on the lab's Kafka, HDFS, metastore and Spark: the small
 //! files of completed hours become one file each in a new generation that the metastore points
 //! at, while a Spark session querying the table by name never sees a wrong count; and a daemon
-//! killed at each compaction step (`LF_TEST_CRASH_POINT`) leaves a table the next run finishes,
-//! every event once. Cleaning after the grace (at least 10 minutes) is covered by the unit
-//! tests (`src/compaction/tests.rs`).
+//! killed at each compaction step (`LF_TEST_CRASH_POINT`), cleaning included (a grace of
+//! seconds), leaves a table the next run finishes, every event once, each hour in one file
+//! and its small files deleted.
 
 mod common;
 
@@ -26,10 +26,10 @@ struct Table {
 }
 
 /// N events of 14:00–17:29 in a 2-partition topic, and a pipeline that lands them in small
-/// files (50 rows per commit), completes hours once the partitions are idle for 40 s (long
+/// files (50 rows per commit), completes hours once the partitions are `idle` (40 s is long
 /// enough for the Spark loop to start before any compaction), and compacts hours holding 10
-/// files or more.
-async fn table(name: &str) -> Table {
+/// files or more, deleting the compacted files `grace` after the switch (default: an hour).
+async fn table(name: &str, idle: &str, grace: Option<&str>) -> Table {
     let topic = unique(name);
     create_topic(&topic, PARTITIONS).await;
     let msgs: Vec<(i32, Vec<u8>)> =
@@ -37,14 +37,18 @@ async fn table(name: &str) -> Table {
     produce(&topic, msgs).await;
     let db = unique("lf_compact").replace('-', "_");
     let path = format!("/landing-test/{topic}");
-    let (_dir, pipeline) = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
+    let yaml = PipelineYaml::kafka(&topic.replace('-', "_"), &topic)
+        .session_timeout("6s") // a daemon aborted at a crash point is out of the group in seconds
         .roll_max_rows(50)
         .roll_max_age("2s")
         .sink_hdfs(&path)
         .sink_hive(HIVE_METASTORE, &db, "clicks")
-        .completion("10m", "40s")
-        .compaction(10)
-        .file();
+        .completion("10m", idle);
+    let yaml = match grace {
+        Some(grace) => yaml.compaction_with_grace(10, grace),
+        None => yaml.compaction(10),
+    };
+    let (_dir, pipeline) = yaml.file();
     Table { db, topic, path, pipeline, _dir }
 }
 
@@ -112,7 +116,7 @@ async fn small_files_of_complete_hours_become_one_file_each_while_spark_reads_by
     let _kafka = require_kafka();
     let _hdfs = require_hdfs();
     let _hms = require_hive_metastore();
-    let t = table("compact").await;
+    let t = table("compact", "40s", None).await;
     let log = std::env::temp_dir().join(format!("{}.log", t.topic));
     let mut daemon = spawn_daemon(&t.pipeline, &log);
     let addr = http_addr(&log);
@@ -166,9 +170,10 @@ async fn a_daemon_killed_at_each_compaction_step_leaves_a_table_the_next_run_fin
     let _kafka = require_kafka();
     let _hdfs = require_hdfs();
     let _hms = require_hive_metastore();
-    let t = table("compact-crash").await;
+    let t = table("compact-crash", "10s", Some("5s")).await;
     let log = std::env::temp_dir().join(format!("{}.log", t.topic));
-    for point in ["compact_planned", "compact_built", "compact_switched"] {
+    let mut small = 0;
+    for point in ["compact_planned", "compact_built", "compact_switched", "compact_cleaning"] {
         let mut daemon = DaemonChild(
             landfall()
                 .arg("run")
@@ -194,11 +199,30 @@ async fn a_daemon_killed_at_each_compaction_step_leaves_a_table_the_next_run_fin
         assert!(!status.success(), "aborted at {point}");
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains(&format!("LF_TEST_CRASH_POINT={point}")), "aborted at {point}:\n{text}");
+        if point == "compact_planned" {
+            // The first hour is complete (so all its files are published) and nothing deleted.
+            small = t.data_files(&format!("{}/dt=2026-11-25/hour={}", t.path, HOURS[0])).await;
+            assert!(small >= 20, "50 rows per file: hour {} holds {small} files", HOURS[0]);
+        }
     }
     let mut daemon = spawn_daemon(&t.pipeline, &log);
     let locations = t.wait_compacted(Duration::from_secs(150)).await;
     for (h, location) in &locations {
-        assert_eq!(t.data_files(location).await, 1, "hour {h} at {location}");
+        assert_eq!(
+            t.data_files(location).await,
+            1,
+            "hour {h} at {location} ({small} small files in hour {})",
+            HOURS[0]
+        );
+    }
+    // Cleaning, a grace after each switch: the hours' own directories keep no data file.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for h in HOURS {
+        let dir = format!("{}/dt=2026-11-25/hour={h}", t.path);
+        while t.data_files(&dir).await > 0 {
+            assert!(Instant::now() < deadline, "hour {h}'s compacted files were not deleted after the grace");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
     signal(&daemon, SIGTERM);
     assert!(daemon.wait().unwrap().success());

@@ -364,8 +364,8 @@ pub struct PipelineYaml {
     sink: Option<SinkYaml>,
     /// `sink.hive`: (metastore URI, database, table).
     hive: Option<(String, String, String)>,
-    /// `sink.hive.compaction.min_files`, when compaction is on.
-    compaction: Option<usize>,
+    /// `sink.hive.compaction.min_files` and `grace`, when compaction is on.
+    compaction: Option<(usize, Option<String>)>,
     /// `partition.completion`: (allowed_lateness, idle_timeout).
     completion: Option<(String, String)>,
     /// More `key: value` lines of the source section, after the ones above (values in YAML).
@@ -579,7 +579,13 @@ impl PipelineYaml {
 
     /// `sink.hive.compaction` with `min_files` (the other settings at their defaults).
     pub fn compaction(mut self, min_files: usize) -> Self {
-        self.compaction = Some(min_files);
+        self.compaction = Some((min_files, None));
+        self
+    }
+
+    /// `sink.hive.compaction` with `min_files` and `grace`.
+    pub fn compaction_with_grace(mut self, min_files: usize, grace: &str) -> Self {
+        self.compaction = Some((min_files, Some(grace.to_string())));
         self
     }
 
@@ -664,8 +670,9 @@ impl PipelineYaml {
                 q(table)
             )
             .unwrap();
-            if let Some(min_files) = self.compaction {
-                writeln!(y, "    compaction: {{ min_files: {min_files} }}").unwrap();
+            if let Some((min_files, grace)) = &self.compaction {
+                let grace = grace.as_ref().map(|g| format!(", grace: {g}")).unwrap_or_default();
+                writeln!(y, "    compaction: {{ min_files: {min_files}{grace} }}").unwrap();
             }
         }
         y
