@@ -140,6 +140,18 @@ async fn small_files_of_complete_hours_become_one_file_each_while_spark_reads_by
     let (_, text) = http_get(addr, "/metrics");
     let compacted = metric(&text, "landfall_partitions_compacted_total", &t.pipeline_name(), &[]);
     assert_eq!(compacted, Some(HOURS.len() as f64), "one switch per hour:\n{text}");
+    let files = |side: &str| metric(&text, "landfall_compaction_files_total", &t.pipeline_name(), &[side]);
+    let small_files: usize = small.values().sum();
+    assert_eq!(files("side=\"input\""), Some(small_files as f64), "every small file replaced:\n{text}");
+    assert_eq!(files("side=\"output\""), Some(HOURS.len() as f64), "one file per hour written:\n{text}");
+    let (_, api) = http_get(addr, "/api/status");
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let compaction = &api["pipelines"][0]["compaction"];
+    assert_eq!(
+        (compaction["partitions"].as_u64(), compaction["files_in"].as_u64(), compaction["failing"].is_null()),
+        (Some(HOURS.len() as u64), Some(small_files as u64), true),
+        "/api/status: {compaction}"
+    );
     signal(&daemon, SIGTERM);
     assert!(daemon.wait().unwrap().success());
 

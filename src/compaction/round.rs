@@ -93,6 +93,13 @@ impl Deferred {
         delay
     }
 
+    /// The partitions waiting out a backoff, for the status.
+    pub fn partitions(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.lock().expect("deferred").keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     fn succeeded(&self, partition: &str) {
         self.0.lock().expect("deferred").remove(partition);
     }
@@ -106,8 +113,9 @@ pub enum Outcome {
     /// Marked complete in the store, not yet in the metastore (its completion step lags, or the
     /// registrar has not added it yet): looked at again next round.
     Pending,
-    /// Generation `n` is built and the metastore points at it.
-    Switched { generation: u32, inputs: usize, outputs: usize },
+    /// Generation `n` is built and the metastore points at it: it replaced `inputs` data files
+    /// of `input_bytes` with `outputs` files of `output_bytes`.
+    Switched { generation: u32, inputs: usize, outputs: usize, input_bytes: u64, output_bytes: u64 },
     /// Generation `n`'s inputs are deleted.
     Cleaned { generation: u32 },
     /// Generation `n` waits for its grace before its inputs are deleted.
@@ -274,11 +282,14 @@ impl Compactor {
         create_empty(store, &record(&self.root, partition, plan.generation, "switched"))
             .await
             .map_err(|e| e.to_string())?;
-        let outputs = store.list(&dir).await.map_err(|e| e.to_string())?;
+        let listing = store.list(&dir).await.map_err(|e| e.to_string())?;
+        let outputs = plan::data_files(&listing);
         let outcome = Outcome::Switched {
             generation: plan.generation,
             inputs: plan.inputs.len(),
-            outputs: plan::data_files(&outputs).len(),
+            outputs: outputs.len(),
+            input_bytes: plan.input_bytes(),
+            output_bytes: outputs.iter().map(|f| f.len).sum(),
         };
         tracing::info!(
             pipeline = %self.pipeline, partition, generation = plan.generation, inputs = plan.inputs.len(),

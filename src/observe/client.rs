@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::status::{CompletionStatus, DaemonStatus, PipelineState, PipelineStatus};
+use super::status::{CompactionStatus, CompletionStatus, DaemonStatus, PipelineState, PipelineStatus};
 use crate::config::HttpListen;
 
 /// Where `landfall status` asks when neither `--url` nor a fixed-port `http_listen` says
@@ -116,6 +116,7 @@ pub fn status_lines(status: &DaemonStatus) -> Vec<String> {
         lines.push(aligned(row, &widths));
         lines.extend(p.problems.iter().map(|problem| format!("    ! {problem}")));
         lines.extend(p.completion.as_ref().map(completion_line));
+        lines.extend(p.compaction.as_ref().map(compaction_line));
     }
     if !status.healthy {
         lines.push("daemon unhealthy: a pipeline is stuck (GET /health answers 503)".to_string());
@@ -160,6 +161,32 @@ fn completion_line(c: &CompletionStatus) -> String {
             names.push_str(&format!(" +{} more", c.idle.len() - IDLE_NAMED));
         }
         line.push_str(&format!("; idle: {names}"));
+    }
+    line
+}
+
+/// What compaction did on this instance since it started, and what fails.
+fn compaction_line(c: &CompactionStatus) -> String {
+    let mut line = format!("    compaction: {} partitions compacted", c.partitions);
+    if c.partitions > 0 {
+        line.push_str(&format!(
+            ", {} files into {} ({}B into {}B)",
+            c.files_in,
+            c.files_out,
+            compact(c.bytes_in as f64),
+            compact(c.bytes_out as f64)
+        ));
+    }
+    if let Some(failing) = &c.failing {
+        line.push_str(&format!("; FAILING: {failing}"));
+    }
+    if !c.deferred.is_empty() {
+        let n = c.deferred.len();
+        line.push_str(&if n == 1 {
+            "; 1 partition waits to be tried again".to_string()
+        } else {
+            format!("; {n} partitions wait to be tried again")
+        });
     }
     line
 }
@@ -289,6 +316,29 @@ mod tests {
         let c = status.pipelines[0].completion.as_mut().unwrap();
         c.completer = true;
         assert_eq!(status_lines(&status)[2], "    completion: complete until none yet; watermark unknown");
+    }
+
+    #[test]
+    fn compaction_is_one_line_under_completion_naming_what_fails() {
+        let mut status = fixture();
+        status.pipelines.truncate(1);
+        status.pipelines[0].completion = Some(CompletionStatus::default());
+        status.pipelines[0].compaction = Some(CompactionStatus::default());
+        assert_eq!(status_lines(&status)[3], "    compaction: 0 partitions compacted");
+        status.pipelines[0].compaction = Some(CompactionStatus {
+            partitions: 4,
+            files_in: 96,
+            files_out: 4,
+            bytes_in: 2_140_000,
+            bytes_out: 1_870_000,
+            failing: Some("compaction of dt=2026-11-25/hour=16: part-000.parquet is not Parquet".to_string()),
+            deferred: vec!["dt=2026-11-25/hour=16".to_string()],
+        });
+        assert_eq!(
+            status_lines(&status)[3],
+            "    compaction: 4 partitions compacted, 96 files into 4 (2.14MB into 1.87MB); FAILING: compaction of \
+             dt=2026-11-25/hour=16: part-000.parquet is not Parquet; 1 partition waits to be tried again"
+        );
     }
 
     #[test]

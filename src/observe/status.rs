@@ -66,6 +66,27 @@ pub struct PipelineStatus {
     /// when completion is off or before its first pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion: Option<CompletionStatus>,
+    /// `sink.hive.compaction`: what this instance compacted since it started, and what fails;
+    /// absent when compaction is off or before this instance's first round as the completer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<CompactionStatus>,
+}
+
+/// Compaction on this instance since it started (`docs/hive.md`, "Compaction").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompactionStatus {
+    /// Metastore partitions switched to a new generation.
+    pub partitions: u64,
+    /// Data files those generations replaced, and wrote.
+    pub files_in: u64,
+    pub files_out: u64,
+    /// Bytes of the replaced files, and of the written ones.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The last round's first failure (one line), while partitions fail.
+    pub failing: Option<String>,
+    /// Partitions waiting out a backoff after a failure.
+    pub deferred: Vec<String>,
 }
 
 /// Partition completion as the last pass saw it (`docs/hive.md`, "Completion").

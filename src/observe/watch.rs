@@ -198,6 +198,7 @@ struct Inner {
     recent_errors: VecDeque<RecentError>,
     history: VecDeque<(f64, Option<u64>)>,
     completion: Option<super::status::CompletionStatus>,
+    compaction: Option<super::status::CompactionStatus>,
 }
 
 impl Inner {
@@ -233,6 +234,11 @@ impl PipelineWatch {
     /// What the last completion pass found, for `/status`.
     pub fn set_completion(&self, status: super::status::CompletionStatus) {
         self.inner.lock().expect("watch lock").completion = Some(status);
+    }
+
+    /// What compaction did so far, for `/status`.
+    pub fn set_compaction(&self, status: super::status::CompactionStatus) {
+        self.inner.lock().expect("watch lock").compaction = Some(status);
     }
 
     #[cfg(test)]
@@ -415,6 +421,7 @@ impl PipelineWatch {
                 lag: inner.history.iter().map(|(_, l)| *l).collect(),
             },
             completion: inner.completion.clone(),
+            compaction: inner.compaction.clone(),
         }
     }
 }
