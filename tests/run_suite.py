@@ -37,9 +37,10 @@ LAST_KNOWN = {
     "fault_matrix": 477,
     "operability": 296,
     "kafka_e2e": 159,
-    "hive_registration": 149,
+    "hive_registration": 350,
+    "compaction": 160,
     "faults": 132,
-    "completion": 89,
+    "completion": 150,
     "status_page": 34,
     "lab_smoke": 17,
 }
