@@ -8,11 +8,11 @@ use std::sync::Arc;
 use arrow::array::{new_null_array, ArrayRef};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 
 use super::plan::Plan;
+use super::ranged;
 use crate::parquet::{FileSummary, ParquetWriteError, StagedParquetFile};
 use crate::sink::{FileStore, StoreError};
 
@@ -70,8 +70,7 @@ pub async fn build(
     let mut out = Output { store, dir, settings, open: None, done: Vec::new() };
     let mut read = 0u64;
     for input in &plan.inputs {
-        let bytes = store.read(&input.path).await?;
-        read += copy_file(&input.path, bytes, &settings.schema, &mut out).await?;
+        read += copy_file(store, &input.path, input.bytes, &settings.schema, &mut out).await?;
     }
     let files = out.finish().await?;
     let written = files.iter().map(|(_, s)| s.rows).sum::<u64>();
@@ -81,15 +80,23 @@ pub async fn build(
     Ok(Built { files, rows: read })
 }
 
-/// Copies one input's rows into `out`, a row group at a time; returns its footer's row count.
-async fn copy_file(path: &str, bytes: Bytes, schema: &SchemaRef, out: &mut Output<'_>) -> Result<u64, BuildError> {
+/// Copies one input (`len` bytes) into `out`, a row group at a time, reading from the store only
+/// its footer and that row group's column chunks; returns the footer's row count.
+async fn copy_file(
+    store: &dyn FileStore,
+    path: &str,
+    len: u64,
+    schema: &SchemaRef,
+    out: &mut Output<'_>,
+) -> Result<u64, BuildError> {
     let read_err = |e: &dyn std::fmt::Display| BuildError::Read { path: path.to_string(), detail: e.to_string() };
-    let footer = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::default()).map_err(|e| read_err(&e))?;
+    let footer = ranged::footer(store, path, len).await?;
     let rows = footer.metadata().file_metadata().num_rows().max(0) as u64;
     for row_group in 0..footer.metadata().num_row_groups() {
-        let (bytes, footer, path_owned, schema) = (bytes.clone(), footer.clone(), path.to_string(), schema.clone());
+        let window = ranged::row_group(store, path, &footer, row_group, len).await?;
+        let (footer, path_owned, schema) = (footer.clone(), path.to_string(), schema.clone());
         let batches = tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>, BuildError> {
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, footer)
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(window, footer)
                 .with_row_groups(vec![row_group])
                 .with_batch_size(READ_BATCH_ROWS)
                 .build()
@@ -183,9 +190,10 @@ mod tests {
     use super::*;
     use crate::compaction::plan::{next, Plan};
     use crate::parquet::writer_properties;
-    use crate::sink::memory::MemStore;
+    use crate::sink::memory::{MemStore, Verb};
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use bytes::Bytes;
 
     fn schema(with_note: bool) -> SchemaRef {
         let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("n", DataType::Int64, true)];
@@ -270,6 +278,26 @@ mod tests {
             assert_eq!((id.as_str(), *n), (format!("evt-{i:06}").as_str(), i as i64), "row {i} in order");
             assert_eq!(note.is_some(), i >= 500, "row {i}: rows of files without `note` read null");
         }
+    }
+
+    /// An input is never read whole: its footer (two ranged reads), then each row group's
+    /// column chunks (one read each).
+    #[tokio::test]
+    async fn inputs_are_read_a_row_group_at_a_time() {
+        let store = MemStore::new();
+        small_file(&store, &format!("{D}/part-0.parquet"), 0, 3_500, true).await; // 4 row groups of ≤ 1,000
+        small_file(&store, &format!("{D}/part-1.parquet"), 3_500, 10, true).await;
+        let plan = next(&store.list(D).await.unwrap(), None, 2).unwrap();
+        let settings =
+            BuildSettings { schema: schema(true), props: props(), target_bytes: 1 << 20, prefix: "p".into() };
+        let (reads, ranged) = (store.calls(Verb::Read), store.calls(Verb::ReadRange));
+        let built = build(&store, &plan, "/t/_landfall/generations/x/g000001-r", &settings).await.unwrap();
+        assert_eq!(built.rows, 3_510);
+        assert_eq!(store.calls(Verb::Read), reads, "no input read whole");
+        assert_eq!(store.calls(Verb::ReadRange) - ranged, (2 + 4) + (2 + 1), "footer twice, then one per row group");
+        let rows = rows_of(&store, &built.files).await;
+        assert_eq!(rows.len(), 3_510);
+        assert!(rows.iter().enumerate().all(|(i, (id, n, _))| *n == i as i64 && *id == format!("evt-{i:06}")));
     }
 
     #[tokio::test]

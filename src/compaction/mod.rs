@@ -3,16 +3,16 @@
 //! and the partition's location switched there in one `alter_partition`. The design and its
 //! crash-point analysis: `docs/design/compaction.md`.
 //!
-//! Built so far: the plan of a generation ([`plan`]), its records in the store ([`records`]),
-//! the build with its row-count check ([`build`]), the round over one partition that resumes
-//! from its records, switches the metastore and cleans after the grace ([`round`]), and the
-//! metastore behind it ([`catalog`]). Not built yet, and so not configurable: choosing the
-//! partitions a round visits, running rounds from the completer, and the
-//! `sink.hive.compaction` settings that turn it on.
+//! The parts: the plan of a generation ([`plan`]), its records in the store ([`records`]), the
+//! build with its row-count check ([`build`]), reading its inputs a row group at a time
+//! (`ranged`), the round that resumes each partition from its records, switches the metastore
+//! and cleans after the grace ([`round`]), the partitions a round visits ([`todo`]), the
+//! metastore behind it ([`catalog`]), and the task running rounds on the completer ([`task`]).
 
 pub mod build;
 pub mod catalog;
 pub mod plan;
+mod ranged;
 pub mod records;
 pub mod round;
 pub mod task;

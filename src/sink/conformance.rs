@@ -117,6 +117,19 @@ async fn reading_a_missing_file_is_not_found(t: &TestDir) {
     }
 }
 
+async fn read_range_reads_part_of_a_file_and_stops_at_its_end(t: &TestDir) {
+    let path = t.path("ranged");
+    write_file(&*t.store, &path, &[b"0123456789"]).await;
+    assert_eq!(t.store.read_range(&path, 2, 3).await.unwrap(), Bytes::from_static(b"234"));
+    assert_eq!(t.store.read_range(&path, 7, 100).await.unwrap(), Bytes::from_static(b"789"), "clamped at the end");
+    assert_eq!(t.store.read_range(&path, 0, 10).await.unwrap(), Bytes::from_static(b"0123456789"));
+    assert_eq!(t.store.read_range(&path, 12, 4).await.unwrap().len(), 0, "nothing past the end");
+    match t.store.read_range(&t.path("nope"), 0, 1).await {
+        Err(StoreError::NotFound { .. }) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
 /// One `#[tokio::test]` per suite function, per store; `$dir` yields `Option<TestDir>`
 /// (`None`: store unavailable and skipping allowed).
 macro_rules! conformance_suite {
@@ -145,6 +158,7 @@ conformance_suite!(
         stat_list_delete_mkdirs,
         listing_an_absent_dir_is_empty,
         reading_a_missing_file_is_not_found,
+        read_range_reads_part_of_a_file_and_stops_at_its_end,
     ]
 );
 
@@ -159,6 +173,7 @@ conformance_suite!(
         stat_list_delete_mkdirs,
         listing_an_absent_dir_is_empty,
         reading_a_missing_file_is_not_found,
+        read_range_reads_part_of_a_file_and_stops_at_its_end,
     ]
 );
 

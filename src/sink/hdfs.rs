@@ -384,6 +384,17 @@ impl FileStore for HdfsStore {
         .await
     }
 
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        let ctx = self.ctx("read", path);
+        ctx.run(async {
+            let reader = self.client.read(path).await?;
+            let end = offset.saturating_add(len).min(reader.file_length() as u64);
+            let start = offset.min(end);
+            reader.read_range(start as usize, (end - start) as usize).await
+        })
+        .await
+    }
+
     async fn delete(&self, path: &str) -> Result<(), StoreError> {
         match self.ctx("delete", path).run(self.client.delete(path, true)).await {
             // `false` means "nothing there": already in the state the caller wants.

@@ -212,6 +212,19 @@ impl FileStore for LocalStore {
         blocking("read", path, local, |local| fs::read(local).map(Bytes::from)).await
     }
 
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let local = self.local("read", path)?;
+        blocking("read", path, local, move |local| {
+            let mut file = fs::File::open(local)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut out = Vec::new();
+            file.take(len).read_to_end(&mut out)?;
+            Ok(Bytes::from(out))
+        })
+        .await
+    }
+
     async fn delete(&self, path: &str) -> Result<(), StoreError> {
         let local = self.local("delete", path)?;
         if local == self.root {

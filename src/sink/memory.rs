@@ -25,6 +25,7 @@ pub(crate) enum Verb {
     Stat,
     List,
     Read,
+    ReadRange,
     Delete,
     Mkdirs,
 }
@@ -338,6 +339,17 @@ impl FileStore for MemStore {
             .get(path)
             .map(|(d, _)| Bytes::from(d.clone()))
             .ok_or_else(|| StoreError::NotFound { path: path.to_string() })
+    }
+
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        let mut inner = self.lock();
+        if let Some(f) = inner.hit(Verb::ReadRange, &[path]) {
+            return Err(err(f, "read", path));
+        }
+        let (data, _) = inner.files.get(path).ok_or_else(|| StoreError::NotFound { path: path.to_string() })?;
+        let end = offset.saturating_add(len).min(data.len() as u64) as usize;
+        let start = (offset as usize).min(end);
+        Ok(Bytes::copy_from_slice(&data[start..end]))
     }
 
     async fn delete(&self, path: &str) -> Result<(), StoreError> {

@@ -75,6 +75,9 @@ pub trait FileStore: Send + Sync + 'static {
     async fn list(&self, dir: &str) -> Result<Vec<FileStatus>, StoreError>;
     /// Whole content of a small file.
     async fn read(&self, path: &str) -> Result<Bytes, StoreError>;
+    /// `len` bytes of a file from `offset`; fewer (none past the end) where the file ends
+    /// first. For reading part of a large file (a Parquet footer, one row group).
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, StoreError>;
     /// Deletes a file or (recursively) a directory; Ok if absent.
     async fn delete(&self, path: &str) -> Result<(), StoreError>;
     /// Creates a directory and its parents; Ok if present.
