@@ -17,6 +17,7 @@ binary's time and result, slowest first, and the exit status is 1 if any failed.
 Settings (environment): LANDFALL_TEST_JOBS, binaries at once (default 2).
 """
 
+import fcntl
 import json
 import os
 import subprocess
@@ -70,6 +71,25 @@ def expected_seconds(label, measured):
     return measured.get(label, LAST_KNOWN.get(label, 60))
 
 
+# Binaries whose tests use the lab without taking turns of their own (tests/common/turn.rs
+# belongs to the integration tests): the library's unit tests reach the lab HDFS (the store
+# conformance suite, a Parquet round trip). The runner holds a shared turn while they run, so
+# a test that has the lab alone (a NameNode killed) never runs beside them.
+NEEDS_SHARED_TURN = {"landfall (lib)"}
+
+
+def shared_turn():
+    """A shared turn on the lab, taken as tests/common/turn.rs takes one (through the gate,
+    so a test waiting for the lab alone goes first); closing the returned file releases it."""
+    lab = Path(os.environ.get("LANDFALL_LAB") or ROOT / ".lab")
+    lab.mkdir(parents=True, exist_ok=True)
+    with open(lab / "tests.gate", "a") as gate:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        lock = open(lab / "tests.lock", "a")
+        fcntl.flock(lock, fcntl.LOCK_SH)
+    return lock
+
+
 class Suite:
     def __init__(self, binaries, args, jobs):
         measured = json.loads(TIMES.read_text()) if TIMES.exists() else {}
@@ -83,9 +103,15 @@ class Suite:
     def run_one(self, label, exe):
         log_path = LOGS / (label.replace(" ", "_").replace("(", "").replace(")", "") + ".log")
         started = time.monotonic()
-        with open(log_path, "w") as log:
-            env = dict(os.environ, CARGO_MANIFEST_DIR=str(ROOT))
-            code = subprocess.run([exe, *self.args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        turn = shared_turn() if label in NEEDS_SHARED_TURN else None
+        try:
+            with open(log_path, "w") as log:
+                env = dict(os.environ, CARGO_MANIFEST_DIR=str(ROOT))
+                run = subprocess.run([exe, *self.args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+                code = run.returncode
+        finally:
+            if turn:
+                turn.close()
         took = time.monotonic() - started
         with self.lock:
             del self.running[label]
