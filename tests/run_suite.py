@@ -6,7 +6,8 @@ waiting (for a roll to age, a broker to come back, Spark to start), not computin
 every test binary once (`cargo test --release --no-run`), then runs JOBS of them at a time.
 Tests of different binaries meet on the one lab: each lab test holds a shared turn for its run
 and a test that kills, freezes or restarts a service has the lab alone (tests/common/turn.rs),
-so a fault never lands in a test that is not expecting it.
+so a fault never lands in a test that is not expecting it. The library's unit tests, which
+take no turns of their own, run under a shared turn the runner holds (NEEDS_SHARED_TURN).
 
 Each binary's output goes to target/test-logs/<binary>.log and is printed whole when the binary
 ends; a line every five minutes says which are still running. The end is a table of every
