@@ -11,7 +11,7 @@ use super::round::{Compactor, Outcome};
 use crate::completion::Completion;
 use crate::observe::status::CompactionStatus;
 use crate::observe::PipelineWatch;
-use crate::retry::first_line;
+use crate::retry::{cause_key, first_line};
 use crate::shutdown::Shutdown;
 
 pub struct CompactionTask {
@@ -24,7 +24,6 @@ pub struct CompactionTask {
 
 impl CompactionTask {
     pub async fn run(self, shutdown: Shutdown) {
-        let mut failing: Option<String> = None;
         let mut status = CompactionStatus::default();
         loop {
             tokio::select! {
@@ -40,27 +39,19 @@ impl CompactionTask {
                 r = self.round(&mut status) => r,
                 _ = shutdown.wait() => return,
             };
-            status.failing = result.as_ref().err().map(|e| first_line(e).to_string());
             status.deferred = self.compactor.deferred.partitions();
-            self.watch.set_compaction(status.clone());
+            let (failing, say) = after_round(status.failing.take(), result, !status.deferred.is_empty());
             let pipeline = &self.compactor.pipeline;
-            match result {
-                Ok(()) => {
-                    if failing.take().is_some() {
-                        tracing::info!(pipeline = %pipeline, "compaction works again");
-                    }
-                }
-                Err(e) => {
-                    let cause = first_line(&e).to_string();
-                    if failing.as_deref() != Some(cause.as_str()) {
-                        tracing::warn!(
-                            pipeline = %pipeline, error = %cause,
-                            "compaction round failed; landing goes on, the partition keeps its files and is tried again with backoff (1 min doubling to 1 h); the other partitions go on"
-                        );
-                        failing = Some(cause);
-                    }
-                }
+            match (say, &failing) {
+                (Say::WorksAgain, _) => tracing::info!(pipeline = %pipeline, "compaction works again"),
+                (Say::Failing, Some(cause)) => tracing::warn!(
+                    pipeline = %pipeline, error = %cause,
+                    "compaction round failed; landing goes on, the partition keeps its files and is tried again with backoff (1 min doubling to 1 h); the other partitions go on"
+                ),
+                _ => {}
             }
+            status.failing = failing;
+            self.watch.set_compaction(status.clone());
         }
     }
 
@@ -85,5 +76,55 @@ impl CompactionTask {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+}
+
+/// What to log after a round.
+#[derive(Debug, PartialEq, Eq)]
+enum Say {
+    Nothing,
+    Failing,
+    WorksAgain,
+}
+
+/// The failure to show after a round (`previous`: the one shown before it), and what to log.
+/// A round that skipped the partitions in backoff (`deferred`) has not seen them work, so
+/// their failure stays shown and nothing is said; a failure is logged once per cause
+/// ([`cause_key`]: the retry delay in its text does not make a new one).
+fn after_round(previous: Option<String>, result: Result<(), String>, deferred: bool) -> (Option<String>, Say) {
+    match result {
+        Err(e) => {
+            let shown = first_line(&e).to_string();
+            let same = previous.as_deref().is_some_and(|p| cause_key(p) == cause_key(&shown));
+            (Some(shown), if same { Say::Nothing } else { Say::Failing })
+        }
+        Ok(()) if deferred => (previous, Say::Nothing),
+        Ok(()) => {
+            let say = if previous.is_some() { Say::WorksAgain } else { Say::Nothing };
+            (None, say)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_said_once_and_stays_shown_while_its_partition_waits_out_the_backoff() {
+        let failed = |delay: u32| {
+            Err(format!("compaction of dt=x/hour=16: part-000.parquet is not Parquet (this partition is tried again in {delay} s)"))
+        };
+        let (shown, say) = after_round(None, failed(47), true);
+        assert_eq!(say, Say::Failing);
+        let (shown, say) = after_round(shown, Ok(()), true);
+        assert_eq!(say, Say::Nothing, "a round that skipped the partition has not seen it work");
+        assert!(shown.as_deref().is_some_and(|s| s.contains("in 47 s")), "{shown:?}");
+        let (shown, say) = after_round(shown, failed(95), true);
+        assert_eq!(say, Say::Nothing, "the same cause, another delay");
+        let (shown, say) = after_round(shown, Err("compaction of dt=x/hour=16: metastore unreachable".into()), true);
+        assert_eq!(say, Say::Failing, "another cause");
+        assert_eq!(after_round(shown, Ok(()), false), (None, Say::WorksAgain));
+        assert_eq!(after_round(None, Ok(()), false), (None, Say::Nothing));
     }
 }
