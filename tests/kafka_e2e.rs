@@ -110,6 +110,21 @@ async fn lands_200k_events_exactly_with_spark_types_and_values() {
     assert_tiles(&published_ranges(&s.table_path).await, &counts);
 }
 
+/// A partition with nothing in it is at its end from the start: `--until-caught-up` on a topic
+/// whose other partitions are empty ends once partition 0 is landed. It used to wait for ever:
+/// an empty partition read from the earliest offset has no position and no commit, and "no
+/// position" never counted as the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn until_caught_up_ends_when_some_partitions_are_empty() {
+    let n = 1_000;
+    let s = setup("empty-parts", |p| p.roll_max_age("60s")).await;
+    produce(&s.topic, (0..n).map(|i| (0, event(i, n).into_bytes()))).await;
+    let summary = run_until_caught_up_within(&s.pipeline, Duration::from_secs(45));
+    assert!(summary.contains(&format!("{n} events (0 rejected)")), "summary: {summary}");
+    let counts = BTreeMap::from([(0, n as i64)]);
+    assert_tiles(&published_ranges(&s.table_path).await, &counts);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     let n = 300_000;

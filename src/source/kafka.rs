@@ -609,26 +609,34 @@ impl Source for KafkaSource {
     }
 
     /// Caught up once the consumer's position reaches the end the partition had when assigned
-    /// (looked up again if that lookup failed then).
+    /// (looked up again if that lookup failed then). A partition read from the earliest offset
+    /// that has delivered nothing and has no commit has no position yet: its earliest offset
+    /// stands for it, so an empty partition (earliest = end) is caught up at once instead of
+    /// holding `--until-caught-up` open for ever.
     fn caught_up(&mut self, stream: &StreamId, next: Option<i64>) -> bool {
-        let (origin, mut end) = self.bounds(stream);
-        let mut low = None;
-        if end == i64::MAX {
-            if let Ok((l, high)) =
-                self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(5))
-            {
-                end = high;
-                low = Some(l);
-                self.consumer.context().bounds.lock().expect("bounds lock").insert(stream.clone(), (origin, high));
-            }
-        }
+        let (origin, end) = self.bounds(stream);
         let position = self
             .consumer
             .position()
             .ok()
             .and_then(|p| p.find_partition(&stream.name, stream.partition).and_then(|e| e.offset().to_raw()))
             .filter(|o| *o >= 0);
-        position.or(next).or(low).is_some_and(|p| p >= end)
+        if let Some(at) = position.or(next) {
+            if end != i64::MAX {
+                return at >= end;
+            }
+        }
+        let Ok((low, high)) = self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(5))
+        else {
+            return false;
+        };
+        let end = if end == i64::MAX {
+            self.consumer.context().bounds.lock().expect("bounds lock").insert(stream.clone(), (origin, high));
+            high
+        } else {
+            end
+        };
+        position.or(next).unwrap_or(low) >= end
     }
 
     /// The broker answers with metadata for every topic (no group is joined).

@@ -11,7 +11,7 @@ pub use turn::*;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const KAFKA: &str = "127.0.0.1:9092";
 pub const AMQP_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -770,6 +770,39 @@ pub fn run_until_caught_up(pipeline: &std::path::Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Like [`run_until_caught_up`], but fails the test if the run has not ended within `limit`
+/// (the run is killed): for tests whose point is that the run ends.
+pub fn run_until_caught_up_within(pipeline: &std::path::Path, limit: Duration) -> String {
+    let mut child = landfall()
+        .arg("run")
+        .arg("--until-caught-up")
+        .arg(pipeline)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start landfall");
+    let deadline = Instant::now() + limit;
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ended = !matches!(child.try_wait(), Ok(None));
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("collect landfall's output");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        ended,
+        "landfall run --until-caught-up had not ended after {limit:?} (killed):\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        out.status.success(),
+        "landfall run --until-caught-up failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    stdout.into_owned()
 }
 
 /// The daemon (`landfall run PIPELINE`) in the background, logging to `log` (appended).
