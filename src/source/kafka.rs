@@ -70,6 +70,18 @@ impl Pending {
     }
 }
 
+/// What an assigned partition's consumption is measured against.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// `start: latest` before the first commit: the end pinned at the first assignment.
+    origin: Option<i64>,
+    /// The end seen at assignment (`i64::MAX`: unknown), where `--until-caught-up` stops.
+    end: i64,
+    /// The offset consumption was sought to at assignment (the earliest offset when nothing
+    /// is committed), the position until the consumer reports one.
+    first: Option<i64>,
+}
+
 /// The consumer context: logs through tracing, recovers positions on assignment.
 pub struct LandfallContext {
     pipeline: String,
@@ -82,7 +94,7 @@ pub struct LandfallContext {
     has_events: AtomicBool,
     /// Per assigned partition: the pinned origin and the end seen at assignment (the driver
     /// gets both again after a rewind; `--until-caught-up` stops at that end).
-    bounds: Mutex<HashMap<StreamId, (Option<i64>, i64)>>,
+    bounds: Mutex<HashMap<StreamId, Bounds>>,
     /// The last client error logged, to log each state change once.
     last_error: Mutex<Option<String>>,
     /// Set while errors are being reported; cleared (with a log line) when a message arrives.
@@ -312,8 +324,9 @@ impl KafkaSource {
         std::mem::take(&mut *ctx.events.lock().expect("events lock"))
     }
 
-    fn bounds(&self, stream: &StreamId) -> (Option<i64>, i64) {
-        self.consumer.context().bounds.lock().expect("bounds lock").get(stream).copied().unwrap_or((None, i64::MAX))
+    fn bounds(&self, stream: &StreamId) -> Bounds {
+        let known = self.consumer.context().bounds.lock().expect("bounds lock").get(stream).copied();
+        known.unwrap_or(Bounds { origin: None, end: i64::MAX, first: None })
     }
 
     /// One recovery attempt for each queued partition that is due; the recovered ones are
@@ -327,11 +340,15 @@ impl KafkaSource {
         for (stream, origin) in due {
             let recovery = self.consumer.context().recovery.clone();
             let outcome = recovery.attempt(&stream).and_then(|r| self.place(&stream, r, origin));
+            let outcome = outcome.map(|(assignment, first)| {
+                let bounds = Bounds { origin: assignment.origin, end: assignment.end, first: Some(first) };
+                (assignment, bounds)
+            });
             let ctx = self.consumer.context();
             let mut pending = ctx.pending.lock().expect("pending lock");
             let Some(entry) = pending.get_mut(&stream) else { continue };
             match outcome {
-                Ok(assignment) => {
+                Ok((assignment, bounds)) => {
                     if entry.failures > 0 {
                         tracing::info!(pipeline = %ctx.pipeline, %stream, failures = entry.failures, "partition recovered after failed attempts");
                     }
@@ -339,7 +356,7 @@ impl KafkaSource {
                     drop(pending);
                     set_paused(&self.consumer, &stream, false);
                     tracing::info!(pipeline = %ctx.pipeline, stream = %assignment.stream, resume_offset = ?assignment.resume, origin = ?assignment.origin, end_offset = assignment.end, "partition ready");
-                    ctx.bounds.lock().expect("bounds lock").insert(stream, (assignment.origin, assignment.end));
+                    ctx.bounds.lock().expect("bounds lock").insert(stream, bounds);
                     on(Polled::Event(SourceEvent::Assigned(assignment)));
                 }
                 Err(RecoveryError::Stopping) => {}
@@ -372,7 +389,7 @@ impl KafkaSource {
         stream: &StreamId,
         recovered: Recovered,
         origin: Option<i64>,
-    ) -> Result<Assignment, RecoveryError> {
+    ) -> Result<(Assignment, i64), RecoveryError> {
         let (low, high) =
             self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(10)).map_err(|e| {
                 RecoveryError::Transient(format!("cannot read the offsets of {stream} from the broker: {e}"))
@@ -396,7 +413,11 @@ impl KafkaSource {
         self.consumer
             .seek(&stream.name, stream.partition, to, Duration::from_secs(10))
             .map_err(|e| RecoveryError::Transient(format!("cannot seek {stream} to its resume offset: {e}")))?;
-        Ok(Assignment { stream: stream.clone(), resume, origin, end: high, recent_ids: Vec::new() })
+        let first = match to {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        Ok((Assignment { stream: stream.clone(), resume, origin, end: high, recent_ids: Vec::new() }, first))
     }
 
     /// A committed position past the partition's end: stop (`on_position_lost: fail`), or
@@ -446,7 +467,7 @@ impl KafkaSource {
             }
             let ctx = self.consumer.context();
             tracing::warn!(pipeline = %ctx.pipeline, %stream, position, earliest = low, latest = high, "the partition's position left its log while consuming; recovering it again");
-            let origin = ctx.bounds.lock().expect("bounds lock").get(&stream).and_then(|b| b.0);
+            let origin = ctx.bounds.lock().expect("bounds lock").get(&stream).and_then(|b| b.origin);
             ctx.pending.lock().expect("pending lock").insert(stream.clone(), Pending::new(now, origin));
             set_paused(&self.consumer, &stream, true);
             self.mirror.remove(&stream);
@@ -592,8 +613,7 @@ impl Source for KafkaSource {
     fn rewind(&mut self, stream: &StreamId, delay: Duration) -> Result<Rewound, SourceError> {
         self.mirror.remove(stream);
         self.set_paused(stream, true);
-        let (origin, _) = self.bounds(stream);
-        let pending = Pending::new(Instant::now() + delay, origin);
+        let pending = Pending::new(Instant::now() + delay, self.bounds(stream).origin);
         self.consumer.context().pending.lock().expect("pending lock").insert(stream.clone(), pending);
         Ok(Rewound::Later)
     }
@@ -609,34 +629,29 @@ impl Source for KafkaSource {
     }
 
     /// Caught up once the consumer's position reaches the end the partition had when assigned
-    /// (looked up again if that lookup failed then). A partition read from the earliest offset
-    /// that has delivered nothing and has no commit has no position yet: its earliest offset
-    /// stands for it, so an empty partition (earliest = end) is caught up at once instead of
-    /// holding `--until-caught-up` open for ever.
+    /// (looked up again if that lookup failed then). Before anything is delivered or committed
+    /// the consumer has no position: the offset it was sought to stands for it, so an empty
+    /// partition (earliest = end) is caught up at once instead of holding `--until-caught-up`
+    /// open for ever. No broker call unless the end is unknown: this runs on the consumer
+    /// thread, and a request queues behind the connection's long-polling fetch.
     fn caught_up(&mut self, stream: &StreamId, next: Option<i64>) -> bool {
-        let (origin, end) = self.bounds(stream);
+        let Bounds { origin, mut end, mut first } = self.bounds(stream);
+        if end == i64::MAX {
+            if let Ok((low, high)) =
+                self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(5))
+            {
+                (end, first) = (high, first.or(Some(low)));
+                let bounds = Bounds { origin, end, first };
+                self.consumer.context().bounds.lock().expect("bounds lock").insert(stream.clone(), bounds);
+            }
+        }
         let position = self
             .consumer
             .position()
             .ok()
             .and_then(|p| p.find_partition(&stream.name, stream.partition).and_then(|e| e.offset().to_raw()))
             .filter(|o| *o >= 0);
-        if let Some(at) = position.or(next) {
-            if end != i64::MAX {
-                return at >= end;
-            }
-        }
-        let Ok((low, high)) = self.consumer.fetch_watermarks(&stream.name, stream.partition, Duration::from_secs(5))
-        else {
-            return false;
-        };
-        let end = if end == i64::MAX {
-            self.consumer.context().bounds.lock().expect("bounds lock").insert(stream.clone(), (origin, high));
-            high
-        } else {
-            end
-        };
-        position.or(next).unwrap_or(low) >= end
+        position.or(next).or(first).is_some_and(|p| p >= end)
     }
 
     /// The broker answers with metadata for every topic (no group is joined).

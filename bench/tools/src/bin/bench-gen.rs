@@ -95,9 +95,15 @@ fn produce_kafka(args: &Args, topic: &str) -> Result<(u64, f64)> {
     let t0 = Instant::now();
     let mut gen = EventGen::new(args.seed, args.events, args.shard);
     let mut bytes = 0u64;
+    // Round-robin over the partitions: the producer's sticky default puts a whole 1 MB batch
+    // in one partition, so a short run left partitions empty or nearly (20,000 events all in
+    // partition 0 of 4), which measured one partition's commit pipeline, not the topic's.
+    let mut n: i64 = 0;
     while let Some((_, json)) = gen.next_event() {
         bytes += json.len() as u64;
-        let mut record: BaseRecord<'_, (), str> = BaseRecord::to(topic).payload(json);
+        let partition = (n % i64::from(args.partitions)) as i32;
+        n += 1;
+        let mut record: BaseRecord<'_, (), str> = BaseRecord::to(topic).payload(json).partition(partition);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
