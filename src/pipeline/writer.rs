@@ -113,6 +113,68 @@ struct PartitionFiles {
     files: HashMap<String, OpenFile>,
 }
 
+/// Commits of one partition running at once: one being recorded, one closing its files.
+const COMMITS_PER_PARTITION: usize = 2;
+
+/// Messages waiting in the backlog, at most: past it the writer takes nothing new from the
+/// consumer until commit slots free up. Rows there also hold their hand-off room, which
+/// bounds their bytes.
+const BACKLOG_LIMIT: usize = 1024;
+
+/// The writer's state across messages.
+#[derive(Default)]
+struct State {
+    parts: HashMap<StreamId, PartitionFiles>,
+    /// Per partition, the newest epoch that failed: its late appends and commits are void
+    /// (the consumer rewinds to a newer epoch, so a failed range can never be committed).
+    dead: HashMap<StreamId, u64>,
+    backlog: Backlog,
+}
+
+/// Per partition, the messages behind a commit that found both of its partition's commit
+/// slots taken, in arrival order: they wait there, not in the channel, so the partitions
+/// behind them in the channel go on (one partition's slow commits used to hold every other
+/// partition's commits and rows back).
+#[derive(Default)]
+struct Backlog {
+    queues: HashMap<StreamId, std::collections::VecDeque<WriterMsg>>,
+    len: usize,
+}
+
+impl Backlog {
+    fn holds(&self, stream: &StreamId) -> bool {
+        self.queues.contains_key(stream)
+    }
+
+    fn push_back(&mut self, msg: WriterMsg) {
+        self.queues.entry(msg.stream().clone()).or_default().push_back(msg);
+        self.len += 1;
+    }
+
+    fn push_front(&mut self, msg: WriterMsg) {
+        self.queues.entry(msg.stream().clone()).or_default().push_front(msg);
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self, stream: &StreamId) -> Option<WriterMsg> {
+        let queue = self.queues.get_mut(stream)?;
+        let msg = queue.pop_front();
+        if queue.is_empty() {
+            self.queues.remove(stream);
+        }
+        self.len -= usize::from(msg.is_some());
+        msg
+    }
+}
+
+impl WriterMsg {
+    fn stream(&self) -> &StreamId {
+        match self {
+            WriterMsg::Append { stream, .. } | WriterMsg::Commit { stream, .. } | WriterMsg::Drop { stream } => stream,
+        }
+    }
+}
+
 pub struct Writer {
     pub store: Arc<dyn FileStore>,
     pub table_root: String,
@@ -129,7 +191,7 @@ pub struct Writer {
     /// partition waits for it and takes over its commit log. Each answers (its epoch, its log
     /// if it succeeded, whether it failed).
     pub pending: HashMap<StreamId, PendingCommit>,
-    /// Per partition, the commits allowed to run at once (two: one recording, one closing).
+    /// Per partition, the commits allowed to run at once ([`COMMITS_PER_PARTITION`]).
     pub slots: HashMap<StreamId, Arc<tokio::sync::Semaphore>>,
     /// Where commit durations and the writer's buffers are reported.
     pub watch: Arc<PipelineWatch>,
@@ -201,20 +263,20 @@ struct Committer {
 
 impl Writer {
     pub async fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
-        let mut parts: HashMap<StreamId, PartitionFiles> = HashMap::new();
-        // Per partition, the newest epoch that failed: its late appends and commits are void
-        // (the consumer rewinds to a newer epoch, so a failed range can never be committed).
-        let mut dead: HashMap<StreamId, u64> = HashMap::new();
-        let is_dead = |dead: &HashMap<StreamId, u64>, stream: &StreamId, epoch: u64| {
-            dead.get(stream).is_some_and(|d| epoch <= *d)
-        };
+        let mut state = State::default();
+        // Commit tasks say when they give a partition's commit slot back.
+        let (freed_tx, mut freed_rx) = mpsc::unbounded_channel::<StreamId>();
         // Staged files of crashed or fenced runs are removed once older than the grace period,
         // at start-up (by the consumer) and every ten minutes while running.
         let mut cleanup = tokio::time::interval(std::time::Duration::from_secs(600));
         cleanup.tick().await;
         loop {
             let msg = tokio::select! {
-                msg = rx.recv() => msg,
+                Some(stream) = freed_rx.recv() => {
+                    self.drain(&mut state, &stream, &freed_tx).await;
+                    continue;
+                }
+                msg = rx.recv(), if state.backlog.len < BACKLOG_LIMIT => msg,
                 _ = cleanup.tick() => {
                     let (store, root, grace) = (self.store.clone(), self.table_root.clone(), self.run.config.grace);
                     tokio::spawn(async move {
@@ -226,90 +288,147 @@ impl Writer {
                 }
             };
             let Some(msg) = msg else { break };
-            match msg {
-                WriterMsg::Append { stream, epoch, dir, batch, room } => {
-                    if is_dead(&dead, &stream, epoch) {
-                        continue;
-                    }
-                    let state =
-                        parts.entry(stream.clone()).or_insert_with(|| PartitionFiles { epoch, files: HashMap::new() });
-                    if state.epoch != epoch {
-                        // A newer epoch: whatever the old one staged will never be committed.
-                        self.discard(std::mem::take(&mut state.files));
-                        state.epoch = epoch;
-                    }
-                    if let Err(e) = self.append(state, &stream, &dir, &batch).await {
-                        self.void(&mut parts, &mut dead, stream, epoch, e.rewinds(), e.to_string());
-                    }
-                    self.enforce_budget(&mut parts, &mut dead).await;
-                    drop(room); // the rows are in the writer's budget now
-                }
-                WriterMsg::Commit { stream, epoch, start, end, ids, rejected, event_max, trigger } => {
-                    // Every commit gets an answer: the consumer counts commits in flight.
-                    let taken = parts.remove(&stream);
-                    let live = taken.as_ref().is_some_and(|s| s.epoch == epoch) && !is_dead(&dead, &stream, epoch);
-                    let files = taken.map(|s| s.files).unwrap_or_default();
-                    if !live {
-                        self.discard(files);
-                        let reason = "the range was voided by an earlier failure".to_string();
-                        let _ = self.feedback.send(Feedback::Rewind {
-                            stream,
-                            epoch,
-                            reason,
-                            answers_commit: true,
-                            superseded: false,
-                        });
-                        continue;
-                    }
-                    // Partitions commit concurrently. Within a partition, a commit closes its
-                    // files (each close waits on HDFS) while the previous commit is still
-                    // being recorded, then waits for it: the log records them in order.
-                    // At most two commits per partition at once: a slow store then fills the
-                    // channel and holds the consumer back, instead of queueing commits (and
-                    // staged files aging toward the grace period) without bound.
-                    let slots = self
-                        .slots
-                        .entry(stream.clone())
-                        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(2)))
-                        .clone();
-                    let Ok(slot) = slots.acquire_owned().await else { continue };
-                    let previous = self.pending.remove(&stream);
-                    let committer = self.committer();
-                    let feedback = self.feedback.clone();
-                    let task_stream = stream.clone();
-                    let duration = self.watch.metrics.commit_duration.clone();
-                    let handle = tokio::spawn(async move {
-                        let started = std::time::Instant::now();
-                        let (log, mut fb) = committer
-                            .commit(previous, &task_stream, epoch, Cut { start, end, ids, event_max, trigger }, files)
-                            .await;
-                        duration.observe(started.elapsed().as_secs_f64());
-                        if let Feedback::Committed { rejected: reasons, .. } = &mut fb {
-                            *reasons = rejected;
-                        }
-                        drop(slot);
-                        let failed = !matches!(fb, Feedback::Committed { .. });
-                        let _ = feedback.send(fb);
-                        (epoch, log, failed)
-                    });
-                    self.pending.insert(stream, handle);
-                    self.report_buffers(&parts);
-                }
-                WriterMsg::Drop { stream } => {
-                    if let Some(state) = parts.remove(&stream) {
-                        dead.insert(stream, state.epoch);
-                        self.discard(state.files);
-                    }
-                    self.report_buffers(&parts);
-                }
+            if state.backlog.holds(msg.stream()) {
+                state.backlog.push_back(msg);
+            } else if let Some(waiting) = self.handle(&mut state, msg, &freed_tx).await {
+                state.backlog.push_back(waiting);
             }
         }
-        for (_, state) in parts {
-            self.discard(state.files);
+        // The consumer is gone: what waits for a commit slot still goes, in order.
+        while state.backlog.len > 0 {
+            let Some(stream) = freed_rx.recv().await else { break };
+            self.drain(&mut state, &stream, &freed_tx).await;
+        }
+        for (_, files) in state.parts {
+            self.discard(files.files);
         }
         for (_, handle) in self.pending.drain() {
             let _ = handle.await;
         }
+    }
+
+    /// Handles the messages of `stream` that waited for one of its commit slots, until the
+    /// next commit finds none free.
+    async fn drain(&mut self, state: &mut State, stream: &StreamId, freed: &mpsc::UnboundedSender<StreamId>) {
+        while let Some(msg) = state.backlog.pop_front(stream) {
+            if let Some(waiting) = self.handle(state, msg, freed).await {
+                state.backlog.push_front(waiting);
+                return;
+            }
+        }
+    }
+
+    /// Handles one message; gives a commit back when its partition has no commit slot free
+    /// (it and the partition's later messages then wait in the backlog).
+    async fn handle(
+        &mut self,
+        state: &mut State,
+        msg: WriterMsg,
+        freed: &mpsc::UnboundedSender<StreamId>,
+    ) -> Option<WriterMsg> {
+        let State { parts, dead, .. } = state;
+        let is_dead = |dead: &HashMap<StreamId, u64>, stream: &StreamId, epoch: u64| {
+            dead.get(stream).is_some_and(|d| epoch <= *d)
+        };
+        match msg {
+            WriterMsg::Append { stream, epoch, dir, batch, room } => {
+                if is_dead(dead, &stream, epoch) {
+                    return None;
+                }
+                let files =
+                    parts.entry(stream.clone()).or_insert_with(|| PartitionFiles { epoch, files: HashMap::new() });
+                if files.epoch != epoch {
+                    // A newer epoch: whatever the old one staged will never be committed.
+                    self.discard(std::mem::take(&mut files.files));
+                    files.epoch = epoch;
+                }
+                if let Err(e) = self.append(files, &stream, &dir, &batch).await {
+                    self.void(parts, dead, stream, epoch, e.rewinds(), e.to_string());
+                }
+                self.enforce_budget(parts, dead).await;
+                drop(room); // the rows are in the writer's budget now
+            }
+            WriterMsg::Commit { stream, epoch, start, end, ids, rejected, event_max, trigger } => {
+                let live = parts.get(&stream).is_some_and(|s| s.epoch == epoch) && !is_dead(dead, &stream, epoch);
+                // Partitions commit concurrently. Within a partition, a commit closes its
+                // files (each close waits on HDFS) while the previous commit is still being
+                // recorded, then waits for it: the log records them in order. At most two
+                // commits per partition run at once; a third waits in the backlog with the
+                // partition's later messages while other partitions go on, and rows waiting
+                // there keep their room in the hand-off, so a slow store still holds the
+                // consumer back instead of queueing commits (and staged files aging toward
+                // the grace period) without bound.
+                let slot = if live {
+                    let slots = self
+                        .slots
+                        .entry(stream.clone())
+                        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(COMMITS_PER_PARTITION)))
+                        .clone();
+                    match slots.try_acquire_owned() {
+                        Ok(slot) => Some(slot),
+                        Err(_) => {
+                            return Some(WriterMsg::Commit {
+                                stream,
+                                epoch,
+                                start,
+                                end,
+                                ids,
+                                rejected,
+                                event_max,
+                                trigger,
+                            })
+                        }
+                    }
+                } else {
+                    None
+                };
+                // Every commit gets an answer: the consumer counts commits in flight.
+                let files = parts.remove(&stream).map(|s| s.files).unwrap_or_default();
+                let Some(slot) = slot else {
+                    self.discard(files);
+                    let reason = "the range was voided by an earlier failure".to_string();
+                    let _ = self.feedback.send(Feedback::Rewind {
+                        stream,
+                        epoch,
+                        reason,
+                        answers_commit: true,
+                        superseded: false,
+                    });
+                    return None;
+                };
+                let previous = self.pending.remove(&stream);
+                let committer = self.committer();
+                let feedback = self.feedback.clone();
+                let freed = freed.clone();
+                let task_stream = stream.clone();
+                let duration = self.watch.metrics.commit_duration.clone();
+                let handle = tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let (log, mut fb) = committer
+                        .commit(previous, &task_stream, epoch, Cut { start, end, ids, event_max, trigger }, files)
+                        .await;
+                    duration.observe(started.elapsed().as_secs_f64());
+                    if let Feedback::Committed { rejected: reasons, .. } = &mut fb {
+                        *reasons = rejected;
+                    }
+                    drop(slot);
+                    let _ = freed.send(task_stream);
+                    let failed = !matches!(fb, Feedback::Committed { .. });
+                    let _ = feedback.send(fb);
+                    (epoch, log, failed)
+                });
+                self.pending.insert(stream, handle);
+                self.report_buffers(parts);
+            }
+            WriterMsg::Drop { stream } => {
+                if let Some(files) = parts.remove(&stream) {
+                    dead.insert(stream, files.epoch);
+                    self.discard(files.files);
+                }
+                self.report_buffers(parts);
+            }
+        }
+        None
     }
 
     fn committer(&self) -> Committer {
@@ -632,3 +751,7 @@ fn is_fatal(e: &CommitError) -> bool {
     matches!(e, CommitError::Store(s) if !s.is_transient() && !s.needs_person() && !matches!(s, StoreError::NotFound { .. } | StoreError::AlreadyExists { .. }))
         || matches!(e, CommitError::Invalid(_) | CommitError::Lost { .. } | CommitError::Conflict { .. })
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

@@ -59,6 +59,8 @@ struct Inner {
     modes: BTreeMap<String, u32>,
     armed: Vec<Armed>,
     calls: Vec<(Verb, String)>,
+    /// Closes of paths containing the filter wait until its sender says true.
+    held_closes: Vec<(String, tokio::sync::watch::Receiver<bool>)>,
 }
 
 /// The fake store; clones share the same contents.
@@ -139,6 +141,15 @@ impl MemStore {
         self.lock().armed.push(Armed { verb, filter: Some(filter.to_string()), remaining: n, fault });
     }
 
+    /// Makes every close of a path containing `filter` wait until `true` is sent on the
+    /// returned sender (or it is dropped): a store call that hangs, for tests of what goes on
+    /// meanwhile.
+    pub(crate) fn hold_closes(&self, filter: &str) -> tokio::sync::watch::Sender<bool> {
+        let (release, held) = tokio::sync::watch::channel(false);
+        self.lock().held_closes.push((filter.to_string(), held));
+        release
+    }
+
     /// Faults armed but not fired yet (a test asserting its fault was hit checks this is 0).
     pub(crate) fn armed(&self) -> usize {
         self.lock().armed.len()
@@ -216,6 +227,13 @@ impl StoreWriter for MemWriter {
     }
 
     async fn close(self: Box<Self>) -> Result<(), StoreError> {
+        let held: Vec<_> = {
+            let inner = self.store.lock();
+            inner.held_closes.iter().filter(|(f, _)| self.path.contains(f.as_str())).map(|(_, rx)| rx.clone()).collect()
+        };
+        for mut rx in held {
+            let _ = rx.wait_for(|released| *released).await;
+        }
         let mut inner = self.store.lock();
         let fault = inner.hit(Verb::Close, &[&self.path]);
         if let Some(f @ (Fault::Transient | Fault::Fatal)) = fault {
