@@ -18,6 +18,8 @@ const N: u64 = 4_000;
 const HOURS: [u32; 4] = [14, 15, 16, 17];
 
 struct Table {
+    /// Events produced.
+    events: u64,
     db: String,
     topic: String,
     path: String,
@@ -30,10 +32,17 @@ struct Table {
 /// enough for the Spark loop to start before any compaction), and compacts hours holding 10
 /// files or more, deleting the compacted files `grace` after the switch (default: an hour).
 async fn table(name: &str, idle: &str, grace: Option<&str>) -> Table {
+    table_of(name, idle, grace, 0..N, N).await
+}
+
+/// Like [`table`], with the events `which` of [`event`]`(i, spread)` (`spread` events would
+/// cover 14:00–17:29).
+async fn table_of(name: &str, idle: &str, grace: Option<&str>, which: impl Iterator<Item = u64>, spread: u64) -> Table {
     let topic = unique(name);
     create_topic(&topic, PARTITIONS).await;
     let msgs: Vec<(i32, Vec<u8>)> =
-        (0..N).map(|i| ((i % PARTITIONS as u64) as i32, event(i, N).into_bytes())).collect();
+        which.map(|i| ((i % PARTITIONS as u64) as i32, event(i, spread).into_bytes())).collect();
+    let events = msgs.len() as u64;
     produce(&topic, msgs).await;
     let db = unique("lf_compact").replace('-', "_");
     let path = format!("/landing-test/{topic}");
@@ -49,7 +58,7 @@ async fn table(name: &str, idle: &str, grace: Option<&str>) -> Table {
         None => yaml.compaction(10),
     };
     let (_dir, pipeline) = yaml.file();
-    Table { db, topic, path, pipeline, _dir }
+    Table { db, topic, path, pipeline, events, _dir }
 }
 
 impl Table {
@@ -105,8 +114,8 @@ impl Table {
         let out = run_spark("metastore_table.py", &[&format!("{}.clicks", self.db)]);
         let line = out.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap_or_else(|| panic!("no RESULT:\n{out}"));
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(v["count"], N, "every event through the metastore: {v}");
-        assert_eq!(v["distinct_ids"], N, "each once: {v}");
+        assert_eq!(v["count"], self.events, "every event through the metastore: {v}");
+        assert_eq!(v["distinct_ids"], self.events, "each once: {v}");
         serde_json::from_value(v["partitions"].clone()).unwrap()
     }
 }
@@ -152,6 +161,31 @@ async fn small_files_of_complete_hours_become_one_file_each_while_spark_reads_by
         (Some(HOURS.len() as u64), Some(small_files as u64), true),
         "/api/status: {compaction}"
     );
+    // The status page shows the same in its compaction box.
+    if let Some(browser) = chromium() {
+        let work = tempfile::tempdir().unwrap();
+        let dom = chromium_run(browser, work.path(), &format!("http://{addr}/"), &["--dump-dom"]);
+        let shown = element(&dom, "dl", "class=\"completion compaction\"")
+            .unwrap_or_else(|| panic!("no dl.compaction (the compaction box) in the status page:\n{dom}"));
+        let thousands = |n: usize| {
+            let digits = n.to_string();
+            let mut out = String::new();
+            for (i, d) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i) % 3 == 0 {
+                    out.push(',');
+                }
+                out.push(d);
+            }
+            out
+        };
+        for fact in [
+            format!("data-field=\"partitions\" data-count=\"{0}\">{0}<", HOURS.len()),
+            format!("data-field=\"files\">{} → {}<", thousands(small_files), HOURS.len()),
+            "data-field=\"failing\" data-count=\"0\"><span class=\"none\">nothing</span>".to_string(),
+        ] {
+            assert!(shown.contains(&fact), "the compaction box does not show `{fact}`:\n{shown}");
+        }
+    }
     signal(&daemon, SIGTERM);
     assert!(daemon.wait().unwrap().success());
 
@@ -239,4 +273,43 @@ async fn a_daemon_killed_at_each_compaction_step_leaves_a_table_the_next_run_fin
     signal(&daemon, SIGTERM);
     assert!(daemon.wait().unwrap().success());
     t.assert_exact();
+}
+
+/// Two hundred small files of one completed hour become at most two: 10,000 events of hour 14
+/// in 50-row files, and ten at 17:14 that move the watermark (10 minutes of lateness) past the
+/// hour's end.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_small_files_of_an_hour_become_at_most_two() {
+    let _kafka = require_kafka();
+    let _hdfs = require_hdfs();
+    let _hms = require_hive_metastore();
+    // event(i, 40_000) is in hour 14 for i < 11,428 and at 17:14 for i near 37,000.
+    let which = (0..10_000).chain(37_000..37_010);
+    let t = table_of("compact-200", "10m", None, which, 40_000).await;
+    let log = std::env::temp_dir().join(format!("{}.log", t.topic));
+    let started = Instant::now();
+    let mut daemon = spawn_daemon(&t.pipeline, &log);
+    let addr = http_addr(&log);
+    wait_for_metric(addr, "landfall_events_landed_total", &t.pipeline_name(), t.events as f64, &log);
+    let landed_in = started.elapsed();
+    let hour = format!("{}/dt=2026-11-25/hour=14", t.path);
+    let small = t.data_files(&hour).await;
+    assert!(small >= 200, "10,000 events in 50-row files: hour 14 holds {small} files");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let location = loop {
+        match t.locations().await.remove(&14) {
+            Some(l) if l.contains("/_landfall/generations/") => break l,
+            other => assert!(Instant::now() < deadline, "hour 14 was not compacted within 120 s: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let files = t.data_files(&location).await;
+    assert!((1..=2).contains(&files), "hour 14's {small} small files became {files} at {location}");
+    eprintln!("hour 14: {small} files landed in {landed_in:?}, compacted into {files} at {location}");
+    signal(&daemon, SIGTERM);
+    assert!(daemon.wait().unwrap().success());
+
+    let by_hour = t.assert_exact();
+    assert_eq!(by_hour.get("dt=2026-11-25/hour=14"), Some(&10_000), "hour 14 by name: {by_hour:?}");
 }

@@ -10,14 +10,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use landfall::observe::status::{CompletionStatus, DaemonStatus, PipelineStatus};
-
-/// Debian's package puts the browser here.
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Events produced: enough for a visible rate, few enough to land in seconds.
 const EVENTS: u64 = 3_000;
@@ -28,19 +25,6 @@ const EVENTS: u64 = 3_000;
 const WATERMARK: &str = "2026-11-25T17:19:51Z";
 /// Every hour ending at or before the watermark: 14:00 to 17:00.
 const COMPLETED_UNTIL: &str = "2026-11-25T17:00:00Z";
-
-/// The browser, or `None` outside CI when it is not installed. In CI (`CI` set) a missing
-/// browser fails the test: the page would otherwise go untested without anyone noticing.
-fn chromium() -> Option<&'static Path> {
-    let path = Path::new(CHROMIUM);
-    if path.exists() {
-        return Some(path);
-    }
-    let fix = "install it with `apt-get install -y --no-install-recommends chromium` (./bootstrap.sh does)";
-    assert!(std::env::var_os("CI").is_none(), "{CHROMIUM} is missing, so the status page cannot be tested: {fix}");
-    eprintln!("SKIPPED: {CHROMIUM} is missing ({fix}); under CI=true this fails");
-    None
-}
 
 /// The daemon under test, stopped with SIGTERM by [`Daemon::stop`] or killed if the test
 /// fails before (so no daemon outlives a failed test).
@@ -87,20 +71,6 @@ impl Drop for Daemon {
     }
 }
 
-/// `Some(status)` once the child exited, `None` (after killing it) if it outlived `limit`.
-fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
 /// `/api/status` as the page reads it.
 fn status(addr: SocketAddr) -> DaemonStatus {
     let (code, body) = http_get(addr, "/api/status");
@@ -142,37 +112,6 @@ fn wait_completion(addr: SocketAddr, pipeline: &str, want: &CompletionStatus) {
 fn readable_utc(at: &str) -> String {
     let t = chrono::DateTime::parse_from_rfc3339(at).unwrap_or_else(|e| panic!("{at} is not RFC 3339: {e}"));
     t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-/// Runs headless Chromium on `url` with `args`, giving the page 5 s of (virtual) time, so its
-/// first fetches and refreshes happen before the DOM is dumped or the screenshot taken.
-/// Returns what it printed. Output goes through files in `work`: the browser's stderr is
-/// chatty (D-Bus complaints in a container), and a full pipe would block it.
-fn chromium_run(browser: &Path, work: &Path, url: &str, args: &[&str]) -> String {
-    let (out, err) = (work.join("chromium.out"), work.join("chromium.err"));
-    let mut child = Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000"])
-        .arg(format!("--user-data-dir={}", work.join("chromium-profile").display()))
-        .args(args)
-        .arg(url)
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("start chromium");
-    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
-    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
-    let status = status.unwrap_or_else(|| panic!("chromium {args:?} {url} took over 60 s:\n{stderr}"));
-    assert!(status.success(), "chromium {args:?} {url} failed ({status}):\n{stderr}");
-    std::fs::read_to_string(&out).unwrap()
-}
-
-/// The element starting at the tag that contains `marker`, up to its closing `</tag>` (the
-/// page nests neither sections in sections nor svgs in svgs).
-fn element<'a>(dom: &'a str, tag: &str, marker: &str) -> Option<&'a str> {
-    let at = dom.find(marker)?;
-    let start = dom[..at].rfind(&format!("<{tag}"))?;
-    let end = start + dom[start..].find(&format!("</{tag}>"))?;
-    Some(&dom[start..end])
 }
 
 /// The points of the line drawn in an SVG: every `M`/`L` of its `<path class="line">`, or

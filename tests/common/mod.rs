@@ -2,8 +2,10 @@
 //! one is missing, unique names per test, and Spark through the lab's pyspark.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+mod browser;
 mod lab;
 mod turn;
+pub use browser::*;
 #[allow(unused_imports)] // not every test binary injects faults
 pub use lab::*;
 pub use turn::*;
