@@ -5,6 +5,7 @@
 mod browser;
 mod lab;
 mod turn;
+#[allow(unused_imports)] // only the status page's tests drive a browser
 pub use browser::*;
 #[allow(unused_imports)] // not every test binary injects faults
 pub use lab::*;
