@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::run::{tail, Run, Source};
+use crate::run::{check_markers, tail, MarkedHours, Run, Source};
 
 /// A fault class: its name and the run it makes for a seed.
 pub struct Class {
@@ -51,6 +51,11 @@ pub fn classes() -> Vec<Class> {
             "position-lost",
             "topic recreated shorter than the committed position (`on_position_lost: earliest`)",
             position_lost
+        ),
+        class!(
+            "completion-steps",
+            "partition completion on; daemon aborted at a seeded step of a completion pass, restarted",
+            completion_steps
         ),
         class!(alone "rabbitmq-restart", "RabbitMQ broker killed, started again", rabbitmq_restart),
         class!(
@@ -127,6 +132,41 @@ pub async fn sigterm(r: Run) -> Result<Run, String> {
         },
     )
     .await
+}
+
+/// The steps of a completion pass (src/completion/task.rs), each a crash point; the metastore
+/// step needs `sink.hive`, which the matrix's tables do not have.
+pub const COMPLETION_STEPS: [&str; 3] = ["before_decision", "after_decision", "after_markers"];
+
+/// Partition completion with 10 minutes of lateness: the events span 14:00–17:29, so once all
+/// landed hours 14–16 are complete and 17 is open (`idle_timeout: 2m` is longer than a run, so
+/// no partition's idleness completes it early). The daemon aborts at a seeded step of the
+/// first pass that decides, with half the events sent; the next run must finish the pass.
+/// A stop ends a pass without a last one (docs/design/partition-completion.md), so the run
+/// waits for the markers (a pass every 30 s) before the judge stops the daemon.
+pub async fn completion_steps(mut r: Run) -> Result<Run, String> {
+    r.topic(4, |p| p.completion("10m", "2m")).await;
+    r.markers = Some(MarkedHours { complete: vec![14, 15, 16], open: vec![17] });
+    let point = COMPLETION_STEPS[r.rng.between(0, COMPLETION_STEPS.len() as u64 - 1) as usize];
+    r.spawn(0, &[("LF_TEST_CRASH_POINT", point)]);
+    let n = r.messages.len();
+    r.send(0..n / 2).await;
+    r.aborted(0, Duration::from_secs(90)).await.map_err(|e| format!("{point}: {e}"))?;
+    r.spawn(0, &[]);
+    r.heal();
+    r.send(n / 2..n).await;
+    let complete = MarkedHours { complete: vec![14, 15, 16], open: Vec::new() };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let missing = check_markers(&r.table, &complete).await;
+        if missing.is_empty() {
+            return Ok(r);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{point}: markers still missing 120 s after the last event was sent: {missing:?}"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The commit steps of docs/exactly-once.md, each a crash point (src/crash.rs).

@@ -71,6 +71,15 @@ pub struct Run {
     pub takeovers: Vec<tokio::task::JoinHandle<Option<f64>>>,
     /// Set once [`Run::send_paced`] has sent its last slice.
     pub sent: Arc<AtomicBool>,
+    /// With `partition.completion`: the hours (of 2026-11-25) that must end with a `_SUCCESS`
+    /// marker, and those that must not.
+    pub markers: Option<MarkedHours>,
+}
+
+/// Hours that must be marked complete once every event landed, and hours still open.
+pub struct MarkedHours {
+    pub complete: Vec<u32>,
+    pub open: Vec<u32>,
 }
 
 impl Run {
@@ -106,6 +115,7 @@ impl Run {
             log_tail_lines: 60,
             takeovers: Vec::new(),
             sent: Arc::new(AtomicBool::new(false)),
+            markers: None,
         }
     }
 
@@ -387,6 +397,22 @@ impl Run {
         }
     }
 
+    /// The last `limit` lines containing `needle` of every daemon's log, in spawn order.
+    pub fn log_lines(&self, needle: &str, limit: usize) -> String {
+        let mut lines = Vec::new();
+        for n in 0..self.spawned {
+            let Ok(entries) = std::fs::read_dir(self.logs.path()) else { break };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(&format!("-{n}.log")) {
+                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    lines.extend(text.lines().filter(|l| l.contains(needle)).map(|l| format!("[{name}] {l}")));
+                }
+            }
+        }
+        lines[lines.len().saturating_sub(limit)..].join("\n")
+    }
+
     /// After the run: every event landed in time, every daemon is ready and stops cleanly,
     /// and the table holds each good event once and each refused message in the quarantine.
     pub async fn judge(&mut self, o: &mut Outcome) {
@@ -425,6 +451,13 @@ impl Run {
                 o.findings.push(format!("daemon {slot}: {e}"));
             }
         }
+        if let Some(hours) = &self.markers {
+            let wrong = check_markers(&self.table, hours).await;
+            if !wrong.is_empty() {
+                o.findings.extend(wrong);
+                o.findings.push(format!("the daemons' completion lines:\n{}", self.log_lines("complet", 30)));
+            }
+        }
         let read = read_table(&self.table).await;
         o.partial = read.unreadable.len() as u64;
         if !read.unreadable.is_empty() {
@@ -461,6 +494,23 @@ impl Drop for Run {
             let _ = i.child.wait();
         }
     }
+}
+
+/// What is wrong with the table's `_SUCCESS` markers: a complete hour without one, an open hour
+/// with one. Run after the daemons stopped (a stop makes one last completion pass).
+pub async fn check_markers(table: &str, hours: &MarkedHours) -> Vec<String> {
+    let client = hdfs_native::ClientBuilder::new().with_url(HDFS_URL).build().unwrap();
+    let mut findings = Vec::new();
+    let wanted = hours.complete.iter().map(|h| (h, true)).chain(hours.open.iter().map(|h| (h, false)));
+    for (hour, want) in wanted {
+        let marker = format!("{table}/dt=2026-11-25/hour={hour}/_SUCCESS");
+        let found = client.get_file_info(&marker).await.is_ok();
+        if found != want {
+            let state = if want { "complete, but has no _SUCCESS" } else { "open, but has a _SUCCESS" };
+            findings.push(format!("hour {hour} is {state} ({marker})"));
+        }
+    }
+    findings
 }
 
 /// The ranges of every published data and quarantine file of `table`, read from the names:
