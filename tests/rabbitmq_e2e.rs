@@ -549,27 +549,6 @@ async fn a_commit_adopted_by_another_instance_still_deduplicates_its_redeliverie
     assert_eq!(queue_ready(&s.queue).await, 0);
 }
 
-/// `landfall run --until-caught-up` with a time limit; the child is killed past it.
-fn backfill_within(pipeline: &std::path::Path, limit: Duration) -> std::process::Output {
-    let child = landfall()
-        .arg("run")
-        .arg("--until-caught-up")
-        .arg(pipeline)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start landfall");
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        // Harmless if it already exited (the pid is not reused within the test).
-        let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(watchdog);
-    out
-}
-
 /// A stream deleted and recreated under a committed log: consuming at the committed offset
 /// 1000 attached at the new stream's end, and every offset below 1000 would have been dropped
 /// as already landed. By default the pipeline stops, naming the committed position and the
@@ -587,7 +566,7 @@ async fn a_recreated_stream_is_not_skipped_silently() {
     declare_queue(&s.queue, "stream").await;
     publish_confirmed(&s.queue, messages(1000..1500, 1600)).await;
 
-    let out = backfill_within(&s.pipeline, Duration::from_secs(90));
+    let out = until_caught_up_within(&s.pipeline, Duration::from_secs(90)).0;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the run must fail, not report success:\n{}", String::from_utf8_lossy(&out.stdout));
     assert!(
@@ -603,7 +582,7 @@ async fn a_recreated_stream_is_not_skipped_silently() {
         .on_position_lost("earliest")
         .sink_hdfs(table_path)
         .file();
-    let out = backfill_within(&earliest, Duration::from_secs(90));
+    let out = until_caught_up_within(&earliest, Duration::from_secs(90)).0;
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.contains(": 500 events ("), "{stdout}\n{stderr}");
     assert!(stderr.contains("on_position_lost: earliest moved landing to offset 0"), "{stderr}");

@@ -775,9 +775,9 @@ pub fn run_until_caught_up(pipeline: &std::path::Path) -> String {
     stdout
 }
 
-/// Like [`run_until_caught_up`], but fails the test if the run has not ended within `limit`
-/// (the run is killed): for tests whose point is that the run ends.
-pub fn run_until_caught_up_within(pipeline: &std::path::Path, limit: Duration) -> String {
+/// `landfall run --until-caught-up PIPELINE`, killed if it has not ended within `limit`: its
+/// output, and whether it ended by itself.
+pub fn until_caught_up_within(pipeline: &std::path::Path, limit: Duration) -> (std::process::Output, bool) {
     let mut child = landfall()
         .arg("run")
         .arg("--until-caught-up")
@@ -794,7 +794,13 @@ pub fn run_until_caught_up_within(pipeline: &std::path::Path, limit: Duration) -
     if !ended {
         let _ = child.kill();
     }
-    let out = child.wait_with_output().expect("collect landfall's output");
+    (child.wait_with_output().expect("collect landfall's output"), ended)
+}
+
+/// Like [`run_until_caught_up`], but fails the test if the run has not ended within `limit`
+/// (the run is killed): for tests whose point is that the run ends.
+pub fn run_until_caught_up_within(pipeline: &std::path::Path, limit: Duration) -> String {
+    let (out, ended) = until_caught_up_within(pipeline, limit);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(
         ended,
