@@ -350,42 +350,9 @@ impl Writer {
             }
             WriterMsg::Commit { stream, epoch, start, end, ids, rejected, event_max, trigger } => {
                 let live = parts.get(&stream).is_some_and(|s| s.epoch == epoch) && !is_dead(dead, &stream, epoch);
-                // Partitions commit concurrently. Within a partition, a commit closes its
-                // files (each close waits on HDFS) while the previous commit is still being
-                // recorded, then waits for it: the log records them in order. At most two
-                // commits per partition run at once; a third waits in the backlog with the
-                // partition's later messages while other partitions go on, and rows waiting
-                // there keep their room in the hand-off, so a slow store still holds the
-                // consumer back instead of queueing commits (and staged files aging toward
-                // the grace period) without bound.
-                let slot = if live {
-                    let slots = self
-                        .slots
-                        .entry(stream.clone())
-                        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(COMMITS_PER_PARTITION)))
-                        .clone();
-                    match slots.try_acquire_owned() {
-                        Ok(slot) => Some(slot),
-                        Err(_) => {
-                            return Some(WriterMsg::Commit {
-                                stream,
-                                epoch,
-                                start,
-                                end,
-                                ids,
-                                rejected,
-                                event_max,
-                                trigger,
-                            })
-                        }
-                    }
-                } else {
-                    None
-                };
                 // Every commit gets an answer: the consumer counts commits in flight.
-                let files = parts.remove(&stream).map(|s| s.files).unwrap_or_default();
-                let Some(slot) = slot else {
-                    self.discard(files);
+                if !live {
+                    self.discard(parts.remove(&stream).map(|s| s.files).unwrap_or_default());
                     let reason = "the range was voided by an earlier failure".to_string();
                     let _ = self.feedback.send(Feedback::Rewind {
                         stream,
@@ -395,7 +362,24 @@ impl Writer {
                         superseded: false,
                     });
                     return None;
+                }
+                // Partitions commit concurrently. Within a partition, a commit closes its
+                // files (each close waits on HDFS) while the previous commit is still being
+                // recorded, then waits for it: the log records them in order. At most two
+                // commits per partition run at once; a third waits in the backlog with the
+                // partition's later messages while other partitions go on, and rows waiting
+                // there keep their room in the hand-off, so a slow store still holds the
+                // consumer back instead of queueing commits (and staged files aging toward
+                // the grace period) without bound.
+                let slots = self
+                    .slots
+                    .entry(stream.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(COMMITS_PER_PARTITION)))
+                    .clone();
+                let Ok(slot) = slots.try_acquire_owned() else {
+                    return Some(WriterMsg::Commit { stream, epoch, start, end, ids, rejected, event_max, trigger });
                 };
+                let files = parts.remove(&stream).map(|s| s.files).unwrap_or_default();
                 let previous = self.pending.remove(&stream);
                 let committer = self.committer();
                 let feedback = self.feedback.clone();

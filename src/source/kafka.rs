@@ -92,8 +92,9 @@ pub struct LandfallContext {
     events: Mutex<Vec<SourceEvent>>,
     /// Set when `events` holds something: checked per poll without taking the lock.
     has_events: AtomicBool,
-    /// Per assigned partition: the pinned origin and the end seen at assignment (the driver
-    /// gets both again after a rewind; `--until-caught-up` stops at that end).
+    /// Per assigned partition: the pinned origin, the end seen at assignment and the offset
+    /// sought to then (the driver gets the origin again after a rewind; `--until-caught-up`
+    /// stops at that end).
     bounds: Mutex<HashMap<StreamId, Bounds>>,
     /// The last client error logged, to log each state change once.
     last_error: Mutex<Option<String>>,
@@ -340,15 +341,11 @@ impl KafkaSource {
         for (stream, origin) in due {
             let recovery = self.consumer.context().recovery.clone();
             let outcome = recovery.attempt(&stream).and_then(|r| self.place(&stream, r, origin));
-            let outcome = outcome.map(|(assignment, first)| {
-                let bounds = Bounds { origin: assignment.origin, end: assignment.end, first: Some(first) };
-                (assignment, bounds)
-            });
             let ctx = self.consumer.context();
             let mut pending = ctx.pending.lock().expect("pending lock");
             let Some(entry) = pending.get_mut(&stream) else { continue };
             match outcome {
-                Ok((assignment, bounds)) => {
+                Ok((assignment, first)) => {
                     if entry.failures > 0 {
                         tracing::info!(pipeline = %ctx.pipeline, %stream, failures = entry.failures, "partition recovered after failed attempts");
                     }
@@ -356,6 +353,7 @@ impl KafkaSource {
                     drop(pending);
                     set_paused(&self.consumer, &stream, false);
                     tracing::info!(pipeline = %ctx.pipeline, stream = %assignment.stream, resume_offset = ?assignment.resume, origin = ?assignment.origin, end_offset = assignment.end, "partition ready");
+                    let bounds = Bounds { origin: assignment.origin, end: assignment.end, first: Some(first) };
                     ctx.bounds.lock().expect("bounds lock").insert(stream, bounds);
                     on(Polled::Event(SourceEvent::Assigned(assignment)));
                 }
@@ -383,7 +381,7 @@ impl KafkaSource {
     }
 
     /// Where a recovered partition resumes, checked against the offsets the broker still
-    /// has, and the seek there.
+    /// has, and the seek there; returns the assignment and the offset sought to.
     fn place(
         &mut self,
         stream: &StreamId,

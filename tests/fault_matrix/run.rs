@@ -397,22 +397,6 @@ impl Run {
         }
     }
 
-    /// The last `limit` lines containing `needle` of every daemon's log, in spawn order.
-    pub fn log_lines(&self, needle: &str, limit: usize) -> String {
-        let mut lines = Vec::new();
-        for n in 0..self.spawned {
-            let Ok(entries) = std::fs::read_dir(self.logs.path()) else { break };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.ends_with(&format!("-{n}.log")) {
-                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                    lines.extend(text.lines().filter(|l| l.contains(needle)).map(|l| format!("[{name}] {l}")));
-                }
-            }
-        }
-        lines[lines.len().saturating_sub(limit)..].join("\n")
-    }
-
     /// After the run: every event landed in time, every daemon is ready and stops cleanly,
     /// and the table holds each good event once and each refused message in the quarantine.
     pub async fn judge(&mut self, o: &mut Outcome) {
@@ -455,7 +439,12 @@ impl Run {
             let wrong = check_markers(&self.table, hours).await;
             if !wrong.is_empty() {
                 o.findings.extend(wrong);
-                o.findings.push(format!("the daemons' completion lines:\n{}", self.log_lines("complet", 30)));
+                // Logs are named `<slot>-<spawn number>.log`.
+                let suffix = format!("-{}.log", self.spawned.saturating_sub(1));
+                let entries = std::fs::read_dir(self.logs.path()).into_iter().flatten().flatten();
+                if let Some(newest) = entries.map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(&suffix)) {
+                    o.findings.push(format!("the newest daemon's log:\n{}", tail(&newest, self.log_tail_lines)));
+                }
             }
         }
         let read = read_table(&self.table).await;
